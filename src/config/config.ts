@@ -1,0 +1,152 @@
+// The only code that turns the configuration file into a typed Config. One JSON schema decides
+// what is valid; its `x-hint` notes become the one line an operator reads when the process refuses
+// to start, naming the file and the field.
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import type { RegistryRule } from '../mutation/decide.ts';
+import { compileServerPattern, SERVER_PATTERN_SOURCE } from '../registry/server-pattern.ts';
+
+export interface Credentials {
+  /** File holding the username: a service principal's application (client) ID or an ACR token name. */
+  readonly usernameFile: string;
+  /** File holding the password: the client secret or one of the token's passwords. */
+  readonly passwordFile: string;
+}
+
+export interface RegistryEntry {
+  readonly server: string;
+  readonly secretName: string;
+  /** Read by sync-secrets only; serve ignores it. */
+  readonly credentials?: Credentials;
+}
+
+export interface Config {
+  readonly registries: readonly RegistryEntry[];
+  /** The registries compiled for matching, in configuration order. */
+  readonly rules: readonly RegistryRule[];
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+// Kubernetes object names (Secrets included) are RFC 1123 subdomains.
+const SECRET_NAME_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+
+export const CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['registries'],
+  properties: {
+    registries: {
+      type: 'array',
+      minItems: 1,
+      'x-hint': 'must list at least one registry',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['server', 'secretName'],
+        properties: {
+          server: {
+            type: 'string',
+            maxLength: 512,
+            pattern: SERVER_PATTERN_SOURCE,
+            'x-hint':
+              "must be host[:port][/path-prefix] in lowercase, without a scheme; '*' is allowed only inside host labels",
+          },
+          secretName: {
+            type: 'string',
+            maxLength: 253,
+            pattern: SECRET_NAME_PATTERN,
+            'x-hint': 'must be a valid Secret name (lowercase RFC 1123 subdomain, at most 253 characters)',
+          },
+          credentials: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['usernameFile', 'passwordFile'],
+            properties: {
+              usernameFile: { type: 'string', minLength: 1 },
+              passwordFile: { type: 'string', minLength: 1 },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: false, verbose: true, strict: true });
+ajv.addVocabulary(['x-hint']);
+const validate = ajv.compile(CONFIG_SCHEMA);
+
+/** `/registries/1/secretName` -> `registries[1].secretName` */
+function fieldPath(instancePath: string, child?: string): string {
+  const parts = instancePath.split('/').slice(1);
+  if (child !== undefined) parts.push(child);
+  return parts.reduce((path, part) => (/^\d+$/.test(part) ? `${path}[${part}]` : path ? `${path}.${part}` : part), '');
+}
+
+function describe(error: ErrorObject): string {
+  const hint = (error.parentSchema as { 'x-hint'?: string } | undefined)?.['x-hint'];
+  switch (error.keyword) {
+    case 'required':
+      return `${fieldPath(error.instancePath, String(error.params['missingProperty']))}: is required`;
+    case 'additionalProperties':
+      return `${fieldPath(error.instancePath, String(error.params['additionalProperty']))}: unknown key`;
+    case 'type':
+      return `${fieldPath(error.instancePath) || '(top level)'}: must be ${String(error.params['type'])}`;
+    default: {
+      const value = typeof error.data === 'string' ? ` ${JSON.stringify(error.data)}` : '';
+      return `${fieldPath(error.instancePath)}:${value} ${hint ?? error.message ?? 'is invalid'}`;
+    }
+  }
+}
+
+/** Validates an already-parsed document. `source` names the file in error messages. */
+export function buildConfig(document: unknown, source: string): Config {
+  if (!validate(document)) {
+    const first = validate.errors?.[0];
+    throw new ConfigError(`config ${source}: ${first ? describe(first) : 'is invalid'}`);
+  }
+  const registries = document.registries as readonly RegistryEntry[];
+  const seen = new Map<string, number>();
+  const rules = registries.map((entry, index) => {
+    const key = `${entry.secretName}\u0000${entry.server}`;
+    const earlier = seen.get(key);
+    if (earlier !== undefined) {
+      throw new ConfigError(
+        `config ${source}: registries[${index}]: repeats registries[${earlier}] (same server and secretName)`,
+      );
+    }
+    seen.set(key, index);
+    const pattern = compileServerPattern(entry.server);
+    // The schema already checked the syntax; this only guards the two from drifting apart.
+    if (pattern === undefined) throw new ConfigError(`config ${source}: registries[${index}].server: is invalid`);
+    return { pattern, secretName: entry.secretName };
+  });
+  return { registries, rules };
+}
+
+/** Parses YAML or JSON text (JSON is YAML) and validates it. */
+export function parseConfig(text: string, source: string): Config {
+  let document: unknown;
+  try {
+    document = parseYaml(text, { prettyErrors: false });
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new ConfigError(`config ${source}: not valid YAML or JSON: ${message}`);
+  }
+  return buildConfig(document ?? null, source);
+}
+
+export function loadConfig(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(`config ${path}: cannot be read (${code})`);
+  }
+  return parseConfig(text, path);
+}

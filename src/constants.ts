@@ -1,0 +1,76 @@
+// Every name that crosses a wire — labels, annotations, HTTP paths, metric names, environment
+// variables — lives here, with a line on who reads it. Tests pin these with literal strings, so a
+// rename here that would break installed clusters fails a test instead of shipping silently.
+
+/** Label key that opts a namespace in (value {@link INJECT_ENABLED}) or a pod out (value {@link INJECT_DISABLED}). Read by the chart's namespaceSelector/objectSelector, by the server, and by sync-secrets. */
+export const INJECT_LABEL = 'acr-pull-webhook/inject';
+/** Namespace label value that opts the namespace in. */
+export const INJECT_ENABLED = 'enabled';
+/** Pod label value that opts a single pod out, even in an opted-in namespace. */
+export const INJECT_DISABLED = 'disabled';
+
+/** Standard label on every object this project writes (pull secrets); ownership is decided by it. */
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+/** Value of {@link MANAGED_BY_LABEL} for objects this project owns. */
+export const MANAGED_BY_VALUE = 'acr-pull-webhook';
+
+/** HTTPS path the apiserver POSTs AdmissionReviews to (the webhook configuration's clientConfig path). */
+export const MUTATE_PATH = '/mutate';
+/** Plain-HTTP liveness path on the health port. */
+export const HEALTHZ_PATH = '/healthz';
+/** Plain-HTTP readiness path: a valid certificate is loaded and the server is not shutting down. */
+export const READYZ_PATH = '/readyz';
+/** Plain-HTTP Prometheus scrape path on the health port. */
+export const METRICS_PATH = '/metrics';
+
+/** AdmissionReview apiVersion understood and answered (the webhook registers admissionReviewVersions: [v1]). */
+export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
+/** AdmissionReview kind. */
+export const ADMISSION_KIND = 'AdmissionReview';
+
+/** Counter: reviews answered, by outcome (see {@link ReviewOutcome}). */
+export const METRIC_REVIEWS = 'acr_pull_webhook_admission_reviews_total';
+/** Counter: pods that received a patch. */
+export const METRIC_PODS_PATCHED = 'acr_pull_webhook_pods_patched_total';
+/** Counter: imagePullSecrets entries added, by secret name. */
+export const METRIC_SECRETS_ADDED = 'acr_pull_webhook_secrets_added_total';
+/** Histogram: seconds from request received to response sent for /mutate. */
+export const METRIC_REVIEW_DURATION = 'acr_pull_webhook_admission_duration_seconds';
+/** Gauge: notAfter of the serving certificate in use, as Unix seconds (alert well before it). */
+export const METRIC_CERT_EXPIRY = 'acr_pull_webhook_serving_certificate_expiry_timestamp_seconds';
+/** Counter: certificate reloads, by result (loaded | rejected). */
+export const METRIC_CERT_RELOADS = 'acr_pull_webhook_serving_certificate_reloads_total';
+
+/** Duration histogram buckets (seconds); 5, 25 and 100 ms line up with the apiserver's own webhook histogram. */
+export const REVIEW_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
+/** Outcomes a review can have; label values of {@link METRIC_REVIEWS} and the `decision` field of review logs. */
+export const REVIEW_OUTCOMES = ['patched', 'unchanged', 'ignored', 'opted-out', 'rejected'] as const;
+export type ReviewOutcome = (typeof REVIEW_OUTCOMES)[number];
+
+/** Environment variables `serve` reads when the matching flag is absent. */
+export const ENV = {
+  config: 'ACR_PULL_WEBHOOK_CONFIG',
+  tlsCert: 'ACR_PULL_WEBHOOK_TLS_CERT',
+  tlsKey: 'ACR_PULL_WEBHOOK_TLS_KEY',
+  port: 'ACR_PULL_WEBHOOK_PORT',
+  healthPort: 'ACR_PULL_WEBHOOK_HEALTH_PORT',
+  host: 'ACR_PULL_WEBHOOK_HOST',
+  logLevel: 'ACR_PULL_WEBHOOK_LOG_LEVEL',
+  drainDelay: 'ACR_PULL_WEBHOOK_DRAIN_DELAY_SECONDS',
+  shutdownTimeout: 'ACR_PULL_WEBHOOK_SHUTDOWN_TIMEOUT_SECONDS',
+} as const;
+
+/** Defaults for `serve`. */
+export const DEFAULTS = {
+  port: 8443,
+  healthPort: 8080,
+  host: '0.0.0.0',
+  logLevel: 'info',
+  /** Seconds to keep serving after SIGTERM with readiness failing, so endpoints drop the pod first. */
+  drainDelaySeconds: 5,
+  /** Hard bound on shutdown after the drain: remaining connections are cut and the process exits. */
+  shutdownTimeoutSeconds: 15,
+  /** How often the certificate files are re-read in addition to fs.watch (Secret volumes swap symlinks). */
+  certPollMs: 5_000,
+} as const;

@@ -1,0 +1,178 @@
+// The HTTP shell around the pure core. buildApp builds the admission app (HTTPS in production,
+// plain for `inject` tests); buildHealthApp builds the plain-HTTP probes and metrics app. Neither
+// listens, handles signals or exits: the CLI does.
+import type { Server as TlsServer } from 'node:tls';
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { handleReview, REVIEW_BODY_SCHEMA, type AdmissionReviewRequest } from '../admission/review.ts';
+import { HEALTHZ_PATH, METRICS_PATH, MUTATE_PATH, READYZ_PATH } from '../constants.ts';
+import type { RegistryRule } from '../mutation/decide.ts';
+import { TLS_SETTINGS, type ServingPair } from '../tls/certificate-source.ts';
+import type { WebhookMetrics } from './metrics.ts';
+
+/** Large enough for the biggest pod etcd stores (about 1.5 MiB) twice over, small enough to bound memory. */
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+/** A whole request must arrive within this; the apiserver gives up after at most 30 s anyway. */
+export const REQUEST_TIMEOUT_MS = 15_000;
+/** Headers must arrive within this (slowloris). */
+export const HEADERS_TIMEOUT_MS = 10_000;
+/** Idle keep-alive sockets live longer than Go's 90 s IdleConnTimeout, so the client closes first. */
+export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
+
+export interface AppDeps {
+  readonly rules: readonly RegistryRule[];
+  readonly logger: Logger;
+  readonly metrics: WebhookMetrics;
+  /** Serving pair; without it the app speaks plain HTTP (tests through inject only). */
+  readonly tls?: { readonly cert: Buffer | string; readonly key: Buffer | string };
+  /** While true, responses carry `Connection: close` so clients move to another replica. */
+  readonly isShuttingDown?: () => boolean;
+}
+
+const RESPONSE_SCHEMA = {
+  type: 'object',
+  properties: {
+    apiVersion: { type: 'string' },
+    kind: { type: 'string' },
+    response: {
+      type: 'object',
+      properties: {
+        uid: { type: 'string' },
+        allowed: { type: 'boolean' },
+        patchType: { type: 'string' },
+        patch: { type: 'string' },
+      },
+    },
+  },
+} as const;
+
+/** Short, content-free messages for body errors: parser messages can quote the body. */
+function clientErrorMessage(error: FastifyError): string {
+  if (error.validation) return `not a valid AdmissionReview: ${error.message}`;
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return `body larger than ${MAX_BODY_BYTES} bytes`;
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'content type must be application/json';
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'body is empty';
+    default:
+      return 'body is not valid JSON';
+  }
+}
+
+function sendError(reply: FastifyReply, statusCode: number, code: string, message: string): FastifyReply {
+  return reply.code(statusCode).type('application/json').send({ code, message });
+}
+
+function isShuttingDownHook(deps: AppDeps) {
+  const shuttingDown = deps.isShuttingDown;
+  return async (_request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (shuttingDown?.()) reply.header('connection', 'close');
+  };
+}
+
+export function buildApp(deps: AppDeps) {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    // One line per review is written by the handler; Fastify's per-request lines would triple it.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: MAX_BODY_BYTES,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    // A request on a kept-alive connection answered 503 is a failed webhook call; during shutdown
+    // requests are served and the connection is closed after the response instead.
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    ...(deps.tls ? { https: { ...TLS_SETTINGS, cert: deps.tls.cert, key: deps.tls.key } } : {}),
+  });
+  app.server.headersTimeout = HEADERS_TIMEOUT_MS;
+  const { metrics } = deps;
+
+  app.addHook('onSend', isShuttingDownHook(deps));
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const statusCode = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    if (request.routeOptions.url === MUTATE_PATH) metrics.reviews.inc({ outcome: 'rejected' });
+    if (statusCode === 500) {
+      request.log.error({ code: error.code, statusCode, err: { type: error.name, message: error.message } }, 'request failed');
+      return sendError(reply, 500, 'internal', 'internal error');
+    }
+    // Never log the body or the parser's message, which may quote it.
+    request.log.warn({ code: error.code ?? 'FST_ERR_VALIDATION', statusCode, decision: 'rejected' }, 'bad request');
+    return sendError(reply, statusCode, error.code ?? 'FST_ERR_VALIDATION', clientErrorMessage(error));
+  });
+
+  app.setNotFoundHandler((_request, reply) => sendError(reply, 404, 'not_found', `only POST ${MUTATE_PATH} is served here`));
+
+  app.post<{ Body: AdmissionReviewRequest }>(
+    MUTATE_PATH,
+    {
+      schema: { body: REVIEW_BODY_SCHEMA, response: { 200: RESPONSE_SCHEMA } },
+      onResponse: async (_request, reply) => {
+        metrics.reviewDuration.observe(reply.elapsedTime / 1000);
+      },
+    },
+    async (request, reply) => {
+      const { review, summary } = handleReview(request.body, deps.rules);
+      metrics.reviews.inc({ outcome: summary.outcome });
+      if (summary.outcome === 'patched') {
+        metrics.podsPatched.inc();
+        for (const secret of summary.secretsAdded) metrics.secretsAdded.inc({ secret });
+      }
+      request.log.info(
+        {
+          uid: review.response.uid,
+          namespace: summary.namespace,
+          pod: summary.podName,
+          operation: request.body.request.operation,
+          dryRun: request.body.request.dryRun === true,
+          decision: summary.outcome,
+          secretsAdded: summary.secretsAdded,
+          durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+        },
+        'review',
+      );
+      return review;
+    },
+  );
+  return app;
+}
+
+export interface HealthDeps {
+  readonly logger: Logger;
+  readonly metrics: WebhookMetrics;
+  /** undefined when ready, else why not. */
+  readonly notReadyReason: () => string | undefined;
+}
+
+export function buildHealthApp(deps: HealthDeps) {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    requestTimeout: REQUEST_TIMEOUT_MS,
+  });
+  app.get(HEALTHZ_PATH, async (_request, reply) => reply.type('text/plain').send('ok'));
+  app.get(READYZ_PATH, async (_request, reply) => {
+    const reason = deps.notReadyReason();
+    if (reason === undefined) return reply.type('text/plain').send('ok');
+    return reply.code(503).type('text/plain').send(`not ready: ${reason}`);
+  });
+  app.get(METRICS_PATH, async (_request, reply) =>
+    reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
+  );
+  return app;
+}
+
+export type WebhookApp = ReturnType<typeof buildApp>;
+
+/**
+ * Serves a new pair to new connections; connections already open keep theirs, so no request in
+ * flight fails. (Fastify types its server as plain HTTP; with `tls` it is a tls.Server.)
+ */
+export function setServingPair(app: WebhookApp, pair: Pick<ServingPair, 'cert' | 'key'>): void {
+  (app.server as unknown as TlsServer).setSecureContext({ ...TLS_SETTINGS, cert: pair.cert, key: pair.key });
+}

@@ -1,0 +1,66 @@
+// Prometheus metrics of one server instance. A registry per instance (not prom-client's global)
+// keeps tests and multiple apps in one process independent.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  METRIC_CERT_EXPIRY,
+  METRIC_CERT_RELOADS,
+  METRIC_PODS_PATCHED,
+  METRIC_REVIEW_DURATION,
+  METRIC_REVIEWS,
+  METRIC_SECRETS_ADDED,
+  REVIEW_DURATION_BUCKETS,
+  REVIEW_OUTCOMES,
+} from '../constants.ts';
+
+export interface WebhookMetrics {
+  readonly registry: Registry;
+  readonly reviews: Counter<'outcome'>;
+  readonly podsPatched: Counter;
+  readonly secretsAdded: Counter<'secret'>;
+  readonly reviewDuration: Histogram;
+  readonly certificateExpiry: Gauge;
+  readonly certificateReloads: Counter<'result'>;
+}
+
+export function createMetrics(options: { processMetrics: boolean } = { processMetrics: true }): WebhookMetrics {
+  const registry = new Registry();
+  if (options.processMetrics) collectDefaultMetrics({ register: registry });
+  const reviews = new Counter({
+    name: METRIC_REVIEWS,
+    help: 'AdmissionReviews answered, by outcome.',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  // Start every outcome at zero so rate() and absent() behave from the first scrape.
+  for (const outcome of REVIEW_OUTCOMES) reviews.inc({ outcome }, 0);
+  const certificateReloads = new Counter({
+    name: METRIC_CERT_RELOADS,
+    help: 'Serving certificate reloads, by result.',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  for (const result of ['loaded', 'rejected']) certificateReloads.inc({ result }, 0);
+  return {
+    registry,
+    reviews,
+    podsPatched: new Counter({ name: METRIC_PODS_PATCHED, help: 'Pods that received a patch.', registers: [registry] }),
+    secretsAdded: new Counter({
+      name: METRIC_SECRETS_ADDED,
+      help: 'imagePullSecrets entries added, by secret name.',
+      labelNames: ['secret'],
+      registers: [registry],
+    }),
+    reviewDuration: new Histogram({
+      name: METRIC_REVIEW_DURATION,
+      help: 'Seconds from receiving an AdmissionReview to answering it.',
+      buckets: REVIEW_DURATION_BUCKETS,
+      registers: [registry],
+    }),
+    certificateExpiry: new Gauge({
+      name: METRIC_CERT_EXPIRY,
+      help: 'notAfter of the serving certificate in use, in Unix seconds.',
+      registers: [registry],
+    }),
+    certificateReloads,
+  };
+}
