@@ -37,6 +37,8 @@ export interface ServeOptions {
   readonly logLevel: string;
   readonly drainDelaySeconds: number;
   readonly shutdownTimeoutSeconds: number;
+  /** Poll interval for the certificate files (not a flag: tests shorten it). */
+  readonly certPollMs?: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -97,7 +99,14 @@ export function createLogger(level: string): Logger {
 }
 
 /** Starts serving; resolves once both ports listen. Config and certificate errors throw before anything listens. */
-export async function serve(options: ServeOptions, logger: Logger): Promise<{ shutdown: (signal: string) => Promise<void> }> {
+export interface RunningServer {
+  readonly admissionUrl: string;
+  readonly healthUrl: string;
+  /** Fails readiness, drains, closes; resolves when both servers are closed. */
+  readonly shutdown: (signal: string) => Promise<void>;
+}
+
+export async function serve(options: ServeOptions, logger: Logger): Promise<RunningServer> {
   const config = loadConfig(options.config);
   const metrics = createMetrics();
   let shuttingDown = false;
@@ -105,7 +114,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<{ sh
   const certificates = new CertificateSource({
     certFile: options.tlsCert,
     keyFile: options.tlsKey,
-    pollIntervalMs: DEFAULTS.certPollMs,
+    pollIntervalMs: options.certPollMs ?? DEFAULTS.certPollMs,
     onLoad: (pair) => applyPair(pair),
     onReject: (reason) => {
       metrics.certificateReloads.inc({ result: 'rejected' });
@@ -167,7 +176,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<{ sh
     clearTimeout(deadline);
     logger.info('stopped');
   };
-  return { shutdown };
+  return { admissionUrl, healthUrl, shutdown };
 }
 
 export async function runServe(argv: readonly string[]): Promise<number> {

@@ -90,6 +90,8 @@ export function buildApp(deps: AppDeps) {
     ...(deps.tls ? { https: { ...TLS_SETTINGS, cert: deps.tls.cert, key: deps.tls.key } } : {}),
   });
   app.server.headersTimeout = HEADERS_TIMEOUT_MS;
+  // Reviews are JSON; a text body is refused as such (415) rather than failing the schema.
+  app.removeContentTypeParser('text/plain');
   const { metrics } = deps;
 
   app.addHook('onSend', isShuttingDownHook(deps));

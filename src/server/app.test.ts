@@ -1,0 +1,176 @@
+// The HTTP contract of /mutate and the health app, through Fastify's inject (no sockets).
+import { afterEach, describe, expect, test } from 'vitest';
+import { capturedLogger } from '../../test/support/logs.ts';
+import { rules } from '../../test/support/rules.ts';
+import { buildApp, buildHealthApp } from './app.ts';
+import { createMetrics } from './metrics.ts';
+
+const RULES = rules(['myregistry.azurecr.io', 'acr-myregistry']);
+const SECRET_ENV = 'hunter2-super-secret-value';
+
+function podReview(overrides: Record<string, unknown> = {}) {
+  return {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: 'e911857d-c318-11e8-bbad-025000000001',
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      namespace: 'team-a',
+      operation: 'CREATE',
+      userInfo: { username: 'admin' },
+      object: {
+        metadata: { name: 'web', annotations: { token: SECRET_ENV } },
+        spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/app:v1', env: [{ name: 'PASSWORD', value: SECRET_ENV }] }] },
+      },
+      ...overrides,
+    },
+  };
+}
+
+let close: (() => Promise<unknown>) | undefined;
+afterEach(async () => {
+  await close?.();
+  close = undefined;
+});
+
+function setup() {
+  const logs = capturedLogger();
+  const metrics = createMetrics({ processMetrics: false });
+  const app = buildApp({ rules: RULES, logger: logs.logger, metrics });
+  close = () => app.close();
+  return { app, logs, metrics };
+}
+
+describe('POST /mutate', () => {
+  test('answers a pod CREATE with the patch, as JSON, and logs one line without pod content', async () => {
+    const { app, logs } = setup();
+    const response = await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(response.json()).toEqual({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      response: {
+        uid: 'e911857d-c318-11e8-bbad-025000000001',
+        allowed: true,
+        patchType: 'JSONPatch',
+        patch: 'W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvaW1hZ2VQdWxsU2VjcmV0cyIsInZhbHVlIjpbeyJuYW1lIjoiYWNyLW15cmVnaXN0cnkifV19XQ==',
+      },
+    });
+    const reviewLines = logs.lines().filter((line) => line['msg'] === 'review');
+    expect(reviewLines).toHaveLength(1);
+    expect(reviewLines[0]).toMatchObject({
+      uid: 'e911857d-c318-11e8-bbad-025000000001',
+      namespace: 'team-a',
+      pod: 'web',
+      decision: 'patched',
+      secretsAdded: ['acr-myregistry'],
+    });
+    expect(typeof reviewLines[0]?.['durationMs']).toBe('number');
+    expect(logs.text()).not.toContain(SECRET_ENV);
+    expect(logs.text()).not.toContain('myregistry.azurecr.io/app');
+  });
+
+  test('answers a pod that needs nothing with allowed and no patch fields at all', async () => {
+    const { app } = setup();
+    const review = podReview({ object: { spec: { containers: [{ name: 'a', image: 'nginx' }] } } });
+    const response = await app.inject({ method: 'POST', url: '/mutate', payload: review });
+    expect(response.body).toBe('{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"e911857d-c318-11e8-bbad-025000000001","allowed":true}}');
+  });
+
+  test('accepts the large pods etcd can store (3 MiB body)', async () => {
+    const { app } = setup();
+    const review = podReview();
+    (review.request.object.metadata.annotations as Record<string, string>)['big'] = 'x'.repeat(3 * 1024 * 1024);
+    const response = await app.inject({ method: 'POST', url: '/mutate', payload: review });
+    expect(response.statusCode).toBe(200);
+    expect(response.json().response.patchType).toBe('JSONPatch');
+  });
+
+  const badBodies: { why: string; payload: string; contentType?: string; status: number; message: string | RegExp }[] = [
+    { why: 'garbage bytes', payload: '\u0000\u00ff{{', status: 400, message: 'body is not valid JSON' },
+    { why: 'truncated JSON', payload: JSON.stringify(podReview()).slice(0, 50), status: 400, message: 'body is not valid JSON' },
+    { why: 'an empty body', payload: '', status: 400, message: 'body is empty' },
+    { why: 'a JSON null', payload: 'null', status: 400, message: /^not a valid AdmissionReview: / },
+    { why: 'a JSON list', payload: '[]', status: 400, message: /^not a valid AdmissionReview: / },
+    { why: 'a __proto__ key', payload: '{"__proto__":{"allowed":false},"apiVersion":"admission.k8s.io/v1"}', status: 400, message: 'body is not valid JSON' },
+    { why: 'a constructor.prototype key', payload: '{"constructor":{"prototype":{"x":1}}}', status: 400, message: 'body is not valid JSON' },
+    { why: 'another apiVersion', payload: JSON.stringify({ ...podReview(), apiVersion: 'admission.k8s.io/v1beta1' }), status: 400, message: 'not a valid AdmissionReview: body/apiVersion must be equal to constant' },
+    { why: 'no request', payload: JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }), status: 400, message: "not a valid AdmissionReview: body must have required property 'request'" },
+    { why: 'a numeric uid', payload: JSON.stringify(podReview({ uid: 7 })), status: 400, message: 'not a valid AdmissionReview: body/request/uid must be string' },
+    { why: 'an empty uid', payload: JSON.stringify(podReview({ uid: '' })), status: 400, message: 'not a valid AdmissionReview: body/request/uid must NOT have fewer than 1 characters' },
+    { why: 'an object that is a string', payload: JSON.stringify(podReview({ object: 'pod' })), status: 400, message: 'not a valid AdmissionReview: body/request/object must be object,null' },
+    { why: 'a 5 MiB body', payload: JSON.stringify({ pad: 'x'.repeat(5 * 1024 * 1024) }), status: 413, message: 'body larger than 4194304 bytes' },
+    { why: 'a text/plain body', payload: JSON.stringify(podReview()), contentType: 'text/plain', status: 415, message: 'content type must be application/json' },
+  ];
+  test.each(badBodies)('rejects $why with $status and a short JSON error, logging no content', async ({ payload, contentType, status, message }) => {
+    const { app, logs, metrics } = setup();
+    const response = await app.inject({ method: 'POST', url: '/mutate', payload, headers: { 'content-type': contentType ?? 'application/json' } });
+    expect(response.statusCode).toBe(status);
+    const body = response.json();
+    if (typeof message === 'string') expect(body.message).toBe(message);
+    else expect(body.message).toMatch(message);
+    expect(typeof body.code).toBe('string');
+    expect(logs.text()).not.toContain(SECRET_ENV);
+    expect(logs.text()).not.toContain('prototype');
+    expect((await metrics.reviews.get()).values.find((v) => v.labels.outcome === 'rejected')?.value).toBe(1);
+    // and the next good request is served
+    const next = await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    expect(next.statusCode).toBe(200);
+  });
+
+  test('answers other paths and methods with 404', async () => {
+    const { app } = setup();
+    expect((await app.inject({ method: 'GET', url: '/mutate' })).statusCode).toBe(404);
+    expect((await app.inject({ method: 'POST', url: '/validate', payload: podReview() })).statusCode).toBe(404);
+  });
+
+  test('closes connections after responding while shutting down', async () => {
+    const logs = capturedLogger();
+    let shuttingDown = false;
+    const app = buildApp({ rules: RULES, logger: logs.logger, metrics: createMetrics({ processMetrics: false }), isShuttingDown: () => shuttingDown });
+    close = () => app.close();
+    expect((await app.inject({ method: 'POST', url: '/mutate', payload: podReview() })).headers['connection']).not.toBe('close');
+    shuttingDown = true;
+    const response = await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['connection']).toBe('close');
+  });
+});
+
+describe('metrics', () => {
+  test('count reviews by outcome, patched pods, secrets by name, and time every review', async () => {
+    const { app, metrics, logs } = setup();
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview({ operation: 'UPDATE' }) });
+    const health = buildHealthApp({ logger: logs.logger, metrics, notReadyReason: () => undefined });
+    const text = (await health.inject({ method: 'GET', url: '/metrics' })).body;
+    await health.close();
+    expect(text).toContain('acr_pull_webhook_admission_reviews_total{outcome="patched"} 1');
+    expect(text).toContain('acr_pull_webhook_admission_reviews_total{outcome="ignored"} 1');
+    expect(text).toContain('acr_pull_webhook_admission_reviews_total{outcome="rejected"} 0');
+    expect(text).toContain('acr_pull_webhook_pods_patched_total 1');
+    expect(text).toContain('acr_pull_webhook_secrets_added_total{secret="acr-myregistry"} 1');
+    expect(text).toContain('acr_pull_webhook_admission_duration_seconds_bucket{le="0.005"}');
+    expect(text).toContain('acr_pull_webhook_admission_duration_seconds_bucket{le="0.025"}');
+    expect(text).toContain('acr_pull_webhook_admission_duration_seconds_bucket{le="0.1"}');
+    expect(text).toContain('acr_pull_webhook_admission_duration_seconds_count 2');
+    expect(text).toContain('# TYPE acr_pull_webhook_serving_certificate_expiry_timestamp_seconds gauge');
+  });
+});
+
+describe('health app', () => {
+  test('/healthz is ok; /readyz follows the readiness reason', async () => {
+    const logs = capturedLogger();
+    let reason: string | undefined = 'serving certificate is not within its validity';
+    const health = buildHealthApp({ logger: logs.logger, metrics: createMetrics({ processMetrics: false }), notReadyReason: () => reason });
+    close = () => health.close();
+    expect((await health.inject({ method: 'GET', url: '/healthz' })).body).toBe('ok');
+    const notReady = await health.inject({ method: 'GET', url: '/readyz' });
+    expect([notReady.statusCode, notReady.body]).toEqual([503, 'not ready: serving certificate is not within its validity']);
+    reason = undefined;
+    const ready = await health.inject({ method: 'GET', url: '/readyz' });
+    expect([ready.statusCode, ready.body]).toEqual([200, 'ok']);
+  });
+});

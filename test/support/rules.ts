@@ -1,0 +1,7 @@
+// Builds compiled rules for tests the way the config loader does.
+import { buildConfig } from '../../src/config/config.ts';
+import type { RegistryRule } from '../../src/mutation/decide.ts';
+
+export function rules(...entries: [server: string, secretName: string][]): readonly RegistryRule[] {
+  return buildConfig({ registries: entries.map(([server, secretName]) => ({ server, secretName })) }, 'test').rules;
+}
