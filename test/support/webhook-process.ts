@@ -1,0 +1,104 @@
+// Starts the real webhook the way a user does: `node src/cli/main.ts serve ...` in its own
+// process, logs to a file, and waits until /readyz says so. Used by the e2e tests and the demo.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const MAIN = resolve(import.meta.dirname, '../../src/cli/main.ts');
+
+export interface WebhookProcess {
+  readonly port: number;
+  readonly healthPort: number;
+  readonly logFile: string;
+  readonly process: ChildProcess;
+  /** The log lines so far, parsed. */
+  logLines(): Record<string, unknown>[];
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves on exit. */
+  stop(graceMs?: number): Promise<void>;
+  /** SIGKILL: the webhook is gone without a goodbye. */
+  kill(): Promise<void>;
+}
+
+export interface WebhookProcessOptions {
+  readonly config: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly dir: string;
+  /** 0 (default) picks free ports; the real ones are read from the 'listening' log line. */
+  readonly port?: number;
+  readonly healthPort?: number;
+  readonly drainDelaySeconds?: number;
+  readonly env?: Record<string, string>;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => child.once('exit', () => done()));
+}
+
+export async function startWebhookProcess(options: WebhookProcessOptions): Promise<WebhookProcess> {
+  const logFile = join(options.dir, `webhook-${Date.now()}.log`);
+  const out = openSync(logFile, 'a');
+  const child = spawn(
+    process.execPath,
+    [
+      MAIN,
+      'serve',
+      '--config', options.config,
+      '--tls-cert', options.certFile,
+      '--tls-key', options.keyFile,
+      '--host', '127.0.0.1',
+      '--port', String(options.port ?? 0),
+      '--health-port', String(options.healthPort ?? 0),
+      '--drain-delay', String(options.drainDelaySeconds ?? 0),
+    ],
+    { stdio: ['ignore', out, out], env: { PATH: process.env['PATH'] ?? '', ...options.env } },
+  );
+  closeSync(out);
+  const killOnExit = (): void => void child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  child.once('exit', () => process.removeListener('exit', killOnExit));
+
+  const logLines = (): Record<string, unknown>[] =>
+    readFileSync(logFile, 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+
+  const deadline = Date.now() + 20_000;
+  let listening: Record<string, unknown> | undefined;
+  while (listening === undefined) {
+    if (child.exitCode !== null) throw new Error(`webhook exited with ${child.exitCode}: ${readFileSync(logFile, 'utf8').trim()}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`webhook did not start within 20 s: ${readFileSync(logFile, 'utf8').trim()}`);
+    }
+    listening = logLines().find((line) => line['msg'] === 'listening');
+    if (listening === undefined) await sleep(50);
+  }
+  const port = Number(new URL(String(listening['admission'])).port);
+  const healthPort = Number(new URL(String(listening['health'])).port);
+  while ((await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined))?.status !== 200) {
+    if (Date.now() > deadline) throw new Error('webhook never became ready');
+    await sleep(50);
+  }
+  return {
+    port,
+    healthPort,
+    logFile,
+    process: child,
+    logLines,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited(child);
+      clearTimeout(timer);
+    },
+    async kill() {
+      child.kill('SIGKILL');
+      await exited(child);
+    },
+  };
+}
