@@ -1,0 +1,73 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const cli = fileURLToPath(new URL('./cli.ts', import.meta.url));
+
+interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+// The real process, so exit codes and stream contents are what a shell sees. It runs in a scratch
+// directory so a relative --out that is wrongly accepted cannot land in the repository.
+const scratch = await mkdtemp(join(tmpdir(), 'certs-gen-cli-'));
+
+function certsGen(...args: string[]): Promise<Outcome> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { cwd: scratch }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('certs-gen', () => {
+  afterAll(async () => {
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it.each([
+    ['no verb', [], "certs-gen: missing verb; run certs-gen --help\n"],
+    ['an unknown verb', ['renew'], "certs-gen: unknown verb 'renew'; run certs-gen --help\n"],
+    ['a verb still to come', ['create'], "certs-gen: verb 'create' is not implemented yet\n"],
+    ['local without --out', ['local'], 'certs-gen: local: --out DIR is required\n'],
+    ['--out without a value', ['local', '--out'], "certs-gen: Option '--out <value>' argument missing\n"],
+    ['an unknown option', ['local', '--out', 'x', '--force'], "certs-gen: Unknown option '--force'\n"],
+    ['a stray argument', ['local', '--out', 'x', 'y'], "certs-gen: Unexpected argument 'y'. This command does not take positional arguments\n"],
+    ['a validity of zero days', ['local', '--out', 'x', '--validity', '0'], "certs-gen: --validity must be a whole number of days from 1 to 36500, got '0'\n"],
+    ['a validity that is not a number', ['local', '--out', 'x', '--validity', '1y'], "certs-gen: --validity must be a whole number of days from 1 to 36500, got '1y'\n"],
+    ['an invalid IP address', ['local', '--out', 'x', '--ip', '10.0.0.300'], 'certs-gen: local: invalid IP address: "10.0.0.300"\n'],
+    ['an invalid DNS name', ['local', '--out', 'x', '--dns', 'under_score.example'], 'certs-gen: local: invalid DNS name: "under_score.example"\n'],
+  ])('rejects %s as a usage error: exit 2, one line on stderr, nothing written', async (_case, args, message) => {
+    expect(await certsGen(...args)).toEqual({ code: 2, stdout: '', stderr: message });
+    expect(await readdir(scratch)).not.toContain('x');
+  });
+
+  it('prints help, including the exit codes, on --help and exits 0', async () => {
+    const { code, stdout, stderr } = await certsGen('--help');
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toMatch(/^Usage: certs-gen <verb> \[options\]\n/);
+    expect(stdout).toContain('Exit codes:\n  0  success\n  1  failure');
+    expect((await certsGen('local', '--help')).stdout).toBe(stdout);
+  });
+
+  it('writes ca.crt, tls.crt and a 0600 tls.key for local and exits 0', async () => {
+    const out = join(scratch, 'certs');
+    const { code, stdout, stderr } = await certsGen('local', '--out', out, '--dns', 'dev.example', '--ip', '::1', '--validity', '7');
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toMatch(/^wrote .*ca\.crt, .*tls\.crt, .*tls\.key\ntls\.crt: dev\.example, ::1; valid until \d{4}-/);
+    expect((await readdir(out)).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
+    expect((await stat(join(out, 'tls.key'))).mode & 0o777).toBe(0o600);
+  });
+
+  it('reports a directory it cannot create as a failure: exit 1, one line on stderr', async () => {
+    const { code, stdout, stderr } = await certsGen('local', '--out', join(scratch, 'missing', 'parent'));
+    expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
+    expect(stderr).toMatch(/^certs-gen: local: ENOENT: no such file or directory, mkdir '.*parent'\n$/);
+  });
+});
