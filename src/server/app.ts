@@ -16,6 +16,9 @@ export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 export const REQUEST_TIMEOUT_MS = 15_000;
 /** Headers must arrive within this (slowloris). */
 export const HEADERS_TIMEOUT_MS = 10_000;
+/** How often Node checks the two timeouts above; its 30 s default would let a slow client hold a socket 40 s. */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
+const NODE_SERVER_OPTIONS = { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS };
 /** Idle keep-alive sockets live longer than Go's 90 s IdleConnTimeout, so the client closes first. */
 export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
 
@@ -87,9 +90,10 @@ export function buildApp(deps: AppDeps) {
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
-    ...(deps.tls ? { https: { ...TLS_SETTINGS, cert: deps.tls.cert, key: deps.tls.key } } : {}),
+    ...(deps.tls
+      ? { https: { ...TLS_SETTINGS, ...NODE_SERVER_OPTIONS, cert: deps.tls.cert, key: deps.tls.key } }
+      : { http: NODE_SERVER_OPTIONS }),
   });
-  app.server.headersTimeout = HEADERS_TIMEOUT_MS;
   // Reviews are JSON; a text body is refused as such (415) rather than failing the schema.
   app.removeContentTypeParser('text/plain');
   const { metrics } = deps;

@@ -1,0 +1,122 @@
+// SIGTERM under sustained load, with two real `serve` processes behind a client that behaves like
+// the apiserver behind a Service: it routes only to replicas whose /readyz passes (what endpoints
+// do), keeps connections alive, and retries once when a reused idle connection turns out closed
+// (what Go's HTTP client does). Not one request may fail.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { Agent, request, type RequestOptions } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, expect, test } from 'vitest';
+import { testPki } from '../support/certificates.ts';
+import { startWebhookProcess, type WebhookProcess } from '../support/webhook-process.ts';
+
+const REVIEW = JSON.stringify({
+  apiVersion: 'admission.k8s.io/v1',
+  kind: 'AdmissionReview',
+  request: {
+    uid: 'u',
+    kind: { group: '', version: 'v1', kind: 'Pod' },
+    resource: { group: '', version: 'v1', resource: 'pods' },
+    operation: 'CREATE',
+    object: { spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/app' }] } },
+  },
+});
+
+const replicas: WebhookProcess[] = [];
+afterAll(async () => {
+  await Promise.all(replicas.map((replica) => replica.kill()));
+});
+
+function post(options: RequestOptions): Promise<{ status: number; reused: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ ...options, method: 'POST', path: '/mutate', headers: { 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => reject(Object.assign(error, { reused: req.reusedSocket })));
+    req.end(REVIEW);
+  });
+}
+
+test('SIGTERM while requests flow: zero failed requests, readiness fails first, the process exits in bounded time', async () => {
+  const pki = testPki();
+  const dir = mkdtempSync(join(tmpdir(), 'shutdown-'));
+  writeFileSync(join(dir, 'config.yaml'), 'registries: [{server: myregistry.azurecr.io, secretName: acr}]');
+  writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
+  writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
+  for (let i = 0; i < 2; i++) {
+    replicas.push(
+      await startWebhookProcess({ config: join(dir, 'config.yaml'), certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), dir, drainDelaySeconds: 2 }),
+    );
+  }
+  const [leaving, staying] = replicas as [WebhookProcess, WebhookProcess];
+  const agents = new Map(replicas.map((replica) => [replica, new Agent({ keepAlive: true, maxSockets: 4, ca: pki.ca.certPem })]));
+  const ready = new Set(replicas);
+
+  let stop = false;
+  const endpoints = (async () => {
+    while (!stop) {
+      for (const replica of replicas) {
+        const status = await fetch(`http://127.0.0.1:${replica.healthPort}/readyz`).then((r) => r.status, () => 0);
+        if (status === 200) ready.add(replica);
+        else ready.delete(replica);
+      }
+      await sleep(100);
+    }
+  })();
+
+  let sent = 0;
+  let failed = 0;
+  let retried = 0; // reported below: Go-style retries on a reused connection the server had just closed
+  const servedBy = new Map<WebhookProcess, number>();
+  const worker = async (index: number) => {
+    while (!stop) {
+      const targets = [...ready];
+      const replica = targets[(sent + index) % targets.length];
+      if (replica === undefined) {
+        failed++;
+        await sleep(10);
+        continue;
+      }
+      const options = { host: '127.0.0.1', port: replica.port, agent: agents.get(replica) };
+      sent++;
+      try {
+        let answer;
+        try {
+          answer = await post(options);
+        } catch (error) {
+          if (!(error as { reused?: boolean }).reused) throw error;
+          retried++;
+          answer = await post(options);
+        }
+        if (answer.status !== 200) failed++;
+        servedBy.set(replica, (servedBy.get(replica) ?? 0) + 1);
+      } catch {
+        failed++;
+      }
+    }
+  };
+  const workers = Promise.all([0, 1, 2, 3].map(worker));
+  await sleep(1_000);
+  const servedBeforeTerm = servedBy.get(leaving) ?? 0;
+  const termAt = Date.now();
+  leaving.process.kill('SIGTERM');
+  const exitedAfterMs = await new Promise<number>((resolve) => leaving.process.once('exit', () => resolve(Date.now() - termAt)));
+  await sleep(500);
+  stop = true;
+  await Promise.all([workers, endpoints]);
+  for (const agent of agents.values()) agent.destroy();
+
+  process.stderr.write(`graceful shutdown: sent=${sent} failed=${failed} retried=${retried} exitedAfterMs=${exitedAfterMs}\n`);
+  expect(failed).toBe(0);
+  expect(sent).toBeGreaterThan(200);
+  expect(servedBeforeTerm).toBeGreaterThan(0);
+  expect(servedBy.get(staying) ?? 0).toBeGreaterThan(0);
+  // drain delay (2 s) + closing; far below the shutdown timeout
+  expect(exitedAfterMs).toBeGreaterThanOrEqual(2_000);
+  expect(exitedAfterMs).toBeLessThan(5_000);
+  expect(leaving.process.exitCode).toBe(0);
+  const lines = leaving.logLines().map((line) => line['msg']);
+  expect(lines.indexOf('shutting down: readiness fails, still serving')).toBeLessThan(lines.indexOf('stopped'));
+}, 30_000);
