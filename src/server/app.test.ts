@@ -157,6 +157,8 @@ describe('metrics', () => {
     expect(text).toContain('acr_pull_webhook_admission_duration_seconds_bucket{le="0.1"}');
     expect(text).toContain('acr_pull_webhook_admission_duration_seconds_count 2');
     expect(text).toContain('# TYPE acr_pull_webhook_serving_certificate_expiry_timestamp_seconds gauge');
+    expect(text).not.toContain(SECRET_ENV);
+    expect(logs.text()).not.toContain(SECRET_ENV);
   });
 });
 
