@@ -16,7 +16,7 @@ const root = resolve(import.meta.dirname, '..');
 const runDir = join(root, '.run', 'demo');
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
-say('==> Building the control-plane tools if missing (the first build takes 20-40 minutes on 2 cores; later runs take seconds)');
+say('==> Building the control-plane tools if missing (the first build takes about 10 minutes on 2 cores; later runs take seconds)');
 const build = spawnSync('bash', [join(root, 'tools', 'build.sh')], { stdio: 'inherit' });
 if (build.status !== 0) {
   say('tools/build.sh failed; see above.');
