@@ -74,3 +74,59 @@ export const DEFAULTS = {
   /** How often the certificate files are re-read in addition to fs.watch (Secret volumes swap symlinks). */
   certPollMs: 5_000,
 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// sync-secrets: the pull-secret job
+
+/** Secret type of every pull secret sync-secrets writes (what `kubectl create secret docker-registry` makes). */
+export const DOCKERCONFIGJSON_TYPE = 'kubernetes.io/dockerconfigjson';
+/** The one data key of a {@link DOCKERCONFIGJSON_TYPE} Secret; the kubelet reads credentials from it. */
+export const DOCKERCONFIGJSON_KEY = '.dockerconfigjson';
+/** Annotation on written pull secrets: `sha256:<hex>` of the `.dockerconfigjson` bytes, so drift and rotation are visible without reading data. */
+export const CONTENT_HASH_ANNOTATION = 'acr-pull-webhook/content-hash';
+/** coordination.k8s.io/v1 Lease that elects the one `sync-secrets --watch` replica allowed to write; lives in the release namespace. The RBAC in deploy/rbac names it. */
+export const SYNC_LEASE_NAME = 'acr-pull-webhook-sync-secrets';
+
+/** Environment variables `sync-secrets` reads when the matching flag is absent ({@link ENV} `config`, `logLevel` apply too). */
+export const SYNC_ENV = {
+  healthPort: 'ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT',
+  kubeconfig: 'KUBECONFIG',
+  /** Namespace of the Lease; the chart sets it from the downward API (metadata.namespace). */
+  leaseNamespace: 'ACR_PULL_WEBHOOK_LEASE_NAMESPACE',
+  /** Holder identity in the Lease; the chart sets it to the pod name. Default: hostname + pid. */
+  identity: 'ACR_PULL_WEBHOOK_LEASE_IDENTITY',
+} as const;
+
+/** Defaults and timings for `sync-secrets`. */
+export const SYNC_DEFAULTS = {
+  /** Plain-HTTP /healthz and /readyz (8080 is serve's, so both can share a pod or a host in tests). */
+  healthPort: 8081,
+  /** Namespace of the Lease when neither flag, environment nor the in-cluster namespace file says. */
+  leaseNamespace: 'default',
+  /** Full reconcile of every namespace, in addition to watch events (catches Secrets edited or deleted by hand). */
+  resyncSeconds: 300,
+  /** /healthz fails when the namespace list/watch has made no progress (list, event, bookmark, clean close) for this long. */
+  watchStallSeconds: 60,
+  /** Credential files are re-read this often in addition to fs.watch (Secret volumes swap a `..data` symlink). */
+  credentialPollMs: 2_000,
+  /** Server-side timeout of one namespace watch, jittered up to +20%; under client-node's 30 s inactivity abort, and the apiserver sends a bookmark just before it. */
+  watchTimeoutSeconds: 20,
+  /** Bound on one API request (list, get, create, update, lease), so a black-holed connection cannot hang a reconcile. */
+  requestTimeoutMs: 10_000,
+  /** Attempts per Secret write before it counts as failed; waits double from retryBaseMs up to retryMaxMs. */
+  writeAttempts: 5,
+  retryBaseMs: 250,
+  retryMaxMs: 4_000,
+  /** Re-list/re-watch backoff after errors: doubles from 250 ms to this cap. */
+  watchBackoffMaxMs: 5_000,
+  /** Namespaces reconciled concurrently. */
+  concurrency: 4,
+  /** In --watch, a namespace whose reconcile failed after all attempts is tried again after this long. */
+  requeueMs: 10_000,
+  /** Lease timings (as client-go's leader election): a holder that stops renewing loses the lease after leaseDurationSeconds; */
+  leaseDurationSeconds: 15,
+  /** the leader stops writing if it could not renew for this long (< leaseDuration, so two never write at once); */
+  renewDeadlineMs: 10_000,
+  /** and every replica tries to acquire or renew this often. */
+  retryPeriodMs: 2_000,
+} as const;

@@ -31,6 +31,26 @@ describe('a valid configuration', () => {
     );
     expect(config.registries[0]?.credentials).toEqual({ usernameFile: '/u', passwordFile: '/p' });
   });
+
+  test('sync-secrets opts namespaces in with acr-pull-webhook/inject=enabled and does not prune unless told', () => {
+    const config = parseConfig('registries: [{server: a.io, secretName: s}]', 'c.yaml');
+    expect(config.optIn).toEqual({ label: 'acr-pull-webhook/inject', value: 'enabled' });
+    expect(config.prune).toBe(false);
+  });
+
+  test('the opt-in label, its value and pruning can be set', () => {
+    const config = parseConfig(
+      'registries: [{server: a.io, secretName: s}]\noptIn: {label: example.com/pull-secrets, value: "yes_1.0"}\nprune: true',
+      'c.yaml',
+    );
+    expect(config.optIn).toEqual({ label: 'example.com/pull-secrets', value: 'yes_1.0' });
+    expect(config.prune).toBe(true);
+  });
+
+  test('an opt-in that sets only the value keeps the default label', () => {
+    const config = parseConfig('registries: [{server: a.io, secretName: s}]\noptIn: {value: "on"}', 'c.yaml');
+    expect(config.optIn).toEqual({ label: 'acr-pull-webhook/inject', value: 'on' });
+  });
 });
 
 describe('an invalid configuration stops the process with one line naming the file and the field', () => {
@@ -68,6 +88,32 @@ describe('an invalid configuration stops the process with one line naming the fi
       text: 'registries: [{server: a.io, secretName: s}, {server: b.io, secretName: t}, {server: a.io, secretName: s}]',
       message: 'config c.yaml: registries[2]: repeats registries[0] (same server and secretName)',
     },
+    {
+      why: 'the opt-in label is not a label key',
+      text: 'registries: [{server: a.io, secretName: s}]\noptIn: {label: "a b"}',
+      message: `config c.yaml: optIn.label: "a b" must be a valid label key ([prefix/]name, name at most 63 characters of alphanumerics, '-', '_', '.')`,
+    },
+    {
+      why: 'the opt-in label name is longer than 63 characters',
+      text: `registries: [{server: a.io, secretName: s}]\noptIn: {label: "x/${'n'.repeat(64)}"}`,
+      message: `config c.yaml: optIn.label: "x/${'n'.repeat(64)}" must be a valid label key ([prefix/]name, name at most 63 characters of alphanumerics, '-', '_', '.')`,
+    },
+    {
+      why: 'the opt-in label prefix is longer than 253 characters',
+      text: `registries: [{server: a.io, secretName: s}]\noptIn: {label: "${'p'.repeat(254)}/n"}`,
+      message: `config c.yaml: optIn.label: "${'p'.repeat(254)}/n" has a prefix longer than 253 characters`,
+    },
+    {
+      why: 'the opt-in value is empty',
+      text: 'registries: [{server: a.io, secretName: s}]\noptIn: {value: ""}',
+      message: `config c.yaml: optIn.value: "" must be a non-empty label value (at most 63 characters of alphanumerics, '-', '_', '.', alphanumeric at both ends)`,
+    },
+    {
+      why: 'the opt-in has an unknown key',
+      text: 'registries: [{server: a.io, secretName: s}]\noptIn: {matchLabels: {a: b}}',
+      message: 'config c.yaml: optIn.matchLabels: unknown key',
+    },
+    { why: 'prune is not a boolean', text: 'registries: [{server: a.io, secretName: s}]\nprune: "yes"', message: 'config c.yaml: prune: must be boolean' },
     { why: 'the YAML is broken', text: 'registries: [', message: /^config c\.yaml: not valid YAML or JSON: / },
     { why: 'a key appears twice', text: 'registries: []\nregistries: []', message: /^config c\.yaml: not valid YAML or JSON: Map keys must be unique/ },
   ])('when $why', ({ text, message }) => {

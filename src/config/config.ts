@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
+import { INJECT_ENABLED, INJECT_LABEL } from '../constants.ts';
 import type { RegistryRule } from '../mutation/decide.ts';
 import { compileServerPattern, SERVER_PATTERN_SOURCE } from '../registry/server-pattern.ts';
 
@@ -21,10 +22,20 @@ export interface RegistryEntry {
   readonly credentials?: Credentials;
 }
 
+/** The namespace label that opts a namespace in; must equal the chart's webhook namespaceSelector. */
+export interface OptIn {
+  readonly label: string;
+  readonly value: string;
+}
+
 export interface Config {
   readonly registries: readonly RegistryEntry[];
   /** The registries compiled for matching, in configuration order. */
   readonly rules: readonly RegistryRule[];
+  /** Read by sync-secrets: which namespaces get pull secrets. Default `acr-pull-webhook/inject: enabled`. */
+  readonly optIn: OptIn;
+  /** Read by sync-secrets: delete its own Secrets from namespaces that are no longer opted in. Default false. */
+  readonly prune: boolean;
 }
 
 export class ConfigError extends Error {
@@ -33,6 +44,12 @@ export class ConfigError extends Error {
 
 // Kubernetes object names (Secrets included) are RFC 1123 subdomains.
 const SECRET_NAME_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+// Label keys are an optional DNS-subdomain prefix and '/', then a name of at most 63 characters;
+// values are at most 63 characters of the same alphabet (the empty value is legal but is refused
+// here: an opt-in that any `key=` label satisfies is a trap).
+const LABEL_NAME = '[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?';
+const LABEL_KEY_PATTERN = `^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?${LABEL_NAME}$`;
+const LABEL_VALUE_PATTERN = `^${LABEL_NAME}$`;
 
 export const CONFIG_SCHEMA = {
   type: 'object',
@@ -73,6 +90,24 @@ export const CONFIG_SCHEMA = {
         },
       },
     },
+    optIn: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        label: {
+          type: 'string',
+          maxLength: 317,
+          pattern: LABEL_KEY_PATTERN,
+          'x-hint': "must be a valid label key ([prefix/]name, name at most 63 characters of alphanumerics, '-', '_', '.')",
+        },
+        value: {
+          type: 'string',
+          pattern: LABEL_VALUE_PATTERN,
+          'x-hint': "must be a non-empty label value (at most 63 characters of alphanumerics, '-', '_', '.', alphanumeric at both ends)",
+        },
+      },
+    },
+    prune: { type: 'boolean' },
   },
 } as const;
 
@@ -110,6 +145,12 @@ export function buildConfig(document: unknown, source: string): Config {
     throw new ConfigError(`config ${source}: ${first ? describe(first) : 'is invalid'}`);
   }
   const registries = document.registries as readonly RegistryEntry[];
+  const optInDocument = (document as { optIn?: { label?: string; value?: string } }).optIn;
+  const optIn = { label: optInDocument?.label ?? INJECT_LABEL, value: optInDocument?.value ?? INJECT_ENABLED };
+  // The pattern cannot also bound the prefix length (a DNS subdomain, at most 253 characters).
+  if (optIn.label.includes('/') && optIn.label.indexOf('/') > 253) {
+    throw new ConfigError(`config ${source}: optIn.label: ${JSON.stringify(optIn.label)} has a prefix longer than 253 characters`);
+  }
   const seen = new Map<string, number>();
   const rules = registries.map((entry, index) => {
     const key = `${entry.secretName}\u0000${entry.server}`;
@@ -125,7 +166,7 @@ export function buildConfig(document: unknown, source: string): Config {
     if (pattern === undefined) throw new ConfigError(`config ${source}: registries[${index}].server: is invalid`);
     return { pattern, secretName: entry.secretName };
   });
-  return { registries, rules };
+  return { registries, rules, optIn, prune: (document as { prune?: boolean }).prune ?? false };
 }
 
 /** Parses YAML or JSON text (JSON is YAML) and validates it. */
