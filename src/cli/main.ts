@@ -6,6 +6,7 @@ import { ConfigError } from '../config/config.ts';
 import { CertificateError } from '../tls/certificate-source.ts';
 import { EXPLAIN_USAGE, runExplain } from './explain.ts';
 import { runServe, SERVE_USAGE } from './serve.ts';
+import { runSyncSecrets, SYNC_SECRETS_USAGE } from './sync-secrets.ts';
 import { UsageError } from './usage-error.ts';
 
 const USAGE = `Usage: acr-pull-webhook <command> [options]
@@ -13,6 +14,7 @@ const USAGE = `Usage: acr-pull-webhook <command> [options]
 Commands:
   serve     serve the mutating admission webhook
   explain   show, offline, what the webhook would add to a Pod or workload
+  sync-secrets  create and keep the pull secrets in every opted-in namespace
 
 Run 'acr-pull-webhook <command> --help' for a command's options.
 Exit codes: 0 success, 1 failure (configuration, certificate, cluster), 2 usage error.
@@ -24,6 +26,7 @@ const COMMANDS: Record<string, { usage: string; run: (argv: readonly string[]) =
     usage: EXPLAIN_USAGE,
     run: (argv) => runExplain(argv, () => readFileSync(0, 'utf8'), (text) => process.stdout.write(`${text}\n`)),
   },
+  'sync-secrets': { usage: SYNC_SECRETS_USAGE, run: runSyncSecrets },
 };
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -1,0 +1,131 @@
+// sync-secrets as a user meets it without a cluster: flags, exit codes, one-line errors naming the
+// entry and file, and --dry-run --namespace printing kubectl's Secret without reading any kubeconfig.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { parseSyncSecretsArgs } from './sync-secrets.ts';
+
+const MAIN = join(import.meta.dirname, 'main.ts');
+const dir = mkdtempSync(join(tmpdir(), 'sync-cli-'));
+const file = (name: string, content: string): string => {
+  writeFileSync(join(dir, name), content);
+  return join(dir, name);
+};
+const USERNAME = '5f0c8a2e-1b3d-4e6f-8a9b-0c1d2e3f4a5b';
+const PASSWORD = 'Qw7~zX9:pÄss€-VeRy.SeCrEt_0123456789';
+const USER_FILE = file('username', `${USERNAME}\n`);
+const PASS_FILE = file('password', PASSWORD);
+const CONFIG = file(
+  'config.yaml',
+  `registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n    credentials: {usernameFile: ${USER_FILE}, passwordFile: ${PASS_FILE}}\n`,
+);
+
+function run(args: string[], env: Record<string, string> = {}) {
+  const result = spawnSync(process.execPath, [MAIN, 'sync-secrets', ...args], {
+    encoding: 'utf8',
+    // No kubeconfig anywhere: a HOME without ~/.kube and a KUBECONFIG that does not exist.
+    env: { PATH: process.env['PATH'] ?? '', HOME: dir, KUBECONFIG: join(dir, 'no-such-kubeconfig'), ...env },
+    timeout: 20_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('sync-secrets flags', () => {
+  test.each([
+    { why: 'no mode', args: ['--config', 'c'], message: 'exactly one of --once, --watch or --dry-run is required' },
+    { why: 'two modes', args: ['--config', 'c', '--once', '--watch'], message: 'exactly one of --once, --watch or --dry-run is required' },
+    { why: '--dry-run with --watch', args: ['--config', 'c', '--dry-run', '--watch'], message: 'exactly one of --once, --watch or --dry-run is required' },
+    { why: '--namespace without --dry-run', args: ['--config', 'c', '--once', '--namespace', 'a'], message: '--namespace only goes with --dry-run' },
+    { why: 'an unknown output format', args: ['--config', 'c', '--dry-run', '-o', 'xml'], message: '--output: "xml" is not one of json, yaml' },
+    { why: 'a bad health port', args: ['--config', 'c', '--watch', '--health-port', '99999'], message: '--health-port: 99999 is not between 0 and 65535' },
+    { why: 'no config', args: ['--once'], message: '--config (or ACR_PULL_WEBHOOK_CONFIG) is required' },
+  ])('refuse $why', ({ args, message }) => {
+    expect(() => parseSyncSecretsArgs(args, {})).toThrow(message);
+  });
+
+  test('take defaults, environment, then flags', () => {
+    expect(parseSyncSecretsArgs(['--watch'], { ACR_PULL_WEBHOOK_CONFIG: '/c.yaml' })).toMatchObject({
+      config: '/c.yaml',
+      mode: 'watch',
+      healthPort: 8081,
+      resyncSeconds: 300,
+      watchStallSeconds: 60,
+      leaseNamespace: undefined,
+    });
+    expect(
+      parseSyncSecretsArgs(['--config', 'f', '--watch', '--health-port', '9000'], { ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT: '1', ACR_PULL_WEBHOOK_LEASE_NAMESPACE: 'ops' }),
+    ).toMatchObject({ healthPort: 9000, leaseNamespace: 'ops' });
+    expect(parseSyncSecretsArgs(['--config', 'f', '--dry-run', '--once'], {}).mode).toBe('dry-run');
+  });
+});
+
+describe('acr-pull-webhook sync-secrets', () => {
+  test('--help describes the modes and exits 0', () => {
+    const result = run(['--help']);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain('--once');
+    expect(result.stdout).toContain('--watch');
+  });
+
+  test('a usage error exits 2 with one line', () => {
+    const result = run(['--config', CONFIG]);
+    expect(result.status).toBe(2);
+    expect(result.stderr.split('\n')[0]).toBe('acr-pull-webhook sync-secrets: exactly one of --once, --watch or --dry-run is required');
+  });
+
+  test('--dry-run --namespace prints the Secret kubectl would make, with no cluster at all', () => {
+    const result = run(['--config', CONFIG, '--dry-run', '--namespace', 'team-a', '-o', 'json']);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const ours = JSON.parse(result.stdout) as { metadata: Record<string, unknown>; data: Record<string, string>; type: string };
+    const kubectl = JSON.parse(
+      execFileSync(
+        'kubectl',
+        ['create', 'secret', 'docker-registry', 'acr-myregistry', '-n', 'team-a', '--docker-server=myregistry.azurecr.io', `--docker-username=${USERNAME}`, `--docker-password=${PASSWORD}`, '--dry-run=client', '-o', 'json'],
+        { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '', HOME: dir } },
+      ),
+    ) as typeof ours;
+    expect(ours.data).toEqual(kubectl.data);
+    expect(ours.type).toBe(kubectl.type);
+    expect(ours.metadata).toMatchObject({ name: 'acr-myregistry', namespace: 'team-a', labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' } });
+  });
+
+  test('--dry-run without --namespace needs a cluster and says so', () => {
+    const result = run(['--config', CONFIG, '--dry-run'], { KUBECONFIG: '' });
+    expect(result.status).toBe(1);
+    expect(result.stderr.trim()).toBe('acr-pull-webhook sync-secrets: kubeconfig: no cluster to talk to: run in a pod, set KUBECONFIG or pass --kubeconfig FILE');
+  });
+
+  test.each([
+    {
+      why: 'an entry has no credentials',
+      config: () => file('no-credentials.yaml', 'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n'),
+      line: (path: string) =>
+        `acr-pull-webhook sync-secrets: config ${path}: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials: is required by sync-secrets (usernameFile and passwordFile)`,
+    },
+    {
+      why: 'a password file is empty',
+      config: () =>
+        file('empty-password.yaml', `registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n    credentials: {usernameFile: ${USER_FILE}, passwordFile: ${file('empty', '')}}\n`),
+      line: (path: string) =>
+        `acr-pull-webhook sync-secrets: config ${path}: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials.passwordFile ${join(dir, 'empty')}: is empty`,
+    },
+  ])('fails at start, before any cluster call, when $why', ({ config, line }) => {
+    const path = config();
+    for (const mode of [['--once'], ['--watch'], ['--dry-run', '-n', 'x']]) {
+      const result = run(['--config', path, ...mode]);
+      expect(result.status).toBe(1);
+      expect(result.stderr.trim()).toBe(line(path));
+    }
+  });
+
+  test('never prints a credential outside the manifests, even on failure', () => {
+    const outputs = [
+      run(['--config', CONFIG, '--dry-run', '-n', 'a', '--log-level', 'debug']).stderr,
+      run(['--config', CONFIG, '--once', '--log-level', 'debug'], { KUBECONFIG: '' }).stderr,
+    ].join('\n');
+    for (const value of [USERNAME, PASSWORD, Buffer.from(`${USERNAME}:${PASSWORD}`).toString('base64')]) expect(outputs).not.toContain(value);
+  });
+});

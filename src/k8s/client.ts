@@ -1,0 +1,59 @@
+// API clients for sync-secrets. client-node builds a new connection pool (an undici Agent) for
+// every request and sets no timeout; a reconcile of many namespaces would open a TLS connection
+// per call and a black-holed apiserver would hang it forever. These clients reuse one pool and
+// bound every request.
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  createConfiguration,
+  ServerConfiguration,
+  type KubeConfig,
+  type RequestContext,
+  type SecurityAuthentication,
+} from '@kubernetes/client-node';
+
+type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+
+export interface KubeClients {
+  readonly core: CoreV1Api;
+  readonly coordination: CoordinationV1Api;
+  readonly kubeConfig: KubeConfig;
+  /** Closes the shared connection pool. */
+  close(): Promise<void>;
+}
+
+export function makeClients(kubeConfig: KubeConfig, options: { requestTimeoutMs: number; userAgent: string }): KubeClients {
+  const cluster = kubeConfig.getCurrentCluster();
+  if (cluster === null) throw new Error('kubeconfig: no current cluster');
+  let shared: Dispatcher | undefined;
+  const auth: SecurityAuthentication = {
+    getName: () => 'kubeconfig with a shared connection pool',
+    applySecurityAuthentication: async (context: RequestContext) => {
+      // Headers (a ServiceAccount token is re-read as it rotates) come fresh for every request;
+      // the TLS settings behind the dispatcher do not change, so the first pool serves them all.
+      await kubeConfig.applySecurityAuthentication(context);
+      const fresh = context.getDispatcher();
+      if (fresh !== undefined) {
+        if (shared === undefined) shared = fresh;
+        else if (fresh !== shared) {
+          void fresh.close();
+          context.setDispatcher(shared);
+        }
+      }
+      context.setHeaderParam('User-Agent', options.userAgent);
+      context.setSignal(AbortSignal.timeout(options.requestTimeoutMs));
+    },
+  };
+  const configuration = createConfiguration({
+    baseServer: new ServerConfiguration(cluster.server, {}),
+    authMethods: { default: auth },
+  });
+  return {
+    core: new CoreV1Api(configuration),
+    coordination: new CoordinationV1Api(configuration),
+    kubeConfig,
+    close: async () => {
+      await shared?.close();
+    },
+  };
+}

@@ -1,0 +1,191 @@
+// List + watch of Namespaces, the one thing sync-secrets watches. It keeps going whatever happens:
+// a watch that ends normally is resumed from the last resourceVersion; one that expires (410 Gone,
+// after an apiserver restart or compaction) is replaced by a fresh list; errors back off and retry.
+// Every sign of life (a list, an event, a bookmark, a watch that ended normally) is recorded, so a
+// liveness probe can tell a quiet cluster from a watch that has silently stopped.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Watch, type CoreV1Api, type KubeConfig, type V1Namespace } from '@kubernetes/client-node';
+import { toKubeApiError } from './errors.ts';
+
+export interface NamespaceInfo {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Being deleted: nothing new can be created in it. */
+  readonly terminating: boolean;
+}
+
+export interface NamespaceWatchHandlers {
+  /** The complete set after every (re)list. */
+  onList(namespaces: readonly NamespaceInfo[]): void;
+  onUpsert(namespace: NamespaceInfo): void;
+  onDelete(name: string): void;
+  /** A list or watch failed; the watcher retries by itself. */
+  onError(message: string): void;
+}
+
+export interface NamespaceWatcherOptions {
+  readonly core: CoreV1Api;
+  readonly kubeConfig: KubeConfig;
+  readonly handlers: NamespaceWatchHandlers;
+  /** Server-side timeout of one watch request, jittered up to +20%. */
+  readonly watchTimeoutSeconds: number;
+  readonly backoffMaxMs: number;
+}
+
+const LIST_PAGE_SIZE = 500;
+const BACKOFF_START_MS = 250;
+
+export function namespaceInfo(namespace: V1Namespace): NamespaceInfo {
+  return {
+    name: namespace.metadata?.name ?? '',
+    labels: { ...namespace.metadata?.labels },
+    terminating: namespace.metadata?.deletionTimestamp !== undefined || namespace.status?.phase === 'Terminating',
+  };
+}
+
+/** Every namespace, page by page (a continue token that expires restarts the list). */
+export async function listNamespaces(core: CoreV1Api): Promise<{ namespaces: NamespaceInfo[]; resourceVersion: string }> {
+  for (;;) {
+    const namespaces: NamespaceInfo[] = [];
+    let token: string | undefined;
+    let resourceVersion = '';
+    try {
+      do {
+        const page = await core.listNamespace({ limit: LIST_PAGE_SIZE, ...(token === undefined ? {} : { _continue: token }) });
+        namespaces.push(...page.items.map(namespaceInfo));
+        resourceVersion = page.metadata?.resourceVersion ?? '';
+        token = page.metadata?._continue || undefined;
+      } while (token !== undefined);
+      return { namespaces, resourceVersion };
+    } catch (error) {
+      const failure = toKubeApiError(error, 'list namespaces');
+      if (failure.status === 410 && token !== undefined) continue;
+      throw failure;
+    }
+  }
+}
+
+type WatchEnd = { kind: 'closed' } | { kind: 'expired' } | { kind: 'failed'; message: string };
+
+export class NamespaceWatcher {
+  private readonly options: NamespaceWatcherOptions;
+  private stopped = false;
+  private abort: AbortController | undefined;
+  private running: Promise<void> | undefined;
+  private progressAt = 0;
+  private listed = false;
+  private readonly wake = new AbortController();
+
+  constructor(options: NamespaceWatcherOptions) {
+    this.options = options;
+  }
+
+  /** Epoch ms of the last list, event, bookmark or normal end of a watch; 0 before the first list. */
+  lastProgressAt(): number {
+    return this.progressAt;
+  }
+
+  /** The first list has completed. */
+  hasSynced(): boolean {
+    return this.listed;
+  }
+
+  start(): void {
+    this.running ??= this.run();
+  }
+
+  /** Stops at once; a watch request still waiting for its response headers is aborted as soon as they come. */
+  stop(): void {
+    this.stopped = true;
+    this.wake.abort();
+    this.abort?.abort();
+  }
+
+  private progress(): void {
+    this.progressAt = Date.now();
+  }
+
+  private async pause(ms: number): Promise<void> {
+    await sleep(ms, undefined, { signal: this.wake.signal }).catch(() => {});
+  }
+
+  private async run(): Promise<void> {
+    let resourceVersion: string | undefined;
+    let backoff = BACKOFF_START_MS;
+    const failed = async (message: string): Promise<void> => {
+      this.options.handlers.onError(message);
+      await this.pause(backoff * (0.8 + Math.random() * 0.4));
+      backoff = Math.min(backoff * 2, this.options.backoffMaxMs);
+    };
+    while (!this.stopped) {
+      if (resourceVersion === undefined) {
+        try {
+          const list = await listNamespaces(this.options.core);
+          if (this.stopped) return;
+          resourceVersion = list.resourceVersion;
+          this.listed = true;
+          this.progress();
+          this.options.handlers.onList(list.namespaces);
+        } catch (error) {
+          await failed((error as Error).message);
+          continue;
+        }
+      }
+      const end = await this.watchOnce(resourceVersion, (next) => {
+        resourceVersion = next;
+        backoff = BACKOFF_START_MS;
+      });
+      if (this.stopped) return;
+      if (end.kind === 'closed') {
+        this.progress();
+      } else if (end.kind === 'expired') {
+        resourceVersion = undefined;
+      } else {
+        await failed(end.message);
+      }
+    }
+  }
+
+  /** One watch request from `resourceVersion`; resolves when it ends, saying how. */
+  private watchOnce(resourceVersion: string, advance: (resourceVersion: string) => void): Promise<WatchEnd> {
+    const timeoutSeconds = Math.round(this.options.watchTimeoutSeconds * (1 + Math.random() * 0.2));
+    return new Promise<WatchEnd>((resolve) => {
+      let end: WatchEnd | undefined;
+      const onEvent = (phase: string, object: unknown): void => {
+        if (this.stopped) return;
+        if (phase === 'ERROR') {
+          const status = object as { code?: number; reason?: string; message?: string } | undefined;
+          end = status?.code === 410 || status?.reason === 'Expired' || status?.reason === 'Gone'
+            ? { kind: 'expired' }
+            : { kind: 'failed', message: `watch namespaces: ${status?.code ?? ''} ${status?.reason ?? ''} ${status?.message ?? ''}`.trim() };
+          this.abort?.abort();
+          return;
+        }
+        const namespace = object as V1Namespace;
+        const version = namespace.metadata?.resourceVersion;
+        if (version) advance(version);
+        this.progress();
+        if (phase === 'BOOKMARK') return;
+        const info = namespaceInfo(namespace);
+        if (phase === 'DELETED') this.options.handlers.onDelete(info.name);
+        else this.options.handlers.onUpsert(info);
+      };
+      const onDone = (error: unknown): void => {
+        if (end !== undefined) return resolve(end);
+        if (error === null || error === undefined) return resolve({ kind: 'closed' });
+        const status = (error as { statusCode?: number }).statusCode;
+        if (status === 410) return resolve({ kind: 'expired' });
+        resolve({ kind: 'failed', message: toKubeApiError(error, 'watch namespaces').message });
+      };
+      new Watch(this.options.kubeConfig)
+        .watch('/api/v1/namespaces', { resourceVersion, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
+        .then(
+          (controller) => {
+            this.abort = controller;
+            if (this.stopped) controller.abort();
+          },
+          (error: unknown) => onDone(error ?? new Error('watch failed to start')),
+        );
+    });
+  }
+}

@@ -1,0 +1,170 @@
+// Reads the registry credentials sync-secrets writes into pull secrets, and notices when they change.
+// Values stay in memory only: every error and log line names the entry and the file, never a byte
+// of what is in it. Kubernetes updates a mounted Secret by swapping a `..data` symlink, which
+// fs.watch on a file can miss, so the directories are watched AND the files polled, and a change is
+// decided by comparing bytes (as the serving certificate source does).
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { dirname } from 'node:path';
+import { ConfigError, type RegistryEntry } from '../config/config.ts';
+
+/** One configured registry with the credential read from its files. */
+export interface RegistryCredential {
+  readonly server: string;
+  readonly secretName: string;
+  readonly username: string;
+  readonly password: string;
+}
+
+interface FileBytes {
+  readonly path: string;
+  readonly bytes: Buffer;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function entryLabel(source: string, index: number, entry: RegistryEntry): string {
+  return `config ${source}: registries[${index}] (${entry.server} -> ${entry.secretName})`;
+}
+
+function readBytes(label: string, field: string, path: string): FileBytes {
+  try {
+    return { path, bytes: readFileSync(path) };
+  } catch (error) {
+    throw new ConfigError(`${label}: credentials.${field} ${path}: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/**
+ * A file's text without trailing line breaks: files written with `echo` or by an editor end in one,
+ * and `kubectl create secret docker-registry --docker-password="$(cat file)"` drops them too.
+ */
+function decode(label: string, field: string, file: FileBytes): string {
+  let text: string;
+  try {
+    text = utf8.decode(file.bytes);
+  } catch {
+    throw new ConfigError(`${label}: credentials.${field} ${file.path}: is not valid UTF-8`);
+  }
+  text = text.replace(/[\r\n]+$/, '');
+  if (text === '') throw new ConfigError(`${label}: credentials.${field} ${file.path}: is empty`);
+  return text;
+}
+
+interface Snapshot {
+  readonly credentials: readonly RegistryCredential[];
+  readonly files: readonly FileBytes[];
+}
+
+function readSnapshot(registries: readonly RegistryEntry[], source: string): Snapshot {
+  const credentials: RegistryCredential[] = [];
+  const files: FileBytes[] = [];
+  registries.forEach((entry, index) => {
+    const label = entryLabel(source, index, entry);
+    if (entry.credentials === undefined) {
+      throw new ConfigError(`${label}: credentials: is required by sync-secrets (usernameFile and passwordFile)`);
+    }
+    const usernameFile = readBytes(label, 'usernameFile', entry.credentials.usernameFile);
+    const passwordFile = readBytes(label, 'passwordFile', entry.credentials.passwordFile);
+    const username = decode(label, 'usernameFile', usernameFile);
+    const password = decode(label, 'passwordFile', passwordFile);
+    // The kubelet splits the `auth` field at the first ':' into username and password.
+    if (username.includes(':')) {
+      throw new ConfigError(`${label}: credentials.usernameFile ${usernameFile.path}: must not contain ':' (the kubelet splits user:password at the first one)`);
+    }
+    files.push(usernameFile, passwordFile);
+    credentials.push({ server: entry.server, secretName: entry.secretName, username, password });
+  });
+  return { credentials, files };
+}
+
+/** Reads every entry's credentials; throws ConfigError naming the entry and the file at the first problem. */
+export function readCredentials(registries: readonly RegistryEntry[], source: string): readonly RegistryCredential[] {
+  return readSnapshot(registries, source).credentials;
+}
+
+export interface CredentialSourceOptions {
+  readonly registries: readonly RegistryEntry[];
+  /** The config file, for error messages. */
+  readonly source: string;
+  readonly pollIntervalMs: number;
+  /** Called with the new credentials when any file's bytes changed and all of them are usable. */
+  readonly onChange: (credentials: readonly RegistryCredential[]) => void;
+  /** Called (with a message naming the file, never its content) when changed files cannot be used; the previous credentials stay. */
+  readonly onReject: (reason: string) => void;
+}
+
+export class CredentialSource {
+  private snapshot: Snapshot;
+  private readonly options: CredentialSourceOptions;
+  private watchers: FSWatcher[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private lastRejection: string | undefined;
+
+  /** Reads the initial credentials; throws ConfigError when one cannot be used. */
+  constructor(options: CredentialSourceOptions) {
+    this.options = options;
+    this.snapshot = readSnapshot(options.registries, options.source);
+  }
+
+  current(): readonly RegistryCredential[] {
+    return this.snapshot.credentials;
+  }
+
+  /** Re-reads the files; reports a change only when some file's bytes differ and the new set is usable. */
+  reload(): 'unchanged' | 'changed' | 'rejected' {
+    if (this.sameBytes()) {
+      this.lastRejection = undefined;
+      return 'unchanged';
+    }
+    let next: Snapshot;
+    try {
+      next = readSnapshot(this.options.registries, this.options.source);
+    } catch (error) {
+      // A rotation that writes the username and password files one after the other is briefly
+      // half done; report each distinct problem once, and keep the credentials in use.
+      const reason = (error as Error).message;
+      if (reason !== this.lastRejection) this.options.onReject(reason);
+      this.lastRejection = reason;
+      return 'rejected';
+    }
+    this.lastRejection = undefined;
+    this.snapshot = next;
+    this.options.onChange(next.credentials);
+    return 'changed';
+  }
+
+  private sameBytes(): boolean {
+    return this.snapshot.files.every((file) => {
+      try {
+        return readFileSync(file.path).equals(file.bytes);
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  /** Watches the credential directories and polls the files. Idempotent. */
+  start(): void {
+    if (this.timer !== undefined) return;
+    const check = (): void => void this.reload();
+    this.timer = setInterval(check, this.options.pollIntervalMs);
+    this.timer.unref();
+    const directories = new Set(this.snapshot.files.map((file) => dirname(file.path)));
+    for (const directory of directories) {
+      try {
+        const watcher = watch(directory, { persistent: false }, check);
+        watcher.on('error', () => watcher.close());
+        this.watchers.push(watcher);
+      } catch {
+        // Some filesystems cannot be watched; the poll still notices changes.
+      }
+    }
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    for (const watcher of this.watchers) watcher.close();
+    this.watchers = [];
+  }
+}

@@ -1,0 +1,195 @@
+// Applies the plan to one namespace at a time through the API: get each configured Secret by
+// name, decide (plan.ts), write, and retry what is worth retrying with bounded, jittered backoff.
+// A write that loses a race (409) is simply re-planned from a fresh read. Writes happen only while
+// `canWrite()` says so (the leader in --watch); every line logged names namespace and secret, and
+// passes through `redact` so no credential can leak even through an apiserver message.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { OptIn } from '../config/config.ts';
+import { KubeApiError, toKubeApiError } from '../k8s/errors.ts';
+import type { NamespaceInfo } from '../k8s/namespace-watch.ts';
+import type { SecretStore } from '../k8s/secrets.ts';
+import type { DesiredSecret } from './desired.ts';
+import { planPrune, planSecret } from './plan.ts';
+
+/** 'aborted': stopped before writing (no longer leader); 'ignored': nothing of ours to prune. Neither is counted. */
+export type Outcome = 'created' | 'updated' | 'unchanged' | 'skipped' | 'failed' | 'pruned' | 'aborted' | 'ignored';
+
+export interface Summary {
+  namespaces: number;
+  created: number;
+  updated: number;
+  unchanged: number;
+  skipped: number;
+  failed: number;
+  pruned: number;
+}
+
+export function emptySummary(): Summary {
+  return { namespaces: 0, created: 0, updated: 0, unchanged: 0, skipped: 0, failed: 0, pruned: 0 };
+}
+
+/** The one-line result of `--once`; `pruned=` appears only when pruning is enabled. */
+export function formatSummary(summary: Summary, prune: boolean): string {
+  const { namespaces, created, updated, unchanged, skipped, failed, pruned } = summary;
+  return `namespaces=${namespaces} created=${created} updated=${updated} unchanged=${unchanged} skipped=${skipped} failed=${failed}${prune ? ` pruned=${pruned}` : ''}`;
+}
+
+export function isOptedIn(namespace: NamespaceInfo, optIn: OptIn): boolean {
+  return namespace.labels[optIn.label] === optIn.value;
+}
+
+export interface ReconcilerOptions {
+  readonly store: SecretStore;
+  readonly desired: readonly DesiredSecret[];
+  readonly optIn: OptIn;
+  readonly prune: boolean;
+  /** Checked before every write: false makes the reconcile stop without writing ('aborted'). */
+  readonly canWrite: () => boolean;
+  readonly logger: Logger;
+  /** Removes credential values from any text before it is logged. */
+  readonly redact: (text: string) => string;
+  readonly writeAttempts: number;
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
+}
+
+export interface NamespaceResult {
+  readonly namespace: string;
+  readonly optedIn: boolean;
+  readonly outcomes: readonly Outcome[];
+}
+
+export class Reconciler {
+  private readonly options: ReconcilerOptions;
+  private desired: readonly DesiredSecret[];
+
+  constructor(options: ReconcilerOptions) {
+    this.options = options;
+    this.desired = options.desired;
+  }
+
+  /** New credentials: later reconciles write them. */
+  setDesired(desired: readonly DesiredSecret[]): void {
+    this.desired = desired;
+  }
+
+  /** Opted in and not being deleted: gets every configured Secret. */
+  wants(namespace: NamespaceInfo): boolean {
+    return !namespace.terminating && isOptedIn(namespace, this.options.optIn);
+  }
+
+  /** Whether this namespace needs any API call at all. */
+  concerns(namespace: NamespaceInfo): boolean {
+    return this.wants(namespace) || (this.options.prune && !namespace.terminating);
+  }
+
+  async reconcileNamespace(namespace: NamespaceInfo): Promise<NamespaceResult> {
+    const optedIn = this.wants(namespace);
+    if (!this.concerns(namespace)) return { namespace: namespace.name, optedIn, outcomes: [] };
+    const desired = this.desired;
+    const outcomes: Outcome[] = [];
+    for (const secret of desired) {
+      const outcome = optedIn ? await this.ensure(namespace.name, secret) : await this.pruneOne(namespace.name, secret.name);
+      outcomes.push(outcome);
+      if (outcome === 'aborted') break;
+    }
+    return { namespace: namespace.name, optedIn, outcomes };
+  }
+
+  /** Reconciles namespaces `concurrency` at a time and adds up the outcomes. */
+  async reconcileAll(namespaces: readonly NamespaceInfo[], concurrency: number): Promise<Summary> {
+    const summary = emptySummary();
+    const queue = namespaces.filter((namespace) => this.concerns(namespace));
+    const worker = async (): Promise<void> => {
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+        addResult(summary, await this.reconcileNamespace(next));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+    return summary;
+  }
+
+  private async withRetries(what: { namespace: string; secret: string }, attempt: () => Promise<Outcome>): Promise<Outcome> {
+    const { writeAttempts, retryBaseMs, retryMaxMs, logger, redact } = this.options;
+    let delay = retryBaseMs;
+    for (let tries = 1; ; tries++) {
+      try {
+        return await attempt();
+      } catch (error) {
+        const failure = error instanceof KubeApiError ? error : toKubeApiError(error, `secret ${what.namespace}/${what.secret}`);
+        if (!failure.retryable || tries >= writeAttempts) {
+          logger.error({ ...what, status: failure.status, reason: failure.reason, attempts: tries, error: redact(failure.message) }, 'secret not reconciled');
+          return 'failed';
+        }
+        logger.debug({ ...what, status: failure.status, reason: failure.reason, attempt: tries, error: redact(failure.message) }, 'retrying');
+        // A lost race (409) is re-planned from a fresh read at once; anything else backs off.
+        if (failure.status !== 409) {
+          await sleep(delay * (0.8 + Math.random() * 0.4));
+          delay = Math.min(delay * 2, retryMaxMs);
+        }
+      }
+    }
+  }
+
+  private ensure(namespace: string, desired: DesiredSecret): Promise<Outcome> {
+    const { store, canWrite, logger } = this.options;
+    const what = { namespace, secret: desired.name };
+    return this.withRetries(what, async () => {
+      if (!canWrite()) return 'aborted';
+      const existing = await store.get(namespace, desired.name);
+      const plan = planSecret(namespace, existing, desired);
+      const hash = desired.contentHash.slice(0, 'sha256:'.length + 12);
+      switch (plan.action) {
+        case 'unchanged':
+          logger.debug({ ...what }, 'secret unchanged');
+          return 'unchanged';
+        case 'skipped-unmanaged':
+        case 'skipped-immutable':
+          logger.warn({ ...what, reason: plan.reason }, `secret ${namespace}/${desired.name} left unchanged: ${plan.reason}`);
+          return 'skipped';
+        case 'create':
+          if (!canWrite()) return 'aborted';
+          await store.create(namespace, plan.secret);
+          logger.info({ ...what, servers: desired.servers, contentHash: hash }, 'secret created');
+          return 'created';
+        case 'update':
+          if (!canWrite()) return 'aborted';
+          await store.replace(namespace, desired.name, plan.secret);
+          logger.info({ ...what, servers: desired.servers, contentHash: hash, changed: plan.changed }, 'secret updated');
+          return 'updated';
+      }
+    });
+  }
+
+  private pruneOne(namespace: string, name: string): Promise<Outcome> {
+    const { store, canWrite, logger } = this.options;
+    const what = { namespace, secret: name };
+    return this.withRetries(what, async () => {
+      if (!canWrite()) return 'aborted';
+      const plan = planPrune(await store.get(namespace, name));
+      if (plan.action === 'absent' || plan.action === 'skipped-unmanaged') return 'ignored';
+      await store.delete(namespace, name, { uid: plan.uid, resourceVersion: plan.resourceVersion });
+      logger.info({ ...what }, 'secret pruned: namespace is no longer opted in');
+      return 'pruned';
+    });
+  }
+}
+
+export function addResult(summary: Summary, result: NamespaceResult): void {
+  if (result.optedIn) summary.namespaces += 1;
+  for (const outcome of result.outcomes) {
+    if (outcome !== 'aborted' && outcome !== 'ignored') summary[outcome] += 1;
+  }
+}
+
+/** Builds a redactor for every form a credential takes in a pull secret. */
+export function credentialRedactor(values: () => readonly string[]): (text: string) => string {
+  return (text) => {
+    let out = text;
+    for (const value of values()) {
+      if (value.length >= 4) out = out.split(value).join('[redacted]');
+    }
+    return out;
+  };
+}
