@@ -111,6 +111,11 @@ export function generateServingCertificate(ca: PemPair, opts: ServingOptions): P
   return { certPem: forge.pki.certificateToPem(cert), keyPem: key.pkcs8Pem };
 }
 
+/** Throws, as generation would, when the names cannot go into a serving certificate; generates nothing. */
+export function checkSubjectAltNames(dnsNames: readonly string[], ipAddresses: readonly string[]): void {
+  subjectAltNames(dnsNames, ipAddresses);
+}
+
 /** The names a client inside the cluster may use for a Service: short, namespaced and fully qualified. */
 export function serviceDnsNames(service: string, namespace: string): string[] {
   return [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`];
