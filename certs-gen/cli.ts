@@ -1,21 +1,28 @@
 // certs-gen entry point: parses the verb and its flags, runs it, and owns the exit code.
-// Verbs live in the table below so the cluster verbs (create, patch) slot in beside `local`.
+// Verbs live in the table below: `local` writes files; `create` and `patch` talk to the cluster.
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
-import { inspectCertificate } from './generate.ts';
+import { connect, loadKubeConfig } from './cluster.ts';
+import { checkSubjectAltNames, inspectCertificate, serviceDnsNames } from './generate.ts';
 import {
   CA_VALIDITY_FACTOR,
   LOCAL_DEFAULT_VALIDITY_DAYS,
   buildLocalCertificates,
   writeLocalFiles,
 } from './local.ts';
+import { runCreate, runPatch } from './run.ts';
 
 const HELP = `Usage: certs-gen <verb> [options]
 
-Issues the TLS certificate of the acr-pull-webhook admission webhook.
+Issues the TLS certificate of the acr-pull-webhook admission webhook and keeps the
+webhook configuration trusting it. See certs-gen/README.md for the rotation sequence and RBAC.
 
 Verbs:
   local    Write a new CA and a serving certificate signed by it into a directory,
            for running the webhook outside a cluster.
+  create   Keep a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt, ca.key) with a CA and
+           a serving certificate for a Service; renew or rotate it when due, else change nothing.
+  patch    Set the caBundle of every webhook in a MutatingWebhookConfiguration to the CAs
+           of that Secret (ca.crt, and ca-previous.crt while a CA is being replaced).
 
 Options for local:
   --out DIR         directory for ca.crt, tls.crt and tls.key (mode 0600); created if
@@ -26,11 +33,27 @@ Options for local:
   --validity DAYS   days the serving certificate is valid (default ${LOCAL_DEFAULT_VALIDITY_DAYS}, at most 36500);
                     the CA is valid ${CA_VALIDITY_FACTOR} times as long
 
+Options for create:
+  --namespace NS         namespace of the Secret and the Service (required)
+  --secret-name NAME     the Secret (required)
+  --service SVC          the webhook's Service: the certificate names SVC, SVC.NS, SVC.NS.svc
+                         and SVC.NS.svc.cluster.local (required)
+  --dns NAME, --ip ADDR  further names; repeatable
+  --validity DAYS        as for local; renewal starts when a third of it is left
+  --webhook-config NAME  issue a serving certificate only from a CA that every caBundle in
+                         this MutatingWebhookConfiguration already trusts (recommended)
+  --kubeconfig FILE      credentials; default: in-cluster, else KUBECONFIG, else ~/.kube/config
+
+Options for patch:
+  --webhook-config NAME  the MutatingWebhookConfiguration (required)
+  --namespace NS, --secret-name NAME   the Secret written by create (required)
+  --kubeconfig FILE      as for create
+
   -h, --help        show this help
 
 Exit codes:
-  0  success
-  1  failure (e.g. the files could not be written)
+  0  success, including "nothing to change" and "waiting for patch"
+  1  failure (files not written; API unreachable, forbidden, object missing or not ours)
   2  usage error (unknown verb or option, missing or invalid value)
 `;
 
@@ -75,9 +98,76 @@ const verbs: Record<string, Verb> = {
       process.stdout.write(`wrote ${paths.join(', ')}\ntls.crt: ${names}; valid until ${info.notAfter.toISOString()}\n`);
     },
   },
+  create: {
+    options: {
+      namespace: { type: 'string' },
+      'secret-name': { type: 'string' },
+      service: { type: 'string' },
+      dns: { type: 'string', multiple: true },
+      ip: { type: 'string', multiple: true },
+      validity: { type: 'string' },
+      'webhook-config': { type: 'string' },
+      kubeconfig: { type: 'string' },
+    },
+    async run(values) {
+      const verb = 'create';
+      const namespace = requiredName(values, verb, 'namespace', DNS_LABEL, 'a DNS label (lowercase, at most 63 characters)');
+      const secretName = requiredName(values, verb, 'secret-name', DNS_SUBDOMAIN, 'a DNS subdomain (lowercase, at most 253 characters)');
+      const service = requiredName(values, verb, 'service', DNS_LABEL, 'a DNS label (lowercase, at most 63 characters)');
+      const webhookConfig = optionalName(values, verb, 'webhook-config');
+      const dnsNames = [...serviceDnsNames(service, namespace), ...strings(values['dns'])];
+      const ipAddresses = strings(values['ip']);
+      try {
+        checkSubjectAltNames(dnsNames, ipAddresses);
+      } catch (error) {
+        throw new UsageError(`create: ${messageOf(error)}`);
+      }
+      const validityDays = parseValidity(values['validity']);
+      const cluster = connect(loadKubeConfig(optionalString(values['kubeconfig'])));
+      const result = await runCreate(cluster, { namespace, secretName, webhookConfig, dnsNames, ipAddresses, validityDays });
+      process.stdout.write(`${result.summary}\n`);
+    },
+  },
+  patch: {
+    options: {
+      'webhook-config': { type: 'string' },
+      namespace: { type: 'string' },
+      'secret-name': { type: 'string' },
+      kubeconfig: { type: 'string' },
+    },
+    async run(values) {
+      const verb = 'patch';
+      const webhookConfig = requiredName(values, verb, 'webhook-config', DNS_SUBDOMAIN, 'a DNS subdomain (lowercase, at most 253 characters)');
+      const namespace = requiredName(values, verb, 'namespace', DNS_LABEL, 'a DNS label (lowercase, at most 63 characters)');
+      const secretName = requiredName(values, verb, 'secret-name', DNS_SUBDOMAIN, 'a DNS subdomain (lowercase, at most 253 characters)');
+      const cluster = connect(loadKubeConfig(optionalString(values['kubeconfig'])));
+      const result = await runPatch(cluster, { namespace, secretName, webhookConfig });
+      process.stdout.write(`${result.summary}\n`);
+    },
+  },
 };
 
-const PLANNED_VERBS = new Set(['create', 'patch']);
+// Kubernetes object names: namespaces and Services are DNS labels, Secrets and webhook
+// configurations DNS subdomains. Checked up front so a typo is a usage error, not a 422 from the API.
+const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+function requiredName(values: Values, verb: string, flag: string, pattern: RegExp, what: string): string {
+  const value = values[flag];
+  if (typeof value !== 'string' || value === '') throw new UsageError(`${verb}: --${flag} is required`);
+  if (!pattern.test(value)) throw new UsageError(`${verb}: --${flag} must be ${what}, got '${value}'`);
+  return value;
+}
+
+function optionalName(values: Values, verb: string, flag: string): string | undefined {
+  return values[flag] === undefined ? undefined : requiredName(values, verb, flag, DNS_SUBDOMAIN, 'a DNS subdomain (lowercase, at most 253 characters)');
+}
+
+function optionalString(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
 
 export async function main(argv: readonly string[]): Promise<number> {
   try {
@@ -87,7 +177,6 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 0;
     }
     if (verbName === undefined) throw new UsageError('missing verb; run certs-gen --help');
-    if (PLANNED_VERBS.has(verbName)) throw new UsageError(`verb '${verbName}' is not implemented yet`);
     const verb = verbs[verbName];
     if (verb === undefined) throw new UsageError(`unknown verb '${verbName}'; run certs-gen --help`);
     const { values } = parseFlags(rest, verb.options);
