@@ -109,7 +109,7 @@ export const SYNC_DEFAULTS = {
   watchStallSeconds: 60,
   /** Credential files are re-read this often in addition to fs.watch (Secret volumes swap a `..data` symlink). */
   credentialPollMs: 2_000,
-  /** Server-side timeout of one namespace watch, jittered up to +20%; under client-node's 30 s inactivity abort, and the apiserver sends a bookmark just before it. */
+  /** Server-side timeout of one namespace watch (at most a third of the stall timeout), jittered up to +20%; under client-node's 30 s inactivity abort. */
   watchTimeoutSeconds: 20,
   /** Bound on one API request (list, get, create, update, lease), so a black-holed connection cannot hang a reconcile. */
   requestTimeoutMs: 10_000,
@@ -121,8 +121,9 @@ export const SYNC_DEFAULTS = {
   watchBackoffMaxMs: 5_000,
   /** Namespaces reconciled concurrently. */
   concurrency: 4,
-  /** In --watch, a namespace whose reconcile failed after all attempts is tried again after this long. */
-  requeueMs: 10_000,
+  /** In --watch, a namespace whose reconcile failed after all attempts is tried again after this long, doubling per further failure up to requeueMaxMs. */
+  requeueMs: 2_000,
+  requeueMaxMs: 300_000,
   /** Lease timings (as client-go's leader election): a holder that stops renewing loses the lease after leaseDurationSeconds; */
   leaseDurationSeconds: 15,
   /** the leader stops writing if it could not renew for this long (< leaseDuration, so two never write at once); */

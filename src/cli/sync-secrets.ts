@@ -294,13 +294,16 @@ export async function watch(options: SyncSecretsOptions, config: Config, logger:
     concurrency: SYNC_DEFAULTS.concurrency,
     resyncMs: options.resyncSeconds * 1000,
     requeueMs: SYNC_DEFAULTS.requeueMs,
+    requeueMaxMs: SYNC_DEFAULTS.requeueMaxMs,
     logger,
   });
   const watcher = new m.NamespaceWatcher({
     core: clients.core,
     kubeConfig: clients.kubeConfig,
     handlers: controller.handlers,
-    watchTimeoutSeconds: SYNC_DEFAULTS.watchTimeoutSeconds,
+    // Each watch ends (a sign of progress) well within the stall limit even in a quiet cluster, so
+    // liveness never fails for want of events: the default 60 s limit gives 20 s watches.
+    watchTimeoutSeconds: Math.max(1, Math.min(SYNC_DEFAULTS.watchTimeoutSeconds, Math.floor(options.watchStallSeconds / 3))),
     backoffMaxMs: SYNC_DEFAULTS.watchBackoffMaxMs,
   });
   const stallMs = options.watchStallSeconds * 1000;
@@ -347,8 +350,9 @@ export async function watch(options: SyncSecretsOptions, config: Config, logger:
     await controller.stop();
     // Last, so a successor takes over only after this replica has stopped writing.
     await elector.stop();
-    await new Promise<void>((resolve) => health.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => health.close(() => resolve()));
     health.closeAllConnections();
+    await closed;
     await clients.close();
     logger.info('stopped');
   };

@@ -12,7 +12,9 @@ export interface SyncControllerOptions {
   readonly isLeader: () => boolean;
   readonly concurrency: number;
   readonly resyncMs: number;
+  /** First retry delay for a namespace whose reconcile failed; doubles per consecutive failure up to requeueMaxMs. */
   readonly requeueMs: number;
+  readonly requeueMaxMs: number;
   readonly logger: Logger;
 }
 
@@ -22,6 +24,7 @@ export class SyncController {
   private readonly pending = new Set<string>();
   private readonly inFlight = new Set<string>();
   private readonly requeues = new Map<string, NodeJS.Timeout>();
+  private readonly failures = new Map<string, number>();
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
@@ -51,6 +54,9 @@ export class SyncController {
     onDelete: (name) => {
       this.namespaces.delete(name);
       this.pending.delete(name);
+      this.failures.delete(name);
+      clearTimeout(this.requeues.get(name));
+      this.requeues.delete(name);
     },
     onError: (message) => this.options.logger.warn({ error: message }, 'namespace watch interrupted; retrying'),
   };
@@ -123,14 +129,22 @@ export class SyncController {
         'namespace reconciled',
       );
     }
-    if (count('failed') > 0 && !this.stopped) {
-      clearTimeout(this.requeues.get(namespace.name));
-      const timer = setTimeout(() => {
-        this.requeues.delete(namespace.name);
-        this.enqueue(namespace.name);
-      }, this.options.requeueMs);
-      timer.unref();
-      this.requeues.set(namespace.name, timer);
+    if (count('failed') === 0) {
+      this.failures.delete(namespace.name);
+      return;
     }
+    if (this.stopped) return;
+    // Retried soon (the apiserver was restarting) but ever more slowly (RBAC is wrong), so a
+    // broken cluster is not hammered.
+    const failures = (this.failures.get(namespace.name) ?? 0) + 1;
+    this.failures.set(namespace.name, failures);
+    clearTimeout(this.requeues.get(namespace.name));
+    const delay = Math.min(this.options.requeueMs * 2 ** (failures - 1), this.options.requeueMaxMs);
+    const timer = setTimeout(() => {
+      this.requeues.delete(namespace.name);
+      this.enqueue(namespace.name);
+    }, delay);
+    timer.unref();
+    this.requeues.set(namespace.name, timer);
   }
 }
