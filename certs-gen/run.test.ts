@@ -129,6 +129,18 @@ describe('runCreate', () => {
     expect(cluster.writes).toEqual([]);
   });
 
+  it('fills a Secret made beforehand, empty but labelled as ours, with an update (so RBAC needs no create)', async () => {
+    const cluster = new FakeCluster();
+    cluster.secret = {
+      metadata: { name: 'hook-tls', namespace: 'ns', resourceVersion: '1', labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' } },
+      type: 'kubernetes.io/tls',
+      data: { 'tls.crt': '', 'tls.key': '' },
+    };
+    const result = await runCreate(cluster, options, clock);
+    expect(result.summary).toMatch(/^replaced the CA and serving certificate in Secret ns\/hook-tls \(ca.crt is missing\)/);
+    expect(cluster.writes).toEqual(['update']);
+  });
+
   it('with --webhook-config, renews only once the caBundle trusts the CA, and reads the configuration only then', async () => {
     const cluster = new FakeCluster();
     await runCreate(cluster, options, clock);
