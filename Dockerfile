@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# One image, three programs: `acr-pull-webhook serve`, `acr-pull-webhook sync-secrets` and
+# `certs-gen` (the Helm chart sets each container's command). Built on Node 24, run on distroless
+# Node 24 as uid 65532 with only the compiled JavaScript, the production dependencies and
+# package.json ("type": "module"): no shell, no package manager, no compiler, no sources.
+#
+#   docker build -t acr-pull-webhook:dev --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) .
+#
+# test/unit/image-content.test.ts assembles exactly what the runtime stage copies and runs each
+# entry point from it, so the file list below is tested without a Docker engine.
+
+ARG NODE_BUILD_IMAGE=node:24-bookworm-slim
+ARG NODE_RUNTIME_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot
+
+# --- build: type-check and compile src/ and certs-gen/ to dist/ -----------------------------------
+FROM ${NODE_BUILD_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --ignore-scripts: nothing here needs an install script (the `node` devDependency's script would
+# only download a second Node; the image's own Node 24 compiles).
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src/ src/
+COPY certs-gen/ certs-gen/
+RUN npm run build
+
+# --- production dependencies only, from the same lock file ----------------------------------------
+FROM ${NODE_BUILD_IMAGE} AS prod-deps
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+# --- runtime ------------------------------------------------------------------------------------
+FROM ${NODE_RUNTIME_IMAGE}
+ARG VERSION=0.0.0-dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="acr-pull-webhook" \
+      org.opencontainers.image.description="Kubernetes mutating admission webhook that adds Azure Container Registry imagePullSecrets to pods, the job that keeps those pull secrets in opted-in namespaces, and certs-gen for its TLS." \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.base.name="gcr.io/distroless/nodejs24-debian12:nonroot"
+WORKDIR /app
+COPY --from=prod-deps --chown=0:0 /src/package.json ./package.json
+COPY --from=prod-deps --chown=0:0 /src/node_modules/ ./node_modules/
+COPY --from=build --chown=0:0 /src/dist/ ./dist/
+# Owned by root, run as nonroot: the process cannot modify its own code. Numeric, so the kubelet can
+# enforce runAsNonRoot without trusting a user name.
+USER 65532:65532
+ENV NODE_ENV=production
+# Both ports are plain defaults of `serve`; sync-secrets --watch uses 8081 for its health port.
+EXPOSE 8443 8080
+# distroless runs no shell: exec form only. Default: the webhook's help; the chart always sets the command.
+ENTRYPOINT ["/nodejs/bin/node", "/app/dist/src/cli/main.js"]
+CMD ["--help"]
