@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // certs-gen entry point: parses the verb and its flags, runs it, and owns the exit code.
 // Verbs live in the table below: `local` writes files; `create` and `patch` talk to the cluster.
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';

@@ -33,6 +33,11 @@ export class ClusterError extends Error {
   override name = 'ClusterError';
 }
 
+/** The named MutatingWebhookConfiguration does not exist. */
+export class WebhookConfigurationNotFound extends ClusterError {
+  override name = 'WebhookConfigurationNotFound';
+}
+
 export interface CaBundleChange {
   readonly webhook: string;
   readonly caBundle: string;
@@ -47,7 +52,7 @@ export interface Cluster {
   createSecret(secret: V1Secret): Promise<V1Secret>;
   /** ConflictError when its resourceVersion is no longer current. */
   replaceSecret(secret: V1Secret): Promise<V1Secret>;
-  /** ClusterError naming the configuration when there is none. */
+  /** WebhookConfigurationNotFound naming the configuration when there is none. */
   readWebhookConfiguration(name: string): Promise<V1MutatingWebhookConfiguration>;
   /** Sets caBundle of the named webhooks; ConflictError when resourceVersion is no longer current. */
   patchCaBundles(name: string, resourceVersion: string, changes: readonly CaBundleChange[]): Promise<V1MutatingWebhookConfiguration>;
@@ -128,7 +133,7 @@ export function connect(source: KubeConfigSource): Cluster {
       try {
         return await call({ verb: 'get', resource: 'mutatingwebhookconfigurations', name }, (options) => admission.readMutatingWebhookConfiguration({ name }, options));
       } catch (error) {
-        if (error instanceof NotFound) throw new ClusterError(`MutatingWebhookConfiguration "${name}" not found at ${server}`);
+        if (error instanceof NotFound) throw new WebhookConfigurationNotFound(`MutatingWebhookConfiguration "${name}" not found at ${server}`);
         throw error;
       }
     },

@@ -3,7 +3,7 @@
 import type { V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { bundleCas } from './bundle.ts';
-import { ClusterError, ConflictError, type CaBundleChange, type Cluster } from './cluster.ts';
+import { ClusterError, ConflictError, WebhookConfigurationNotFound, type CaBundleChange, type Cluster } from './cluster.ts';
 import { storedFromSecret } from './create.ts';
 import { inspectCertificate } from './generate.ts';
 import { WRITE_ATTEMPTS, runCreate, runPatch, type CreateOptions } from './run.ts';
@@ -52,7 +52,7 @@ class FakeCluster implements Cluster {
     return (this.secret = this.stamp(secret));
   }
   async readWebhookConfiguration(name: string) {
-    if (this.configuration === undefined) throw new ClusterError(`MutatingWebhookConfiguration "${name}" not found`);
+    if (this.configuration === undefined) throw new WebhookConfigurationNotFound(`MutatingWebhookConfiguration "${name}" not found`);
     return structuredClone(this.configuration);
   }
   async patchCaBundles(_name: string, resourceVersion: string, changes: readonly CaBundleChange[]) {
@@ -127,6 +127,13 @@ describe('runCreate', () => {
     cluster.secret = { metadata: { name: 'hook-tls', namespace: 'ns' }, type: 'kubernetes.io/tls', data: {} };
     await expect(runCreate(cluster, options, clock)).rejects.toThrow(/^Secret ns\/hook-tls exists but is not managed by certs-gen/);
     expect(cluster.writes).toEqual([]);
+  });
+
+  it('with --webhook-config naming a configuration that does not exist (yet), renews at once: no webhook is called, nothing can fail', async () => {
+    const cluster = new FakeCluster();
+    await runCreate(cluster, options, clock);
+    const result = await runCreate(cluster, { ...options, webhookConfig: 'not-installed', dnsNames: ['renamed'] }, clock);
+    expect(result.step.step).toBe('renew-serving');
   });
 
   it('fills a Secret made beforehand, empty but labelled as ours, with an update (so RBAC needs no create)', async () => {

@@ -2,7 +2,7 @@
 // concurrency: every write is conditional on the version read, and a conflict (another run wrote
 // first) means read and decide again. The second of two concurrent runs thus sees the first one's
 // result and, that being valid, keeps it.
-import { ClusterError, ConflictError, type Cluster } from './cluster.ts';
+import { ClusterError, ConflictError, WebhookConfigurationNotFound, type Cluster } from './cluster.ts';
 import { BundleError, desiredBundle, planCaBundles, trustedByEvery, type WebhookBundle } from './bundle.ts';
 import {
   carryOut,
@@ -45,8 +45,16 @@ export async function runCreate(cluster: Cluster, options: CreateOptions, clock:
     const now = clock();
     let step = decideCreate(stored, options, now);
     if (issuesUnderExistingCa(step) && options.webhookConfig !== undefined) {
-      const configuration = await cluster.readWebhookConfiguration(options.webhookConfig);
-      step = decideCreate(stored, options, now, trustedByEvery(webhookBundles(configuration.webhooks)));
+      // No configuration (yet, or any more): the apiserver calls no webhook, so no admission can
+      // fail whatever is served, and the certificate may be issued at once.
+      const trusted = await cluster.readWebhookConfiguration(options.webhookConfig).then(
+        (configuration) => trustedByEvery(webhookBundles(configuration.webhooks)),
+        (error: unknown) => {
+          if (error instanceof WebhookConfigurationNotFound) return undefined;
+          throw error;
+        },
+      );
+      step = decideCreate(stored, options, now, trusted);
     }
     const next = carryOut(step, stored, options, now);
     if (next === undefined) return { step, summary: summarize(step, where) };
