@@ -289,6 +289,9 @@ describe('sync-secrets --once', () => {
 
 describe('sync-secrets --watch', () => {
   const leaseNamespace = unique('sync-lease');
+  afterAll(async () => {
+    await coordination.deleteNamespacedLease({ namespace: leaseNamespace, name: 'acr-pull-webhook-sync-secrets' }).catch(() => undefined);
+  });
   let leader: SyncWatcher;
   let follower: SyncWatcher;
   const ours: string[] = [];
@@ -410,7 +413,6 @@ describe('sync-secrets --watch', () => {
     const keys = created.map((line) => `${String(line['namespace'])}/${String(line['secret'])}`);
     expect(new Set(keys).size).toBe(keys.length);
     expect(await third.stop()).toBe(0);
-    await coordination.deleteNamespacedLease({ namespace: leaseNamespace, name: 'acr-pull-webhook-sync-secrets' });
   });
 });
 
