@@ -87,7 +87,7 @@ export const CONTENT_HASH_ANNOTATION = 'acr-pull-webhook/content-hash';
 /** coordination.k8s.io/v1 Lease that elects the one `sync-secrets --watch` replica allowed to write; lives in the release namespace. The RBAC in deploy/rbac names it. */
 export const SYNC_LEASE_NAME = 'acr-pull-webhook-sync-secrets';
 
-/** Environment variables `sync-secrets` reads when the matching flag is absent ({@link ENV} `config`, `logLevel` apply too). */
+/** Environment variables `sync-secrets` reads when the matching flag is absent ({@link ENV} `config`, `host` and `logLevel` apply too). */
 export const SYNC_ENV = {
   healthPort: 'ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT',
   kubeconfig: 'KUBECONFIG',

@@ -2,6 +2,7 @@
 // then $KUBECONFIG, then the pod's ServiceAccount (in-cluster), then ~/.kube/config.
 import { existsSync, readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
+import { SYNC_ENV } from '../constants.ts';
 
 /** Files the kubelet mounts for a pod's ServiceAccount (projected token, CA, namespace). */
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -21,9 +22,9 @@ export function loadKubeConfig(kubeconfigFile: string | undefined, env: NodeJS.P
     if (kubeconfigFile !== undefined) {
       kubeConfig.loadFromFile(kubeconfigFile);
       source = kubeconfigFile;
-    } else if (env['KUBECONFIG']) {
+    } else if (env[SYNC_ENV.kubeconfig]) {
       kubeConfig.loadFromDefault();
-      source = `$KUBECONFIG (${env['KUBECONFIG']})`;
+      source = `$${SYNC_ENV.kubeconfig} (${env[SYNC_ENV.kubeconfig]})`;
     } else if (inCluster(env)) {
       kubeConfig.loadFromCluster();
       source = 'in-cluster ServiceAccount';
