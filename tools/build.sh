@@ -57,6 +57,8 @@ build_tool() {
   stamp="$(
     {
       cat "${dir}/go.mod" "${dir}/go.sum"
+      # A module with its own main (keychain-check) is rebuilt when its source changes too.
+      find "$dir" -maxdepth 1 -name '*.go' -print0 | sort -z | xargs -0 -r cat
       printf 'pkg=%s\ntags=%s\nldflags=%s\ngo=%s\nGOOS=%s GOARCH=%s CGO_ENABLED=%s\n' \
         "$pkg" "$tags" "$ldflags" "$go_version" "$(go env GOOS)" "$(go env GOARCH)" "$CGO_ENABLED"
     } | sha256sum | cut -d' ' -f1
@@ -104,10 +106,16 @@ build_helm() {
   build_tool helm "$dir" helm.sh/helm/v4/cmd/helm 3 "" "-s -w -X helm.sh/helm/v4/internal/version.version=${v} -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
 }
 
+build_keychain_check() {
+  # A test helper, not a control-plane part: go-containerregistry's Kubernetes keychain (the
+  # kubelet's credential matching) resolving stored pull secrets for images, for the sync e2e test.
+  build_tool keychain-check "${root}/tools/keychain-check" . 2 "" "-s -w"
+}
+
 tools=("$@")
-((${#tools[@]})) || tools=(etcd helm kube-apiserver)
+((${#tools[@]})) || tools=(etcd helm kube-apiserver keychain-check)
 for t in "${tools[@]}"; do
-  [[ "$t" =~ ^(kube-apiserver|etcd|helm)$ ]] || die "unknown tool '${t}' (expected kube-apiserver, etcd or helm)"
+  [[ "$t" =~ ^(kube-apiserver|etcd|helm|keychain-check)$ ]] || die "unknown tool '${t}' (expected kube-apiserver, etcd, helm or keychain-check)"
 done
 log "using ${go_version}, GOMODCACHE=$(go env GOMODCACHE), GOCACHE=$(go env GOCACHE)"
 for t in "${tools[@]}"; do
@@ -115,6 +123,7 @@ for t in "${tools[@]}"; do
     kube-apiserver) build_kube_apiserver ;;
     etcd) build_etcd ;;
     helm) build_helm ;;
+    keychain-check) build_keychain_check ;;
   esac
 done
 log "all done: $(cd "$bin_dir" && ls | tr '\n' ' ')"

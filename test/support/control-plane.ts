@@ -49,7 +49,7 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-export type ToolName = 'kube-apiserver' | 'etcd' | 'helm';
+export type ToolName = 'kube-apiserver' | 'etcd' | 'helm' | 'keychain-check';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const tempPrefix = 'acr-pull-webhook-cp-';
