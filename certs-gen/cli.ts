@@ -23,7 +23,8 @@ Verbs:
   create   Keep a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt, ca.key) with a CA and
            a serving certificate for a Service; renew or rotate it when due, else change nothing.
   patch    Set the caBundle of every webhook in a MutatingWebhookConfiguration to the CAs
-           of that Secret (ca.crt, and ca-previous.crt while a CA is being replaced).
+           of that Secret (ca.crt, and ca-previous.crt while a CA is being replaced), and
+           make the configuration the Secret's owner, so the Secret is deleted with it.
 
 Options for local:
   --out DIR         directory for ca.crt, tls.crt and tls.key (mode 0600); created if

@@ -31,6 +31,13 @@ describe('describeFailure', () => {
       ClusterError,
       'forbidden (403): "u" may not patch mutatingwebhookconfigurations "hook"; grant verb "patch" on mutatingwebhookconfigurations (see deploy/rbac/certs-gen.yaml)',
     ],
+    [
+      'a 403 from OwnerReferencesPermissionEnforcement says that setting an ownerReference needs delete',
+      status(403, 'secrets "hook-tls" is forbidden: cannot set an ownerRef on a resource you can\'t delete: , <nil>'),
+      { verb: 'update', resource: 'secrets', name: 'hook-tls', namespace: 'acr' },
+      ClusterError,
+      'forbidden (403): these credentials may not set the ownerReferences of secrets "hook-tls" in namespace "acr": the OwnerReferencesPermissionEnforcement admission plugin also requires verb "delete" on secrets (see certs-gen/README.md, RBAC)',
+    ],
     ['a 401 names where the credentials came from', status(401, 'Unauthorized'), getSecret, ClusterError, `the Kubernetes API at ${server} rejected the credentials from kubeconfig /k (401 Unauthorized)`],
     ['a 409 is a conflict to retry', status(409, 'the object has been modified'), getSecret, ConflictError, 'get secrets "hook-tls" in namespace "acr": conflict: the object has been modified'],
     ['another status quotes the API message on one line', status(422, 'Secret "x" is invalid:\n data: too long'), getSecret, ClusterError, 'get secrets "hook-tls" in namespace "acr": HTTP 422: Secret "x" is invalid: data: too long'],

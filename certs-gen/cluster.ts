@@ -176,9 +176,15 @@ export function describeFailure(error: unknown, request: Request, server: string
   if (status === 401) return new ClusterError(`the Kubernetes API at ${server} rejected the credentials from ${credentials} (401 Unauthorized)`);
   if (status === 403) {
     const user = /User "([^"]*)"/.exec(message)?.[1];
-    return new ClusterError(
-      `forbidden (403): ${user === undefined ? 'these credentials' : `"${user}"`} may not ${request.verb} ${target}; grant verb "${request.verb}" on ${request.resource} (see deploy/rbac/certs-gen.yaml)`,
-    );
+    const who = user === undefined ? 'these credentials' : `"${user}"`;
+    // The OwnerReferencesPermissionEnforcement admission plugin (off by default; on in OpenShift)
+    // lets only whoever may delete an object set its ownerReferences.
+    if (message.includes('cannot set an ownerRef')) {
+      return new ClusterError(
+        `forbidden (403): ${who} may not set the ownerReferences of ${target}: the OwnerReferencesPermissionEnforcement admission plugin also requires verb "delete" on ${request.resource} (see certs-gen/README.md, RBAC)`,
+      );
+    }
+    return new ClusterError(`forbidden (403): ${who} may not ${request.verb} ${target}; grant verb "${request.verb}" on ${request.resource} (see deploy/rbac/certs-gen.yaml)`);
   }
   return new ClusterError(`${request.verb} ${target}: HTTP ${status}: ${message}`);
 }

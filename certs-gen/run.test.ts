@@ -71,7 +71,7 @@ class FakeCluster implements Cluster {
 
 function configurationWith(...names: string[]): V1MutatingWebhookConfiguration {
   return {
-    metadata: { name: 'hook', resourceVersion: '1' },
+    metadata: { name: 'hook', uid: 'uid-1', resourceVersion: '1' },
     webhooks: names.map((name) => ({ name, clientConfig: {}, sideEffects: 'None', admissionReviewVersions: ['v1'] })),
   };
 }
@@ -179,14 +179,87 @@ describe('runPatch', () => {
     await runCreate(cluster, options, clock);
     cluster.configuration = configurationWith('a.acr-pull-webhook.io', 'b.acr-pull-webhook.io');
     const first = await runPatch(cluster, patchOptions, clock);
-    expect(first.summary).toMatch(/^patched the caBundle of 2 of 2 webhooks in MutatingWebhookConfiguration hook to [0-9A-F:]{23}$/);
+    expect(first.summary).toMatch(
+      /^patched the caBundle of 2 of 2 webhooks in MutatingWebhookConfiguration hook to [0-9A-F:]{23}; Secret ns\/hook-tls now has an ownerReference to the configuration \(uid uid-1\), so the Secret is garbage-collected with it$/,
+    );
+    expect(first.owner).toBe('add');
     const ca = inspectCertificate(storedFromSecret(cluster.secret ?? {}).caCertPem ?? '').fingerprintSha256;
     for (const webhook of cluster.configuration.webhooks ?? []) {
       expect(bundleCas(webhook.clientConfig.caBundle).map((entry) => entry.fingerprintSha256)).toEqual([ca]);
     }
     const second = await runPatch(cluster, patchOptions, clock);
-    expect(second).toEqual({ changed: [], summary: expect.stringMatching(/^unchanged: every caBundle of the 2 webhooks/) });
-    expect(cluster.writes).toEqual(['create', 'patch a.acr-pull-webhook.io,b.acr-pull-webhook.io']);
+    expect(second).toEqual({ changed: [], owner: 'keep', summary: expect.stringMatching(/^unchanged: every caBundle of the 2 webhooks in MutatingWebhookConfiguration hook holds [0-9A-F:]{23}$/) });
+    expect(cluster.writes).toEqual(['create', 'patch a.acr-pull-webhook.io,b.acr-pull-webhook.io', 'update']);
+    expect(cluster.secret?.metadata?.ownerReferences).toEqual([
+      { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', name: 'hook', uid: 'uid-1', controller: false },
+    ]);
+  });
+
+  it('sets the ownerReference even when every caBundle is already right (a release upgraded from before it was set)', async () => {
+    const cluster = new FakeCluster();
+    await runCreate(cluster, options, clock);
+    cluster.configuration = configurationWith('a.acr-pull-webhook.io');
+    await runPatch(cluster, patchOptions, clock);
+    const { ownerReferences: _dropped, ...metadata } = cluster.secret?.metadata ?? {};
+    cluster.secret = { ...cluster.secret, metadata };
+    const result = await runPatch(cluster, patchOptions, clock);
+    expect(result).toMatchObject({ changed: [], owner: 'add' });
+    expect(result.summary).toMatch(/^unchanged: every caBundle .*; Secret ns\/hook-tls now has an ownerReference to the configuration \(uid uid-1\)/);
+    expect(cluster.secret?.metadata?.ownerReferences?.map((reference) => reference.uid)).toEqual(['uid-1']);
+  });
+
+  it('replaces the ownerReference of a configuration deleted and created again (its uid changed), keeping other owners', async () => {
+    const cluster = new FakeCluster();
+    await runCreate(cluster, options, clock);
+    cluster.configuration = configurationWith('a.acr-pull-webhook.io');
+    await runPatch(cluster, patchOptions, clock);
+    const secret = cluster.secret ?? {};
+    const other = { apiVersion: 'v1', kind: 'ConfigMap', name: 'keep-me', uid: 'uid-cm' };
+    cluster.secret = { ...secret, metadata: { ...secret.metadata, ownerReferences: [other, ...(secret.metadata?.ownerReferences ?? [])] } };
+    cluster.configuration = { ...cluster.configuration, metadata: { ...cluster.configuration.metadata, uid: 'uid-2' } };
+    const result = await runPatch(cluster, patchOptions, clock);
+    expect(result.owner).toBe('replace');
+    expect(result.summary).toMatch(/\(uid uid-2, replacing stale uid uid-1\)/);
+    expect(cluster.secret?.metadata?.ownerReferences?.map((reference) => reference.uid)).toEqual(['uid-cm', 'uid-2']);
+  });
+
+  it('when the Secret changes between read and owner update (a create renewing it), reads it again and keeps the renewal', async () => {
+    const cluster = new FakeCluster();
+    await runCreate(cluster, options, clock);
+    cluster.configuration = configurationWith('a.acr-pull-webhook.io');
+    const renamed = { ...options, dnsNames: [...options.dnsNames, 'extra.example'] };
+    const patch = cluster.patchCaBundles.bind(cluster);
+    cluster.patchCaBundles = async (...args) => {
+      const patched = await patch(...args);
+      await runCreate(cluster, renamed, clock);
+      return patched;
+    };
+    expect((await runPatch(cluster, patchOptions, clock)).owner).toBe('add');
+    expect(cluster.writes).toEqual(['create', 'patch a.acr-pull-webhook.io', 'update', 'update']);
+    expect(inspectCertificate(storedFromSecret(cluster.secret ?? {}).servingCertPem ?? '').dnsNames).toContain('extra.example');
+    expect(cluster.secret?.metadata?.ownerReferences?.map((reference) => reference.uid)).toEqual(['uid-1']);
+  });
+
+  it('a later create keeps the ownerReference', async () => {
+    const cluster = new FakeCluster();
+    await runCreate(cluster, options, clock);
+    cluster.configuration = configurationWith('a.acr-pull-webhook.io');
+    await runPatch(cluster, patchOptions, clock);
+    expect((await runCreate(cluster, { ...options, dnsNames: ['renamed'] }, clock)).step.step).toBe('renew-serving');
+    expect(cluster.secret?.metadata?.ownerReferences?.map((reference) => reference.uid)).toEqual(['uid-1']);
+  });
+
+  it('patches the caBundle from a Secret not labelled as ours, but does not make it die with the configuration', async () => {
+    const cluster = new FakeCluster();
+    await runCreate(cluster, options, clock);
+    const secret = cluster.secret ?? {};
+    cluster.secret = { ...secret, metadata: { ...secret.metadata, labels: { 'app.kubernetes.io/managed-by': 'someone-else' } } };
+    cluster.configuration = configurationWith('a.acr-pull-webhook.io');
+    const result = await runPatch(cluster, patchOptions, clock);
+    expect(result).toMatchObject({ changed: ['a.acr-pull-webhook.io'], owner: 'not-ours' });
+    expect(result.summary).toMatch(/; Secret ns\/hook-tls is not labelled app.kubernetes.io\/managed-by=acr-pull-webhook, so it gets no ownerReference$/);
+    expect(cluster.writes).toEqual(['create', 'patch a.acr-pull-webhook.io']);
+    expect(cluster.secret?.metadata?.ownerReferences).toBeUndefined();
   });
 
   it('when the configuration changes between read and patch, reads it again and patches the current version', async () => {

@@ -2,8 +2,10 @@
 // concurrency: every write is conditional on the version read, and a conflict (another run wrote
 // first) means read and decide again. The second of two concurrent runs thus sees the first one's
 // result and, that being valid, keeps it.
+import type { V1Secret } from '@kubernetes/client-node';
+import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../src/constants.ts';
 import { ClusterError, ConflictError, WebhookConfigurationNotFound, type Cluster } from './cluster.ts';
-import { BundleError, desiredBundle, planCaBundles, trustedByEvery, type WebhookBundle } from './bundle.ts';
+import { BundleError, desiredBundle, planCaBundles, trustedByEvery, type DesiredBundle, type WebhookBundle } from './bundle.ts';
 import {
   carryOut,
   decideCreate,
@@ -16,6 +18,7 @@ import {
   type Wanted,
 } from './create.ts';
 import { inspectCertificate } from './generate.ts';
+import { decideOwner, type OwnerStep, type WebhookConfigurationId } from './owner.ts';
 
 /** Writes attempted before giving up; each conflict means someone else changed the object in between. */
 export const WRITE_ATTEMPTS = 5;
@@ -105,9 +108,16 @@ export interface PatchOptions {
 
 export interface PatchResult {
   readonly changed: readonly string[];
+  /** What became of the Secret's ownerReference to the configuration. */
+  readonly owner: OwnerStep['step'];
   readonly summary: string;
 }
 
+/**
+ * Sets every caBundle from the Secret, then makes the configuration the Secret's owner (so the
+ * garbage collector deletes the Secret with it). The caBundle goes first: it is what admissions
+ * depend on, and a failure to set the owner must not leave it unset.
+ */
 export async function runPatch(cluster: Cluster, options: PatchOptions, clock: () => Date = () => new Date()): Promise<PatchResult> {
   const where = `Secret ${options.namespace}/${options.secretName}`;
   const secret = await cluster.readSecret(options.namespace, options.secretName);
@@ -122,15 +132,30 @@ export async function runPatch(cluster: Cluster, options: PatchOptions, clock: (
   }
   const cas = desired.cas.map((ca) => shortFingerprint(ca.fingerprintSha256)).join(' + ');
   const what = `MutatingWebhookConfiguration ${options.webhookConfig}`;
+  const bundles = await patchBundles(cluster, options.webhookConfig, desired, what, cas);
+  const owner = await setOwner(cluster, options, secret, bundles.configuration, where);
+  return { changed: bundles.changed, owner: owner.step, summary: owner.summary === undefined ? bundles.summary : `${bundles.summary}; ${owner.summary}` };
+}
+
+async function patchBundles(
+  cluster: Cluster,
+  name: string,
+  desired: DesiredBundle,
+  what: string,
+  cas: string,
+): Promise<{ changed: readonly string[]; summary: string; configuration: WebhookConfigurationId }> {
   for (let attempt = 1; attempt <= WRITE_ATTEMPTS; attempt++) {
-    const configuration = await cluster.readWebhookConfiguration(options.webhookConfig);
+    const configuration = await cluster.readWebhookConfiguration(name);
+    const uid = configuration.metadata?.uid;
+    if (uid === undefined || uid === '') throw new ClusterError(`${what} has no metadata.uid`);
+    const id = { name, uid };
     const webhooks = webhookBundles(configuration.webhooks);
     if (webhooks.length === 0) throw new ClusterError(`${what} has no webhooks`);
     const plan = planCaBundles(webhooks, desired);
-    if (plan.change.length === 0) return { changed: [], summary: `unchanged: every caBundle of the ${webhooks.length} webhooks in ${what} holds ${cas}` };
+    if (plan.change.length === 0) return { changed: [], configuration: id, summary: `unchanged: every caBundle of the ${webhooks.length} webhooks in ${what} holds ${cas}` };
     try {
       await cluster.patchCaBundles(
-        options.webhookConfig,
+        name,
         configuration.metadata?.resourceVersion ?? '',
         plan.change.map((webhook) => ({ webhook, caBundle: desired.caBundle })),
       );
@@ -138,9 +163,50 @@ export async function runPatch(cluster: Cluster, options: PatchOptions, clock: (
       if (error instanceof ConflictError) continue;
       throw error;
     }
-    return { changed: plan.change, summary: `patched the caBundle of ${plan.change.length} of ${webhooks.length} webhooks in ${what} to ${cas}` };
+    return { changed: plan.change, configuration: id, summary: `patched the caBundle of ${plan.change.length} of ${webhooks.length} webhooks in ${what} to ${cas}` };
   }
   throw new ClusterError(`${what} changed under every one of ${WRITE_ATTEMPTS} attempts to patch it`);
+}
+
+/**
+ * Read → decide → conditional update of the Secret's ownerReferences, starting from the Secret
+ * already read. An update (not a patch) on purpose: RBAC grants `update` on the one Secret.
+ */
+async function setOwner(
+  cluster: Cluster,
+  options: PatchOptions,
+  firstRead: V1Secret,
+  configuration: WebhookConfigurationId,
+  where: string,
+): Promise<{ step: OwnerStep['step']; summary: string | undefined }> {
+  let secret: V1Secret | undefined = firstRead;
+  for (let attempt = 1; attempt <= WRITE_ATTEMPTS; attempt++) {
+    if (attempt > 1) secret = await cluster.readSecret(options.namespace, options.secretName);
+    if (secret === undefined) throw new ClusterError(`${where} was deleted while patch ran`);
+    const step = decideOwner(secret.metadata, configuration);
+    switch (step.step) {
+      case 'keep':
+        return { step: step.step, summary: undefined };
+      case 'not-ours':
+        return { step: step.step, summary: `${where} is not labelled ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}, so it gets no ownerReference` };
+      case 'add':
+      case 'replace': {
+        const { managedFields: _managed, ...metadata } = secret.metadata ?? {};
+        try {
+          await cluster.replaceSecret({ ...secret, metadata: { ...metadata, ownerReferences: step.ownerReferences } });
+        } catch (error) {
+          if (error instanceof ConflictError) continue;
+          throw error;
+        }
+        const stale = step.step === 'replace' && step.staleUids.length > 0 ? `, replacing stale uid ${step.staleUids.join(', ')}` : '';
+        return {
+          step: step.step,
+          summary: `${where} now has an ownerReference to the configuration (uid ${configuration.uid}${stale}), so the Secret is garbage-collected with it`,
+        };
+      }
+    }
+  }
+  throw new ClusterError(`${where} changed under every one of ${WRITE_ATTEMPTS} attempts to set its ownerReference`);
 }
 
 function webhookBundles(webhooks: readonly { name: string; clientConfig: { caBundle?: string } }[] | undefined): WebhookBundle[] {
