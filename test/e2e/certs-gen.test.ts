@@ -189,9 +189,25 @@ describe('create, then patch', () => {
   });
 
   test('patch sets the caBundle of every webhook in the configuration to that CA', async () => {
-    expect(firstPatch).toMatchObject({ code: 0, stderr: '', stdout: `patched the caBundle of 2 of 2 webhooks in MutatingWebhookConfiguration ${CONFIG} to ${fingerprint((await stored()).caCertPem).slice(0, 23)}\n` });
+    const { uid } = (await admission.readMutatingWebhookConfiguration({ name: CONFIG })).metadata ?? {};
+    expect(firstPatch).toMatchObject({
+      code: 0,
+      stderr: '',
+      stdout:
+        `patched the caBundle of 2 of 2 webhooks in MutatingWebhookConfiguration ${CONFIG} to ${fingerprint((await stored()).caCertPem).slice(0, 23)}; ` +
+        `Secret ${serviceNamespace}/${SECRET} now has an ownerReference to the configuration (uid ${uid}), so the Secret is garbage-collected with it\n`,
+    });
     const ca = fingerprint((await stored()).caCertPem);
     expect(await bundles()).toEqual([[ca], [ca]]);
+  });
+
+  test('patch makes the configuration the owner of the Secret, with its live uid, so the garbage collector deletes the Secret with it', async () => {
+    const configuration = await admission.readMutatingWebhookConfiguration({ name: CONFIG });
+    const secret = await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET });
+    // The apiserver accepted a cluster-scoped owner for a namespaced Secret, and stored it as sent.
+    expect(secret.metadata?.ownerReferences).toEqual([
+      { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', name: CONFIG, uid: configuration.metadata?.uid, controller: false },
+    ]);
   });
 
   test('the apiserver calls the webhook through its Service name, verifying the certificate, and pods are patched', async () => {
@@ -398,8 +414,33 @@ describe('RBAC: deploy/rbac/certs-gen.yaml, exactly', () => {
   test('with a ServiceAccount token bound to exactly these rules, create and patch work and are idempotent', async () => {
     expect(await certsGen(args.create, kubeconfig)).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(/^created Secret/) });
     expect(await certsGen([...args.create, '--webhook-config', configName], kubeconfig)).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(/^kept Secret/) });
-    expect(await certsGen(args.patch, kubeconfig)).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(/^patched the caBundle of 1 of 1 webhooks/) });
-    expect(await certsGen(args.patch, kubeconfig)).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(/^unchanged/) });
+    expect(await certsGen(args.patch, kubeconfig)).toMatchObject({
+      code: 0,
+      stderr: '',
+      stdout: expect.stringMatching(/^patched the caBundle of 1 of 1 webhooks .*; Secret .* now has an ownerReference to the configuration/),
+    });
+    // Setting the ownerReference took `update` on the Secret alone (no blockOwnerDeletion, so no
+    // update on the configuration's finalizers).
+    const uid = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
+    const owners = (await core.readNamespacedSecret({ namespace, name: secretName })).metadata?.ownerReferences;
+    expect(owners?.map((owner) => [owner.kind, owner.name, owner.uid])).toEqual([['MutatingWebhookConfiguration', configName, uid]]);
+    expect(await certsGen(args.patch, kubeconfig)).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(/^unchanged: every caBundle of the 1 webhooks in MutatingWebhookConfiguration \S+ holds \S+\n$/) });
+  });
+
+  test('after the configuration is deleted and created again, patch replaces the stale ownerReference with the new uid', async () => {
+    const before = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
+    await admission.deleteMutatingWebhookConfiguration({ name: configName });
+    // No controller-manager here, so no garbage collector: the Secret outlives its owner.
+    await admission.createMutatingWebhookConfiguration({ body: configuration(configName, `none-${run}`, ['pods.acr-pull-webhook.io']) });
+    const after = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
+    expect(after).not.toBe(before);
+    expect(await certsGen(args.patch, kubeconfig)).toMatchObject({
+      code: 0,
+      stderr: '',
+      stdout: expect.stringContaining(`now has an ownerReference to the configuration (uid ${after}, replacing stale uid ${before})`),
+    });
+    const owners = (await core.readNamespacedSecret({ namespace, name: secretName })).metadata?.ownerReferences;
+    expect(owners?.map((owner) => owner.uid)).toEqual([after]);
   });
 
   test('the same token may not read another Secret or patch another webhook configuration, and says so in one line', async () => {

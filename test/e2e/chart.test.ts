@@ -9,7 +9,8 @@
 // judge, and the programs in them run here, with the containers' own arguments.
 //
 // Tests in this file run in order and build on each other (install → hooks → controllers → upgrade
-// → uninstall).
+// → uninstall). Nor is there a garbage collector: that uninstall would delete the TLS Secret is
+// shown by its ownerReference to the release's MutatingWebhookConfiguration, with the live uid.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,6 +29,7 @@ import {
   type V1CronJob,
   type V1Deployment,
   type V1Job,
+  type V1OwnerReference,
   type V1PodSpec,
   type V1ResourceAttributes,
 } from '@kubernetes/client-node';
@@ -113,6 +115,10 @@ function header(object: Manifest): { apiVersion: string; kind: string; metadata:
 
 async function readTls(): Promise<Record<string, string>> {
   return (await core.readNamespacedSecret({ namespace: NAMESPACE, name: TLS_SECRET })).data ?? {};
+}
+
+async function tlsOwners(): Promise<V1OwnerReference[] | undefined> {
+  return (await core.readNamespacedSecret({ namespace: NAMESPACE, name: TLS_SECRET })).metadata?.ownerReferences;
 }
 
 async function caBundle(): Promise<string | undefined> {
@@ -231,6 +237,14 @@ describe('the hooks, run here with the tokens of the ServiceAccounts the chart m
     // PEM line endings may differ (the bundle is re-assembled); the certificate is the same.
     const pem = (base64: string | undefined): string => Buffer.from(base64 ?? '', 'base64').toString().replaceAll('\r\n', '\n').trim();
     expect(pem(await caBundle())).toBe(pem((await readTls())['ca.crt']));
+  });
+
+  test('certs-gen patch makes the release\'s MutatingWebhookConfiguration, by its live uid, the owner of the TLS Secret (so the garbage collector deletes it on uninstall)', async () => {
+    const configuration = await admission.readMutatingWebhookConfiguration({ name: FULLNAME });
+    expect(configuration.metadata?.labels?.['app.kubernetes.io/instance']).toBe(RELEASE);
+    expect(await tlsOwners()).toEqual([
+      { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', name: FULLNAME, uid: configuration.metadata?.uid, controller: false },
+    ]);
   });
 
   test('the renewal CronJob\'s create and patch succeed with the lasting account, which cannot create Secrets, and change nothing when nothing is due', async () => {
@@ -404,7 +418,7 @@ describe('each ServiceAccount may do what its program needs and nothing more', (
 
 describe('helm upgrade with changed values', () => {
   test('applies them (failurePolicy Fail, one replica, so no PodDisruptionBudget) and keeps what certs-gen and sync-secrets wrote', async () => {
-    const before = { tls: await readTls(), caBundle: await caBundle(), lease: (await coordination.readNamespacedLease({ namespace: NAMESPACE, name: LEASE })).spec };
+    const before = { tls: await readTls(), owners: await tlsOwners(), caBundle: await caBundle(), lease: (await coordination.readNamespacedLease({ namespace: NAMESPACE, name: LEASE })).spec };
     expect(await status(objects.read({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: FULLNAME, namespace: NAMESPACE } }))).toBe(200);
     await helmOk(helmArgs('upgrade', RELEASE, CHART_DIR, '-f', valuesFile(UPGRADE_VALUES), '--no-hooks'), { kubeconfig: KUBECONFIG });
     manifest = parseManifests(await helmOk(helmArgs('get', 'manifest', RELEASE), { kubeconfig: KUBECONFIG }));
@@ -412,7 +426,8 @@ describe('helm upgrade with changed values', () => {
     expect(configuration.webhooks?.[0]?.failurePolicy).toBe('Fail');
     expect((await apps.readNamespacedDeployment({ namespace: NAMESPACE, name: FULLNAME })).spec?.replicas).toBe(1);
     expect(await status(objects.read({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: FULLNAME, namespace: NAMESPACE } }))).toBe(404);
-    expect({ tls: await readTls(), caBundle: await caBundle(), lease: (await coordination.readNamespacedLease({ namespace: NAMESPACE, name: LEASE })).spec }).toEqual(before);
+    // The configuration is updated in place, not re-created: its uid, the Secret's owner, stays.
+    expect({ tls: await readTls(), owners: await tlsOwners(), caBundle: await caBundle(), lease: (await coordination.readNamespacedLease({ namespace: NAMESPACE, name: LEASE })).spec }).toEqual(before);
   });
 });
 
@@ -447,8 +462,9 @@ describe('the CEL matchCondition on the real apiserver (failurePolicy Fail and n
 });
 
 describe('helm uninstall', () => {
-  test('leaves no object of the release behind; what the programs wrote outside the release stays', async () => {
+  test('leaves no object of the release behind; the TLS Secret\'s owner is gone; the pull secrets stay', async () => {
     const released = [...manifest];
+    const owner = await admission.readMutatingWebhookConfiguration({ name: FULLNAME });
     await helmOk(helmArgs('uninstall', RELEASE), { kubeconfig: KUBECONFIG });
     for (const object of [...released, ...hooks]) {
       expect(await status(objects.read(header(object))), `${object.kind}/${object.metadata.name}`).toBe(404);
@@ -471,11 +487,17 @@ describe('helm uninstall', () => {
     // helm's own release records are gone too.
     const records = await core.listNamespacedSecret({ namespace: NAMESPACE, labelSelector: `owner=helm,name=${RELEASE}` });
     expect(records.items).toEqual([]);
-    // Not release objects, and kept on purpose: the pull secrets running pods pull with, and the TLS
-    // Secret certs-gen made (no release object owns it; see the chart README, "Uninstall").
+    // Not release objects, and kept on purpose: the pull secrets running pods pull with.
     expect(await status(core.readNamespacedSecret({ namespace: optedIn, name: 'acr-myregistry' }))).toBe(200);
+    // The TLS Secret certs-gen made is not a release object either, but names the configuration as
+    // its owner. This control plane has no controller-manager, so no garbage collector, and the
+    // Secret is still here; in a cluster the collector deletes it now, because every owner it names
+    // (by uid) is gone.
     const remaining = await core.listNamespacedSecret({ namespace: NAMESPACE });
     expect(remaining.items.map((item) => item.metadata?.name).sort()).toEqual(['china-pull-credentials', TLS_SECRET].sort());
+    const owners = await tlsOwners();
+    expect(owners?.map((reference) => reference.uid)).toEqual([owner.metadata?.uid]);
+    expect(await status(admission.readMutatingWebhookConfiguration({ name: FULLNAME }))).toBe(404);
     await core.deleteNamespacedSecret({ namespace: NAMESPACE, name: TLS_SECRET });
     await core.deleteNamespacedSecret({ namespace: NAMESPACE, name: 'china-pull-credentials' });
   });
