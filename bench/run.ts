@@ -1,0 +1,441 @@
+// `npm run bench`: the webhook's production build side by side with the floor (bench/floor.ts), in
+// one run on one machine, driven by autocannon over loopback, then the added latency of a pod
+// create on a real kube-apiserver. Prints a table and writes bench/results/latest.json.
+//
+//   node bench/run.ts [--rounds N] [--duration S] [--warmup S] [--connections N] [--starts N]
+//                     [--rate N] [--rate-connections N]
+//                     [--variant-main PATH [--variant-name NAME]] [--webhook-main PATH]
+//                     [--skip-control-plane] [--cp-rounds N] [--cp-seconds S] [--cp-rate N]
+//                     [--quick] [--out FILE]
+//
+// Every load run is bounded (duration × rounds) and goes to 127.0.0.1 only. Each scenario starts
+// fresh server processes, warms them up, then runs floor and webhook alternately, in ABBA order
+// over the rounds, so drift in the machine's load hits both alike; every figure is reported as the
+// median over rounds with its range. A variant build (bench/variant.ts) can run as a third server.
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { testPki } from '../test/support/certificates.ts';
+import { BODY_NAMES, loadBodies, type BodyName } from './lib/bodies.ts';
+import { runControlPlanePhases, type ControlPlaneResult, type PhaseResult } from './lib/control-plane-phase.ts';
+import { drive, type LoadResult } from './lib/load.ts';
+import {
+  prometheusValue,
+  readFrom,
+  ROOT,
+  sampleRss,
+  startServer,
+  WEBHOOK_MAIN,
+  writeServerFiles,
+  type ServerProcess,
+  type ServerSpec,
+} from './lib/processes.ts';
+import { bucketQuantileBound, distribution, spread, type Distribution, type Spread } from './lib/stats.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '5' },
+    duration: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '2' },
+    connections: { type: 'string', default: '10' },
+    'rate-connections': { type: 'string', default: '4' },
+    rate: { type: 'string', default: '500' },
+    starts: { type: 'string', default: '3' },
+    'webhook-main': { type: 'string', default: WEBHOOK_MAIN },
+    'variant-main': { type: 'string' },
+    'variant-name': { type: 'string', default: 'variant' },
+    'skip-control-plane': { type: 'boolean', default: false },
+    'cp-rounds': { type: 'string', default: '2' },
+    'cp-seconds': { type: 'string', default: '10' },
+    'cp-warmup': { type: 'string', default: '2' },
+    'cp-rate': { type: 'string', default: '100' },
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string', default: join(ROOT, 'bench', 'results', 'latest.json') },
+  },
+});
+const quick = flags.quick;
+const ROUNDS = quick ? 1 : Number(flags.rounds);
+const DURATION = quick ? 2 : Number(flags.duration);
+const WARMUP = quick ? 1 : Number(flags.warmup);
+const CONNECTIONS = Number(flags.connections);
+const RATE = Number(flags.rate);
+const RATE_CONNECTIONS = Number(flags['rate-connections']);
+const STARTS = quick ? 1 : Number(flags.starts);
+
+const say = (line: string): void => void process.stdout.write(`${line}\n`);
+
+const webhookMain = resolve(flags['webhook-main']);
+if (!existsSync(webhookMain)) {
+  process.stderr.write(`${webhookMain} not found: run 'npm run build' first (npm run bench does)\n`);
+  process.exit(1);
+}
+const specs: ServerSpec[] = [
+  { name: 'floor', kind: 'floor' },
+  { name: 'webhook', kind: 'webhook', main: webhookMain },
+];
+if (flags['variant-main'] !== undefined) specs.push({ name: flags['variant-name'], kind: 'webhook', main: resolve(flags['variant-main']) });
+
+// ---------------------------------------------------------------------------------------------
+// Set-up: a throw-away certificate, the example configuration, the bodies.
+
+const dir = mkdtempSync(join(tmpdir(), 'acr-pull-webhook-bench-'));
+const pki = testPki();
+const files = writeServerFiles(dir, pki.serving);
+const bodies = loadBodies();
+
+const live = new Set<ServerProcess>();
+const cleanup = async (): Promise<void> => {
+  await Promise.all([...live].map((server) => server.stop()));
+  live.clear();
+  rmSync(dir, { recursive: true, force: true });
+};
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+async function start(spec: ServerSpec): Promise<ServerProcess> {
+  const server = await startServer(spec, files);
+  live.add(server);
+  readyMs.get(spec.name)?.push(server.readyMs);
+  return server;
+}
+async function stop(server: ServerProcess): Promise<void> {
+  await server.stop();
+  live.delete(server);
+}
+
+interface RunRecord {
+  readonly scenario: string;
+  readonly server: string;
+  readonly round: number;
+  readonly load: LoadResult;
+  /** Server CPU time (all threads, user + system) per answered request, µs: steadier than req/s on a shared machine. */
+  readonly cpuMicrosPerRequest: number;
+  /** Largest VmRSS sampled during the run. */
+  readonly peakRssBytes: number;
+  /** RssAnon / RssFile at the end of the run. */
+  readonly rssAnonBytes: number;
+  readonly rssFileBytes: number;
+  /** Event-loop delay during the run (prom-client's nodejs_eventloop_lag_* for the webhook). */
+  readonly eventLoopP99Ms: number;
+  readonly eventLoopMaxMs: number;
+  readonly loadAverage1m: number;
+  /** Fixed-rate scenario, webhooks only: the per-review durationMs log field. */
+  readonly serverDurationMs?: Distribution;
+  /** Fixed-rate scenario, webhooks only: share of reviews at or under 5 ms in the webhook's own histogram. */
+  readonly serverHistogramShareUnder5ms?: number;
+}
+
+const runs: RunRecord[] = [];
+const readyMs = new Map<string, number[]>(specs.map((spec) => [spec.name, []]));
+/** VmHWM of each scenario's processes when the scenario ends. */
+const scenarioPeakRss: Record<string, Record<string, number>> = {};
+
+function histogramCounts(text: string | undefined): { le5: number; count: number } {
+  if (text === undefined) return { le5: Number.NaN, count: Number.NaN };
+  const le5 = /^acr_pull_webhook_admission_duration_seconds_bucket\{le="0\.005"\} (\S+)$/m.exec(text);
+  return { le5: le5 ? Number(le5[1]) : Number.NaN, count: prometheusValue(text, 'acr_pull_webhook_admission_duration_seconds_count') };
+}
+
+async function measure(scenario: string, server: ServerProcess, round: number, run: () => Promise<LoadResult>, serverSide: boolean): Promise<void> {
+  await server.eventLoop(); // resets the monitor: what follows covers this run only
+  const webhookSide = serverSide && server.spec.kind === 'webhook';
+  const logOffset = webhookSide ? readFrom(server.logFile, 0).offset : 0;
+  const histogramBefore = webhookSide ? histogramCounts(await server.metrics()) : undefined;
+  const rss = sampleRss(server);
+  const cpuBefore = server.cpuSeconds();
+  const load = await run();
+  const cpuMicrosPerRequest = ((server.cpuSeconds() - cpuBefore) * 1e6) / load.responses;
+  const peakRssBytes = rss.stop();
+  const eventLoop = await server.eventLoop();
+  const memory = server.memory();
+  let record: RunRecord = {
+    scenario,
+    server: server.spec.name,
+    round,
+    load,
+    cpuMicrosPerRequest,
+    peakRssBytes,
+    rssAnonBytes: memory.anon,
+    rssFileBytes: memory.file,
+    eventLoopP99Ms: eventLoop.p99 * 1000,
+    eventLoopMaxMs: eventLoop.max * 1000,
+    loadAverage1m: loadavg()[0] ?? Number.NaN,
+  };
+  if (webhookSide) {
+    const durations = readFrom(server.logFile, logOffset)
+      .text.split('\n')
+      .filter((line) => line.includes('"msg":"review"'))
+      .map((line) => (JSON.parse(line) as { durationMs: number }).durationMs);
+    const after = histogramCounts(await server.metrics());
+    const before = histogramBefore ?? { le5: 0, count: 0 };
+    record = { ...record, serverDurationMs: distribution(durations), serverHistogramShareUnder5ms: (after.le5 - before.le5) / (after.count - before.count) };
+  }
+  runs.push(record);
+  const l = load.latencyMs;
+  say(
+    `  ${scenario.padEnd(8)} ${server.spec.name.padEnd(8)} round ${round}: ${load.requestsPerSecond.toFixed(0).padStart(6)} req/s, ` +
+      `CPU ${cpuMicrosPerRequest.toFixed(0)} µs/req, p50 ${l.p50.toFixed(2)} p99 ${l.p99.toFixed(2)} p99.9 ${l.p999.toFixed(2)} ms, ` +
+      `RSS ${(peakRssBytes / 2 ** 20).toFixed(0)} MiB, ELD p99 ${(eventLoop.p99 * 1000).toFixed(1)} ms, load ${record.loadAverage1m.toFixed(1)}` +
+      (load.non2xx + load.errors > 0 ? `, ${load.non2xx} non-2xx, ${load.errors} errors` : '') +
+      (record.serverDurationMs ? `, server p99 ${record.serverDurationMs.p99.toFixed(3)} ms` : ''),
+  );
+}
+
+/** One POST, verifying the server's certificate against the throw-away CA. */
+function post(target: string, body: Buffer): Promise<string> {
+  return new Promise((resolveResponse, reject) => {
+    const req = httpsRequest(target, { method: 'POST', ca: pki.ca.certPem, headers: { 'content-type': 'application/json' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolveResponse(Buffer.concat(chunks).toString('utf8')));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const url = (server: ServerProcess): string => `https://127.0.0.1:${server.port}/mutate`;
+
+/** What each server answered to each body, checked once before anything is measured. */
+const answers: Record<string, Record<string, unknown>> = {};
+async function checkAnswers(server: ServerProcess): Promise<void> {
+  const mine: Record<string, unknown> = {};
+  for (const name of BODY_NAMES) {
+    const text = await post(url(server), bodies[name]);
+    const review = JSON.parse(text) as { response?: { allowed?: boolean; patch?: string } };
+    if (review.response?.allowed !== true) throw new Error(`${server.spec.name} did not allow the ${name} review: ${text.slice(0, 300)}`);
+    const patch = review.response.patch === undefined ? null : (JSON.parse(Buffer.from(review.response.patch, 'base64').toString('utf8')) as unknown);
+    if (server.spec.kind === 'webhook' && patch === null) throw new Error(`${server.spec.name} did not patch the ${name} pod, whose images are on myregistry.azurecr.io`);
+    mine[name] = { allowed: true, patch };
+  }
+  answers[server.spec.name] = mine;
+}
+
+interface Scenario {
+  readonly name: string;
+  readonly label: string;
+  readonly warmup: boolean;
+  readonly serverSide: boolean;
+  readonly run: (server: ServerProcess, seconds: number) => Promise<LoadResult>;
+}
+
+/** Fresh processes for every server, a warm-up, then `ROUNDS` rounds in ABBA order. */
+async function runScenario(scenario: Scenario): Promise<void> {
+  const servers: ServerProcess[] = [];
+  for (const spec of specs) servers.push(await start(spec));
+  try {
+    for (const server of servers) if (answers[server.spec.name] === undefined) await checkAnswers(server);
+    if (scenario.warmup) for (const server of servers) await scenario.run(server, WARMUP);
+    for (let round = 1; round <= ROUNDS; round += 1) {
+      const order = round % 2 === 1 ? servers : [...servers].reverse();
+      for (const server of order) await measure(scenario.name, server, round, () => scenario.run(server, DURATION), scenario.serverSide);
+    }
+    scenarioPeakRss[scenario.name] = Object.fromEntries(servers.map((server) => [server.spec.name, server.memory().hwm]));
+  } finally {
+    for (const server of servers) await stop(server);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const started = new Date();
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}`;
+say(`acr-pull-webhook benchmark on ${machine}; load average ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
+say(`bodies: ${BODY_NAMES.map((name) => `${name} ${bodies[name].length} B`).join(', ')}; webhook ${webhookMain}, logging at info to a file in ${dir}`);
+
+// Ready time: fresh processes, alternating (every scenario's start adds a sample too).
+for (let i = 0; i < STARTS; i += 1) {
+  for (const spec of i % 2 === 0 ? specs : [...specs].reverse()) await stop(await start(spec));
+}
+
+const keepAlive = (name: BodyName): Scenario => ({
+  name,
+  label: `${name} pod (${(bodies[name].length / 1024).toFixed(name === 'large' ? 0 : 1)} KiB), keep-alive`,
+  warmup: true,
+  serverSide: false,
+  run: (server, seconds) => drive({ url: url(server), body: bodies[name], connections: CONNECTIONS, durationSeconds: seconds }),
+});
+const scenarios: Scenario[] = [
+  ...BODY_NAMES.map(keepAlive),
+  {
+    name: 'storm',
+    label: 'typical, new TLS connection per request',
+    warmup: true,
+    serverSide: false,
+    run: (server, seconds) => drive({ url: url(server), body: bodies.typical, connections: CONNECTIONS, durationSeconds: seconds, newConnectionPerRequest: true }),
+  },
+  {
+    name: `rate-${RATE}`,
+    label: `typical at ${RATE} req/s, keep-alive`,
+    warmup: true,
+    serverSide: true,
+    run: (server, seconds) => drive({ url: url(server), body: bodies.typical, connections: RATE_CONNECTIONS, durationSeconds: seconds, overallRate: RATE }),
+  },
+];
+for (const scenario of scenarios) {
+  const shape = scenario.name.startsWith('rate-') ? `${RATE_CONNECTIONS} connections` : `${CONNECTIONS} connections`;
+  say(`\n${scenario.label}, ${shape}, ${DURATION} s × ${ROUNDS} rounds`);
+  await runScenario(scenario);
+}
+
+let controlPlane: ControlPlaneResult | undefined;
+if (!flags['skip-control-plane']) {
+  const cpSeconds = quick ? 3 : Number(flags['cp-seconds']);
+  const cpRounds = quick ? 1 : Number(flags['cp-rounds']);
+  say(`\ncontrol plane: pod creates at ${flags['cp-rate']}/s, ${cpSeconds} s per phase × ${cpRounds} rounds`);
+  controlPlane = await runControlPlanePhases({
+    ratePerSecond: Number(flags['cp-rate']),
+    phaseSeconds: cpSeconds,
+    warmupSeconds: quick ? 1 : Number(flags['cp-warmup']),
+    rounds: cpRounds,
+    webhook: { name: 'webhook', kind: 'webhook', main: webhookMain },
+    files,
+    caPem: pki.ca.certPem,
+    log: (line) => say(`  ${line}`),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Summary
+
+const ms = (value: number): string => (Number.isFinite(value) ? value.toFixed(value < 10 ? 2 : 1) : '-');
+const fmtSpread = (s: Spread, format: (v: number) => string): string =>
+  !Number.isFinite(s.median) ? '-' : s.min === s.max ? format(s.median) : `${format(s.median)} (${format(s.min)}–${format(s.max)})`;
+
+interface ScenarioSummary {
+  server: string;
+  requestsPerSecond: Spread;
+  ratioToFloor: Spread;
+  cpuMicrosPerRequest: Spread;
+  cpuRatioToFloor: Spread;
+  p50Ms: Spread;
+  p99Ms: Spread;
+  p999Ms: Spread;
+  peakRssMiB: Spread;
+  rssAnonMiB: Spread;
+  processPeakRssMiB: number;
+  eventLoopP99Ms: Spread;
+  serverP99Ms?: Spread;
+  serverShareUnder5ms?: Spread;
+}
+
+function summarize(scenario: string): ScenarioSummary[] {
+  const of = (server: string): RunRecord[] => runs.filter((run) => run.scenario === scenario && run.server === server);
+  const floorRps = new Map(of('floor').map((run) => [run.round, run.load.requestsPerSecond]));
+  const floorCpu = new Map(of('floor').map((run) => [run.round, run.cpuMicrosPerRequest]));
+  return specs.map((spec) => {
+    const list = of(spec.name);
+    const summary: ScenarioSummary = {
+      server: spec.name,
+      requestsPerSecond: spread(list.map((run) => run.load.requestsPerSecond)),
+      // Paired by round: the floor run next to it saw the same machine.
+      ratioToFloor: spread(list.map((run) => run.load.requestsPerSecond / (floorRps.get(run.round) ?? Number.NaN))),
+      cpuMicrosPerRequest: spread(list.map((run) => run.cpuMicrosPerRequest)),
+      cpuRatioToFloor: spread(list.map((run) => (floorCpu.get(run.round) ?? Number.NaN) / run.cpuMicrosPerRequest)),
+      p50Ms: spread(list.map((run) => run.load.latencyMs.p50)),
+      p99Ms: spread(list.map((run) => run.load.latencyMs.p99)),
+      p999Ms: spread(list.map((run) => run.load.latencyMs.p999)),
+      peakRssMiB: spread(list.map((run) => run.peakRssBytes / 2 ** 20)),
+      rssAnonMiB: spread(list.map((run) => run.rssAnonBytes / 2 ** 20)),
+      processPeakRssMiB: (scenarioPeakRss[scenario]?.[spec.name] ?? Number.NaN) / 2 ** 20,
+      eventLoopP99Ms: spread(list.map((run) => run.eventLoopP99Ms)),
+    };
+    if (list.some((run) => run.serverDurationMs)) {
+      summary.serverP99Ms = spread(list.map((run) => run.serverDurationMs?.p99 ?? Number.NaN));
+      summary.serverShareUnder5ms = spread(list.map((run) => run.serverHistogramShareUnder5ms ?? Number.NaN));
+    }
+    return summary;
+  });
+}
+
+const summaries = Object.fromEntries(scenarios.map((scenario) => [scenario.name, summarize(scenario.name)]));
+
+say('\n== Results: median over rounds (range); × floor is paired by round ==');
+say(`machine: ${machine}; load average at the end ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
+say('| scenario | server | req/s | × floor | CPU µs/req | p50 ms | p99 ms | p99.9 ms | peak RSS MiB (anon) | event-loop p99 ms |');
+say('|---|---|---|---|---|---|---|---|---|---|');
+for (const scenario of scenarios) {
+  for (const s of summaries[scenario.name] ?? []) {
+    const isFloor = s.server === 'floor';
+    say(
+      `| ${scenario.label} | ${s.server} | ${fmtSpread(s.requestsPerSecond, (v) => v.toFixed(0))} | ${isFloor ? '1' : fmtSpread(s.ratioToFloor, (v) => v.toFixed(2))} | ` +
+        `${fmtSpread(s.cpuMicrosPerRequest, (v) => v.toFixed(0))} | ${fmtSpread(s.p50Ms, ms)} | ${fmtSpread(s.p99Ms, ms)} | ${fmtSpread(s.p999Ms, ms)} | ` +
+        `${s.processPeakRssMiB.toFixed(0)} (${s.rssAnonMiB.median.toFixed(0)}) | ${fmtSpread(s.eventLoopP99Ms, ms)} |`,
+    );
+  }
+}
+say('CPU µs/req: the server process\'s CPU time (all threads) per answer; floor CPU / server CPU is the throughput ratio a server-bound, otherwise idle machine would show.');
+say(`CPU ratio (floor µs / server µs): ${scenarios
+  .map((scenario) => `${scenario.name} ${(summaries[scenario.name] ?? []).filter((s) => s.server !== 'floor').map((s) => `${s.server} ${fmtSpread(s.cpuRatioToFloor, (v) => v.toFixed(2))}`).join(', ')}`)
+  .join('; ')}`);
+for (const s of summaries[`rate-${RATE}`] ?? []) {
+  if (s.serverP99Ms) {
+    say(
+      `server-side at ${RATE} req/s (${s.server}, durationMs log field): p99 ${fmtSpread(s.serverP99Ms, (v) => v.toFixed(3))} ms; ` +
+        `share ≤ 5 ms in its own histogram ${fmtSpread(s.serverShareUnder5ms as Spread, (v) => `${(v * 100).toFixed(2)}%`)}`,
+    );
+  }
+}
+say(`ready after start, ms, median (range) over ${(readyMs.get('floor') ?? []).length} starts: ${specs.map((spec) => `${spec.name} ${fmtSpread(spread(readyMs.get(spec.name) ?? []), (v) => v.toFixed(0))}`).join('; ')}`);
+
+let controlPlaneSummary: Record<string, unknown> | undefined;
+if (controlPlane) {
+  const withP = controlPlane.phases.filter((p) => p.phase === 'with');
+  const withoutP = controlPlane.phases.filter((p) => p.phase === 'without');
+  const of = (list: readonly PhaseResult[], key: 'p50' | 'p99'): Spread => spread(list.map((p) => p.latencyMs[key]));
+  const added = (key: 'p50' | 'p99'): Spread => spread(withP.map((p, i) => p.latencyMs[key] - (withoutP[i]?.latencyMs[key] ?? Number.NaN)));
+  const histograms = withP.flatMap((p) => (p.apiserverWebhook ? [p.apiserverWebhook] : []));
+  const summary = {
+    withoutP50Ms: of(withoutP, 'p50'),
+    withoutP99Ms: of(withoutP, 'p99'),
+    withP50Ms: of(withP, 'p50'),
+    withP99Ms: of(withP, 'p99'),
+    addedP50Ms: added('p50'),
+    addedP99Ms: added('p99'),
+    apiserverWebhookCalls: histograms.reduce((sum, h) => sum + h.count, 0),
+    apiserverWebhookMeanMs: spread(histograms.map((h) => h.meanMs)),
+    apiserverWebhookShareUnder5ms: spread(histograms.map((h) => h.buckets.find((b) => b.le === 0.005)?.share ?? Number.NaN)),
+    apiserverWebhookP99BoundMs: spread(histograms.map((h) => bucketQuantileBound(h.buckets.map((b) => ({ le: b.le, count: b.share })), 0.99) * 1000)),
+    webhookServerP99Ms: spread(withP.map((p) => p.webhookServerMs?.p99 ?? Number.NaN)),
+    unpatchedWith: withP.reduce((sum, p) => sum + p.unpatched, 0),
+    failed: controlPlane.phases.reduce((sum, p) => sum + p.failed, 0),
+    maxStartLagMs: Math.max(...controlPlane.phases.map((p) => p.maxStartLagMs)),
+  };
+  controlPlaneSummary = summary;
+  say(`\ncontrol plane: ${controlPlane.ratePerSecond} pod creates/s (typical pod), ${controlPlane.phaseSeconds} s per phase, client-observed; median over rounds (range):`);
+  say('| | p50 ms | p99 ms |');
+  say('|---|---|---|');
+  say(`| without the webhook | ${fmtSpread(summary.withoutP50Ms, ms)} | ${fmtSpread(summary.withoutP99Ms, ms)} |`);
+  say(`| with the webhook | ${fmtSpread(summary.withP50Ms, ms)} | ${fmtSpread(summary.withP99Ms, ms)} |`);
+  say(`| added (paired by round) | ${fmtSpread(summary.addedP50Ms, ms)} | ${fmtSpread(summary.addedP99Ms, ms)} |`);
+  say(
+    `apiserver_admission_webhook_admission_duration_seconds (${summary.apiserverWebhookCalls} calls): mean ${fmtSpread(summary.apiserverWebhookMeanMs, ms)} ms, ` +
+      `${fmtSpread(summary.apiserverWebhookShareUnder5ms, (v) => `${(v * 100).toFixed(1)}%`)} ≤ 5 ms, p99 ≤ ${fmtSpread(summary.apiserverWebhookP99BoundMs, (v) => v.toFixed(0))} ms (bucket bound); ` +
+      `the webhook's own p99 ${fmtSpread(summary.webhookServerP99Ms, (v) => v.toFixed(3))} ms; ${summary.unpatchedWith} creates unpatched with the webhook, ${summary.failed} failed; ` +
+      `driver start lag ≤ ${summary.maxStartLagMs.toFixed(1)} ms`,
+  );
+}
+
+const result = {
+  startedAt: started.toISOString(),
+  finishedAt: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem(), kernel: release(), node: process.version },
+  options: { rounds: ROUNDS, durationSeconds: DURATION, warmupSeconds: WARMUP, connections: CONNECTIONS, rate: RATE, rateConnections: RATE_CONNECTIONS, quick, servers: specs },
+  webhookLog: 'pino JSON at level info, one line per review, stdout redirected to a file',
+  bodies: Object.fromEntries(BODY_NAMES.map((name) => [name, bodies[name].length])),
+  answers,
+  readyMs: Object.fromEntries(specs.map((spec) => [spec.name, spread(readyMs.get(spec.name) ?? [])])),
+  summaries,
+  controlPlane: controlPlane ? { summary: controlPlaneSummary, ...controlPlane } : undefined,
+  runs,
+};
+mkdirSync(dirname(flags.out), { recursive: true });
+writeFileSync(flags.out, `${JSON.stringify(result, null, 2)}\n`);
+say(`\nwrote ${flags.out}`);
+await cleanup();
