@@ -4,8 +4,9 @@
 //
 //   node bench/run.ts [--rounds N] [--duration S] [--warmup S] [--connections N] [--starts N]
 //                     [--rate N] [--rate-connections N]
-//                     [--variant-main PATH [--variant-name NAME]] [--webhook-main PATH]
-//                     [--skip-control-plane] [--cp-rounds N] [--cp-seconds S] [--cp-rate N]
+//                     [--variant-main PATH] [--variant-node-args "ARGS"] [--variant-name NAME]
+//                     [--webhook-main PATH] [--skip-load] [--skip-control-plane]
+//                     [--cp-rounds N] [--cp-seconds S] [--cp-rate N]
 //                     [--quick] [--out FILE]
 //
 // Every load run is bounded (duration × rounds) and goes to 127.0.0.1 only. Each scenario starts
@@ -46,6 +47,8 @@ const { values: flags } = parseArgs({
     'webhook-main': { type: 'string', default: WEBHOOK_MAIN },
     'variant-main': { type: 'string' },
     'variant-name': { type: 'string', default: 'variant' },
+    'variant-node-args': { type: 'string', default: '' },
+    'skip-load': { type: 'boolean', default: false },
     'skip-control-plane': { type: 'boolean', default: false },
     'cp-rounds': { type: 'string', default: '2' },
     'cp-seconds': { type: 'string', default: '10' },
@@ -75,7 +78,11 @@ const specs: ServerSpec[] = [
   { name: 'floor', kind: 'floor' },
   { name: 'webhook', kind: 'webhook', main: webhookMain },
 ];
-if (flags['variant-main'] !== undefined) specs.push({ name: flags['variant-name'], kind: 'webhook', main: resolve(flags['variant-main']) });
+const variantNodeArgs = flags['variant-node-args'].split(' ').filter((arg) => arg !== '');
+if (flags['variant-main'] !== undefined || variantNodeArgs.length > 0) {
+  const main = flags['variant-main'] === undefined ? webhookMain : resolve(flags['variant-main']);
+  specs.push({ name: flags['variant-name'], kind: 'webhook', main, nodeArgs: variantNodeArgs });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Set-up: a throw-away certificate, the example configuration, the bodies.
@@ -278,7 +285,7 @@ const scenarios: Scenario[] = [
     run: (server, seconds) => drive({ url: url(server), body: bodies.typical, connections: RATE_CONNECTIONS, durationSeconds: seconds, overallRate: RATE }),
   },
 ];
-for (const scenario of scenarios) {
+for (const scenario of flags['skip-load'] ? [] : scenarios) {
   const shape = scenario.name.startsWith('rate-') ? `${RATE_CONNECTIONS} connections` : `${CONNECTIONS} connections`;
   say(`\n${scenario.label}, ${shape}, ${DURATION} s × ${ROUNDS} rounds`);
   await runScenario(scenario);
@@ -406,6 +413,9 @@ if (controlPlane) {
     unpatchedWith: withP.reduce((sum, p) => sum + p.unpatched, 0),
     failed: controlPlane.phases.reduce((sum, p) => sum + p.failed, 0),
     maxStartLagMs: Math.max(...controlPlane.phases.map((p) => p.maxStartLagMs)),
+    machineBusyWithout: spread(withoutP.map((p) => p.machineBusy)),
+    machineBusyWith: spread(withP.map((p) => p.machineBusy)),
+    webhookCpuMicrosPerReview: spread(withP.map((p) => p.webhookCpuMicrosPerReview ?? Number.NaN)),
   };
   controlPlaneSummary = summary;
   say(`\ncontrol plane: ${controlPlane.ratePerSecond} pod creates/s (typical pod), ${controlPlane.phaseSeconds} s per phase, client-observed; median over rounds (range):`);
@@ -419,6 +429,11 @@ if (controlPlane) {
       `${fmtSpread(summary.apiserverWebhookShareUnder5ms, (v) => `${(v * 100).toFixed(1)}%`)} ≤ 5 ms, p99 ≤ ${fmtSpread(summary.apiserverWebhookP99BoundMs, (v) => v.toFixed(0))} ms (bucket bound); ` +
       `the webhook's own p99 ${fmtSpread(summary.webhookServerP99Ms, (v) => v.toFixed(3))} ms; ${summary.unpatchedWith} creates unpatched with the webhook, ${summary.failed} failed; ` +
       `driver start lag ≤ ${summary.maxStartLagMs.toFixed(1)} ms`,
+  );
+  const pct = (v: number): string => `${(v * 100).toFixed(0)}%`;
+  say(
+    `machine CPU busy (both cores, everything on the machine): ${fmtSpread(summary.machineBusyWithout, pct)} without, ${fmtSpread(summary.machineBusyWith, pct)} with the webhook; ` +
+      `the webhook used ${fmtSpread(summary.webhookCpuMicrosPerReview, (v) => v.toFixed(0))} µs of CPU per review`,
   );
 }
 

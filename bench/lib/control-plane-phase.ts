@@ -5,6 +5,7 @@
 // reading the whole response, over a keep-alive HTTPS agent with the admin client certificate.
 // The apiserver's own view comes from its /metrics:
 // apiserver_admission_webhook_admission_duration_seconds for our webhook during the "with" phases.
+import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -41,11 +42,23 @@ export interface PhaseResult {
   readonly unpatched: number;
   /** Largest delay between a create's scheduled and actual start, ms (the driver keeping up). */
   readonly maxStartLagMs: number;
+  /** Share of the machine's CPU time (all cores) that was busy during the phase, from /proc/stat. */
+  readonly machineBusy: number;
   readonly latencyMs: Distribution;
   /** "with" only: the apiserver's histogram of calls to our webhook during the phase. */
   readonly apiserverWebhook?: WebhookHistogram;
   /** "with" only: the webhook's own durationMs log field during the phase. */
   readonly webhookServerMs?: Distribution;
+  /** "with" only: the webhook process's CPU time per review, µs. */
+  readonly webhookCpuMicrosPerReview?: number;
+}
+
+/** Busy and total jiffies of all CPUs so far (/proc/stat; idle and iowait count as not busy). */
+function cpuJiffies(): { busy: number; total: number } {
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = fields.reduce((sum, value) => sum + value, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: total - idle, total };
 }
 
 export interface WebhookHistogram {
@@ -202,15 +215,23 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
         await drive(options.warmupSeconds);
         const before = parseWebhookHistogram((await call('GET', '/metrics')).text);
         const logStart = readFrom(webhook.logFile, 0).offset;
+        const cpuBefore = cpuJiffies();
+        const webhookCpuBefore = webhook.cpuSeconds();
         const run = await drive(options.phaseSeconds);
+        const cpuAfter = cpuJiffies();
+        const webhookCpu = webhook.cpuSeconds() - webhookCpuBefore;
         const after = parseWebhookHistogram((await call('GET', '/metrics')).text);
-        let extra: Pick<PhaseResult, 'apiserverWebhook' | 'webhookServerMs'> = {};
+        let extra: Pick<PhaseResult, 'apiserverWebhook' | 'webhookServerMs' | 'webhookCpuMicrosPerReview'> = {};
         if (phase === 'with') {
           const durations = readFrom(webhook.logFile, logStart)
             .text.split('\n')
             .filter((line) => line.includes('"msg":"review"'))
             .map((line) => (JSON.parse(line) as { durationMs: number }).durationMs);
-          extra = { apiserverWebhook: histogramDelta(before, after), webhookServerMs: distribution(durations) };
+          extra = {
+            apiserverWebhook: histogramDelta(before, after),
+            webhookServerMs: distribution(durations),
+            webhookCpuMicrosPerReview: (webhookCpu * 1e6) / Math.max(1, durations.length),
+          };
         }
         phases.push({
           phase,
@@ -219,6 +240,7 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
           failed: run.failed,
           unpatched: run.unpatched,
           maxStartLagMs: run.maxStartLagMs,
+          machineBusy: (cpuAfter.busy - cpuBefore.busy) / (cpuAfter.total - cpuBefore.total),
           latencyMs: distribution(run.latencies),
           ...extra,
         });
