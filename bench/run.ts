@@ -4,7 +4,7 @@
 //
 //   node bench/run.ts [--rounds N] [--duration S] [--warmup S] [--connections N] [--starts N]
 //                     [--rate N] [--rate-connections N]
-//                     [--variant-main PATH] [--variant-node-args "ARGS"] [--variant-name NAME]
+//                     [--variant-main PATH] [--variant-node-args="ARGS"] [--variant-name NAME]
 //                     [--webhook-main PATH] [--skip-load] [--skip-control-plane]
 //                     [--cp-rounds N] [--cp-seconds S] [--cp-rate N]
 //                     [--quick] [--out FILE]
@@ -19,6 +19,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { testPki } from '../test/support/certificates.ts';
+import { toolPath } from '../test/support/control-plane.ts';
 import { BODY_NAMES, loadBodies, type BodyName } from './lib/bodies.ts';
 import { runControlPlanePhases, type ControlPlaneResult, type PhaseResult } from './lib/control-plane-phase.ts';
 import { drive, type LoadResult } from './lib/load.ts';
@@ -73,6 +74,16 @@ const webhookMain = resolve(flags['webhook-main']);
 if (!existsSync(webhookMain)) {
   process.stderr.write(`${webhookMain} not found: run 'npm run build' first (npm run bench does)\n`);
   process.exit(1);
+}
+if (!flags['skip-control-plane']) {
+  // Fail now rather than after the load scenarios: the last phase needs the control-plane binaries.
+  try {
+    toolPath('etcd');
+    toolPath('kube-apiserver');
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n(or run with --skip-control-plane)\n`);
+    process.exit(1);
+  }
 }
 const specs: ServerSpec[] = [
   { name: 'floor', kind: 'floor' },
