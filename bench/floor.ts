@@ -49,9 +49,9 @@ const app = Fastify({
   forceCloseConnections: 'idle',
   onProtoPoisoning: 'error',
   onConstructorPoisoning: 'error',
-  https: { ...TLS_SETTINGS, cert: readFileSync(certFile), key: readFileSync(keyFile) },
+  // As buildApp: header timeout, and Node checks request/header timeouts every second.
+  https: { ...TLS_SETTINGS, headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1_000, cert: readFileSync(certFile), key: readFileSync(keyFile) },
 });
-app.server.headersTimeout = HEADERS_TIMEOUT_MS;
 app.post<{ Body: Review }>('/mutate', async (request) => ({
   apiVersion: 'admission.k8s.io/v1',
   kind: 'AdmissionReview',
