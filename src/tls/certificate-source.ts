@@ -115,6 +115,9 @@ export class CertificateSource {
 
   /** Re-reads the files and switches to them if their bytes changed and they are usable. */
   reload(): ReloadResult {
+    // The directory watch fires for any file in the directory and the poll runs every few seconds:
+    // compare bytes before parsing keys and building a TLS context.
+    if (this.sameBytesAsCurrent()) return 'unchanged';
     let next: ServingPair;
     try {
       next = readServingPair(this.options.certFile, this.options.keyFile);
