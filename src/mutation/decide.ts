@@ -55,19 +55,36 @@ export function podImages(spec: unknown): PodImage[] {
   return images;
 }
 
+/** Bound on remembered images; the cache starts over when full (a pod's images repeat across replicas). */
+const IMAGE_CACHE_LIMIT = 4096;
+/** Longer strings are not valid references anyway (names stop at 255); never let them fill memory. */
+const CACHEABLE_IMAGE_LENGTH = 512;
+const ruleMatchCache = new WeakMap<readonly RegistryRule[], Map<string, readonly boolean[]>>();
+
+/** For each rule, whether it matches the image; parsed and matched once per image string. */
+function ruleMatches(image: string, rules: readonly RegistryRule[]): readonly boolean[] {
+  let cache = ruleMatchCache.get(rules);
+  if (cache === undefined) ruleMatchCache.set(rules, (cache = new Map()));
+  let matches = cache.get(image);
+  if (matches === undefined) {
+    const parsed = parseImageReference(image);
+    matches = rules.map((rule) => parsed.ok && matchImage(rule.pattern, parsed.ref).matched);
+    if (image.length <= CACHEABLE_IMAGE_LENGTH) {
+      if (cache.size >= IMAGE_CACHE_LIMIT) cache.clear();
+      cache.set(image, matches);
+    }
+  }
+  return matches;
+}
+
 /** Secret names of every rule that matches at least one image, in rule order, each once. */
 export function matchingSecrets(images: readonly string[], rules: readonly RegistryRule[]): string[] {
-  const references = [];
-  for (const image of images) {
-    const parsed = parseImageReference(image);
-    if (parsed.ok) references.push(parsed.ref);
-  }
   const secrets: string[] = [];
-  if (references.length === 0) return secrets;
-  for (const rule of rules) {
-    if (secrets.includes(rule.secretName)) continue;
-    if (references.some((ref) => matchImage(rule.pattern, ref).matched)) secrets.push(rule.secretName);
-  }
+  if (images.length === 0) return secrets;
+  const perImage = images.map((image) => ruleMatches(image, rules));
+  rules.forEach((rule, index) => {
+    if (!secrets.includes(rule.secretName) && perImage.some((matches) => matches[index] === true)) secrets.push(rule.secretName);
+  });
   return secrets;
 }
 
