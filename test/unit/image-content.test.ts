@@ -165,8 +165,8 @@ const inImage = (path: string): string => join(app, relative(workdir(runtime), p
 const imageEnv = (): Record<string, string> => {
   const env: Record<string, string> = { PATH: '/nonexistent' };
   for (const text of instructions(runtime, 'ENV')) {
-    const [name = '', value = ''] = text.split('=');
-    env[name] = value;
+    const equals = text.indexOf('=');
+    env[text.slice(0, equals)] = text.slice(equals + 1);
   }
   return env;
 };
