@@ -1,11 +1,10 @@
 // `acr-pull-webhook explain`: offline, on a Pod or a workload manifest, says per image which entry
 // matched or why none did, and which secrets the webhook would add.
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../config/config.ts';
 import { explainPod, type PodExplanation } from '../mutation/explain.ts';
-import { UsageError } from './usage-error.ts';
+import { parseFlags, UsageError } from './usage-error.ts';
 
 export const EXPLAIN_USAGE = `Usage: acr-pull-webhook explain --config FILE [MANIFEST|-] [-o text|json]
 
@@ -76,17 +75,11 @@ export function formatExplanation(title: string, explanation: PodExplanation): s
 }
 
 export function runExplain(argv: readonly string[], stdin: () => string, out: (text: string) => void): number {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: true,
-      options: { config: { type: 'string' }, output: { type: 'string', short: 'o', default: 'text' } },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message.split('\n')[0] ?? 'bad arguments');
-  }
+  const parsed = parseFlags({
+    args: [...argv],
+    allowPositionals: true,
+    options: { config: { type: 'string' }, output: { type: 'string', short: 'o', default: 'text' } },
+  });
   const { values, positionals } = parsed;
   if (values.config === undefined) throw new UsageError('--config is required');
   if (values.output !== 'text' && values.output !== 'json') throw new UsageError('-o must be text or json');

@@ -13,18 +13,9 @@ import { testPki, type TestPki } from '../../test/support/certificates.ts';
 import { capturedLogger } from '../../test/support/logs.ts';
 import { SecretVolume } from '../../test/support/secret-volume.ts';
 import { serve, type RunningServer } from './serve.ts';
+import { ACR_POD_CREATE_REVIEW } from '../../test/support/reviews.ts';
 
-const REVIEW = JSON.stringify({
-  apiVersion: 'admission.k8s.io/v1',
-  kind: 'AdmissionReview',
-  request: {
-    uid: 'u-1',
-    kind: { group: '', version: 'v1', kind: 'Pod' },
-    resource: { group: '', version: 'v1', resource: 'pods' },
-    operation: 'CREATE',
-    object: { spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/app' }] } },
-  },
-});
+const REVIEW = ACR_POD_CREATE_REVIEW;
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

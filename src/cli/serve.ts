@@ -1,14 +1,13 @@
 // `acr-pull-webhook serve`: wires config, certificate source, apps and logger; listens; handles
 // SIGTERM with a drain. The only place (with the other verbs) that listens or exits.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { loadConfig } from '../config/config.ts';
 import { DEFAULTS, ENV } from '../constants.ts';
 import { buildApp, buildHealthApp, setServingPair } from '../server/app.ts';
 import { createMetrics } from '../server/metrics.ts';
 import { CertificateSource, type ServingPair } from '../tls/certificate-source.ts';
-import { parseInteger, UsageError } from './usage-error.ts';
+import { UsageError, parseFlags, parseInteger, parseLogLevel } from './usage-error.ts';
 
 export const SERVE_USAGE = `Usage: acr-pull-webhook serve --config FILE --tls-cert FILE --tls-key FILE [options]
 
@@ -41,31 +40,23 @@ export interface ServeOptions {
   readonly certPollMs?: number;
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
 /** Flags win over environment variables, which win over defaults. */
 export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ServeOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        config: { type: 'string' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-        port: { type: 'string' },
-        'health-port': { type: 'string' },
-        host: { type: 'string' },
-        'log-level': { type: 'string' },
-        'drain-delay': { type: 'string' },
-        'shutdown-timeout': { type: 'string' },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message.split('\n')[0] ?? 'bad arguments');
-  }
+  const { values } = parseFlags({
+    args: [...argv],
+    allowPositionals: false,
+    options: {
+      config: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      port: { type: 'string' },
+      'health-port': { type: 'string' },
+      host: { type: 'string' },
+      'log-level': { type: 'string' },
+      'drain-delay': { type: 'string' },
+      'shutdown-timeout': { type: 'string' },
+    },
+  });
   const pick = (flag: keyof typeof values, variable: string): string | undefined => {
     const value = values[flag] ?? env[variable];
     return value === '' ? undefined : value;
@@ -80,7 +71,7 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
     return value === undefined ? fallback : parseInteger(value, `--${flag}`, min, max);
   };
   const logLevel = pick('log-level', ENV.logLevel) ?? DEFAULTS.logLevel;
-  if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  parseLogLevel(logLevel);
   return {
     config: required('config', ENV.config),
     tlsCert: required('tls-cert', ENV.tlsCert),

@@ -5,7 +5,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { loadConfig, type Config } from '../config/config.ts';
 import { DEFAULTS, ENV, SYNC_DEFAULTS, SYNC_ENV, SYNC_LEASE_NAME } from '../constants.ts';
@@ -16,7 +15,7 @@ import { CredentialSource, readCredentials, type RegistryCredential } from '../s
 import { desiredSecrets, secretManifest } from '../sync/desired.ts';
 import { healthListener, watchStallReason } from '../sync/health.ts';
 import { formatManifests, type OutputFormat } from '../sync/manifests.ts';
-import { parseInteger, UsageError } from './usage-error.ts';
+import { UsageError, parseFlags, parseInteger, parseLogLevel } from './usage-error.ts';
 
 /**
  * The modules that talk to the cluster, loaded only when a mode needs them: the API client library
@@ -82,36 +81,28 @@ export interface SyncSecretsOptions {
   readonly logLevel: string;
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
 /** Flags win over environment variables, which win over defaults. */
 export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.ProcessEnv): SyncSecretsOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        config: { type: 'string' },
-        once: { type: 'boolean' },
-        watch: { type: 'boolean' },
-        'dry-run': { type: 'boolean' },
-        namespace: { type: 'string', short: 'n' },
-        output: { type: 'string', short: 'o' },
-        kubeconfig: { type: 'string' },
-        'health-port': { type: 'string' },
-        host: { type: 'string' },
-        'lease-namespace': { type: 'string' },
-        'lease-identity': { type: 'string' },
-        'resync-period': { type: 'string' },
-        'watch-stall-timeout': { type: 'string' },
-        'log-level': { type: 'string' },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message.split('\n')[0] ?? 'bad arguments');
-  }
+  const { values } = parseFlags({
+    args: [...argv],
+    allowPositionals: false,
+    options: {
+      config: { type: 'string' },
+      once: { type: 'boolean' },
+      watch: { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
+      namespace: { type: 'string', short: 'n' },
+      output: { type: 'string', short: 'o' },
+      kubeconfig: { type: 'string' },
+      'health-port': { type: 'string' },
+      host: { type: 'string' },
+      'lease-namespace': { type: 'string' },
+      'lease-identity': { type: 'string' },
+      'resync-period': { type: 'string' },
+      'watch-stall-timeout': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+  });
   const pick = (value: string | undefined, variable?: string): string | undefined => {
     const picked = value ?? (variable === undefined ? undefined : env[variable]);
     return picked === '' ? undefined : picked;
@@ -130,7 +121,7 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
   const output = values.output ?? 'yaml';
   if (output !== 'json' && output !== 'yaml') throw new UsageError(`--output: "${output}" is not one of json, yaml`);
   const logLevel = pick(values['log-level'], ENV.logLevel) ?? DEFAULTS.logLevel;
-  if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  parseLogLevel(logLevel);
   return {
     config,
     mode,

@@ -10,18 +10,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
 import { startWebhookProcess, type WebhookProcess } from '../support/webhook-process.ts';
+import { ACR_POD_CREATE_REVIEW } from '../support/reviews.ts';
 
-const REVIEW = JSON.stringify({
-  apiVersion: 'admission.k8s.io/v1',
-  kind: 'AdmissionReview',
-  request: {
-    uid: 'u',
-    kind: { group: '', version: 'v1', kind: 'Pod' },
-    resource: { group: '', version: 'v1', resource: 'pods' },
-    operation: 'CREATE',
-    object: { spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/app' }] } },
-  },
-});
+const REVIEW = ACR_POD_CREATE_REVIEW;
 
 const replicas: WebhookProcess[] = [];
 afterAll(async () => {

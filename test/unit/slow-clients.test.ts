@@ -9,19 +9,10 @@ import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
 import { startWebhookProcess, type WebhookProcess } from '../support/webhook-process.ts';
+import { ACR_POD_CREATE_REVIEW } from '../support/reviews.ts';
 
 const pki = testPki();
-const REVIEW = JSON.stringify({
-  apiVersion: 'admission.k8s.io/v1',
-  kind: 'AdmissionReview',
-  request: {
-    uid: 'u',
-    kind: { group: '', version: 'v1', kind: 'Pod' },
-    resource: { group: '', version: 'v1', resource: 'pods' },
-    operation: 'CREATE',
-    object: { spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/app' }] } },
-  },
-});
+const REVIEW = ACR_POD_CREATE_REVIEW;
 const RAW_REQUEST = `POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(REVIEW)}\r\n\r\n${REVIEW}`;
 
 let webhook: WebhookProcess;
