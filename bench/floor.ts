@@ -14,7 +14,7 @@ import { createServer } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import Fastify from 'fastify';
-import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, MAX_BODY_BYTES, REQUEST_TIMEOUT_MS } from '../src/server/app.ts';
+import { ADMISSION_SERVER_OPTIONS, NODE_SERVER_OPTIONS } from '../src/server/app.ts';
 import { TLS_SETTINGS } from '../src/tls/certificate-source.ts';
 
 const { values } = parseArgs({
@@ -42,15 +42,8 @@ interface Review {
 
 const app = Fastify({
   logger: false,
-  bodyLimit: MAX_BODY_BYTES,
-  requestTimeout: REQUEST_TIMEOUT_MS,
-  keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-  return503OnClosing: false,
-  forceCloseConnections: 'idle',
-  onProtoPoisoning: 'error',
-  onConstructorPoisoning: 'error',
-  // As buildApp: header timeout, and Node checks request/header timeouts every second.
-  https: { ...TLS_SETTINGS, headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1_000, cert: readFileSync(certFile), key: readFileSync(keyFile) },
+  ...ADMISSION_SERVER_OPTIONS,
+  https: { ...TLS_SETTINGS, ...NODE_SERVER_OPTIONS, cert: readFileSync(certFile), key: readFileSync(keyFile) },
 });
 app.post<{ Body: Review }>('/mutate', async (request) => ({
   apiVersion: 'admission.k8s.io/v1',

@@ -16,11 +16,25 @@ export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 export const REQUEST_TIMEOUT_MS = 15_000;
 /** Headers must arrive within this (slowloris). */
 export const HEADERS_TIMEOUT_MS = 10_000;
-/** How often Node checks the two timeouts above; its 30 s default would let a slow client hold a socket 40 s. */
-const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
-const NODE_SERVER_OPTIONS = { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS };
+
 /** Idle keep-alive sockets live longer than Go's 90 s IdleConnTimeout, so the client closes first. */
 export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
+/** How often Node checks the two timeouts above; its 30 s default would let a slow client hold a socket 40 s. */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
+export const NODE_SERVER_OPTIONS = { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS };
+
+/** The admission server's Fastify settings; the benchmark's floor uses them too, so the two cannot drift. */
+export const ADMISSION_SERVER_OPTIONS = {
+  bodyLimit: MAX_BODY_BYTES,
+  requestTimeout: REQUEST_TIMEOUT_MS,
+  keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+  // A request on a kept-alive connection answered 503 is a failed webhook call; during shutdown
+  // requests are served and the connection is closed after the response instead.
+  return503OnClosing: false,
+  forceCloseConnections: 'idle',
+  onProtoPoisoning: 'error',
+  onConstructorPoisoning: 'error',
+} as const;
 
 export interface AppDeps {
   readonly rules: readonly RegistryRule[];
@@ -80,15 +94,7 @@ export function buildApp(deps: AppDeps) {
     loggerInstance: deps.logger,
     // One line per review is written by the handler; Fastify's per-request lines would triple it.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: MAX_BODY_BYTES,
-    requestTimeout: REQUEST_TIMEOUT_MS,
-    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-    // A request on a kept-alive connection answered 503 is a failed webhook call; during shutdown
-    // requests are served and the connection is closed after the response instead.
-    return503OnClosing: false,
-    forceCloseConnections: 'idle',
-    onProtoPoisoning: 'error',
-    onConstructorPoisoning: 'error',
+    ...ADMISSION_SERVER_OPTIONS,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     ...(deps.tls
       ? { https: { ...TLS_SETTINGS, ...NODE_SERVER_OPTIONS, cert: deps.tls.cert, key: deps.tls.key } }

@@ -3,9 +3,9 @@
 // of what is in it. Kubernetes updates a mounted Secret by swapping a `..data` symlink, which
 // fs.watch on a file can miss, so the directories are watched AND the files polled, and a change is
 // decided by comparing bytes (as the serving certificate source does).
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { ConfigError, type RegistryEntry } from '../config/config.ts';
+import { watchFiles } from '../files/watch-files.ts';
 
 /** One configured registry with the credential read from its files. */
 export interface RegistryCredential {
@@ -96,8 +96,7 @@ export interface CredentialSourceOptions {
 export class CredentialSource {
   private snapshot: Snapshot;
   private readonly options: CredentialSourceOptions;
-  private watchers: FSWatcher[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private stopWatching: (() => void) | undefined;
   private lastRejection: string | undefined;
 
   /** Reads the initial credentials; throws ConfigError when one cannot be used. */
@@ -145,26 +144,15 @@ export class CredentialSource {
 
   /** Watches the credential directories and polls the files. Idempotent. */
   start(): void {
-    if (this.timer !== undefined) return;
-    const check = (): void => void this.reload();
-    this.timer = setInterval(check, this.options.pollIntervalMs);
-    this.timer.unref();
-    const directories = new Set(this.snapshot.files.map((file) => dirname(file.path)));
-    for (const directory of directories) {
-      try {
-        const watcher = watch(directory, { persistent: false }, check);
-        watcher.on('error', () => watcher.close());
-        this.watchers.push(watcher);
-      } catch {
-        // Some filesystems cannot be watched; the poll still notices changes.
-      }
-    }
+    this.stopWatching ??= watchFiles(
+      this.snapshot.files.map((file) => file.path),
+      this.options.pollIntervalMs,
+      () => void this.reload(),
+    );
   }
 
   stop(): void {
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = undefined;
-    for (const watcher of this.watchers) watcher.close();
-    this.watchers = [];
+    this.stopWatching?.();
+    this.stopWatching = undefined;
   }
 }

@@ -4,9 +4,9 @@
 // matches the certificate and it is within its validity; otherwise the pair in use is kept. Health
 // (a valid certificate is loaded) drives readiness.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import { watchFiles } from '../files/watch-files.ts';
 
 /**
  * TLS settings for the admission port: TLS 1.2 minimum (1.3 preferred by clients that have it),
@@ -94,8 +94,7 @@ export interface CertificateSourceOptions {
 
 export class CertificateSource {
   private pair: ServingPair;
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private stopWatching: (() => void) | undefined;
   private readonly options: CertificateSourceOptions;
 
   /** Loads the initial pair; throws CertificateError when it cannot be used. */
@@ -152,25 +151,13 @@ export class CertificateSource {
     }
   }
 
-  /** Starts watching the certificate's directory (the poll also covers a key kept elsewhere). Idempotent. */
+  /** Starts watching the certificate and key directories and polling. Idempotent. */
   start(): void {
-    if (this.timer !== undefined) return;
-    const check = (): void => void this.reload();
-    this.timer = setInterval(check, this.options.pollIntervalMs);
-    this.timer.unref();
-    try {
-      this.watcher = watch(dirname(this.options.certFile), { persistent: false }, check);
-      this.watcher.on('error', () => this.watcher?.close());
-    } catch {
-      // Some filesystems cannot be watched; the poll still notices changes.
-      this.watcher = undefined;
-    }
+    this.stopWatching ??= watchFiles([this.options.certFile, this.options.keyFile], this.options.pollIntervalMs, () => void this.reload());
   }
 
   stop(): void {
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = undefined;
-    this.watcher?.close();
-    this.watcher = undefined;
+    this.stopWatching?.();
+    this.stopWatching = undefined;
   }
 }
