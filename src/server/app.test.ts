@@ -94,8 +94,8 @@ describe('POST /mutate', () => {
     { why: 'an empty body', payload: '', status: 400, message: 'body is empty' },
     { why: 'a JSON null', payload: 'null', status: 400, message: /^not a valid AdmissionReview: / },
     { why: 'a JSON list', payload: '[]', status: 400, message: /^not a valid AdmissionReview: / },
-    { why: 'a __proto__ key', payload: '{"__proto__":{"allowed":false},"apiVersion":"admission.k8s.io/v1"}', status: 400, message: 'body is not valid JSON' },
-    { why: 'a constructor.prototype key', payload: '{"constructor":{"prototype":{"x":1}}}', status: 400, message: 'body is not valid JSON' },
+    { why: 'a __proto__ key and no review', payload: '{"__proto__":{"allowed":false},"apiVersion":"admission.k8s.io/v1"}', status: 400, message: "not a valid AdmissionReview: body must have required property 'kind'" },
+    { why: 'a constructor.prototype key and no review', payload: '{"constructor":{"prototype":{"x":1}}}', status: 400, message: "not a valid AdmissionReview: body must have required property 'apiVersion'" },
     { why: 'another apiVersion', payload: JSON.stringify({ ...podReview(), apiVersion: 'admission.k8s.io/v1beta1' }), status: 400, message: 'not a valid AdmissionReview: body/apiVersion must be equal to constant' },
     { why: 'no request', payload: JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }), status: 400, message: "not a valid AdmissionReview: body must have required property 'request'" },
     { why: 'a numeric uid', payload: JSON.stringify(podReview({ uid: 7 })), status: 400, message: 'not a valid AdmissionReview: body/request/uid must be string' },
@@ -118,6 +118,28 @@ describe('POST /mutate', () => {
     // and the next good request is served
     const next = await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
     expect(next.statusCode).toBe(200);
+  });
+
+  test('reads __proto__ and constructor keys as plain data: the review is patched and no prototype changes', async () => {
+    const { app } = setup();
+    const payload = JSON.stringify(podReview())
+      .replace('"metadata":', '"__proto__":{"polluted":true,"spec":{"containers":[]}},"metadata":')
+      .replace('"spec":', '"constructor":{"prototype":{"polluted":true}},"spec":');
+    const response = await app.inject({ method: 'POST', url: '/mutate', payload, headers: { 'content-type': 'application/json' } });
+    expect(response.statusCode).toBe(200);
+    expect(response.json().response.patchType).toBe('JSONPatch');
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    expect((Object.prototype as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+
+  test.each([
+    { why: 'a charset parameter', contentType: 'application/json; charset=utf-8', payload: JSON.stringify(podReview()) },
+    { why: 'a byte order mark', contentType: 'application/json', payload: `\uFEFF${JSON.stringify(podReview())}` },
+  ])('accepts a review with $why', async ({ contentType, payload }) => {
+    const { app } = setup();
+    const response = await app.inject({ method: 'POST', url: '/mutate', payload, headers: { 'content-type': contentType } });
+    expect(response.statusCode).toBe(200);
+    expect(response.json().response.patchType).toBe('JSONPatch');
   });
 
   test('answers other paths and methods with 404', async () => {
