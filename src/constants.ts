@@ -40,6 +40,8 @@ export const METRIC_REVIEW_DURATION = 'acr_pull_webhook_admission_duration_secon
 export const METRIC_CERT_EXPIRY = 'acr_pull_webhook_serving_certificate_expiry_timestamp_seconds';
 /** Counter: certificate reloads, by result (loaded | rejected). */
 export const METRIC_CERT_RELOADS = 'acr_pull_webhook_serving_certificate_reloads_total';
+/** Counter: log lines dropped because stdout did not keep up (admission never waits for logging). */
+export const METRIC_LOG_LINES_DROPPED = 'acr_pull_webhook_log_lines_dropped_total';
 
 /** Duration histogram buckets (seconds); 5, 25 and 100 ms line up with the apiserver's own webhook histogram. */
 export const REVIEW_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];

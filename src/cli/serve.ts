@@ -5,7 +5,7 @@ import pino, { type Logger } from 'pino';
 import { loadConfig } from '../config/config.ts';
 import { DEFAULTS, ENV } from '../constants.ts';
 import { buildApp, buildHealthApp, setServingPair } from '../server/app.ts';
-import { createMetrics } from '../server/metrics.ts';
+import { createMetrics, type WebhookMetrics } from '../server/metrics.ts';
 import { CertificateSource, type ServingPair } from '../tls/certificate-source.ts';
 import { UsageError, parseFlags, parseInteger, parseLogLevel } from './usage-error.ts';
 
@@ -85,14 +85,30 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
   };
 }
 
-export function createLogger(level: string): Logger {
-  return pino({ level, base: { service: 'acr-pull-webhook' } });
+/** Log bytes held while stdout is slower than the reviews (about 3,000 review lines). */
+export const LOG_BUFFER_MAX_BYTES = 1024 * 1024;
+
+/**
+ * Stdout, written off the event loop, with a bounded buffer. When the log reader stalls (a stuck
+ * container runtime), pino's synchronous mode either blocks the event loop in write(2) or, on the
+ * non-blocking pipe Node makes of stdout, keeps every unwritten line in memory; here lines queue up
+ * to LOG_BUFFER_MAX_BYTES and past that are dropped and counted, so admission neither waits nor
+ * grows. Under load, lines queued while a write is in flight go out together. Pino flushes what is
+ * queued when the process exits.
+ */
+export function createLogDestination(): pino.DestinationStream & NodeJS.EventEmitter {
+  return pino.destination({ dest: 1, sync: false, maxLength: LOG_BUFFER_MAX_BYTES });
+}
+
+export function createLogger(level: string, destination: pino.DestinationStream = createLogDestination()): Logger {
+  return pino({ level, base: { service: 'acr-pull-webhook' } }, destination);
 }
 
 /** Starts serving; resolves once both ports listen. Config and certificate errors throw before anything listens. */
 export interface RunningServer {
   readonly admissionUrl: string;
   readonly healthUrl: string;
+  readonly metrics: WebhookMetrics;
   /** Fails readiness, drains, closes; resolves when both servers are closed. */
   readonly shutdown: (signal: string) => Promise<void>;
 }
@@ -167,13 +183,15 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
     clearTimeout(deadline);
     logger.info('stopped');
   };
-  return { admissionUrl, healthUrl, shutdown };
+  return { admissionUrl, healthUrl, metrics, shutdown };
 }
 
 export async function runServe(argv: readonly string[]): Promise<number> {
   const options = parseServeArgs(argv, process.env);
-  const logger = createLogger(options.logLevel);
-  const { shutdown } = await serve(options, logger);
+  const destination = createLogDestination();
+  const logger = createLogger(options.logLevel, destination);
+  const { shutdown, metrics } = await serve(options, logger);
+  destination.on('drop', () => metrics.logLinesDropped.inc());
   return new Promise<number>((resolve) => {
     const onSignal = (signal: string): void => {
       shutdown(signal).then(

@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import {
   METRIC_CERT_EXPIRY,
   METRIC_CERT_RELOADS,
+  METRIC_LOG_LINES_DROPPED,
   METRIC_PODS_PATCHED,
   METRIC_REVIEW_DURATION,
   METRIC_REVIEWS,
@@ -20,6 +21,7 @@ export interface WebhookMetrics {
   readonly reviewDuration: Histogram;
   readonly certificateExpiry: Gauge;
   readonly certificateReloads: Counter<'result'>;
+  readonly logLinesDropped: Counter;
 }
 
 export function createMetrics(options: { processMetrics: boolean } = { processMetrics: true }): WebhookMetrics {
@@ -62,5 +64,10 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       registers: [registry],
     }),
     certificateReloads,
+    logLinesDropped: new Counter({
+      name: METRIC_LOG_LINES_DROPPED,
+      help: 'Log lines dropped because stdout did not keep up.',
+      registers: [registry],
+    }),
   };
 }
