@@ -1,6 +1,6 @@
 // The floor: the least an HTTPS admission webhook on this stack can do. A bare Fastify server with
 // the webhook's certificate, TLS settings, body limit and timeouts that parses the review with
-// Fastify's own JSON parser and answers it allowed, without a patch, a schema, a log line or a
+// Fastify's default JSON parser and answers it allowed, without a patch, a schema, a log line or a
 // metric. Whatever the webhook costs above this is what its own code costs.
 //
 //   node bench/floor.ts --tls-cert FILE --tls-key FILE --port N --health-port N [--host ADDR]

@@ -6,6 +6,7 @@
 //                     [--rate N] [--rate-connections N]
 //                     [--variant-main PATH] [--variant-node-args="ARGS"] [--variant-name NAME]
 //                     [--webhook-main PATH] [--skip-load] [--skip-control-plane]
+//                     [--scenarios small,typical,large,storm,rate]   (default: all of them)
 //                     [--cp-rounds N] [--cp-seconds S] [--cp-rate N]
 //                     [--quick] [--out FILE]
 //
@@ -50,9 +51,10 @@ const { values: flags } = parseArgs({
     'variant-name': { type: 'string', default: 'variant' },
     'variant-node-args': { type: 'string', default: '' },
     'skip-load': { type: 'boolean', default: false },
+    scenarios: { type: 'string', default: 'small,typical,large,storm,rate' },
     'skip-control-plane': { type: 'boolean', default: false },
-    'cp-rounds': { type: 'string', default: '2' },
-    'cp-seconds': { type: 'string', default: '10' },
+    'cp-rounds': { type: 'string', default: '4' },
+    'cp-seconds': { type: 'string', default: '15' },
     'cp-warmup': { type: 'string', default: '2' },
     'cp-rate': { type: 'string', default: '100' },
     quick: { type: 'boolean', default: false },
@@ -299,7 +301,13 @@ const scenarios: Scenario[] = [
     run: (server, seconds) => drive({ url: url(server), body: bodies.typical, connections: RATE_CONNECTIONS, durationSeconds: seconds, overallRate: RATE }),
   },
 ];
-for (const scenario of flags['skip-load'] ? [] : scenarios) {
+const chosen = new Set(flags.scenarios.split(',').map((name) => name.trim()));
+const unknown = [...chosen].filter((name) => !scenarios.some((scenario) => scenario.name.replace(/-\d+$/, '') === name));
+if (unknown.length > 0) {
+  process.stderr.write(`unknown scenario ${unknown.join(', ')}: choose from small, typical, large, storm, rate\n`);
+  process.exit(2);
+}
+for (const scenario of flags['skip-load'] ? [] : scenarios.filter((s) => chosen.has(s.name.replace(/-\d+$/, '')))) {
   const shape = scenario.name.startsWith('rate-') ? `${RATE_CONNECTIONS} connections` : `${CONNECTIONS} connections`;
   say(`\n${scenario.label}, ${shape}, ${DURATION} s × ${ROUNDS} rounds`);
   await runScenario(scenario);
@@ -375,13 +383,14 @@ function summarize(scenario: string): ScenarioSummary[] {
   });
 }
 
-const summaries = Object.fromEntries(scenarios.map((scenario) => [scenario.name, summarize(scenario.name)]));
+const ran = scenarios.filter((scenario) => runs.some((run) => run.scenario === scenario.name));
+const summaries = Object.fromEntries(ran.map((scenario) => [scenario.name, summarize(scenario.name)]));
 
 say('\n== Results: median over rounds (range); × floor is paired by round ==');
 say(`machine: ${machine}; load average at the end ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
 say('| scenario | server | req/s | × floor | CPU µs/req | p50 ms | p99 ms | p99.9 ms | peak RSS MiB (anon) | event-loop p99 ms |');
 say('|---|---|---|---|---|---|---|---|---|---|');
-for (const scenario of scenarios) {
+for (const scenario of ran) {
   for (const s of summaries[scenario.name] ?? []) {
     const isFloor = s.server === 'floor';
     say(
@@ -392,7 +401,7 @@ for (const scenario of scenarios) {
   }
 }
 say('CPU µs/req: the server process\'s CPU time (all threads) per answer; floor CPU / server CPU is the throughput ratio a server-bound, otherwise idle machine would show.');
-say(`CPU ratio (floor µs / server µs): ${scenarios
+say(`CPU ratio (floor µs / server µs): ${ran
   .map((scenario) => `${scenario.name} ${(summaries[scenario.name] ?? []).filter((s) => s.server !== 'floor').map((s) => `${s.server} ${fmtSpread(s.cpuRatioToFloor, (v) => v.toFixed(2))}`).join(', ')}`)
   .join('; ')}`);
 for (const s of summaries[`rate-${RATE}`] ?? []) {
