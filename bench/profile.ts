@@ -1,9 +1,10 @@
-// CPU profile of a server under the typical-pod keep-alive load: where its time goes, next to the
+// CPU profile of a server under a keep-alive load (the typical pod unless --body says otherwise): where its time goes, next to the
 // floor's. Starts each server with `node --cpu-prof`, warms it up, drives it for --duration
 // seconds with autocannon (same settings as run.ts), stops it (the profile is written on exit)
 // and prints self time by category and the hottest functions.
 //
 //   node bench/profile.ts [--duration S] [--connections N] [--webhook-main PATH] [--top N] [--floor]
+//                         [--body small|typical|large]
 //   node bench/profile.ts --analyze FILE.cpuprofile      (only print the summary of a profile; the
 //                                                        load window is read from FILE.window.json)
 //
@@ -26,6 +27,7 @@ const { values: flags } = parseArgs({
     name: { type: 'string', default: 'webhook' },
     top: { type: 'string', default: '30' },
     floor: { type: 'boolean', default: false },
+    body: { type: 'string', default: 'typical' },
     analyze: { type: 'string' },
   },
 });
@@ -114,7 +116,9 @@ mkdirSync(profileDir, { recursive: true });
 const dir = mkdtempSync(join(tmpdir(), 'acr-pull-webhook-profile-'));
 const pki = testPki();
 const files = writeServerFiles(dir, pki.serving);
-const body = loadBodies().typical;
+const bodies = loadBodies();
+if (!(flags.body in bodies)) throw new Error(`--body must be one of ${Object.keys(bodies).join(', ')}`);
+const body = bodies[flags.body as keyof typeof bodies];
 
 const specs: ServerSpec[] = [{ name: flags.name, kind: 'webhook', main: resolve(flags['webhook-main']) }];
 if (flags.floor) specs.push({ name: 'floor', kind: 'floor' });
