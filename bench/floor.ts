@@ -4,9 +4,14 @@
 // metric. Whatever the webhook costs above this is what its own code costs.
 //
 //   node bench/floor.ts --tls-cert FILE --tls-key FILE --port N --health-port N [--host ADDR]
+//                       [--patch JSON]
+//
+// With --patch, every answer carries that JSON patch (encoded once at start): the floor of a webhook
+// that patches, for measuring what the apiserver's own patch handling costs a pod create.
 //
 // Like `serve`, a plain-HTTP port answers GET /readyz (200 once the HTTPS port listens) and
-// GET /eventloop: the event-loop delay since the previous GET /eventloop (perf_hooks
+// GET /reviews: how many reviews it has answered (the control-plane phase uses it to see that the
+// apiserver calls it), and GET /eventloop: the event-loop delay since the previous GET /eventloop (perf_hooks
 // monitorEventLoopDelay at 10 ms resolution, as prom-client's nodejs_eventloop_lag_* gauges,
 // which are also reset on every scrape), in seconds, as JSON.
 import { readFileSync } from 'node:fs';
@@ -24,6 +29,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '0' },
     'health-port': { type: 'string', default: '0' },
     host: { type: 'string', default: '127.0.0.1' },
+    patch: { type: 'string' },
   },
 });
 const certFile = values['tls-cert'];
@@ -45,16 +51,19 @@ const app = Fastify({
   ...ADMISSION_SERVER_OPTIONS,
   https: { ...TLS_SETTINGS, ...NODE_SERVER_OPTIONS, cert: readFileSync(certFile), key: readFileSync(keyFile) },
 });
-app.post<{ Body: Review }>('/mutate', async (request) => ({
-  apiVersion: 'admission.k8s.io/v1',
-  kind: 'AdmissionReview',
-  response: { uid: request.body.request.uid, allowed: true },
-}));
+const patch = values.patch === undefined ? {} : { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(JSON.parse(values.patch))).toString('base64') };
+let reviews = 0;
+app.post<{ Body: Review }>('/mutate', async (request) => {
+  reviews += 1;
+  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: request.body.request.uid, allowed: true, ...patch } };
+});
 
 let ready = false;
 const health = createServer((request, response) => {
   if (request.url === '/readyz') {
     response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ok' : 'not ready');
+  } else if (request.url === '/reviews') {
+    response.writeHead(200, { 'content-type': 'text/plain' }).end(String(reviews));
   } else if (request.url === '/eventloop') {
     const seconds = (ns: number): number => ns / 1e9;
     const body = {

@@ -36,6 +36,9 @@ import {
   type ServerSpec,
 } from './lib/processes.ts';
 import { bucketQuantileBound, distribution, spread, type Distribution, type Spread } from './lib/stats.ts';
+import { typicalPod } from './lib/typical-pod.ts';
+import { loadConfig } from '../src/config/config.ts';
+import { decide } from '../src/mutation/decide.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -318,12 +321,17 @@ if (!flags['skip-control-plane']) {
   const cpSeconds = quick ? 3 : Number(flags['cp-seconds']);
   const cpRounds = quick ? 1 : Number(flags['cp-rounds']);
   say(`\ncontrol plane: pod creates at ${flags['cp-rate']}/s, ${cpSeconds} s per phase × ${cpRounds} rounds`);
+  const decision = decide(typicalPod(), loadConfig(files.configFile).rules);
+  if (decision.kind !== 'patched') throw new Error(`the webhook would not patch the control-plane phase's pod (${decision.kind})`);
   controlPlane = await runControlPlanePhases({
     ratePerSecond: Number(flags['cp-rate']),
     phaseSeconds: cpSeconds,
     warmupSeconds: quick ? 1 : Number(flags['cp-warmup']),
     rounds: cpRounds,
-    webhook: { name: 'webhook', kind: 'webhook', main: webhookMain },
+    webhook: { name: 'webhook', kind: 'webhook', main: webhookMain, nodeArgs: IMAGE_NODE_ARGS },
+    // The floor answers with the webhook's patch for this pod, so both phases make the apiserver
+    // apply the same patch and the difference between them is the webhook's own.
+    floor: { name: 'floor', kind: 'floor', nodeArgs: IMAGE_NODE_ARGS, extraArgs: ['--patch', JSON.stringify(decision.ops)] },
     files,
     caPem: pki.ca.certPem,
     log: (line) => say(`  ${line}`),
@@ -418,8 +426,12 @@ let controlPlaneSummary: Record<string, unknown> | undefined;
 if (controlPlane) {
   const withP = controlPlane.phases.filter((p) => p.phase === 'with');
   const withoutP = controlPlane.phases.filter((p) => p.phase === 'without');
+  const floorP = controlPlane.phases.filter((p) => p.phase === 'floor');
   const of = (list: readonly PhaseResult[], key: 'p50' | 'p99'): Spread => spread(list.map((p) => p.latencyMs[key]));
-  const added = (key: 'p50' | 'p99'): Spread => spread(withP.map((p, i) => p.latencyMs[key] - (withoutP[i]?.latencyMs[key] ?? Number.NaN)));
+  // Paired by round: phases of one round ran back to back on the same machine.
+  const minus = (a: readonly PhaseResult[], b: readonly PhaseResult[], key: 'p50' | 'p99'): Spread =>
+    spread(a.map((p, i) => p.latencyMs[key] - (b[i]?.latencyMs[key] ?? Number.NaN)));
+  const added = (key: 'p50' | 'p99'): Spread => minus(withP, withoutP, key);
   const histograms = withP.flatMap((p) => (p.apiserverWebhook ? [p.apiserverWebhook] : []));
   const summary = {
     withoutP50Ms: of(withoutP, 'p50'),
@@ -428,11 +440,19 @@ if (controlPlane) {
     withP99Ms: of(withP, 'p99'),
     addedP50Ms: added('p50'),
     addedP99Ms: added('p99'),
+    floorP50Ms: of(floorP, 'p50'),
+    floorP99Ms: of(floorP, 'p99'),
+    floorAddedP50Ms: minus(floorP, withoutP, 'p50'),
+    floorAddedP99Ms: minus(floorP, withoutP, 'p99'),
+    overFloorP50Ms: minus(withP, floorP, 'p50'),
+    overFloorP99Ms: minus(withP, floorP, 'p99'),
+    floorApiserverMeanMs: spread(floorP.map((p) => p.apiserverWebhook?.meanMs ?? Number.NaN)),
     apiserverWebhookCalls: histograms.reduce((sum, h) => sum + h.count, 0),
     apiserverWebhookMeanMs: spread(histograms.map((h) => h.meanMs)),
     apiserverWebhookShareUnder5ms: spread(histograms.map((h) => h.buckets.find((b) => b.le === 0.005)?.share ?? Number.NaN)),
     apiserverWebhookP99BoundMs: spread(histograms.map((h) => bucketQuantileBound(h.buckets.map((b) => ({ le: b.le, count: b.share })), 0.99) * 1000)),
     webhookServerP99Ms: spread(withP.map((p) => p.webhookServerMs?.p99 ?? Number.NaN)),
+    webhookEventLoopMaxMs: spread(withP.map((p) => p.webhookEventLoopMaxMs ?? Number.NaN)),
     unpatchedWith: withP.reduce((sum, p) => sum + p.unpatched, 0),
     failed: controlPlane.phases.reduce((sum, p) => sum + p.failed, 0),
     maxStartLagMs: Math.max(...controlPlane.phases.map((p) => p.maxStartLagMs)),
@@ -447,10 +467,15 @@ if (controlPlane) {
   say(`| without the webhook | ${fmtSpread(summary.withoutP50Ms, ms)} | ${fmtSpread(summary.withoutP99Ms, ms)} |`);
   say(`| with the webhook | ${fmtSpread(summary.withP50Ms, ms)} | ${fmtSpread(summary.withP99Ms, ms)} |`);
   say(`| added (paired by round) | ${fmtSpread(summary.addedP50Ms, ms)} | ${fmtSpread(summary.addedP99Ms, ms)} |`);
+  if (floorP.length > 0) {
+    say(`| with the floor registered instead | ${fmtSpread(summary.floorP50Ms, ms)} | ${fmtSpread(summary.floorP99Ms, ms)} |`);
+    say(`| added by the floor (paired by round) | ${fmtSpread(summary.floorAddedP50Ms, ms)} | ${fmtSpread(summary.floorAddedP99Ms, ms)} |`);
+    say(`| webhook minus floor (paired by round) | ${fmtSpread(summary.overFloorP50Ms, ms)} | ${fmtSpread(summary.overFloorP99Ms, ms)} |`);
+  }
   say(
-    `apiserver_admission_webhook_admission_duration_seconds (${summary.apiserverWebhookCalls} calls): mean ${fmtSpread(summary.apiserverWebhookMeanMs, ms)} ms, ` +
+    `apiserver_admission_webhook_admission_duration_seconds (${summary.apiserverWebhookCalls} calls): mean ${fmtSpread(summary.apiserverWebhookMeanMs, ms)} ms${floorP.length > 0 ? ` (floor ${fmtSpread(summary.floorApiserverMeanMs, ms)} ms)` : ''}, ` +
       `${fmtSpread(summary.apiserverWebhookShareUnder5ms, (v) => `${(v * 100).toFixed(1)}%`)} ≤ 5 ms, p99 ≤ ${fmtSpread(summary.apiserverWebhookP99BoundMs, (v) => v.toFixed(0))} ms (bucket bound); ` +
-      `the webhook's own p99 ${fmtSpread(summary.webhookServerP99Ms, (v) => v.toFixed(3))} ms; ${summary.unpatchedWith} creates unpatched with the webhook, ${summary.failed} failed; ` +
+      `the webhook's own p99 ${fmtSpread(summary.webhookServerP99Ms, (v) => v.toFixed(3))} ms, its longest event-loop delay ${fmtSpread(summary.webhookEventLoopMaxMs, ms)} ms; ${summary.unpatchedWith} creates unpatched with the webhook, ${summary.failed} failed; ` +
       `driver start lag ≤ ${summary.maxStartLagMs.toFixed(1)} ms`,
   );
   const pct = (v: number): string => `${(v * 100).toFixed(0)}%`;

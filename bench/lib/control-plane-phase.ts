@@ -1,7 +1,9 @@
 // What the webhook adds to a pod create on a real kube-apiserver: pods created at a steady rate
-// (open loop: a create starts every 1/rate seconds whether or not earlier ones have finished),
-// alternately with no MutatingWebhookConfiguration at all ("without") and with the webhook
-// registered as the chart registers it ("with"). Latency is the client's, from writing the POST to
+// (open loop: a create starts every 1/rate seconds whether or not earlier ones have finished) with
+// no MutatingWebhookConfiguration at all ("without"), with the webhook registered as the chart
+// registers it ("with"), and, if given, with the floor (bench/floor.ts) registered the same way
+// ("floor"): what any webhook on this stack costs the apiserver. Each round runs every phase, in an
+// order rotated from round to round, each from an empty namespace. Latency is the client's, from writing the POST to
 // reading the whole response, over a keep-alive HTTPS agent with the admin client certificate.
 // The apiserver's own view comes from its /metrics:
 // apiserver_admission_webhook_admission_duration_seconds for our webhook during the "with" phases.
@@ -12,8 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { INJECT_ENABLED, INJECT_LABEL } from '../../src/constants.ts';
 import { createNamespace, startControlPlane } from '../../test/support/control-plane.ts';
-import { registerWebhook } from '../../test/support/webhook-configuration.ts';
-import { readFrom, startServer, type ServerFiles, type ServerSpec } from './processes.ts';
+import { webhookConfiguration } from '../../test/support/webhook-configuration.ts';
+import { readFrom, startServer, type ServerFiles, type ServerProcess, type ServerSpec } from './processes.ts';
 import { distribution, type Distribution } from './stats.ts';
 import { typicalPod } from './typical-pod.ts';
 
@@ -28,13 +30,15 @@ export interface ControlPlaneOptions {
   readonly warmupSeconds: number;
   readonly rounds: number;
   readonly webhook: ServerSpec;
+  /** Also measure creates with the floor registered in the webhook's place. */
+  readonly floor?: ServerSpec;
   readonly files: ServerFiles;
   readonly caPem: string;
   readonly log: (line: string) => void;
 }
 
 export interface PhaseResult {
-  readonly phase: 'without' | 'with';
+  readonly phase: Phase;
   readonly round: number;
   readonly created: number;
   readonly failed: number;
@@ -45,12 +49,14 @@ export interface PhaseResult {
   /** Share of the machine's CPU time (all cores) that was busy during the phase, from /proc/stat. */
   readonly machineBusy: number;
   readonly latencyMs: Distribution;
-  /** "with" only: the apiserver's histogram of calls to our webhook during the phase. */
+  /** "with" and "floor": the apiserver's histogram of calls to the registered server during the phase. */
   readonly apiserverWebhook?: WebhookHistogram;
   /** "with" only: the webhook's own durationMs log field during the phase. */
   readonly webhookServerMs?: Distribution;
-  /** "with" only: the webhook process's CPU time per review, µs. */
+  /** "with" and "floor": the registered server's CPU time per create, µs. */
   readonly webhookCpuMicrosPerReview?: number;
+  /** "with" and "floor": the longest event-loop delay the registered server saw during the phase, ms. */
+  readonly webhookEventLoopMaxMs?: number;
 }
 
 /** Busy and total jiffies of all CPUs so far (/proc/stat; idle and iowait count as not busy). */
@@ -67,6 +73,8 @@ export interface WebhookHistogram {
   /** Cumulative share of calls at or under each bucket bound (seconds). */
   readonly buckets: readonly { le: number; share: number }[];
 }
+
+export type Phase = 'without' | 'floor' | 'with';
 
 export interface ControlPlaneResult {
   readonly ratePerSecond: number;
@@ -114,6 +122,7 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
   log('control plane: starting etcd and kube-apiserver');
   const controlPlane = await startControlPlane();
   const webhook = await startServer(options.webhook, options.files);
+  const floor = options.floor ? await startServer(options.floor, options.files) : undefined;
   try {
     const kc = controlPlane.kubeConfig;
     await createNamespace(kc, NAMESPACE, { [INJECT_LABEL]: INJECT_ENABLED });
@@ -187,51 +196,77 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
 
     const admission = kc.makeApiClient(AdmissionregistrationV1Api);
     const core = kc.makeApiClient(CoreV1Api);
-    const setWebhook = async (on: boolean): Promise<void> => {
-      if (on) {
-        await registerWebhook(kc, { name: CONFIGURATION, port: webhook.port, caPem: options.caPem, probeNamespace: NAMESPACE });
-        return;
-      }
+    const servers = floor ? [webhook, floor] : [webhook];
+    const probe = () =>
+      core.createNamespacedPod({
+        namespace: NAMESPACE,
+        dryRun: 'All',
+        body: { metadata: { generateName: 'probe-' }, spec: { containers: [{ name: 'probe', image: 'myregistry.azurecr.io/probe' }] } },
+      });
+    /** Registers `target` (none: deletes the configuration), then waits until a dry-run create reaches it and no other server. */
+    const register = async (target: ServerProcess | undefined): Promise<void> => {
       await admission.deleteMutatingWebhookConfiguration({ name: CONFIGURATION }).catch(() => undefined);
-      // Wait until the apiserver has dropped it: a dry-run probe comes back unpatched.
+      if (target) await admission.createMutatingWebhookConfiguration({ body: webhookConfiguration({ name: CONFIGURATION, port: target.port, caPem: options.caPem }) });
       const deadline = Date.now() + 30_000;
       for (;;) {
-        const pod = await core.createNamespacedPod({
-          namespace: NAMESPACE,
-          dryRun: 'All',
-          body: { metadata: { generateName: 'probe-' }, spec: { containers: [{ name: 'probe', image: 'myregistry.azurecr.io/probe' }] } },
-        });
-        if ((pod.spec?.imagePullSecrets ?? []).length === 0) return;
-        if (Date.now() > deadline) throw new Error('the apiserver still calls the webhook 30 s after its configuration was deleted');
+        const before = await Promise.all(servers.map((server) => server.reviewsAnswered()));
+        await probe();
+        const after = await Promise.all(servers.map((server) => server.reviewsAnswered()));
+        const reached = servers.filter((_, i) => (after[i] ?? 0) > (before[i] ?? 0));
+        if (reached.length === (target ? 1 : 0) && (target === undefined || reached[0] === target)) return;
+        if (Date.now() > deadline) throw new Error(`the apiserver did not switch to ${target?.spec.name ?? 'no webhook'} within 30 s`);
         await sleep(100);
+      }
+    };
+    const targets: Record<Phase, ServerProcess | undefined> = { without: undefined, with: webhook, floor };
+
+    // Every phase starts with an empty namespace: pods left by earlier phases slow the apiserver and
+    // etcd down, which would count against whichever phase runs later. (Pods never scheduled to a
+    // node are deleted at once, without a grace period.)
+    const clearPods = async (): Promise<void> => {
+      await core.deleteCollectionNamespacedPod({ namespace: NAMESPACE });
+      const deadline = Date.now() + 120_000;
+      while ((await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).items.length > 0) {
+        if (Date.now() > deadline) throw new Error(`pods in ${NAMESPACE} still there 120 s after deleting them`);
+        await sleep(200);
       }
     };
 
     const phases: PhaseResult[] = [];
+    const kinds: Phase[] = floor ? ['without', 'floor', 'with'] : ['without', 'with'];
     for (let round = 1; round <= options.rounds; round += 1) {
-      for (const phase of ['without', 'with'] as const) {
-        await setWebhook(phase === 'with');
+      // Rotated each round, so that no phase always runs first or right after the same one.
+      const order = kinds.map((_, i) => kinds[(i + round - 1) % kinds.length] as Phase);
+      for (const phase of order) {
+        await clearPods();
+        await register(targets[phase]);
         log(`control plane: round ${round}, ${phase} the webhook: ${options.warmupSeconds} s warm-up, ${options.phaseSeconds} s at ${options.ratePerSecond} creates/s`);
         await drive(options.warmupSeconds);
         const before = parseWebhookHistogram((await call('GET', '/metrics')).text);
         const logStart = readFrom(webhook.logFile, 0).offset;
         const cpuBefore = cpuJiffies();
-        const webhookCpuBefore = webhook.cpuSeconds();
+        const target = targets[phase];
+        await target?.eventLoop(); // resets its event-loop monitor
+        const targetCpuBefore = target?.cpuSeconds() ?? 0;
         const run = await drive(options.phaseSeconds);
+        const targetCpu = (target?.cpuSeconds() ?? 0) - targetCpuBefore;
+        const targetEventLoop = await target?.eventLoop();
         const cpuAfter = cpuJiffies();
-        const webhookCpu = webhook.cpuSeconds() - webhookCpuBefore;
         const after = parseWebhookHistogram((await call('GET', '/metrics')).text);
-        let extra: Pick<PhaseResult, 'apiserverWebhook' | 'webhookServerMs' | 'webhookCpuMicrosPerReview'> = {};
+        let extra: Pick<PhaseResult, 'apiserverWebhook' | 'webhookServerMs' | 'webhookCpuMicrosPerReview' | 'webhookEventLoopMaxMs'> = {};
+        if (target) {
+          extra = {
+            apiserverWebhook: histogramDelta(before, after),
+            webhookCpuMicrosPerReview: (targetCpu * 1e6) / Math.max(1, run.latencies.length),
+            webhookEventLoopMaxMs: (targetEventLoop?.max ?? Number.NaN) * 1000,
+          };
+        }
         if (phase === 'with') {
           const durations = readFrom(webhook.logFile, logStart)
             .text.split('\n')
             .filter((line) => line.includes('"msg":"review"'))
             .map((line) => (JSON.parse(line) as { durationMs: number }).durationMs);
-          extra = {
-            apiserverWebhook: histogramDelta(before, after),
-            webhookServerMs: distribution(durations),
-            webhookCpuMicrosPerReview: (webhookCpu * 1e6) / Math.max(1, durations.length),
-          };
+          extra = { ...extra, webhookServerMs: distribution(durations) };
         }
         phases.push({
           phase,
@@ -249,6 +284,7 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
     agent.destroy();
     return { ratePerSecond: options.ratePerSecond, phaseSeconds: options.phaseSeconds, phases };
   } finally {
+    await floor?.stop();
     await webhook.stop();
     await controlPlane.stop();
   }

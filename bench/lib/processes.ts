@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { METRIC_REVIEWS } from '../../src/constants.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const FLOOR_SCRIPT = join(ROOT, 'bench', 'floor.ts');
@@ -82,6 +83,8 @@ export interface ServerProcess {
   eventLoop(): Promise<EventLoopDelay>;
   /** The webhook's /metrics text (undefined for the floor). */
   metrics(): Promise<string | undefined>;
+  /** Reviews answered so far (the webhook's acr_pull_webhook_admission_reviews_total, all outcomes). */
+  reviewsAnswered(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -210,6 +213,11 @@ export async function startServer(spec: ServerSpec, files: ServerFiles): Promise
     },
     async metrics() {
       return spec.kind === 'webhook' ? get('/metrics') : undefined;
+    },
+    async reviewsAnswered() {
+      if (spec.kind === 'floor') return Number(await get('/reviews'));
+      const text = await get('/metrics');
+      return [...text.matchAll(new RegExp(`^${METRIC_REVIEWS}\\{[^}]*\\} (\\S+)$`, 'gm'))].reduce((sum, match) => sum + Number(match[1]), 0);
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
