@@ -10,7 +10,7 @@ import { testPki } from '../support/certificates.ts';
 import { createNamespace } from '../support/control-plane.ts';
 import { SIDECAR_IMAGE, SIDECAR_LABEL, startReviewRecorder, type ReviewRecorder } from '../support/review-recorder.ts';
 import { registerWebhook, waitUntilLive } from '../support/webhook-configuration.ts';
-import { startWebhookProcess, type WebhookProcess } from '../support/webhook-process.ts';
+import { startWebhookProcess, writeServeFiles, type WebhookProcess } from '../support/webhook-process.ts';
 
 const CONFIG_NAME = 'acr-pull-webhook-e2e';
 const RECORDER_NAME = 'zz-e2e-review-recorder';
@@ -49,13 +49,8 @@ async function createPod(namespace: string, pod: V1Pod): Promise<V1Pod> {
 const pullSecretNames = (pod: V1Pod): string[] => (pod.spec?.imagePullSecrets ?? []).map((entry) => entry.name ?? '');
 
 beforeAll(async () => {
-  writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
-  writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
-  writeFileSync(
-    join(dir, 'config.yaml'),
-    'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n',
-  );
-  webhook = await startWebhookProcess({ config: join(dir, 'config.yaml'), certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), dir });
+  const config = 'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n';
+  webhook = await startWebhookProcess(writeServeFiles(pki, { dir, config }));
   recorder = await startReviewRecorder(pki.serving);
   await admission.createMutatingWebhookConfiguration({
     body: {

@@ -1,11 +1,39 @@
 // Starts the real webhook the way a user does: `node src/cli/main.ts serve ...` in its own
 // process, logs to a file, and waits until /readyz says so. Used by the e2e tests and the demo.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { TestPki } from './certificates.ts';
 
-const MAIN = resolve(import.meta.dirname, '../../src/cli/main.ts');
+export const MAIN = resolve(import.meta.dirname, '../../src/cli/main.ts');
+
+/** One ACR registry, one secret: enough for tests about the server rather than the rules. */
+export const ONE_REGISTRY_CONFIG = 'registries: [{server: myregistry.azurecr.io, secretName: acr}]';
+
+/** What `serve` reads: a configuration and a serving pair, in one directory (also used for logs). */
+export interface ServeFiles {
+  readonly dir: string;
+  readonly config: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/** Writes the pki's serving pair and a configuration into `dir` (default: a new temporary directory). */
+export function writeServeFiles(pki: TestPki, options: { config?: string; dir?: string } = {}): ServeFiles {
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'serve-'));
+  const files = { dir, config: join(dir, 'config.yaml'), certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') };
+  writeFileSync(files.config, options.config ?? ONE_REGISTRY_CONFIG);
+  writeFileSync(files.certFile, pki.serving.certPem);
+  writeFileSync(files.keyFile, pki.serving.keyPem);
+  return files;
+}
+
+/** Arguments after `node` that run `serve` on free loopback ports with no drain delay. */
+export function serveArgv(files: ServeFiles, main: string = MAIN): string[] {
+  return [main, 'serve', '--config', files.config, '--tls-cert', files.certFile, '--tls-key', files.keyFile, '--host', '127.0.0.1', '--port', '0', '--health-port', '0', '--drain-delay', '0'];
+}
 
 export interface WebhookProcess {
   readonly port: number;

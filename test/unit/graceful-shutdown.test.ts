@@ -2,14 +2,11 @@
 // the apiserver behind a Service: it routes only to replicas whose /readyz passes (what endpoints
 // do), keeps connections alive, and retries once when a reused idle connection turns out closed
 // (what Go's HTTP client does). Not one request may fail.
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { Agent, request, type RequestOptions } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
-import { startWebhookProcess, type WebhookProcess } from '../support/webhook-process.ts';
+import { startWebhookProcess, writeServeFiles, type WebhookProcess } from '../support/webhook-process.ts';
 import { ACR_POD_CREATE_REVIEW } from '../support/reviews.ts';
 
 const REVIEW = ACR_POD_CREATE_REVIEW;
@@ -32,15 +29,8 @@ function post(options: RequestOptions): Promise<{ status: number; reused: boolea
 
 test('SIGTERM while requests flow: zero failed requests, readiness fails first, the process exits in bounded time', async () => {
   const pki = testPki();
-  const dir = mkdtempSync(join(tmpdir(), 'shutdown-'));
-  writeFileSync(join(dir, 'config.yaml'), 'registries: [{server: myregistry.azurecr.io, secretName: acr}]');
-  writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
-  writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
-  for (let i = 0; i < 2; i++) {
-    replicas.push(
-      await startWebhookProcess({ config: join(dir, 'config.yaml'), certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), dir, drainDelaySeconds: 2 }),
-    );
-  }
+  const files = writeServeFiles(pki);
+  for (let i = 0; i < 2; i++) replicas.push(await startWebhookProcess({ ...files, drainDelaySeconds: 2 }));
   const [leaving, staying] = replicas as [WebhookProcess, WebhookProcess];
   const agents = new Map(replicas.map((replica) => [replica, new Agent({ keepAlive: true, maxSockets: 4, ca: pki.ca.certPem })]));
   const ready = new Set(replicas);

@@ -2,27 +2,20 @@
 // @kubernetes/client-node once cost 1–2.8 s of start-up and 60 MiB of memory (sync-secrets, which
 // needs it, is loaded only when that verb runs).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
-
-const MAIN = resolve(import.meta.dirname, '../../src/cli/main.ts');
+import { serveArgv, writeServeFiles } from '../support/webhook-process.ts';
 const RECORDER = resolve(import.meta.dirname, '../support/record-modules.mjs');
 
 test('serve starts, answers and stops without loading @kubernetes/client-node', async () => {
-  const pki = testPki();
-  const dir = mkdtempSync(join(tmpdir(), 'serve-modules-'));
-  writeFileSync(join(dir, 'config.yaml'), 'registries: [{server: myregistry.azurecr.io, secretName: acr}]');
-  writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
-  writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
-  const modulesFile = join(dir, 'modules.txt');
-  const child = spawn(
-    process.execPath,
-    ['--import', RECORDER, MAIN, 'serve', '--config', join(dir, 'config.yaml'), '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key'), '--host', '127.0.0.1', '--port', '0', '--health-port', '0', '--drain-delay', '0'],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env['PATH'] ?? '', RECORD_MODULES_FILE: modulesFile } },
-  );
+  const files = writeServeFiles(testPki());
+  const modulesFile = join(files.dir, 'modules.txt');
+  const child = spawn(process.execPath, ['--import', RECORDER, ...serveArgv(files)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { PATH: process.env['PATH'] ?? '', RECORD_MODULES_FILE: modulesFile },
+  });
   let out = '';
   await new Promise<void>((listening, failed) => {
     child.stdout.on('data', (chunk: Buffer) => {

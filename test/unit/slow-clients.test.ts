@@ -1,14 +1,12 @@
 // Slow, idle and stalled clients against a real `serve` process: its memory stays bounded and
 // other clients are served as usual.
-import { readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
-import { startWebhookProcess, type WebhookProcess } from '../support/webhook-process.ts';
+import { startWebhookProcess, writeServeFiles, type WebhookProcess } from '../support/webhook-process.ts';
 import { ACR_POD_CREATE_REVIEW } from '../support/reviews.ts';
 
 const pki = testPki();
@@ -19,11 +17,7 @@ let webhook: WebhookProcess;
 const sockets: TLSSocket[] = [];
 
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'slow-'));
-  writeFileSync(join(dir, 'config.yaml'), 'registries: [{server: myregistry.azurecr.io, secretName: acr}]');
-  writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
-  writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
-  webhook = await startWebhookProcess({ config: join(dir, 'config.yaml'), certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), dir });
+  webhook = await startWebhookProcess(writeServeFiles(pki));
 });
 afterAll(async () => {
   for (const socket of sockets) socket.destroy();

@@ -4,30 +4,17 @@
 // readiness holds, the lines past the bounded log buffer were dropped and counted, and SIGTERM
 // still ends the process cleanly.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { METRIC_LOG_LINES_DROPPED } from '../../src/constants.ts';
 import { testPki } from '../support/certificates.ts';
 import { ACR_POD_CREATE_REVIEW } from '../support/reviews.ts';
-
-const MAIN = resolve(import.meta.dirname, '../../src/cli/main.ts');
+import { serveArgv, writeServeFiles } from '../support/webhook-process.ts';
 const REVIEWS = 8_000;
 const CONCURRENCY = 16;
 
 const pki = testPki();
-const dir = mkdtempSync(join(tmpdir(), 'stalled-stdout-'));
-writeFileSync(join(dir, 'config.yaml'), 'registries: [{server: myregistry.azurecr.io, secretName: acr}]');
-writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
-writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
-
-const child = spawn(
-  process.execPath,
-  [MAIN, 'serve', '--config', join(dir, 'config.yaml'), '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key'), '--host', '127.0.0.1', '--port', '0', '--health-port', '0', '--drain-delay', '0'],
-  { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env['PATH'] ?? '' } },
-);
+const child = spawn(process.execPath, serveArgv(writeServeFiles(pki)), { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env['PATH'] ?? '' } });
 afterAll(() => void child.kill('SIGKILL'));
 
 /** Reads stdout until the 'listening' line, then stops reading it for good. */

@@ -6,18 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
-import { startWebhookProcess, type WebhookProcess } from '../support/webhook-process.ts';
+import { startWebhookProcess, writeServeFiles, type WebhookProcess } from '../support/webhook-process.ts';
 
 const pki = testPki();
 const dir = mkdtempSync(join(tmpdir(), 'tls-probe-'));
 let webhook: WebhookProcess;
 
 beforeAll(async () => {
-  writeFileSync(join(dir, 'config.yaml'), 'registries: [{server: myregistry.azurecr.io, secretName: acr}]');
-  writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
-  writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
   writeFileSync(join(dir, 'ca.crt'), pki.ca.certPem);
-  webhook = await startWebhookProcess({ config: join(dir, 'config.yaml'), certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), dir });
+  webhook = await startWebhookProcess(writeServeFiles(pki, { dir }));
 });
 afterAll(async () => {
   await webhook.kill();
