@@ -5,6 +5,7 @@
 //   node bench/run.ts [--rounds N] [--duration S] [--warmup S] [--connections N] [--starts N]
 //                     [--rate N] [--rate-connections N]
 //                     [--variant-main PATH] [--variant-node-args="ARGS"] [--variant-name NAME]
+//                     [--variant-args="ARGS"]   (after serve's own, e.g. "--log-level warn")
 //                     [--webhook-main PATH] [--skip-load] [--skip-control-plane]
 //                     [--scenarios small,typical,large,storm,rate]   (default: all of them)
 //                     [--cp-rounds N] [--cp-seconds S] [--cp-rate N]
@@ -18,7 +19,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { request as httpsRequest } from 'node:https';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { LOG_FLUSH_INTERVAL_MS } from '../src/cli/serve.ts';
 import { testPki } from '../test/support/certificates.ts';
 import { toolPath } from '../test/support/control-plane.ts';
 import { BODY_NAMES, loadBodies, type BodyName } from './lib/bodies.ts';
@@ -53,6 +56,7 @@ const { values: flags } = parseArgs({
     'variant-main': { type: 'string' },
     'variant-name': { type: 'string', default: 'variant' },
     'variant-node-args': { type: 'string', default: '' },
+    'variant-args': { type: 'string', default: '' },
     'skip-load': { type: 'boolean', default: false },
     scenarios: { type: 'string', default: 'small,typical,large,storm,rate' },
     'skip-control-plane': { type: 'boolean', default: false },
@@ -98,9 +102,10 @@ const specs: ServerSpec[] = [
   { name: 'webhook', kind: 'webhook', main: webhookMain, nodeArgs: IMAGE_NODE_ARGS },
 ];
 const variantNodeArgs = flags['variant-node-args'].split(' ').filter((arg) => arg !== '');
-if (flags['variant-main'] !== undefined || variantNodeArgs.length > 0) {
+const variantArgs = flags['variant-args'].split(' ').filter((arg) => arg !== '');
+if (flags['variant-main'] !== undefined || variantNodeArgs.length > 0 || variantArgs.length > 0) {
   const main = flags['variant-main'] === undefined ? webhookMain : resolve(flags['variant-main']);
-  specs.push({ name: flags['variant-name'], kind: 'webhook', main, nodeArgs: variantNodeArgs });
+  specs.push({ name: flags['variant-name'], kind: 'webhook', main, nodeArgs: variantNodeArgs, extraArgs: variantArgs });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,6 +198,7 @@ async function measure(scenario: string, server: ServerProcess, round: number, r
     loadAverage1m: loadavg()[0] ?? Number.NaN,
   };
   if (webhookSide) {
+    await sleep(2 * LOG_FLUSH_INTERVAL_MS); // review lines are written in batches
     const durations = readFrom(server.logFile, logOffset)
       .text.split('\n')
       .filter((line) => line.includes('"msg":"review"'))

@@ -46,6 +46,9 @@ export const METRIC_LOG_LINES_DROPPED = 'acr_pull_webhook_log_lines_dropped_tota
 /** Duration histogram buckets (seconds); 5, 25 and 100 ms line up with the apiserver's own webhook histogram. */
 export const REVIEW_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
+/** `msg` of the one log line written per review (the lines `serve` writes in batches). */
+export const REVIEW_LOG_MESSAGE = 'review';
+
 /** Outcomes a review can have; label values of {@link METRIC_REVIEWS} and the `decision` field of review logs. */
 export const REVIEW_OUTCOMES = ['patched', 'unchanged', 'ignored', 'opted-out', 'rejected'] as const;
 export type ReviewOutcome = (typeof REVIEW_OUTCOMES)[number];

@@ -12,6 +12,7 @@ import { Agent, request } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { LOG_FLUSH_INTERVAL_MS } from '../../src/cli/serve.ts';
 import { INJECT_ENABLED, INJECT_LABEL } from '../../src/constants.ts';
 import { createNamespace, startControlPlane } from '../../test/support/control-plane.ts';
 import { webhookConfiguration } from '../../test/support/webhook-configuration.ts';
@@ -262,6 +263,7 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
           };
         }
         if (phase === 'with') {
+          await sleep(2 * LOG_FLUSH_INTERVAL_MS); // review lines are written in batches
           const durations = readFrom(webhook.logFile, logStart)
             .text.split('\n')
             .filter((line) => line.includes('"msg":"review"'))

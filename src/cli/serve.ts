@@ -3,7 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino, { type Logger } from 'pino';
 import { loadConfig } from '../config/config.ts';
-import { DEFAULTS, ENV } from '../constants.ts';
+import { DEFAULTS, ENV, REVIEW_LOG_MESSAGE } from '../constants.ts';
 import { buildApp, buildHealthApp, setServingPair } from '../server/app.ts';
 import { createMetrics, type WebhookMetrics } from '../server/metrics.ts';
 import { CertificateSource, type ServingPair } from '../tls/certificate-source.ts';
@@ -87,21 +87,43 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
 
 /** Log bytes held while stdout is slower than the reviews (about 3,000 review lines). */
 export const LOG_BUFFER_MAX_BYTES = 1024 * 1024;
+/** Review lines are written once this many bytes wait... */
+export const LOG_BATCH_BYTES = 4096;
+/** ...or at the latest this long after they were logged. */
+export const LOG_FLUSH_INTERVAL_MS = 250;
 
 /**
- * Stdout, written off the event loop, with a bounded buffer. When the log reader stalls (a stuck
- * container runtime), pino's synchronous mode either blocks the event loop in write(2) or, on the
- * non-blocking pipe Node makes of stdout, keeps every unwritten line in memory; here lines queue up
- * to LOG_BUFFER_MAX_BYTES and past that are dropped and counted, so admission neither waits nor
- * grows. Under load, lines queued while a write is in flight go out together. Pino flushes what is
- * queued when the process exits.
+ * Stdout, written off the event loop, in batches, with a bounded buffer. When the log reader stalls
+ * (a stuck container runtime), pino's synchronous mode either blocks the event loop in write(2) or,
+ * on the non-blocking pipe Node makes of stdout, keeps every unwritten line in memory; here lines
+ * queue up to LOG_BUFFER_MAX_BYTES and past that are dropped and counted, so admission neither
+ * waits nor grows. Batching matters too: a write per review line cost 20–25 µs of CPU per review
+ * (more than the whole decision), a write per 4 KiB a tenth of that. Pino flushes what is queued
+ * when the process exits.
  */
 export function createLogDestination(): pino.DestinationStream & NodeJS.EventEmitter {
-  return pino.destination({ dest: 1, sync: false, maxLength: LOG_BUFFER_MAX_BYTES });
+  return pino.destination({
+    dest: 1,
+    sync: false,
+    minLength: LOG_BATCH_BYTES,
+    periodicFlush: LOG_FLUSH_INTERVAL_MS,
+    maxLength: LOG_BUFFER_MAX_BYTES,
+  });
 }
 
+/** Review lines wait for their batch; every other line (start, certificate, shutdown, errors) is written at once. */
 export function createLogger(level: string, destination: pino.DestinationStream = createLogDestination()): Logger {
-  return pino({ level, base: { service: 'acr-pull-webhook' } }, destination);
+  return pino({
+    level,
+    base: { service: 'acr-pull-webhook' },
+    hooks: {
+      logMethod(args, method) {
+        method.apply(this, args);
+        const message = typeof args[0] === 'string' ? args[0] : args[1];
+        if (message !== REVIEW_LOG_MESSAGE) this.flush();
+      },
+    },
+  }, destination);
 }
 
 /** Starts serving; resolves once both ports listen. Config and certificate errors throw before anything listens. */

@@ -5,7 +5,7 @@ import type { Server as TlsServer } from 'node:tls';
 import Fastify, { errorCodes, LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { handleReview, REVIEW_BODY_SCHEMA, type AdmissionReviewRequest } from '../admission/review.ts';
-import { HEALTHZ_PATH, METRICS_PATH, MUTATE_PATH, READYZ_PATH } from '../constants.ts';
+import { HEALTHZ_PATH, METRICS_PATH, MUTATE_PATH, READYZ_PATH, REVIEW_LOG_MESSAGE } from '../constants.ts';
 import type { RegistryRule } from '../mutation/decide.ts';
 import { TLS_SETTINGS, type ServingPair } from '../tls/certificate-source.ts';
 import type { WebhookMetrics } from './metrics.ts';
@@ -178,7 +178,7 @@ export function buildApp(deps: AppDeps) {
           secretsAdded: summary.secretsAdded,
           durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
         },
-        'review',
+        REVIEW_LOG_MESSAGE,
       );
       return review;
     },

@@ -216,7 +216,7 @@ describe('create, then patch', () => {
     expect(await servedFingerprint({ ca: state.caCertPem ?? '' })).toBe(fingerprint(state.servingCertPem));
     const created = await core.createNamespacedPod({ namespace: podNamespace, body: pod });
     expect(created.spec?.imagePullSecrets).toEqual([{ name: 'acr-myregistry' }]);
-    expect(webhook.logLines().some((line) => line['msg'] === 'review' && line['namespace'] === podNamespace)).toBe(true);
+    await webhook.waitForLogLine((line) => line['msg'] === 'review' && line['namespace'] === podNamespace);
   });
 
   test('a second create and a second patch change nothing: same resourceVersions', async () => {

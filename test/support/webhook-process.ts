@@ -5,6 +5,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { LOG_FLUSH_INTERVAL_MS } from '../../src/cli/serve.ts';
 import type { TestPki } from './certificates.ts';
 
 export const MAIN = resolve(import.meta.dirname, '../../src/cli/main.ts');
@@ -40,8 +41,12 @@ export interface WebhookProcess {
   readonly healthPort: number;
   readonly logFile: string;
   readonly process: ChildProcess;
-  /** The log lines so far, parsed. */
+  /** The log lines so far, parsed. Review lines are written in batches: see the two below. */
   logLines(): Record<string, unknown>[];
+  /** The first log line that matches, waiting for it up to `timeoutMs`. */
+  waitForLogLine(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** The log lines once everything logged so far has surely been written (two batch intervals). */
+  settledLogLines(): Promise<Record<string, unknown>[]>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves on exit. */
   stop(graceMs?: number): Promise<void>;
   /** SIGKILL: the webhook is gone without a goodbye. */
@@ -117,6 +122,19 @@ export async function startWebhookProcess(options: WebhookProcessOptions): Promi
     logFile,
     process: child,
     logLines,
+    async waitForLogLine(match, timeoutMs = 5_000) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const found = logLines().find(match);
+        if (found !== undefined) return found;
+        if (Date.now() > until) throw new Error(`no matching log line within ${timeoutMs} ms`);
+        await sleep(25);
+      }
+    },
+    async settledLogLines() {
+      await sleep(2 * LOG_FLUSH_INTERVAL_MS);
+      return logLines();
+    },
     async stop(graceMs = 10_000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
