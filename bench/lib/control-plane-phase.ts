@@ -241,7 +241,8 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
       for (const phase of order) {
         await clearPods();
         await register(targets[phase]);
-        log(`control plane: round ${round}, ${phase} the webhook: ${options.warmupSeconds} s warm-up, ${options.phaseSeconds} s at ${options.ratePerSecond} creates/s`);
+        const label = { without: 'without a webhook', with: 'with the webhook', floor: 'with the floor' }[phase];
+        log(`control plane: round ${round}, ${label}: ${options.warmupSeconds} s warm-up, ${options.phaseSeconds} s at ${options.ratePerSecond} creates/s`);
         await drive(options.warmupSeconds);
         const before = parseWebhookHistogram((await call('GET', '/metrics')).text);
         const logStart = readFrom(webhook.logFile, 0).offset;
