@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { CoreV1Api, type KubeConfig, type V1Container, type V1PodSpec } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
+import { terminate } from './child-process.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 /** Where the image keeps each program (see the Dockerfile) and where it is in this checkout. */
@@ -100,16 +101,9 @@ export function startProgram(command: readonly string[], env: Record<string, str
   let output = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
   return {
     output: () => output,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
+    stop: () => terminate(child, 15_000),
   };
 }
 

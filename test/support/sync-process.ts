@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { terminate } from './child-process.ts';
 
 const MAIN = resolve(import.meta.dirname, '../../src/cli/main.ts');
 
@@ -105,13 +106,7 @@ export async function startSyncWatcher(options: { config: string; kubeconfig: st
     process: child,
     logLines,
     waitForLog,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
+    stop: () => terminate(child, 15_000),
     async kill() {
       child.kill('SIGKILL');
       await exited;

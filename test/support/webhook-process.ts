@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LOG_FLUSH_INTERVAL_MS } from '../../src/cli/serve.ts';
 import type { TestPki } from './certificates.ts';
+import { exitOf, terminate } from './child-process.ts';
 
 export const MAIN = resolve(import.meta.dirname, '../../src/cli/main.ts');
 
@@ -63,11 +64,6 @@ export interface WebhookProcessOptions {
   readonly healthPort?: number;
   readonly drainDelaySeconds?: number;
   readonly env?: Record<string, string>;
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((done) => child.once('exit', () => done()));
 }
 
 export async function startWebhookProcess(options: WebhookProcessOptions): Promise<WebhookProcess> {
@@ -136,15 +132,11 @@ export async function startWebhookProcess(options: WebhookProcessOptions): Promi
       return logLines();
     },
     async stop(graceMs = 10_000) {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      await exited(child);
-      clearTimeout(timer);
+      await terminate(child, graceMs);
     },
     async kill() {
       child.kill('SIGKILL');
-      await exited(child);
+      await exitOf(child);
     },
   };
 }
