@@ -142,6 +142,20 @@ describe('POST /mutate', () => {
     expect(response.json().response.patchType).toBe('JSONPatch');
   });
 
+  test('lets go of the parsed review once the answer is sent, for answers and for refusals', async () => {
+    // Fastify keeps a request until its response's 'finish' event, a loop turn or more after the
+    // write; the review's object tree must not be held that long (1 MiB pods on 50 connections).
+    const { app } = setup();
+    const bodiesAtFinish: unknown[] = [];
+    app.addHook('onResponse', (request, _reply, done) => {
+      bodiesAtFinish.push(request.body);
+      done();
+    });
+    expect((await app.inject({ method: 'POST', url: '/mutate', payload: podReview() })).statusCode).toBe(200);
+    expect((await app.inject({ method: 'POST', url: '/mutate', payload: { ...podReview(), apiVersion: 'admission.k8s.io/v1beta1' } })).statusCode).toBe(400);
+    expect(bodiesAtFinish).toEqual([undefined, undefined]);
+  });
+
   test('answers other paths and methods with 404', async () => {
     const { app } = setup();
     expect((await app.inject({ method: 'GET', url: '/mutate' })).statusCode).toBe(404);
