@@ -15,7 +15,7 @@
 // fresh server processes, warms them up, then runs floor and webhook alternately, in ABBA order
 // over the rounds, so drift in the machine's load hits both alike; every figure is reported as the
 // median over rounds with its range. A variant build (bench/variant.ts) can run as a third server.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -28,6 +28,7 @@ import { BODY_NAMES, loadBodies, type BodyName } from './lib/bodies.ts';
 import { runControlPlanePhases, type ControlPlaneResult, type PhaseResult } from './lib/control-plane-phase.ts';
 import { drive, type LoadResult } from './lib/load.ts';
 import {
+  imageNodeArgs,
   prometheusValue,
   readFrom,
   ROOT,
@@ -94,9 +95,9 @@ if (!flags['skip-control-plane']) {
     process.exit(1);
   }
 }
-// Node flags the image runs with (Dockerfile: ENV NODE_OPTIONS); both servers get them, so the
-// comparison stays like for like and the webhook is measured as it ships.
-const IMAGE_NODE_ARGS = /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(resolve(import.meta.dirname, '..', 'Dockerfile'), 'utf8'))?.[1]?.split(' ') ?? [];
+// Both servers get the image's node flags, so the comparison stays like for like and the webhook
+// is measured as it ships.
+const IMAGE_NODE_ARGS = imageNodeArgs();
 const specs: ServerSpec[] = [
   { name: 'floor', kind: 'floor', nodeArgs: IMAGE_NODE_ARGS },
   { name: 'webhook', kind: 'webhook', main: webhookMain, nodeArgs: IMAGE_NODE_ARGS },

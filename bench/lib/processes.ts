@@ -15,6 +15,12 @@ export const WEBHOOK_MAIN = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 export type ServerKind = 'floor' | 'webhook';
 
+/** The node flags the image runs with (Dockerfile: ENV NODE_OPTIONS). */
+export function imageNodeArgs(): string[] {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.split(' ') ?? [];
+}
+
 export interface ServerSpec {
   /** Label in tables and JSON. */
   readonly name: string;
@@ -27,6 +33,11 @@ export interface ServerSpec {
   readonly extraArgs?: readonly string[];
   /** Extra environment variables (the servers otherwise get PATH only). */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * A command the server is started through, given node's path and arguments after its own: for
+   * a shell that moves itself into a memory cgroup and then execs node (bench/memory-limit.ts).
+   */
+  readonly launcher?: readonly string[];
 }
 
 export interface ServerFiles {
@@ -85,6 +96,8 @@ export interface ServerProcess {
   metrics(): Promise<string | undefined>;
   /** Reviews answered so far (the webhook's acr_pull_webhook_admission_reviews_total, all outcomes). */
   reviewsAnswered(): Promise<number>;
+  /** How the process ended ('exit code 1', 'signal SIGKILL'), or undefined while it runs. */
+  ended(): string | undefined;
   stop(): Promise<void>;
 }
 
@@ -146,7 +159,9 @@ export async function startServer(spec: ServerSpec, files: ServerFiles): Promise
         ]
       : [FLOOR_SCRIPT, '--tls-cert', files.certFile, '--tls-key', files.keyFile, '--host', '127.0.0.1', '--port', String(port), '--health-port', String(healthPort)];
   const started = performance.now();
-  const child = spawn(process.execPath, [...(spec.nodeArgs ?? []), ...args, ...(spec.extraArgs ?? [])], {
+  const nodeArgv = [process.execPath, ...(spec.nodeArgs ?? []), ...args, ...(spec.extraArgs ?? [])];
+  const [command, ...argv] = [...(spec.launcher ?? []), ...nodeArgv] as [string, ...string[]];
+  const child = spawn(command, argv, {
     stdio: ['ignore', out, out],
     cwd: files.dir,
     env: { PATH: process.env['PATH'] ?? '', ...spec.env },
@@ -218,6 +233,10 @@ export async function startServer(spec: ServerSpec, files: ServerFiles): Promise
       if (spec.kind === 'floor') return Number(await get('/reviews'));
       const text = await get('/metrics');
       return [...text.matchAll(new RegExp(`^${METRIC_REVIEWS}\\{[^}]*\\} (\\S+)$`, 'gm'))].reduce((sum, match) => sum + Number(match[1]), 0);
+    },
+    ended() {
+      if (child.signalCode !== null) return `signal ${child.signalCode}`;
+      return child.exitCode === null ? undefined : `exit code ${child.exitCode}`;
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
