@@ -92,6 +92,24 @@ export const CONTENT_HASH_ANNOTATION = 'acr-pull-webhook/content-hash';
 /** coordination.k8s.io/v1 Lease that elects the one `sync-secrets --watch` replica allowed to write; lives in the release namespace. The RBAC in deploy/rbac names it. */
 export const SYNC_LEASE_NAME = 'acr-pull-webhook-sync-secrets';
 
+/** Results of reconciling one pull secret in one namespace: what the `--once` summary counts, and the label values of {@link METRIC_SYNC_SECRETS}. */
+export const SYNC_SECRET_RESULTS = ['created', 'updated', 'unchanged', 'skipped', 'failed', 'pruned'] as const;
+export type SyncSecretResult = (typeof SYNC_SECRET_RESULTS)[number];
+
+// `sync-secrets --watch` metrics, served at {@link METRICS_PATH} on its health port.
+/** Counter: pull secrets reconciled by --watch (one per namespace and secret name), by result (see {@link SYNC_SECRET_RESULTS}). */
+export const METRIC_SYNC_SECRETS = 'acr_pull_webhook_sync_secret_reconciles_total';
+/** Counter: full passes over every opted-in namespace (leadership, (re)list, credential change, resync), by result (success | failure). */
+export const METRIC_SYNC_PASSES = 'acr_pull_webhook_sync_passes_total';
+/** Gauge: Unix seconds when a full pass last reconciled every opted-in namespace without a failure; 0 until then (and on followers). Alert on its age. */
+export const METRIC_SYNC_LAST_SUCCESS = 'acr_pull_webhook_sync_last_success_timestamp_seconds';
+/** Gauge: 1 while this replica holds the Lease and may write, else 0. */
+export const METRIC_SYNC_LEADER = 'acr_pull_webhook_sync_leader';
+/** Gauge: opted-in namespaces (not terminating) this replica knows from its namespace list/watch. */
+export const METRIC_SYNC_NAMESPACES = 'acr_pull_webhook_sync_opted_in_namespaces';
+/** Counter: changed credential files, by result (loaded | rejected; a rejected set is counted once per distinct problem). */
+export const METRIC_SYNC_CREDENTIAL_RELOADS = 'acr_pull_webhook_sync_credential_reloads_total';
+
 /** Environment variables `sync-secrets` reads when the matching flag is absent ({@link ENV} `config`, `host` and `logLevel` apply too). */
 export const SYNC_ENV = {
   healthPort: 'ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT',

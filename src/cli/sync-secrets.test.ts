@@ -67,6 +67,7 @@ describe('acr-pull-webhook sync-secrets', () => {
     expect(result.status).toBe(0);
     expect(result.stdout).toContain('--once');
     expect(result.stdout).toContain('--watch');
+    expect(result.stdout).toContain('  --health-port N         --watch: /healthz, /readyz and /metrics (default 8081)  ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT\n');
   });
 
   test('a usage error exits 2 with one line', () => {

@@ -15,6 +15,7 @@ import { CredentialSource, readCredentials, type RegistryCredential } from '../s
 import { desiredSecrets, secretManifest } from '../sync/desired.ts';
 import { healthListener, watchStallReason } from '../sync/health.ts';
 import { formatManifests, type OutputFormat } from '../sync/manifests.ts';
+import { createSyncMetrics } from '../sync/metrics.ts';
 import { UsageError, parseFlags, parseInteger, parseLogLevel } from './usage-error.ts';
 
 /**
@@ -54,7 +55,7 @@ Modes:
 Options (each also read from the environment variable shown):
   --config FILE           registries and credentials (YAML or JSON)   ${ENV.config}
   --kubeconfig FILE       cluster credentials (default: $KUBECONFIG, in-cluster, ~/.kube/config)
-  --health-port N         --watch: /healthz and /readyz (default ${SYNC_DEFAULTS.healthPort})     ${SYNC_ENV.healthPort}
+  --health-port N         --watch: /healthz, /readyz and /metrics (default ${SYNC_DEFAULTS.healthPort})  ${SYNC_ENV.healthPort}
   --host ADDR             address the health port binds (default ${DEFAULTS.host})  ${ENV.host}
   --lease-namespace NS    --watch: namespace of the Lease (default: the pod's)  ${SYNC_ENV.leaseNamespace}
   --lease-identity ID     --watch: this replica's name in the Lease (default: host + random) ${SYNC_ENV.identity}
@@ -238,6 +239,16 @@ export async function watch(options: SyncSecretsOptions, config: Config, logger:
   const startedAt = Date.now();
   let shuttingDown = false;
   let controller: SyncController | undefined;
+  // One rule for "this replica may write", shared by the reconciler, the queue and the metrics.
+  // (A declaration, so it can be named before the elector it reads exists.)
+  function writing(): boolean {
+    return !shuttingDown && elector.isLeader();
+  }
+  const metrics = createSyncMetrics({
+    processMetrics: true,
+    isLeader: writing,
+    optedInNamespaces: () => controller?.optedInNamespaces() ?? 0,
+  });
   const credentials = new CredentialSource({
     registries: config.registries,
     source: options.config,
@@ -245,9 +256,13 @@ export async function watch(options: SyncSecretsOptions, config: Config, logger:
     onChange: (next) => {
       const desired = desiredSecrets(next);
       logger.info({ secrets: desired.map((d) => ({ name: d.name, contentHash: d.contentHash.slice(0, 'sha256:'.length + 12) })) }, 'credentials changed; updating every opted-in namespace');
+      metrics.credentialReloads.inc({ result: 'loaded' });
       controller?.credentialsChanged(desired);
     },
-    onReject: (reason) => logger.warn({ reason }, 'changed credential files cannot be used; keeping the credentials in use'),
+    onReject: (reason) => {
+      metrics.credentialReloads.inc({ result: 'rejected' });
+      logger.warn({ reason }, 'changed credential files cannot be used; keeping the credentials in use');
+    },
   });
   const cluster = connect(m, options);
   const { clients } = cluster;
@@ -272,7 +287,7 @@ export async function watch(options: SyncSecretsOptions, config: Config, logger:
     desired: desiredSecrets(credentials.current()),
     optIn: config.optIn,
     prune: config.prune,
-    canWrite: () => !shuttingDown && elector.isLeader(),
+    canWrite: writing,
     logger,
     redact: m.credentialRedactor(() => secretValues(credentials.current())),
     writeAttempts: SYNC_DEFAULTS.writeAttempts,
@@ -281,12 +296,13 @@ export async function watch(options: SyncSecretsOptions, config: Config, logger:
   });
   controller = new m.SyncController({
     reconciler,
-    isLeader: () => !shuttingDown && elector.isLeader(),
+    isLeader: writing,
     concurrency: SYNC_DEFAULTS.concurrency,
     resyncMs: options.resyncSeconds * 1000,
     requeueMs: SYNC_DEFAULTS.requeueMs,
     requeueMaxMs: SYNC_DEFAULTS.requeueMaxMs,
     logger,
+    metrics,
   });
   const watcher = new m.NamespaceWatcher({
     core: clients.core,
@@ -306,6 +322,7 @@ export async function watch(options: SyncSecretsOptions, config: Config, logger:
         if (!watcher.hasSynced()) return 'namespaces not listed yet';
         return undefined;
       },
+      registry: metrics.registry,
     }),
   );
   await new Promise<void>((resolve, reject) => {

@@ -5,15 +5,16 @@ import pino from 'pino';
 import { describe, expect, test } from 'vitest';
 import type { NamespaceInfo } from '../k8s/namespace-watch.ts';
 import { SyncController } from './controller.ts';
+import { createSyncMetrics, type SyncMetrics } from './metrics.ts';
 import type { NamespaceResult, Outcome, Reconciler } from './reconciler.ts';
 
 const LABEL = 'acr-pull-webhook/inject';
-const ns = (name: string, optedIn = true): NamespaceInfo => ({ name, labels: optedIn ? { [LABEL]: 'enabled' } : {}, terminating: false });
+const ns = (name: string, optedIn = true, terminating = false): NamespaceInfo => ({ name, labels: optedIn ? { [LABEL]: 'enabled' } : {}, terminating });
 
-function setup(options: { leader?: boolean; outcome?: (name: string, call: number) => Outcome; delayMs?: number } = {}) {
+function setup(options: { leader?: boolean; outcome?: (name: string, call: number) => Outcome; delayMs?: number; metrics?: SyncMetrics; now?: () => number } = {}) {
   const calls: string[] = [];
   let leader = options.leader ?? true;
-  const wants = (n: NamespaceInfo): boolean => n.labels[LABEL] === 'enabled';
+  const wants = (n: NamespaceInfo): boolean => !n.terminating && n.labels[LABEL] === 'enabled';
   const reconciler = {
     wants,
     concerns: wants,
@@ -33,6 +34,8 @@ function setup(options: { leader?: boolean; outcome?: (name: string, call: numbe
     requeueMs: 20,
     requeueMaxMs: 80,
     logger: pino({ level: 'silent' }),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.now ? { now: options.now } : {}),
   });
   return { controller, calls, setLeader: (value: boolean) => (leader = value) };
 }
@@ -97,5 +100,113 @@ describe('the --watch work queue', () => {
     await controller.stop();
     expect(Date.now() - stopped).toBeGreaterThanOrEqual(20);
     expect(calls.sort()).toEqual(['a', 'b']);
+  });
+});
+
+describe('the --watch metrics', () => {
+  const NOW_MS = 1_767_225_600_000;
+  const metrics = (): SyncMetrics => createSyncMetrics({ processMetrics: false, isLeader: () => true, optedInNamespaces: () => 0 });
+  /** The value of one series, as Prometheus would scrape it; throws when the series is missing. */
+  const sample = async (m: SyncMetrics, series: string): Promise<number> => {
+    const line = (await m.registry.metrics()).split('\n').find((candidate) => candidate.startsWith(`${series} `));
+    if (line === undefined) throw new Error(`no sample ${series}`);
+    return Number(line.slice(series.length + 1));
+  };
+  const passes = async (m: SyncMetrics) => [
+    await sample(m, 'acr_pull_webhook_sync_passes_total{result="success"}'),
+    await sample(m, 'acr_pull_webhook_sync_passes_total{result="failure"}'),
+  ];
+
+  test('a full pass is counted once every opted-in namespace in it is done, and sets the last-success time', async () => {
+    const m = metrics();
+    const { controller } = setup({ metrics: m, now: () => NOW_MS, delayMs: 30 });
+    controller.handlers.onList([ns('a'), ns('b'), ns('c', false)]);
+    await sleep(10);
+    expect(await passes(m)).toEqual([0, 0]);
+    expect(await sample(m, 'acr_pull_webhook_sync_last_success_timestamp_seconds')).toBe(0);
+    await sleep(100);
+    expect(await passes(m)).toEqual([1, 0]);
+    expect(await sample(m, 'acr_pull_webhook_sync_last_success_timestamp_seconds')).toBe(1_767_225_600);
+    expect(await sample(m, 'acr_pull_webhook_sync_secret_reconciles_total{result="unchanged"}')).toBe(2);
+  });
+
+  test('every secret result is counted, a pass with a failed secret is a failure and keeps the old timestamp, and the next full pass succeeds', async () => {
+    const m = metrics();
+    let now = NOW_MS;
+    const outcomes: Record<string, Outcome[]> = { a: ['failed', 'created'], b: ['updated'], c: ['skipped'], d: ['pruned'] };
+    const { controller } = setup({ metrics: m, now: () => now, outcome: (name, call) => outcomes[name]?.[call - 1] ?? 'unchanged' });
+    controller.handlers.onList([ns('a'), ns('b'), ns('c'), ns('d')]);
+    await sleep(200); // a fails, is retried 20 ms later and is created
+    expect(await passes(m)).toEqual([0, 1]);
+    expect(await sample(m, 'acr_pull_webhook_sync_last_success_timestamp_seconds')).toBe(0);
+    for (const [result, count] of [['created', 1], ['updated', 1], ['unchanged', 0], ['skipped', 1], ['failed', 1], ['pruned', 1]] as const) {
+      expect(await sample(m, `acr_pull_webhook_sync_secret_reconciles_total{result="${result}"}`), result).toBe(count);
+    }
+    now = NOW_MS + 300_000;
+    controller.enqueueAll(); // the periodic resync
+    await sleep(60);
+    expect(await passes(m)).toEqual([1, 1]);
+    expect(await sample(m, 'acr_pull_webhook_sync_last_success_timestamp_seconds')).toBe(1_767_225_900);
+    expect(await sample(m, 'acr_pull_webhook_sync_secret_reconciles_total{result="unchanged"}')).toBe(4);
+    await controller.stop();
+  });
+
+  test('a follower counts no pass, and a leader counts none before namespaces are listed', async () => {
+    const follower = metrics();
+    setup({ leader: false, metrics: follower }).controller.handlers.onList([ns('a')]);
+    await sleep(60);
+    expect(await passes(follower)).toEqual([0, 0]);
+
+    const leader = metrics();
+    const { controller } = setup({ metrics: leader });
+    controller.enqueueAll(); // leadership came before the first list: nothing is known yet
+    expect(await passes(leader)).toEqual([0, 0]);
+    controller.handlers.onList([ns('x', false)]); // listed, and nothing is opted in: trivially all right
+    expect(await passes(leader)).toEqual([1, 0]);
+  });
+
+  test('a pass whose reconcile stopped before writing (leadership lost) is not counted', async () => {
+    const m = metrics();
+    const { controller } = setup({ metrics: m, outcome: (name) => (name === 'a' ? 'aborted' : 'unchanged') });
+    controller.handlers.onList([ns('a'), ns('b')]);
+    await sleep(60);
+    expect(await passes(m)).toEqual([0, 0]);
+    expect(await sample(m, 'acr_pull_webhook_sync_secret_reconciles_total{result="unchanged"}')).toBe(1);
+    expect(await m.registry.metrics()).not.toContain('aborted');
+  });
+
+  test('a namespace already in flight when a pass begins counts for it only when reconciled again', async () => {
+    const m = metrics();
+    const { controller, calls } = setup({ metrics: m, delayMs: 100 });
+    controller.handlers.onList([ns('a')]);
+    await sleep(20);
+    controller.enqueueAll(); // new credentials while a is being written with the old ones
+    await sleep(130); // the first reconcile is done, the second in flight
+    expect(calls).toEqual(['a', 'a']);
+    expect(await passes(m)).toEqual([0, 0]);
+    await sleep(150);
+    expect(await passes(m)).toEqual([1, 0]);
+  });
+
+  test('a namespace deleted before its turn no longer holds the pass open', async () => {
+    const m = metrics();
+    const { controller, calls } = setup({ metrics: m, delayMs: 30 });
+    controller.handlers.onList([ns('a'), ns('b'), ns('c')]); // concurrency 2: c waits
+    controller.handlers.onDelete('c');
+    await sleep(80);
+    expect(calls.sort()).toEqual(['a', 'b']);
+    expect(await passes(m)).toEqual([1, 0]);
+  });
+
+  test('the opted-in namespace count follows the watch', () => {
+    const { controller } = setup({ leader: false });
+    controller.handlers.onList([ns('a'), ns('b', false), ns('c', true, true)]);
+    expect(controller.optedInNamespaces()).toBe(1);
+    controller.handlers.onUpsert(ns('b'));
+    controller.handlers.onUpsert(ns('d'));
+    expect(controller.optedInNamespaces()).toBe(3);
+    controller.handlers.onUpsert(ns('d', false));
+    controller.handlers.onDelete('a');
+    expect(controller.optedInNamespaces()).toBe(1);
   });
 });

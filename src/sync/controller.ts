@@ -2,9 +2,15 @@
 // leadership and a periodic resync all reduce to "reconcile these namespaces"; a small work queue
 // de-duplicates them (a namespace queued twice is reconciled once, one queued while in flight is
 // reconciled again after) and works on a few at a time. Only the leader works the queue.
+//
+// Everything queued at once ("every namespace": a list, a new leadership, new credentials, the
+// resync) is also followed as one full pass, finished when each of those namespaces has been
+// reconciled since. A pass with no failed secret is the "everything was right at time T" signal
+// that operators alert on when syncing silently stops.
 import type { Logger } from 'pino';
 import type { NamespaceInfo, NamespaceWatchHandlers } from '../k8s/namespace-watch.ts';
 import type { DesiredSecret } from './desired.ts';
+import type { SyncMetrics } from './metrics.ts';
 import type { Reconciler } from './reconciler.ts';
 
 export interface SyncControllerOptions {
@@ -16,6 +22,18 @@ export interface SyncControllerOptions {
   readonly requeueMs: number;
   readonly requeueMaxMs: number;
   readonly logger: Logger;
+  /** Where secret results and full passes are counted. */
+  readonly metrics?: SyncMetrics;
+  /** Epoch ms, for the last-success timestamp. */
+  readonly now?: () => number;
+}
+
+/** A full pass in progress: the namespaces it still waits for. */
+interface Pass {
+  readonly remaining: Set<string>;
+  /** Only reconciles started from this sequence number on count: one already in flight read the state before the pass began. */
+  readonly since: number;
+  failed: boolean;
 }
 
 export class SyncController {
@@ -27,6 +45,10 @@ export class SyncController {
   private readonly failures = new Map<string, number>();
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private listed = false;
+  private pass: Pass | undefined;
+  /** Reconciles started so far; numbers each one. */
+  private started = 0;
   private idleWaiters: (() => void)[] = [];
 
   constructor(options: SyncControllerOptions) {
@@ -37,6 +59,7 @@ export class SyncController {
   readonly handlers: NamespaceWatchHandlers = {
     onList: (namespaces) => {
       // After a (re)list anything may have been missed: everything is looked at again.
+      this.listed = true;
       this.namespaces.clear();
       for (const namespace of namespaces) this.namespaces.set(namespace.name, namespace);
       this.options.logger.info({ namespaces: namespaces.length, optedIn: namespaces.filter((n) => this.options.reconciler.wants(n)).length }, 'namespaces listed');
@@ -57,6 +80,9 @@ export class SyncController {
       this.failures.delete(name);
       clearTimeout(this.requeues.get(name));
       this.requeues.delete(name);
+      // Nothing can be written in a deleted namespace: the pass no longer waits for it.
+      this.pass?.remaining.delete(name);
+      this.finishPassIfDone();
     },
     onError: (message) => this.options.logger.warn({ error: message }, 'namespace watch interrupted; retrying'),
   };
@@ -72,6 +98,7 @@ export class SyncController {
   /** Stops taking work; resolves when reconciles in flight have finished. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.pass = undefined;
     if (this.resyncTimer !== undefined) clearInterval(this.resyncTimer);
     for (const timer of this.requeues.values()) clearTimeout(timer);
     this.requeues.clear();
@@ -84,12 +111,28 @@ export class SyncController {
     this.enqueueAll();
   }
 
-  /** Every known namespace that needs an API call at all. */
+  /** Every known namespace that needs an API call at all; followed as a full pass when this replica leads. */
   enqueueAll(): void {
+    const names: string[] = [];
     for (const namespace of this.namespaces.values()) {
-      if (this.options.reconciler.concerns(namespace)) this.pending.add(namespace.name);
+      if (this.options.reconciler.concerns(namespace)) names.push(namespace.name);
+    }
+    for (const name of names) this.pending.add(name);
+    // Before the first list there is nothing to confirm, and a follower writes nothing: a pass
+    // there would report success for work nobody did. A pass still open is superseded (not
+    // counted): every namespace it waited for is in the new one.
+    if (this.listed && !this.stopped && this.options.isLeader()) {
+      this.pass = { remaining: new Set(names), since: this.started, failed: false };
     }
     this.pump();
+    this.finishPassIfDone();
+  }
+
+  /** Opted-in namespaces (not terminating) known from the watch. */
+  optedInNamespaces(): number {
+    let count = 0;
+    for (const namespace of this.namespaces.values()) if (this.options.reconciler.wants(namespace)) count += 1;
+    return count;
   }
 
   enqueue(name: string): void {
@@ -102,6 +145,7 @@ export class SyncController {
     // A follower drops its work: whoever becomes leader starts with a full pass anyway.
     if (!this.options.isLeader()) {
       this.pending.clear();
+      this.pass = undefined;
       return;
     }
     for (const name of this.pending) {
@@ -111,7 +155,8 @@ export class SyncController {
       const namespace = this.namespaces.get(name);
       if (namespace === undefined) continue;
       this.inFlight.add(name);
-      void this.work(namespace).finally(() => {
+      const sequence = this.started++;
+      void this.work(namespace, sequence).finally(() => {
         this.inFlight.delete(name);
         if (this.inFlight.size === 0) for (const waiter of this.idleWaiters.splice(0)) waiter();
         this.pump();
@@ -119,9 +164,13 @@ export class SyncController {
     }
   }
 
-  private async work(namespace: NamespaceInfo): Promise<void> {
+  private async work(namespace: NamespaceInfo, sequence: number): Promise<void> {
     const result = await this.options.reconciler.reconcileNamespace(namespace);
     const count = (outcome: string): number => result.outcomes.filter((o) => o === outcome).length;
+    for (const outcome of result.outcomes) {
+      if (outcome !== 'aborted' && outcome !== 'ignored') this.options.metrics?.secrets.inc({ result: outcome });
+    }
+    this.passReconciled(namespace.name, sequence, count('aborted') > 0, count('failed') > 0);
     const changed = count('created') + count('updated') + count('pruned');
     if (changed > 0) {
       this.options.logger.info(
@@ -146,5 +195,26 @@ export class SyncController {
     }, delay);
     timer.unref();
     this.requeues.set(namespace.name, timer);
+  }
+
+  private passReconciled(name: string, sequence: number, aborted: boolean, failed: boolean): void {
+    const pass = this.pass;
+    if (pass === undefined || sequence < pass.since || !pass.remaining.delete(name)) return;
+    // Stopped before writing (leadership lost, shutting down): this pass can no longer vouch for anything.
+    if (aborted) {
+      this.pass = undefined;
+      return;
+    }
+    if (failed) pass.failed = true;
+    this.finishPassIfDone();
+  }
+
+  private finishPassIfDone(): void {
+    const pass = this.pass;
+    if (pass === undefined || pass.remaining.size > 0) return;
+    this.pass = undefined;
+    this.options.metrics?.passes.inc({ result: pass.failed ? 'failure' : 'success' });
+    if (!pass.failed) this.options.metrics?.lastSuccess.set((this.options.now ?? Date.now)() / 1000);
+    this.options.logger.debug({ failed: pass.failed }, 'full pass finished');
   }
 }

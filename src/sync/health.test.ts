@@ -1,7 +1,9 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Registry } from 'prom-client';
 import { describe, expect, test } from 'vitest';
 import { healthListener, watchStallReason } from './health.ts';
+import { createSyncMetrics } from './metrics.ts';
 
 describe('the watch-stall rule behind /healthz', () => {
   test.each([
@@ -19,28 +21,75 @@ describe('the watch-stall rule behind /healthz', () => {
   });
 });
 
+/** Serves `listener` on a loopback port for the length of `body`. */
+async function serving(listener: ReturnType<typeof healthListener>, body: (base: string) => Promise<void>): Promise<void> {
+  const server = createServer(listener);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    await body(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
+
+const quietMetrics = () => createSyncMetrics({ processMetrics: false, isLeader: () => true, optedInNamespaces: () => 2 });
+
 describe('the health port', () => {
   test('answers /healthz and /readyz with 200 ok or 503 and the reason', async () => {
     let live: string | undefined;
     let ready: string | undefined = 'namespaces not listed yet';
-    const server = createServer(healthListener({ notLiveReason: () => live, notReadyReason: () => ready }));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const get = async (path: string): Promise<[number, string]> => {
-      const response = await fetch(`${base}${path}`);
-      return [response.status, await response.text()];
-    };
-    try {
+    const listener = healthListener({ notLiveReason: () => live, notReadyReason: () => ready, registry: quietMetrics().registry });
+    await serving(listener, async (base) => {
+      const get = async (path: string): Promise<[number, string]> => {
+        const response = await fetch(`${base}${path}`);
+        return [response.status, await response.text()];
+      };
       expect(await get('/healthz')).toEqual([200, 'ok']);
       expect(await get('/readyz')).toEqual([503, 'not ready: namespaces not listed yet']);
       ready = undefined;
       live = 'stalled';
       expect(await get('/readyz')).toEqual([200, 'ok']);
       expect(await get('/healthz')).toEqual([503, 'not live: stalled']);
-      expect((await get('/metrics'))[0]).toBe(404);
+      expect((await get('/nothing-here'))[0]).toBe(404);
       expect((await fetch(`${base}/healthz`, { method: 'POST' })).status).toBe(405);
-    } finally {
-      server.close();
-    }
+      expect((await fetch(`${base}/metrics`, { method: 'POST' })).status).toBe(405);
+    });
+  });
+
+  test('serves /metrics as Prometheus text, whatever liveness and readiness say', async () => {
+    const metrics = quietMetrics();
+    metrics.secrets.inc({ result: 'created' }, 2);
+    metrics.lastSuccess.set(1_767_225_600);
+    const listener = healthListener({ notLiveReason: () => 'stalled', notReadyReason: () => 'shutting down', registry: metrics.registry });
+    await serving(listener, async (base) => {
+      const response = await fetch(`${base}/metrics?debug=1`);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      const text = await response.text();
+      expect(text).toContain('# TYPE acr_pull_webhook_sync_secret_reconciles_total counter\n');
+      expect(text.split('\n')).toEqual(
+        expect.arrayContaining([
+          'acr_pull_webhook_sync_secret_reconciles_total{result="created"} 2',
+          'acr_pull_webhook_sync_secret_reconciles_total{result="failed"} 0',
+          'acr_pull_webhook_sync_passes_total{result="success"} 0',
+          'acr_pull_webhook_sync_leader 1',
+          'acr_pull_webhook_sync_opted_in_namespaces 2',
+          'acr_pull_webhook_sync_last_success_timestamp_seconds 1767225600',
+        ]),
+      );
+      const head = await fetch(`${base}/metrics`, { method: 'HEAD' });
+      expect([head.status, head.headers.get('content-type'), await head.text()]).toEqual([200, 'text/plain; version=0.0.4; charset=utf-8', '']);
+    });
+  });
+
+  test('a collector that throws makes /metrics answer 500, and the probes keep answering', async () => {
+    const broken = { contentType: new Registry().contentType, metrics: (): Promise<string> => Promise.reject(new Error('collector failed')) };
+    await serving(healthListener({ notLiveReason: () => undefined, notReadyReason: () => undefined, registry: broken }), async (base) => {
+      const response = await fetch(`${base}/metrics`);
+      expect([response.status, await response.text()]).toEqual([500, 'metrics: collector failed']);
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    });
   });
 });

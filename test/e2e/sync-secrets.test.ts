@@ -23,6 +23,7 @@ import { loadConfig } from '../../src/config/config.ts';
 import { matchingSecrets } from '../../src/mutation/decide.ts';
 import { createNamespace, startControlPlane, toolPath } from '../support/control-plane.ts';
 import { SecretVolume } from '../support/secret-volume.ts';
+import { scrapeMetrics, type Scrape } from '../support/sync-metrics.ts';
 import { everythingPrinted, runSync, startSyncWatcher, timeUntil, type SyncWatcher } from '../support/sync-process.ts';
 import { startTcpProxy } from '../support/sync-tcp-proxy.ts';
 
@@ -149,6 +150,28 @@ async function watcher(identity: string, options: { kubeconfig?: string; leaseNa
   return started;
 }
 const isLeading = (line: Record<string, unknown>): boolean => line['msg'] === 'leading: this replica writes';
+
+/** Every /metrics body scraped, for the final no-leak check. */
+const scraped: string[] = [];
+async function scrape(w: SyncWatcher): Promise<Scrape> {
+  const result = await scrapeMetrics(w.healthUrl);
+  scraped.push(result.text);
+  return result;
+}
+const CREATED = 'acr_pull_webhook_sync_secret_reconciles_total{result="created"}';
+const UPDATED = 'acr_pull_webhook_sync_secret_reconciles_total{result="updated"}';
+const FAILED = 'acr_pull_webhook_sync_secret_reconciles_total{result="failed"}';
+const PASSES_OK = 'acr_pull_webhook_sync_passes_total{result="success"}';
+const PASSES_FAILED = 'acr_pull_webhook_sync_passes_total{result="failure"}';
+const LAST_SUCCESS = 'acr_pull_webhook_sync_last_success_timestamp_seconds';
+const LEADER = 'acr_pull_webhook_sync_leader';
+const NAMESPACES = 'acr_pull_webhook_sync_opted_in_namespaces';
+const RELOADED = 'acr_pull_webhook_sync_credential_reloads_total{result="loaded"}';
+/** Opted-in namespaces (this run's label) that are not being deleted, as the apiserver has them. */
+async function optedInNamespaces(): Promise<number> {
+  const list = await core.listNamespace({ labelSelector: `${OPT_IN}=enabled` });
+  return list.items.filter((namespace) => namespace.metadata?.deletionTimestamp === undefined && namespace.status?.phase !== 'Terminating').length;
+}
 
 afterAll(async () => {
   await Promise.all(watchers.map((w) => w.kill()));
@@ -293,14 +316,18 @@ describe('sync-secrets --watch', () => {
   let unmanagedNamespace = '';
   let unmanagedBefore = '';
 
-  test('a new labelled namespace gets its secrets within seconds', async () => {
+  test('a new labelled namespace gets its secrets within seconds, and /metrics shows it', async () => {
     await createNamespace(kc, leaseNamespace);
+    const watchStarted = Date.now();
     leader = await watcher('replica-a', { leaseNamespace });
     await leader.waitForLog(isLeading);
     await leader.waitForLog((line) => line['msg'] === 'namespaces listed');
     const health = await fetch(`${leader.healthUrl}/healthz`);
     expect([health.status, await health.text()]).toEqual([200, 'ok']);
     expect((await fetch(`${leader.healthUrl}/readyz`)).status).toBe(200);
+    // The first full pass (leadership and the list) covers the namespaces opted in so far.
+    await timeUntil('the first full pass is counted', async () => (await scrape(leader)).value(PASSES_OK) >= 1, 5_000);
+    const before = await scrape(leader);
 
     const namespace = unique('sync-new');
     ours.push(namespace);
@@ -309,6 +336,26 @@ describe('sync-secrets --watch', () => {
     const ms = await timeUntil('secrets in a new namespace', () => hasExpectedSecrets(core, namespace));
     report('new labelled namespace (from create)', Date.now() - started);
     expect(ms).toBeLessThanOrEqual(CONVERGE_MS);
+
+    // What an operator alerts on, as Prometheus scrapes it from the leader. The counter is bumped
+    // when the namespace's reconcile returns, just after the apiserver has both Secrets.
+    await timeUntil('both writes counted', async () => (await scrape(leader)).value(CREATED) === before.value(CREATED) + 2, 5_000);
+    const after = await scrape(leader);
+    expect(after.status).toBe(200);
+    expect(after.contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
+    expect(after.value(CREATED)).toBe(before.value(CREATED) + 2);
+    expect(after.value(FAILED)).toBe(0);
+    expect(after.value(LEADER)).toBe(1);
+    expect(after.value(NAMESPACES)).toBe(before.value(NAMESPACES) + 1);
+    expect(after.value(NAMESPACES)).toBe(await optedInNamespaces());
+    expect(after.value(PASSES_OK)).toBeGreaterThanOrEqual(1);
+    expect(after.value(PASSES_FAILED)).toBe(0);
+    const lastSuccessMs = after.value(LAST_SUCCESS) * 1000;
+    expect(lastSuccessMs).toBeGreaterThanOrEqual(watchStarted);
+    expect(lastSuccessMs).toBeLessThanOrEqual(Date.now());
+    expect(Date.now() - lastSuccessMs).toBeLessThan(60_000);
+    // Process metrics are on in the real program.
+    expect(after.text).toMatch(/^process_cpu_user_seconds_total \d/m);
   });
 
   test('a namespace that gets the label later gets its secrets within seconds, and an unmanaged one is left alone', async () => {
@@ -328,6 +375,7 @@ describe('sync-secrets --watch', () => {
   });
 
   test('a rotated password file reaches every opted-in namespace within seconds', async () => {
+    const before = await scrape(leader);
     spPassword = ROTATED_SP_PASSWORD;
     const started = Date.now();
     spVolume.update({ username: `${SP.username}\n`, password: `${ROTATED_SP_PASSWORD}\n` });
@@ -341,6 +389,13 @@ describe('sync-secrets --watch', () => {
     report(`rotated password file (${namespaces.length} namespaces)`, Date.now() - started);
     expect(ms).toBeLessThanOrEqual(CONVERGE_MS);
     expect(JSON.stringify(await core.readNamespacedSecret({ namespace: unmanagedNamespace, name: 'acr-china' }))).toBe(unmanagedBefore);
+    // The reload is counted, and the full pass it started moves the last-success time forward.
+    await timeUntil('the pass after the rotation is counted', async () => (await scrape(leader)).value(LAST_SUCCESS) > before.value(LAST_SUCCESS), 5_000);
+    const after = await scrape(leader);
+    expect(after.value(RELOADED)).toBeGreaterThanOrEqual(before.value(RELOADED) + 1);
+    expect(after.value(UPDATED)).toBeGreaterThanOrEqual(before.value(UPDATED) + namespaces.length);
+    expect(after.value(FAILED)).toBe(0);
+    expect(after.value(LAST_SUCCESS) * 1000).toBeGreaterThanOrEqual(started);
   });
 
   test('a second instance follows: one leader, and only the leader writes', async () => {
@@ -362,6 +417,13 @@ describe('sync-secrets --watch', () => {
     expect(writes(follower)).toEqual([]);
     // (follower's readiness: it has listed namespaces even though it does not write)
     expect((await fetch(`${follower.healthUrl}/readyz`)).status).toBe(200);
+    // A follower knows the namespaces but neither leads nor vouches for any pass.
+    const [followerMetrics, leaderMetrics] = [await scrape(follower), await scrape(leader)];
+    expect(followerMetrics.value(LEADER)).toBe(0);
+    expect(leaderMetrics.value(LEADER)).toBe(1);
+    expect(followerMetrics.value(NAMESPACES)).toBe(await optedInNamespaces());
+    expect(followerMetrics.value(NAMESPACES)).toBe(leaderMetrics.value(NAMESPACES));
+    expect([followerMetrics.value(PASSES_OK), followerMetrics.value(LAST_SUCCESS), followerMetrics.value(CREATED)]).toEqual([0, 0, 0]);
   });
 
   test('when the leader stops (SIGTERM) it releases the Lease and the follower takes over within seconds', async () => {
@@ -379,6 +441,11 @@ describe('sync-secrets --watch', () => {
     await createNamespace(kc, namespace, optedIn);
     const converged = await timeUntil('secrets after failover', () => hasExpectedSecrets(core, namespace));
     expect(converged).toBeLessThanOrEqual(CONVERGE_MS);
+    // The new leader says so, and its own first full pass restarts the last-success clock.
+    await timeUntil('the new leader counts a full pass', async () => (await scrape(follower)).value(PASSES_OK) >= 1, 5_000);
+    const metrics = await scrape(follower);
+    expect(metrics.value(LEADER)).toBe(1);
+    expect(metrics.value(LAST_SUCCESS) * 1000).toBeGreaterThanOrEqual(started);
   });
 
   test('when the leader crashes (SIGKILL) a follower takes over once the Lease expires', async () => {
@@ -594,5 +661,13 @@ describe('credentials', () => {
     const values = [SP.username, TOKEN.username, ...allPasswords];
     const auths = allPasswords.flatMap((p) => [SP.username, TOKEN.username].map((u) => Buffer.from(`${u}:${p}`).toString('base64')));
     for (const value of [...values, ...auths]) expect(printed).not.toContain(value);
+  });
+
+  test('never appear in anything /metrics served', () => {
+    const text = scraped.join('\n');
+    expect(scraped.length).toBeGreaterThan(5);
+    const values = [SP.username, TOKEN.username, ...allPasswords];
+    const auths = allPasswords.flatMap((p) => [SP.username, TOKEN.username].map((u) => Buffer.from(`${u}:${p}`).toString('base64')));
+    for (const value of [...values, ...auths]) expect(text).not.toContain(value);
   });
 });

@@ -325,6 +325,8 @@ containers:
         valueFrom:
           fieldRef:
             fieldPath: metadata.name
+    # Plain-HTTP /healthz, /readyz and /metrics. There is no Service in front of these pods (nothing
+    # calls them): Prometheus scrapes each pod, e.g. with a PodMonitor on port "health".
     ports:
       - name: health
         containerPort: {{ $values.watch.healthPort }}
