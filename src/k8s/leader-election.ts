@@ -80,6 +80,10 @@ export class LeaderElector {
       const acquired = await this.tryAcquireOrRenew();
       if (this.stopped) return;
       if (acquired) {
+        // A renewal that lands after the renew deadline ends one term and starts another: while it
+        // was in flight isLeader() said no, so writers stopped and dropped their queued work, and
+        // onStartedLeading (the controller's full pass) must run again to pick that work up.
+        if (this.leading && Date.now() - this.renewedAt >= this.options.renewDeadlineMs) this.setLeading(false);
         this.renewedAt = Date.now();
         this.setLeading(true);
       } else if (this.leading && Date.now() - this.renewedAt >= this.options.renewDeadlineMs) {
