@@ -434,25 +434,33 @@ if (controlPlane) {
   const withP = controlPlane.phases.filter((p) => p.phase === 'with');
   const withoutP = controlPlane.phases.filter((p) => p.phase === 'without');
   const floorP = controlPlane.phases.filter((p) => p.phase === 'floor');
-  const of = (list: readonly PhaseResult[], key: 'p50' | 'p99'): Spread => spread(list.map((p) => p.latencyMs[key]));
-  // Paired by round: phases of one round ran back to back on the same machine.
-  const minus = (a: readonly PhaseResult[], b: readonly PhaseResult[], key: 'p50' | 'p99'): Spread =>
-    spread(a.map((p, i) => p.latencyMs[key] - (b[i]?.latencyMs[key] ?? Number.NaN)));
-  const added = (key: 'p50' | 'p99'): Spread => minus(withP, withoutP, key);
+  /** One latency's p50 and p99 per phase, and differences paired by round (phases of a round ran back to back). */
+  const compare = (field: 'latencyMs' | 'apiserverLatencyMs') => {
+    const of = (list: readonly PhaseResult[], key: 'p50' | 'p99'): Spread => spread(list.map((p) => p[field][key]));
+    const minus = (a: readonly PhaseResult[], b: readonly PhaseResult[], key: 'p50' | 'p99'): Spread =>
+      spread(a.map((p, i) => p[field][key] - (b[i]?.[field][key] ?? Number.NaN)));
+    return {
+      withoutP50Ms: of(withoutP, 'p50'),
+      withoutP99Ms: of(withoutP, 'p99'),
+      withP50Ms: of(withP, 'p50'),
+      withP99Ms: of(withP, 'p99'),
+      addedP50Ms: minus(withP, withoutP, 'p50'),
+      addedP99Ms: minus(withP, withoutP, 'p99'),
+      floorP50Ms: of(floorP, 'p50'),
+      floorP99Ms: of(floorP, 'p99'),
+      floorAddedP50Ms: minus(floorP, withoutP, 'p50'),
+      floorAddedP99Ms: minus(floorP, withoutP, 'p99'),
+      overFloorP50Ms: minus(withP, floorP, 'p50'),
+      overFloorP99Ms: minus(withP, floorP, 'p99'),
+    };
+  };
+  const clientObserved = compare('latencyMs');
+  const apiserverObserved = compare('apiserverLatencyMs');
   const histograms = withP.flatMap((p) => (p.apiserverWebhook ? [p.apiserverWebhook] : []));
   const summary = {
-    withoutP50Ms: of(withoutP, 'p50'),
-    withoutP99Ms: of(withoutP, 'p99'),
-    withP50Ms: of(withP, 'p50'),
-    withP99Ms: of(withP, 'p99'),
-    addedP50Ms: added('p50'),
-    addedP99Ms: added('p99'),
-    floorP50Ms: of(floorP, 'p50'),
-    floorP99Ms: of(floorP, 'p99'),
-    floorAddedP50Ms: minus(floorP, withoutP, 'p50'),
-    floorAddedP99Ms: minus(floorP, withoutP, 'p99'),
-    overFloorP50Ms: minus(withP, floorP, 'p50'),
-    overFloorP99Ms: minus(withP, floorP, 'p99'),
+    ...clientObserved,
+    apiserverObserved,
+    apiserverAudited: controlPlane.phases.reduce((sum, p) => sum + p.apiserverLatencyMs.count, 0),
     floorApiserverMeanMs: spread(floorP.map((p) => p.apiserverWebhook?.meanMs ?? Number.NaN)),
     apiserverWebhookCalls: histograms.reduce((sum, h) => sum + h.count, 0),
     apiserverWebhookMeanMs: spread(histograms.map((h) => h.meanMs)),
@@ -468,17 +476,21 @@ if (controlPlane) {
     webhookCpuMicrosPerReview: spread(withP.map((p) => p.webhookCpuMicrosPerReview ?? Number.NaN)),
   };
   controlPlaneSummary = summary;
-  say(`\ncontrol plane: ${controlPlane.ratePerSecond} pod creates/s (typical pod), ${controlPlane.phaseSeconds} s per phase, client-observed; median over rounds (range):`);
-  say('| | p50 ms | p99 ms |');
-  say('|---|---|---|');
-  say(`| without the webhook | ${fmtSpread(summary.withoutP50Ms, ms)} | ${fmtSpread(summary.withoutP99Ms, ms)} |`);
-  say(`| with the webhook | ${fmtSpread(summary.withP50Ms, ms)} | ${fmtSpread(summary.withP99Ms, ms)} |`);
-  say(`| added (paired by round) | ${fmtSpread(summary.addedP50Ms, ms)} | ${fmtSpread(summary.addedP99Ms, ms)} |`);
-  if (floorP.length > 0) {
-    say(`| with the floor registered instead | ${fmtSpread(summary.floorP50Ms, ms)} | ${fmtSpread(summary.floorP99Ms, ms)} |`);
-    say(`| added by the floor (paired by round) | ${fmtSpread(summary.floorAddedP50Ms, ms)} | ${fmtSpread(summary.floorAddedP99Ms, ms)} |`);
-    say(`| webhook minus floor (paired by round) | ${fmtSpread(summary.overFloorP50Ms, ms)} | ${fmtSpread(summary.overFloorP99Ms, ms)} |`);
-  }
+  const table = (observer: string, c: typeof clientObserved): void => {
+    say(`\ncontrol plane: ${controlPlane?.ratePerSecond} pod creates/s (typical pod), ${controlPlane?.phaseSeconds} s per phase, ${observer}; median over rounds (range):`);
+    say('| | p50 ms | p99 ms |');
+    say('|---|---|---|');
+    say(`| without the webhook | ${fmtSpread(c.withoutP50Ms, ms)} | ${fmtSpread(c.withoutP99Ms, ms)} |`);
+    say(`| with the webhook | ${fmtSpread(c.withP50Ms, ms)} | ${fmtSpread(c.withP99Ms, ms)} |`);
+    say(`| added (paired by round) | ${fmtSpread(c.addedP50Ms, ms)} | ${fmtSpread(c.addedP99Ms, ms)} |`);
+    if (floorP.length > 0) {
+      say(`| with the floor registered instead | ${fmtSpread(c.floorP50Ms, ms)} | ${fmtSpread(c.floorP99Ms, ms)} |`);
+      say(`| added by the floor (paired by round) | ${fmtSpread(c.floorAddedP50Ms, ms)} | ${fmtSpread(c.floorAddedP99Ms, ms)} |`);
+      say(`| webhook minus floor (paired by round) | ${fmtSpread(c.overFloorP50Ms, ms)} | ${fmtSpread(c.overFloorP99Ms, ms)} |`);
+    }
+  };
+  table('client-observed', clientObserved);
+  table(`apiserver-observed (audit log: request received to response complete, ${summary.apiserverAudited} of ${controlPlane.phases.reduce((sum, p) => sum + p.created, 0)} creates found)`, apiserverObserved);
   say(
     `apiserver_admission_webhook_admission_duration_seconds (${summary.apiserverWebhookCalls} calls): mean ${fmtSpread(summary.apiserverWebhookMeanMs, ms)} ms${floorP.length > 0 ? ` (floor ${fmtSpread(summary.floorApiserverMeanMs, ms)} ms)` : ''}, ` +
       `${fmtSpread(summary.apiserverWebhookShareUnder5ms, (v) => `${(v * 100).toFixed(1)}%`)} ≤ 5 ms, p99 ≤ ${fmtSpread(summary.apiserverWebhookP99BoundMs, (v) => v.toFixed(0))} ms (bucket bound); ` +

@@ -3,11 +3,14 @@
 // no MutatingWebhookConfiguration at all ("without"), with the webhook registered as the chart
 // registers it ("with"), and, if given, with the floor (bench/floor.ts) registered the same way
 // ("floor"): what any webhook on this stack costs the apiserver. Each round runs every phase, in an
-// order rotated from round to round, each from an empty namespace. Latency is the client's, from writing the POST to
-// reading the whole response, over a keep-alive HTTPS agent with the admin client certificate.
-// The apiserver's own view comes from its /metrics:
-// apiserver_admission_webhook_admission_duration_seconds for our webhook during the "with" phases.
-import { readFileSync } from 'node:fs';
+// order rotated from round to round, each from an empty namespace. Latency is measured twice: the
+// client's, from writing the POST to reading the whole response, over a keep-alive HTTPS agent with
+// the admin client certificate; and the apiserver's, from its audit log (batched, off the request
+// path): requestReceivedTimestamp to stageTimestamp of ResponseComplete, in microseconds, which
+// leaves out the driver's own delays on the shared cores. The apiserver's view of the webhook
+// calls comes from its /metrics: apiserver_admission_webhook_admission_duration_seconds.
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Agent, request } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -50,6 +53,8 @@ export interface PhaseResult {
   /** Share of the machine's CPU time (all cores) that was busy during the phase, from /proc/stat. */
   readonly machineBusy: number;
   readonly latencyMs: Distribution;
+  /** The apiserver's own latency for the same creates, from its audit log. */
+  readonly apiserverLatencyMs: Distribution;
   /** "with" and "floor": the apiserver's histogram of calls to the registered server during the phase. */
   readonly apiserverWebhook?: WebhookHistogram;
   /** "with" only: the webhook's own durationMs log field during the phase. */
@@ -118,10 +123,66 @@ function histogramDelta(before: HistogramSample, after: HistogramSample): Webhoo
   };
 }
 
+/** Audit only what is measured, at the least detail that carries both timestamps. */
+const AUDIT_POLICY = {
+  apiVersion: 'audit.k8s.io/v1',
+  kind: 'Policy',
+  omitStages: ['RequestReceived'],
+  rules: [
+    { level: 'Metadata', verbs: ['create'], namespaces: [NAMESPACE], resources: [{ group: '', resources: ['pods'] }] },
+    { level: 'None' },
+  ],
+};
+
+/** Milliseconds since the epoch of an RFC 3339 time with up to nanosecond digits (Date.parse keeps only milliseconds). */
+export function microTimeMs(text: string): number {
+  const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z$/.exec(text);
+  if (!match) return Number.NaN;
+  return Date.parse(`${match[1]}Z`) + Number(`0.${match[2] ?? '0'}`) * 1000;
+}
+
+interface AuditEvent {
+  stage?: string;
+  verb?: string;
+  requestURI?: string;
+  objectRef?: { resource?: string; namespace?: string };
+  responseStatus?: { code?: number };
+  requestReceivedTimestamp?: string;
+  stageTimestamp?: string;
+}
+
+/** Apiserver latencies (ms) of the pod creates in the namespace received within [fromMs, toMs], from audit log lines. */
+export function auditedCreateLatencies(text: string, fromMs: number, toMs: number): number[] {
+  const latencies: number[] = [];
+  // The log is read while the apiserver appends to it: a last line without its newline is not whole yet.
+  for (const line of text.slice(0, text.lastIndexOf('\n') + 1).split('\n')) {
+    if (line === '') continue;
+    const event = JSON.parse(line) as AuditEvent;
+    if (event.stage !== 'ResponseComplete' || event.verb !== 'create' || event.objectRef?.resource !== 'pods') continue;
+    if (event.objectRef.namespace !== NAMESPACE || event.responseStatus?.code !== 201 || event.requestURI?.includes('dryRun') === true) continue;
+    const received = microTimeMs(event.requestReceivedTimestamp ?? '');
+    if (received < fromMs || received > toMs) continue;
+    latencies.push(microTimeMs(event.stageTimestamp ?? '') - received);
+  }
+  return latencies;
+}
+
 export async function runControlPlanePhases(options: ControlPlaneOptions): Promise<ControlPlaneResult> {
   const { log } = options;
   log('control plane: starting etcd and kube-apiserver');
-  const controlPlane = await startControlPlane();
+  const policyFile = join(options.files.dir, 'audit-policy.json');
+  const auditLog = join(options.files.dir, 'audit.log');
+  writeFileSync(policyFile, JSON.stringify(AUDIT_POLICY));
+  const controlPlane = await startControlPlane({
+    apiserverArgs: [
+      `--audit-policy-file=${policyFile}`,
+      `--audit-log-path=${auditLog}`,
+      '--audit-log-format=json',
+      // Batched, so writing the log is not part of any request's latency; flushed within a second.
+      '--audit-log-mode=batch',
+      '--audit-log-batch-max-wait=1s',
+    ],
+  });
   const webhook = await startServer(options.webhook, options.files);
   const floor = options.floor ? await startServer(options.floor, options.files) : undefined;
   try {
@@ -250,7 +311,11 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
         const target = targets[phase];
         await target?.eventLoop(); // resets its event-loop monitor
         const targetCpuBefore = target?.cpuSeconds() ?? 0;
+        // Events of this window are written after this point; earlier ones are skipped by time.
+        const auditOffset = existsSync(auditLog) ? statSync(auditLog).size : 0;
+        const windowStart = Date.now();
         const run = await drive(options.phaseSeconds);
+        const windowEnd = Date.now();
         const targetCpu = (target?.cpuSeconds() ?? 0) - targetCpuBefore;
         const targetEventLoop = await target?.eventLoop();
         const cpuAfter = cpuJiffies();
@@ -271,6 +336,13 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
             .map((line) => (JSON.parse(line) as { durationMs: number }).durationMs);
           extra = { ...extra, webhookServerMs: distribution(durations) };
         }
+        // The audit backend writes in batches: wait until every create of the window is there.
+        let apiserverLatencies: number[] = [];
+        for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(250)) {
+          const text = existsSync(auditLog) ? readFrom(auditLog, auditOffset).text : '';
+          apiserverLatencies = auditedCreateLatencies(text, windowStart, windowEnd);
+          if (apiserverLatencies.length >= run.latencies.length) break;
+        }
         phases.push({
           phase,
           round,
@@ -280,6 +352,7 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
           maxStartLagMs: run.maxStartLagMs,
           machineBusy: (cpuAfter.busy - cpuBefore.busy) / (cpuAfter.total - cpuBefore.total),
           latencyMs: distribution(run.latencies),
+          apiserverLatencyMs: distribution(apiserverLatencies),
           ...extra,
         });
       }

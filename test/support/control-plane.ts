@@ -28,6 +28,8 @@ export interface ControlPlaneOptions {
   log?: (line: string) => void;
   /** Keep dir (logs, certs, etcd data) after stop(), for debugging. */
   keepDir?: boolean;
+  /** More kube-apiserver flags, after the harness's own (the benchmark's audit log). */
+  apiserverArgs?: string[];
 }
 
 export interface ControlPlane {
@@ -153,6 +155,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     ];
     if (opts.admissionPlugins?.length) apiserverArgs.push(`--enable-admission-plugins=${opts.admissionPlugins.join(',')}`);
     if (opts.disableAdmissionPlugins?.length) apiserverArgs.push(`--disable-admission-plugins=${opts.disableAdmissionPlugins.join(',')}`);
+    apiserverArgs.push(...(opts.apiserverArgs ?? []));
 
     const startApiserver = async (): Promise<void> => {
       const proc = launch(state, 'kube-apiserver', apiserverBin, apiserverArgs);
