@@ -90,6 +90,7 @@ if (!flags['skip-control-plane']) {
   try {
     toolPath('etcd');
     toolPath('kube-apiserver');
+    toolPath('helm'); // renders the chart's webhook configuration
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n(or run with --skip-control-plane)\n`);
     process.exit(1);

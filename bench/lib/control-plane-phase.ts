@@ -1,7 +1,7 @@
 // What the webhook adds to a pod create on a real kube-apiserver: pods created at a steady rate
 // (open loop: a create starts every 1/rate seconds whether or not earlier ones have finished) with
 // no MutatingWebhookConfiguration at all ("without"), with the webhook registered as the chart
-// registers it ("with"), and, if given, with the floor (bench/floor.ts) registered the same way
+// registers it, CEL matchConditions included ("with"), and, if given, with the floor (bench/floor.ts) registered the same way
 // ("floor"): what any webhook on this stack costs the apiserver. Each round runs every phase, in an
 // order rotated from round to round, each from an empty namespace. Latency is measured twice: the
 // client's, from writing the POST to reading the whole response, over a keep-alive HTTPS agent with
@@ -14,11 +14,12 @@ import { join } from 'node:path';
 import { Agent, request } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, type V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import { loadConfig } from '../../src/config/config.ts';
 import { LOG_FLUSH_INTERVAL_MS } from '../../src/cli/serve.ts';
-import { INJECT_ENABLED, INJECT_LABEL } from '../../src/constants.ts';
+import { INJECT_ENABLED, INJECT_LABEL, MUTATE_PATH } from '../../src/constants.ts';
 import { createNamespace, startControlPlane } from '../../test/support/control-plane.ts';
-import { webhookConfiguration } from '../../test/support/webhook-configuration.ts';
+import { findObject, renderChart } from '../../test/support/helm.ts';
 import { readFrom, startServer, type ServerFiles, type ServerProcess, type ServerSpec } from './processes.ts';
 import { distribution, type Distribution } from './stats.ts';
 import { typicalPod } from './typical-pod.ts';
@@ -123,6 +124,29 @@ function histogramDelta(before: HistogramSample, after: HistogramSample): Webhoo
   };
 }
 
+/**
+ * The MutatingWebhookConfiguration the chart renders for the servers' own registries, CEL
+ * matchConditions and all (the apiserver evaluates them on every create), pointed at `port` on
+ * loopback instead of the in-cluster Service.
+ */
+function chartConfiguration(configFile: string): (port: number, caPem: string) => V1MutatingWebhookConfiguration {
+  const registries = loadConfig(configFile).registries.map((entry) => ({
+    server: entry.server,
+    secretName: entry.secretName,
+    credentials: { token: { name: 'bench', password: 'not-a-real-password' } },
+  }));
+  const rendered = findObject<V1MutatingWebhookConfiguration>(renderChart({ values: { registries } }), 'MutatingWebhookConfiguration');
+  return (port, caPem) => ({
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: CONFIGURATION },
+    webhooks: (rendered.webhooks ?? []).map((webhook) => ({
+      ...webhook,
+      clientConfig: { url: `https://127.0.0.1:${port}${MUTATE_PATH}`, caBundle: Buffer.from(caPem).toString('base64') },
+    })),
+  });
+}
+
 /** Audit only what is measured, at the least detail that carries both timestamps. */
 const AUDIT_POLICY = {
   apiVersion: 'audit.k8s.io/v1',
@@ -169,6 +193,7 @@ export function auditedCreateLatencies(text: string, fromMs: number, toMs: numbe
 
 export async function runControlPlanePhases(options: ControlPlaneOptions): Promise<ControlPlaneResult> {
   const { log } = options;
+  const configuration = chartConfiguration(options.files.configFile);
   log('control plane: starting etcd and kube-apiserver');
   const policyFile = join(options.files.dir, 'audit-policy.json');
   const auditLog = join(options.files.dir, 'audit.log');
@@ -181,6 +206,9 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
       // Batched, so writing the log is not part of any request's latency; flushed within a second.
       '--audit-log-mode=batch',
       '--audit-log-batch-max-wait=1s',
+      // The apiserver compacts etcd every 5 minutes by default; a compaction stalls whichever
+      // phase it lands in (creates of up to 800 ms were seen), which says nothing about webhooks.
+      '--etcd-compaction-interval=0',
     ],
   });
   const webhook = await startServer(options.webhook, options.files);
@@ -268,7 +296,7 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
     /** Registers `target` (none: deletes the configuration), then waits until a dry-run create reaches it and no other server. */
     const register = async (target: ServerProcess | undefined): Promise<void> => {
       await admission.deleteMutatingWebhookConfiguration({ name: CONFIGURATION }).catch(() => undefined);
-      if (target) await admission.createMutatingWebhookConfiguration({ body: webhookConfiguration({ name: CONFIGURATION, port: target.port, caPem: options.caPem }) });
+      if (target) await admission.createMutatingWebhookConfiguration({ body: configuration(target.port, options.caPem) });
       const deadline = Date.now() + 30_000;
       for (;;) {
         const before = await Promise.all(servers.map((server) => server.reviewsAnswered()));
