@@ -12,6 +12,7 @@ import {
   REVIEW_DURATION_BUCKETS,
   REVIEW_OUTCOMES,
 } from '../constants.ts';
+import { zeroedCounter } from '../metrics/counters.ts';
 
 export interface WebhookMetrics {
   readonly registry: Registry;
@@ -27,21 +28,13 @@ export interface WebhookMetrics {
 export function createMetrics(options: { processMetrics: boolean } = { processMetrics: true }): WebhookMetrics {
   const registry = new Registry();
   if (options.processMetrics) collectDefaultMetrics({ register: registry });
-  const reviews = new Counter({
-    name: METRIC_REVIEWS,
-    help: 'AdmissionReviews answered, by outcome.',
-    labelNames: ['outcome'],
-    registers: [registry],
-  });
-  // Start every outcome at zero so rate() and absent() behave from the first scrape.
-  for (const outcome of REVIEW_OUTCOMES) reviews.inc({ outcome }, 0);
-  const certificateReloads = new Counter({
+  const reviews = zeroedCounter(registry, { name: METRIC_REVIEWS, help: 'AdmissionReviews answered, by outcome.', label: 'outcome', values: REVIEW_OUTCOMES });
+  const certificateReloads = zeroedCounter(registry, {
     name: METRIC_CERT_RELOADS,
     help: 'Serving certificate reloads, by result.',
-    labelNames: ['result'],
-    registers: [registry],
+    label: 'result',
+    values: ['loaded', 'rejected'],
   });
-  for (const result of ['loaded', 'rejected']) certificateReloads.inc({ result }, 0);
   return {
     registry,
     reviews,

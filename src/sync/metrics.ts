@@ -12,6 +12,7 @@ import {
   METRIC_SYNC_SECRETS,
   SYNC_SECRET_RESULTS,
 } from '../constants.ts';
+import { zeroedCounter } from '../metrics/counters.ts';
 
 export interface SyncMetrics {
   readonly registry: Registry;
@@ -33,28 +34,24 @@ export interface SyncMetricsOptions {
 export function createSyncMetrics(options: SyncMetricsOptions): SyncMetrics {
   const registry = new Registry();
   if (options.processMetrics) collectDefaultMetrics({ register: registry });
-  const secrets = new Counter({
+  const secrets = zeroedCounter(registry, {
     name: METRIC_SYNC_SECRETS,
     help: 'Pull secrets reconciled (one per namespace and secret name), by result, as the --once summary counts them.',
-    labelNames: ['result'],
-    registers: [registry],
+    label: 'result',
+    values: SYNC_SECRET_RESULTS,
   });
-  // Start every result at zero so rate() and absent() behave from the first scrape.
-  for (const result of SYNC_SECRET_RESULTS) secrets.inc({ result }, 0);
-  const passes = new Counter({
+  const passes = zeroedCounter(registry, {
     name: METRIC_SYNC_PASSES,
     help: 'Full passes over every opted-in namespace, by result: failure when any secret in it failed.',
-    labelNames: ['result'],
-    registers: [registry],
+    label: 'result',
+    values: ['success', 'failure'],
   });
-  for (const result of ['success', 'failure']) passes.inc({ result }, 0);
-  const credentialReloads = new Counter({
+  const credentialReloads = zeroedCounter(registry, {
     name: METRIC_SYNC_CREDENTIAL_RELOADS,
     help: 'Changed credential files, by result: loaded, or rejected and the credentials in use kept.',
-    labelNames: ['result'],
-    registers: [registry],
+    label: 'result',
+    values: ['loaded', 'rejected'],
   });
-  for (const result of ['loaded', 'rejected']) credentialReloads.inc({ result }, 0);
   // These two are set only by their collect(), at scrape time: no handle is needed.
   new Gauge({
     name: METRIC_SYNC_LEADER,
