@@ -3,6 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiException, type CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
 import { afterEach, describe, expect, test } from 'vitest';
+import { timeUntil } from '../../test/support/sync-process.ts';
 import { LeaderElector } from './leader-election.ts';
 
 /** One Lease with resourceVersion checks; each replace can be held back by `renewDelayMs`. */
@@ -59,21 +60,13 @@ function start(store: ReturnType<typeof leaseStore>) {
   return { elector, events };
 }
 
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
 describe('LeaderElector terms', () => {
   test('renewals within the deadline keep one term: started once, leader throughout', async () => {
     const store = leaseStore();
     const { elector: running, events } = start(store);
-    await until(() => running.isLeader(), 'leadership');
+    await timeUntil('leadership', async () => running.isLeader(), 5000);
     const renewalsBefore = store.replaces;
-    await until(() => store.replaces >= renewalsBefore + 5, 'five renewals');
+    await timeUntil('five renewals', async () => store.replaces >= renewalsBefore + 5, 5000);
     expect(running.isLeader()).toBe(true);
     expect(events).toEqual(['started']);
   });
@@ -81,11 +74,11 @@ describe('LeaderElector terms', () => {
   test('a renewal that lands after the deadline ends the term and starts a new one, so queued work is picked up again', async () => {
     const store = leaseStore();
     const { elector: running, events } = start(store);
-    await until(() => running.isLeader(), 'leadership');
+    await timeUntil('leadership', async () => running.isLeader(), 5000);
     store.renewDelayMs = 1500; // longer than renewDeadlineMs: isLeader() turns false while it is in flight
-    await until(() => !running.isLeader(), 'the deadline to pass');
+    await timeUntil('the deadline to pass', async () => !running.isLeader(), 5000);
     store.renewDelayMs = 0;
-    await until(() => running.isLeader(), 'leadership again');
+    await timeUntil('leadership again', async () => running.isLeader(), 5000);
     expect(events).toEqual(['started', 'stopped', 'started']);
   });
 });

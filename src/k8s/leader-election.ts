@@ -50,7 +50,11 @@ export class LeaderElector {
 
   /** Holds the Lease and renewed it within the renew deadline: safe to write. */
   isLeader(): boolean {
-    return this.leading && Date.now() - this.renewedAt < this.options.renewDeadlineMs;
+    return this.leading && !this.pastRenewDeadline();
+  }
+
+  private pastRenewDeadline(): boolean {
+    return Date.now() - this.renewedAt >= this.options.renewDeadlineMs;
   }
 
   start(): void {
@@ -83,10 +87,10 @@ export class LeaderElector {
         // A renewal that lands after the renew deadline ends one term and starts another: while it
         // was in flight isLeader() said no, so writers stopped and dropped their queued work, and
         // onStartedLeading (the controller's full pass) must run again to pick that work up.
-        if (this.leading && Date.now() - this.renewedAt >= this.options.renewDeadlineMs) this.setLeading(false);
+        if (this.leading && this.pastRenewDeadline()) this.setLeading(false);
         this.renewedAt = Date.now();
         this.setLeading(true);
-      } else if (this.leading && Date.now() - this.renewedAt >= this.options.renewDeadlineMs) {
+      } else if (this.leading && this.pastRenewDeadline()) {
         this.setLeading(false);
       }
       // Jitter keeps replicas that started together from always colliding.
