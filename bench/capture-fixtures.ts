@@ -32,24 +32,37 @@ try {
   await createNamespace(kc, NAMESPACE, { [INJECT_LABEL]: INJECT_ENABLED });
   await kc
     .makeApiClient(AdmissionregistrationV1Api)
-    .createMutatingWebhookConfiguration({ body: webhookConfiguration({ name: 'bench-recorder', port: recorder.port, caPem: pki.ca.certPem }) });
+    .createMutatingWebhookConfiguration({
+      body: webhookConfiguration({ name: 'bench-recorder', port: recorder.port, caPem: pki.ca.certPem }),
+    });
 
   // The apiserver picks the configuration up asynchronously: probe with dry runs until it calls.
   const deadline = Date.now() + 30_000;
   while (recorder.reviews.length === 0) {
     if (Date.now() > deadline) throw new Error('the apiserver never called the recording webhook');
-    await core.createNamespacedPod({ namespace: NAMESPACE, dryRun: 'All', body: { metadata: { generateName: 'probe-' }, spec: { containers: [{ name: 'p', image: 'busybox' }] } } });
+    await core.createNamespacedPod({
+      namespace: NAMESPACE,
+      dryRun: 'All',
+      body: { metadata: { generateName: 'probe-' }, spec: { containers: [{ name: 'p', image: 'busybox' }] } },
+    });
     await sleep(200);
   }
 
   const before = recorder.reviews.length;
-  const created = await core.createNamespacedPod({ namespace: NAMESPACE, fieldManager: 'kube-controller-manager', body: typicalPod() });
+  const created = await core.createNamespacedPod({
+    namespace: NAMESPACE,
+    fieldManager: 'kube-controller-manager',
+    body: typicalPod(),
+  });
   const raw = recorder.reviews[before];
   if (raw === undefined) throw new Error('no review recorded for the typical pod');
   const review = JSON.parse(raw) as { request: { name?: string; object: { metadata: { generateName?: string } } } };
-  if (review.request.object.metadata.generateName !== typicalPod().metadata?.generateName) throw new Error('recorded review is not the typical pod');
+  if (review.request.object.metadata.generateName !== typicalPod().metadata?.generateName)
+    throw new Error('recorded review is not the typical pod');
   writeFileSync(TYPICAL_FIXTURE, raw);
-  say(`captured the review of pod ${NAMESPACE}/${created.metadata?.name ?? '?'}: ${Buffer.byteLength(raw)} bytes -> ${TYPICAL_FIXTURE}`);
+  say(
+    `captured the review of pod ${NAMESPACE}/${created.metadata?.name ?? '?'}: ${Buffer.byteLength(raw)} bytes -> ${TYPICAL_FIXTURE}`,
+  );
 } finally {
   await recorder.close();
   await controlPlane.stop();

@@ -35,7 +35,9 @@ const { values } = parseArgs({
 const certFile = values['tls-cert'];
 const keyFile = values['tls-key'];
 if (certFile === undefined || keyFile === undefined) {
-  process.stderr.write('usage: node bench/floor.ts --tls-cert FILE --tls-key FILE [--port N] [--health-port N] [--host ADDR]\n');
+  process.stderr.write(
+    'usage: node bench/floor.ts --tls-cert FILE --tls-key FILE [--port N] [--health-port N] [--host ADDR]\n',
+  );
   process.exit(2);
 }
 
@@ -51,11 +53,18 @@ const app = Fastify({
   ...ADMISSION_SERVER_OPTIONS,
   https: { ...TLS_SETTINGS, ...NODE_SERVER_OPTIONS, cert: readFileSync(certFile), key: readFileSync(keyFile) },
 });
-const patch = values.patch === undefined ? {} : { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(JSON.parse(values.patch))).toString('base64') };
+const patch =
+  values.patch === undefined
+    ? {}
+    : { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(JSON.parse(values.patch))).toString('base64') };
 let reviews = 0;
 app.post<{ Body: Review }>('/mutate', async (request) => {
   reviews += 1;
-  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: request.body.request.uid, allowed: true, ...patch } };
+  return {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    response: { uid: request.body.request.uid, allowed: true, ...patch },
+  };
 });
 
 let ready = false;

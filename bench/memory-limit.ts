@@ -38,7 +38,8 @@ function chartLimitBytes(): number {
   };
   const quantity = values.webhook?.resources?.limits?.memory;
   const match = /^(\d+)(Mi|Gi)$/.exec(quantity ?? '');
-  if (!match) throw new Error(`webhook.resources.limits.memory in values.yaml is ${JSON.stringify(quantity)}; give --limit-mib`);
+  if (!match)
+    throw new Error(`webhook.resources.limits.memory in values.yaml is ${JSON.stringify(quantity)}; give --limit-mib`);
   return Number(match[1]) * (match[2] === 'Gi' ? 1024 : 1) * MiB;
 }
 
@@ -69,22 +70,40 @@ interface Row {
 const dir = mkdtempSync(join(tmpdir(), 'acr-pull-webhook-memory-'));
 const files = writeServerFiles(dir, testPki().serving);
 const rows: Row[] = [];
-say(`limit ${(limitBytes / MiB).toFixed(0)} MiB, ${bodyName} body (${(body.length / 1024).toFixed(0)} KiB), ${durationSeconds} s per run, node ${nodeArgs.join(' ')}`);
+say(
+  `limit ${(limitBytes / MiB).toFixed(0)} MiB, ${bodyName} body (${(body.length / 1024).toFixed(0)} KiB), ${durationSeconds} s per run, node ${nodeArgs.join(' ')}`,
+);
 try {
   for (const connections of connectionCounts) {
     for (const spec of specs) {
-      const cgroup = createMemoryCgroup(`acr-pull-webhook-bench-${process.pid}-${spec.name}-${connections}`, limitBytes);
+      const cgroup = createMemoryCgroup(
+        `acr-pull-webhook-bench-${process.pid}-${spec.name}-${connections}`,
+        limitBytes,
+      );
       try {
         const server = await startServer({ ...spec, launcher: cgroup.launcher }, files);
         let peakRssBytes = 0;
         const sampler = setInterval(() => {
           if (server.ended() === undefined) peakRssBytes = Math.max(peakRssBytes, server.memory().hwm);
         }, 200);
-        const load = await drive({ url: `https://127.0.0.1:${server.port}/mutate`, body, connections, durationSeconds });
+        const load = await drive({
+          url: `https://127.0.0.1:${server.port}/mutate`,
+          body,
+          connections,
+          durationSeconds,
+        });
         clearInterval(sampler);
         const ended = server.ended();
         if (ended === undefined) peakRssBytes = Math.max(peakRssBytes, server.memory().hwm);
-        const row: Row = { connections, server: spec.name, load, peakChargedBytes: cgroup.peakBytes(), peakRssBytes, oomKills: cgroup.oomKills(), ended };
+        const row: Row = {
+          connections,
+          server: spec.name,
+          load,
+          peakChargedBytes: cgroup.peakBytes(),
+          peakRssBytes,
+          oomKills: cgroup.oomKills(),
+          ended,
+        };
         rows.push(row);
         await server.stop();
         say(
@@ -103,7 +122,9 @@ try {
 }
 
 say('');
-say(`| connections | server | req/s | errors | p99 ms | peak charged MiB (of ${(limitBytes / MiB).toFixed(0)}) | peak RSS MiB | OOM kills |`);
+say(
+  `| connections | server | req/s | errors | p99 ms | peak charged MiB (of ${(limitBytes / MiB).toFixed(0)}) | peak RSS MiB | OOM kills |`,
+);
 say('|---|---|---|---|---|---|---|---|');
 for (const row of rows) {
   say(
@@ -112,6 +133,9 @@ for (const row of rows) {
   );
 }
 mkdirSync(dirname(flags.out), { recursive: true });
-writeFileSync(flags.out, `${JSON.stringify({ limitBytes, body: bodyName, durationSeconds, nodeArgs, rows }, null, 2)}\n`);
+writeFileSync(
+  flags.out,
+  `${JSON.stringify({ limitBytes, body: bodyName, durationSeconds, nodeArgs, rows }, null, 2)}\n`,
+);
 say(`\nwrote ${flags.out}`);
 if (rows.some((row) => row.server === 'webhook' && (row.oomKills > 0 || row.ended !== undefined))) process.exitCode = 1;

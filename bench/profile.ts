@@ -92,13 +92,21 @@ export function summarize(profile: CpuProfile, top: number, window?: readonly [n
   const busy = total - idle;
   const lines: string[] = [];
   const pct = (micros: number, of: number): string => `${((micros / of) * 100).toFixed(1).padStart(5)}%`;
-  lines.push(`profile: ${(total / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(1)} s (${pct(busy, total)} of the main thread)`);
+  lines.push(
+    `profile: ${(total / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(1)} s (${pct(busy, total)} of the main thread)`,
+  );
   lines.push('self time by category (% of busy):');
-  for (const [cat, micros] of [...byCategory].filter(([cat]) => cat !== 'idle').sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+  for (const [cat, micros] of [...byCategory]
+    .filter(([cat]) => cat !== 'idle')
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 25)) {
     lines.push(`  ${pct(micros, busy)}  ${cat}`);
   }
   lines.push(`top ${top} functions by self time (% of busy):`);
-  for (const [key, micros] of [...byFunction].filter(([key]) => !key.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)) {
+  for (const [key, micros] of [...byFunction]
+    .filter(([key]) => !key.startsWith('(idle)'))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)) {
     lines.push(`  ${pct(micros, busy)}  ${key}`);
   }
   return lines.join('\n');
@@ -106,7 +114,9 @@ export function summarize(profile: CpuProfile, top: number, window?: readonly [n
 
 if (flags.analyze !== undefined) {
   const windowFile = `${flags.analyze}.window.json`;
-  const window = statSync(windowFile, { throwIfNoEntry: false }) ? (JSON.parse(readFileSync(windowFile, 'utf8')) as [number, number]) : undefined;
+  const window = statSync(windowFile, { throwIfNoEntry: false })
+    ? (JSON.parse(readFileSync(windowFile, 'utf8')) as [number, number])
+    : undefined;
   say(summarize(JSON.parse(readFileSync(flags.analyze, 'utf8')) as CpuProfile, Number(flags.top), window));
   process.exit(0);
 }
@@ -125,11 +135,19 @@ if (flags.floor) specs.push({ name: 'floor', kind: 'floor' });
 try {
   for (const spec of specs) {
     const stamp = `${spec.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-    const server = await startServer({ ...spec, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${stamp}.cpuprofile`] }, files);
+    const server = await startServer(
+      { ...spec, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${stamp}.cpuprofile`] },
+      files,
+    );
     const url = `https://127.0.0.1:${server.port}/mutate`;
     await drive({ url, body, connections: Number(flags.connections), durationSeconds: Number(flags.warmup) });
     const from = monotonicMicros();
-    const load = await drive({ url, body, connections: Number(flags.connections), durationSeconds: Number(flags.duration) });
+    const load = await drive({
+      url,
+      body,
+      connections: Number(flags.connections),
+      durationSeconds: Number(flags.duration),
+    });
     const to = monotonicMicros();
     await server.stop();
     const file = join(profileDir, `${stamp}.cpuprofile`);
@@ -137,7 +155,9 @@ try {
       throw new Error(`no profile written (${readdirSync(profileDir).join(', ')})`);
     }
     writeFileSync(`${file}.window.json`, JSON.stringify([from, to]));
-    say(`\n== ${spec.name}: ${load.requestsPerSecond.toFixed(0)} req/s, p99 ${load.latencyMs.p99.toFixed(2)} ms under the profiler ==`);
+    say(
+      `\n== ${spec.name}: ${load.requestsPerSecond.toFixed(0)} req/s, p99 ${load.latencyMs.p99.toFixed(2)} ms under the profiler ==`,
+    );
     say(`profile: ${file} (summary: the measured load only, not start-up or warm-up)`);
     say(summarize(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, Number(flags.top), [from, to]));
   }

@@ -171,10 +171,19 @@ const scenarioPeakRss: Record<string, Record<string, number>> = {};
 function histogramCounts(text: string | undefined): { le5: number; count: number } {
   if (text === undefined) return { le5: Number.NaN, count: Number.NaN };
   const le5 = /^acr_pull_webhook_admission_duration_seconds_bucket\{le="0\.005"\} (\S+)$/m.exec(text);
-  return { le5: le5 ? Number(le5[1]) : Number.NaN, count: prometheusValue(text, 'acr_pull_webhook_admission_duration_seconds_count') };
+  return {
+    le5: le5 ? Number(le5[1]) : Number.NaN,
+    count: prometheusValue(text, 'acr_pull_webhook_admission_duration_seconds_count'),
+  };
 }
 
-async function measure(scenario: string, server: ServerProcess, round: number, run: () => Promise<LoadResult>, serverSide: boolean): Promise<void> {
+async function measure(
+  scenario: string,
+  server: ServerProcess,
+  round: number,
+  run: () => Promise<LoadResult>,
+  serverSide: boolean,
+): Promise<void> {
   await server.eventLoop(); // resets the monitor: what follows covers this run only
   const webhookSide = serverSide && server.spec.kind === 'webhook';
   const logOffset = webhookSide ? readFrom(server.logFile, 0).offset : 0;
@@ -207,7 +216,11 @@ async function measure(scenario: string, server: ServerProcess, round: number, r
       .map((line) => (JSON.parse(line) as { durationMs: number }).durationMs);
     const after = histogramCounts(await server.metrics());
     const before = histogramBefore ?? { le5: 0, count: 0 };
-    record = { ...record, serverDurationMs: distribution(durations), serverHistogramShareUnder5ms: (after.le5 - before.le5) / (after.count - before.count) };
+    record = {
+      ...record,
+      serverDurationMs: distribution(durations),
+      serverHistogramShareUnder5ms: (after.le5 - before.le5) / (after.count - before.count),
+    };
   }
   runs.push(record);
   const l = load.latencyMs;
@@ -223,12 +236,16 @@ async function measure(scenario: string, server: ServerProcess, round: number, r
 /** One POST, verifying the server's certificate against the throw-away CA. */
 function post(target: string, body: Buffer): Promise<string> {
   return new Promise((resolveResponse, reject) => {
-    const req = httpsRequest(target, { method: 'POST', ca: pki.ca.certPem, headers: { 'content-type': 'application/json' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolveResponse(Buffer.concat(chunks).toString('utf8')));
-      res.on('error', reject);
-    });
+    const req = httpsRequest(
+      target,
+      { method: 'POST', ca: pki.ca.certPem, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolveResponse(Buffer.concat(chunks).toString('utf8')));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -243,9 +260,14 @@ async function checkAnswers(server: ServerProcess): Promise<void> {
   for (const name of BODY_NAMES) {
     const text = await post(url(server), bodies[name]);
     const review = JSON.parse(text) as { response?: { allowed?: boolean; patch?: string } };
-    if (review.response?.allowed !== true) throw new Error(`${server.spec.name} did not allow the ${name} review: ${text.slice(0, 300)}`);
-    const patch = review.response.patch === undefined ? null : (JSON.parse(Buffer.from(review.response.patch, 'base64').toString('utf8')) as unknown);
-    if (server.spec.kind === 'webhook' && patch === null) throw new Error(`${server.spec.name} did not patch the ${name} pod, whose images are on myregistry.azurecr.io`);
+    if (review.response?.allowed !== true)
+      throw new Error(`${server.spec.name} did not allow the ${name} review: ${text.slice(0, 300)}`);
+    const patch =
+      review.response.patch === undefined
+        ? null
+        : (JSON.parse(Buffer.from(review.response.patch, 'base64').toString('utf8')) as unknown);
+    if (server.spec.kind === 'webhook' && patch === null)
+      throw new Error(`${server.spec.name} did not patch the ${name} pod, whose images are on myregistry.azurecr.io`);
     mine[name] = { allowed: true, patch };
   }
   answers[server.spec.name] = mine;
@@ -268,9 +290,12 @@ async function runScenario(scenario: Scenario): Promise<void> {
     if (scenario.warmup) for (const server of servers) await scenario.run(server, WARMUP);
     for (let round = 1; round <= ROUNDS; round += 1) {
       const order = round % 2 === 1 ? servers : [...servers].reverse();
-      for (const server of order) await measure(scenario.name, server, round, () => scenario.run(server, DURATION), scenario.serverSide);
+      for (const server of order)
+        await measure(scenario.name, server, round, () => scenario.run(server, DURATION), scenario.serverSide);
     }
-    scenarioPeakRss[scenario.name] = Object.fromEntries(servers.map((server) => [server.spec.name, server.memory().hwm]));
+    scenarioPeakRss[scenario.name] = Object.fromEntries(
+      servers.map((server) => [server.spec.name, server.memory().hwm]),
+    );
   } finally {
     for (const server of servers) await stop(server);
   }
@@ -280,8 +305,14 @@ async function runScenario(scenario: Scenario): Promise<void> {
 
 const started = new Date();
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}`;
-say(`acr-pull-webhook benchmark on ${machine}; load average ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
-say(`bodies: ${BODY_NAMES.map((name) => `${name} ${bodies[name].length} B`).join(', ')}; webhook ${webhookMain}, logging at info to a file in ${dir}`);
+say(
+  `acr-pull-webhook benchmark on ${machine}; load average ${loadavg()
+    .map((v) => v.toFixed(2))
+    .join(' ')}`,
+);
+say(
+  `bodies: ${BODY_NAMES.map((name) => `${name} ${bodies[name].length} B`).join(', ')}; webhook ${webhookMain}, logging at info to a file in ${dir}`,
+);
 
 // Ready time: fresh processes, alternating (every scenario's start adds a sample too).
 for (let i = 0; i < STARTS; i += 1) {
@@ -293,7 +324,8 @@ const keepAlive = (name: BodyName): Scenario => ({
   label: `${name} pod (${(bodies[name].length / 1024).toFixed(name === 'large' ? 0 : 1)} KiB), keep-alive`,
   warmup: true,
   serverSide: false,
-  run: (server, seconds) => drive({ url: url(server), body: bodies[name], connections: CONNECTIONS, durationSeconds: seconds }),
+  run: (server, seconds) =>
+    drive({ url: url(server), body: bodies[name], connections: CONNECTIONS, durationSeconds: seconds }),
 });
 const scenarios: Scenario[] = [
   ...BODY_NAMES.map(keepAlive),
@@ -302,18 +334,34 @@ const scenarios: Scenario[] = [
     label: 'typical, new TLS connection per request',
     warmup: true,
     serverSide: false,
-    run: (server, seconds) => drive({ url: url(server), body: bodies.typical, connections: CONNECTIONS, durationSeconds: seconds, newConnectionPerRequest: true }),
+    run: (server, seconds) =>
+      drive({
+        url: url(server),
+        body: bodies.typical,
+        connections: CONNECTIONS,
+        durationSeconds: seconds,
+        newConnectionPerRequest: true,
+      }),
   },
   {
     name: `rate-${RATE}`,
     label: `typical at ${RATE} req/s, keep-alive`,
     warmup: true,
     serverSide: true,
-    run: (server, seconds) => drive({ url: url(server), body: bodies.typical, connections: RATE_CONNECTIONS, durationSeconds: seconds, overallRate: RATE }),
+    run: (server, seconds) =>
+      drive({
+        url: url(server),
+        body: bodies.typical,
+        connections: RATE_CONNECTIONS,
+        durationSeconds: seconds,
+        overallRate: RATE,
+      }),
   },
 ];
 const chosen = new Set(flags.scenarios.split(',').map((name) => name.trim()));
-const unknown = [...chosen].filter((name) => !scenarios.some((scenario) => scenario.name.replace(/-\d+$/, '') === name));
+const unknown = [...chosen].filter(
+  (name) => !scenarios.some((scenario) => scenario.name.replace(/-\d+$/, '') === name),
+);
 if (unknown.length > 0) {
   process.stderr.write(`unknown scenario ${unknown.join(', ')}: choose from small, typical, large, storm, rate\n`);
   process.exit(2);
@@ -330,7 +378,8 @@ if (!flags['skip-control-plane']) {
   const cpRounds = quick ? 1 : Number(flags['cp-rounds']);
   say(`\ncontrol plane: pod creates at ${flags['cp-rate']}/s, ${cpSeconds} s per phase × ${cpRounds} rounds`);
   const decision = decide(typicalPod(), loadConfig(files.configFile).rules);
-  if (decision.kind !== 'patched') throw new Error(`the webhook would not patch the control-plane phase's pod (${decision.kind})`);
+  if (decision.kind !== 'patched')
+    throw new Error(`the webhook would not patch the control-plane phase's pod (${decision.kind})`);
   controlPlane = await runControlPlanePhases({
     ratePerSecond: Number(flags['cp-rate']),
     phaseSeconds: cpSeconds,
@@ -339,7 +388,12 @@ if (!flags['skip-control-plane']) {
     webhook: { name: 'webhook', kind: 'webhook', main: webhookMain, nodeArgs: IMAGE_NODE_ARGS },
     // The floor answers with the webhook's patch for this pod, so both phases make the apiserver
     // apply the same patch and the difference between them is the webhook's own.
-    floor: { name: 'floor', kind: 'floor', nodeArgs: IMAGE_NODE_ARGS, extraArgs: ['--patch', JSON.stringify(decision.ops)] },
+    floor: {
+      name: 'floor',
+      kind: 'floor',
+      nodeArgs: IMAGE_NODE_ARGS,
+      extraArgs: ['--patch', JSON.stringify(decision.ops)],
+    },
     files,
     caPem: pki.ca.certPem,
     log: (line) => say(`  ${line}`),
@@ -351,7 +405,11 @@ if (!flags['skip-control-plane']) {
 
 const ms = (value: number): string => (Number.isFinite(value) ? value.toFixed(value < 10 ? 2 : 1) : '-');
 const fmtSpread = (s: Spread, format: (v: number) => string): string =>
-  !Number.isFinite(s.median) ? '-' : s.min === s.max ? format(s.median) : `${format(s.median)} (${format(s.min)}–${format(s.max)})`;
+  !Number.isFinite(s.median)
+    ? '-'
+    : s.min === s.max
+      ? format(s.median)
+      : `${format(s.median)} (${format(s.min)}–${format(s.max)})`;
 
 interface ScenarioSummary {
   server: string;
@@ -403,8 +461,14 @@ const ran = scenarios.filter((scenario) => runs.some((run) => run.scenario === s
 const summaries = Object.fromEntries(ran.map((scenario) => [scenario.name, summarize(scenario.name)]));
 
 say('\n== Results: median over rounds (range); × floor is paired by round ==');
-say(`machine: ${machine}; load average at the end ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
-say('| scenario | server | req/s | × floor | CPU µs/req | p50 ms | p99 ms | p99.9 ms | peak RSS MiB (anon) | event-loop p99 ms |');
+say(
+  `machine: ${machine}; load average at the end ${loadavg()
+    .map((v) => v.toFixed(2))
+    .join(' ')}`,
+);
+say(
+  '| scenario | server | req/s | × floor | CPU µs/req | p50 ms | p99 ms | p99.9 ms | peak RSS MiB (anon) | event-loop p99 ms |',
+);
 say('|---|---|---|---|---|---|---|---|---|---|');
 for (const scenario of ran) {
   for (const s of summaries[scenario.name] ?? []) {
@@ -416,10 +480,20 @@ for (const scenario of ran) {
     );
   }
 }
-say('CPU µs/req: the server process\'s CPU time (all threads) per answer; floor CPU / server CPU is the throughput ratio a server-bound, otherwise idle machine would show.');
-say(`CPU ratio (floor µs / server µs): ${ran
-  .map((scenario) => `${scenario.name} ${(summaries[scenario.name] ?? []).filter((s) => s.server !== 'floor').map((s) => `${s.server} ${fmtSpread(s.cpuRatioToFloor, (v) => v.toFixed(2))}`).join(', ')}`)
-  .join('; ')}`);
+say(
+  "CPU µs/req: the server process's CPU time (all threads) per answer; floor CPU / server CPU is the throughput ratio a server-bound, otherwise idle machine would show.",
+);
+say(
+  `CPU ratio (floor µs / server µs): ${ran
+    .map(
+      (scenario) =>
+        `${scenario.name} ${(summaries[scenario.name] ?? [])
+          .filter((s) => s.server !== 'floor')
+          .map((s) => `${s.server} ${fmtSpread(s.cpuRatioToFloor, (v) => v.toFixed(2))}`)
+          .join(', ')}`,
+    )
+    .join('; ')}`,
+);
 for (const s of summaries[`rate-${RATE}`] ?? []) {
   if (s.serverP99Ms) {
     say(
@@ -428,11 +502,20 @@ for (const s of summaries[`rate-${RATE}`] ?? []) {
     );
   }
 }
-say(`ready after start, ms, median (range) over ${(readyMs.get('floor') ?? []).length} starts: ${specs.map((spec) => `${spec.name} ${fmtSpread(spread(readyMs.get(spec.name) ?? []), (v) => v.toFixed(0))}`).join('; ')}`);
+say(
+  `ready after start, ms, median (range) over ${(readyMs.get('floor') ?? []).length} starts: ${specs.map((spec) => `${spec.name} ${fmtSpread(spread(readyMs.get(spec.name) ?? []), (v) => v.toFixed(0))}`).join('; ')}`,
+);
 
 let controlPlaneSummary: Record<string, unknown> | undefined;
 /** The apiserver-observed comparison, for the targets below. */
-let apiserverComparison: { readonly addedP99Ms: Spread; readonly floorAddedP99Ms: Spread; readonly overFloorP99Ms: Spread; readonly hasFloor: boolean } | undefined;
+let apiserverComparison:
+  | {
+      readonly addedP99Ms: Spread;
+      readonly floorAddedP99Ms: Spread;
+      readonly overFloorP99Ms: Spread;
+      readonly hasFloor: boolean;
+    }
+  | undefined;
 if (controlPlane) {
   const withP = controlPlane.phases.filter((p) => p.phase === 'with');
   const withoutP = controlPlane.phases.filter((p) => p.phase === 'without');
@@ -467,8 +550,18 @@ if (controlPlane) {
     floorApiserverMeanMs: spread(floorP.map((p) => p.apiserverWebhook?.meanMs ?? Number.NaN)),
     apiserverWebhookCalls: histograms.reduce((sum, h) => sum + h.count, 0),
     apiserverWebhookMeanMs: spread(histograms.map((h) => h.meanMs)),
-    apiserverWebhookShareUnder5ms: spread(histograms.map((h) => h.buckets.find((b) => b.le === 0.005)?.share ?? Number.NaN)),
-    apiserverWebhookP99BoundMs: spread(histograms.map((h) => bucketQuantileBound(h.buckets.map((b) => ({ le: b.le, count: b.share })), 0.99) * 1000)),
+    apiserverWebhookShareUnder5ms: spread(
+      histograms.map((h) => h.buckets.find((b) => b.le === 0.005)?.share ?? Number.NaN),
+    ),
+    apiserverWebhookP99BoundMs: spread(
+      histograms.map(
+        (h) =>
+          bucketQuantileBound(
+            h.buckets.map((b) => ({ le: b.le, count: b.share })),
+            0.99,
+          ) * 1000,
+      ),
+    ),
     webhookServerP99Ms: spread(withP.map((p) => p.webhookServerMs?.p99 ?? Number.NaN)),
     webhookEventLoopMaxMs: spread(withP.map((p) => p.webhookEventLoopMaxMs ?? Number.NaN)),
     unpatchedWith: withP.reduce((sum, p) => sum + p.unpatched, 0),
@@ -481,7 +574,9 @@ if (controlPlane) {
   controlPlaneSummary = summary;
   apiserverComparison = { ...apiserverObserved, hasFloor: floorP.length > 0 };
   const table = (observer: string, c: typeof clientObserved): void => {
-    say(`\ncontrol plane: ${controlPlane?.ratePerSecond} pod creates/s (typical pod), ${controlPlane?.phaseSeconds} s per phase, ${observer}; median over rounds (range):`);
+    say(
+      `\ncontrol plane: ${controlPlane?.ratePerSecond} pod creates/s (typical pod), ${controlPlane?.phaseSeconds} s per phase, ${observer}; median over rounds (range):`,
+    );
     say('| | p50 ms | p99 ms |');
     say('|---|---|---|');
     say(`| without the webhook | ${fmtSpread(c.withoutP50Ms, ms)} | ${fmtSpread(c.withoutP99Ms, ms)} |`);
@@ -489,12 +584,19 @@ if (controlPlane) {
     say(`| added (paired by round) | ${fmtSpread(c.addedP50Ms, ms)} | ${fmtSpread(c.addedP99Ms, ms)} |`);
     if (floorP.length > 0) {
       say(`| with the floor registered instead | ${fmtSpread(c.floorP50Ms, ms)} | ${fmtSpread(c.floorP99Ms, ms)} |`);
-      say(`| added by the floor (paired by round) | ${fmtSpread(c.floorAddedP50Ms, ms)} | ${fmtSpread(c.floorAddedP99Ms, ms)} |`);
-      say(`| webhook minus floor (paired by round) | ${fmtSpread(c.overFloorP50Ms, ms)} | ${fmtSpread(c.overFloorP99Ms, ms)} |`);
+      say(
+        `| added by the floor (paired by round) | ${fmtSpread(c.floorAddedP50Ms, ms)} | ${fmtSpread(c.floorAddedP99Ms, ms)} |`,
+      );
+      say(
+        `| webhook minus floor (paired by round) | ${fmtSpread(c.overFloorP50Ms, ms)} | ${fmtSpread(c.overFloorP99Ms, ms)} |`,
+      );
     }
   };
   table('client-observed', clientObserved);
-  table(`apiserver-observed (audit log: request received to response complete, ${summary.apiserverAudited} of ${controlPlane.phases.reduce((sum, p) => sum + p.created, 0)} creates found)`, apiserverObserved);
+  table(
+    `apiserver-observed (audit log: request received to response complete, ${summary.apiserverAudited} of ${controlPlane.phases.reduce((sum, p) => sum + p.created, 0)} creates found)`,
+    apiserverObserved,
+  );
   say(
     `apiserver_admission_webhook_admission_duration_seconds (${summary.apiserverWebhookCalls} calls): mean ${fmtSpread(summary.apiserverWebhookMeanMs, ms)} ms${floorP.length > 0 ? ` (floor ${fmtSpread(summary.floorApiserverMeanMs, ms)} ms)` : ''}, ` +
       `${fmtSpread(summary.apiserverWebhookShareUnder5ms, (v) => `${(v * 100).toFixed(1)}%`)} ≤ 5 ms, p99 ≤ ${fmtSpread(summary.apiserverWebhookP99BoundMs, (v) => v.toFixed(0))} ms (bucket bound); ` +
@@ -516,7 +618,8 @@ interface TargetCheck {
   readonly met: boolean;
 }
 const targets: TargetCheck[] = [];
-const summaryOf = (scenario: string, server: string): ScenarioSummary | undefined => summaries[scenario]?.find((s) => s.server === server);
+const summaryOf = (scenario: string, server: string): ScenarioSummary | undefined =>
+  summaries[scenario]?.find((s) => s.server === server);
 const typicalWebhook = summaryOf('typical', 'webhook');
 if (typicalWebhook) {
   targets.push({
@@ -553,7 +656,9 @@ if (apiserverComparison && controlPlane) {
     target: `added apiserver-observed create p99 ≤ 10 ms at ${controlPlane.ratePerSecond} creates/s`,
     measured:
       `${fmtSpread(c.addedP99Ms, ms)} ms` +
-      (c.hasFloor ? ` (the floor answering with the same patch adds ${fmtSpread(c.floorAddedP99Ms, ms)}; webhook minus floor ${fmtSpread(c.overFloorP99Ms, ms)})` : ''),
+      (c.hasFloor
+        ? ` (the floor answering with the same patch adds ${fmtSpread(c.floorAddedP99Ms, ms)}; webhook minus floor ${fmtSpread(c.overFloorP99Ms, ms)})`
+        : ''),
     met: c.addedP99Ms.median <= 10,
   });
 }
@@ -567,8 +672,23 @@ if (targets.length > 0) {
 const result = {
   startedAt: started.toISOString(),
   finishedAt: new Date().toISOString(),
-  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem(), kernel: release(), node: process.version },
-  options: { rounds: ROUNDS, durationSeconds: DURATION, warmupSeconds: WARMUP, connections: CONNECTIONS, rate: RATE, rateConnections: RATE_CONNECTIONS, quick, servers: specs },
+  machine: {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    memoryBytes: totalmem(),
+    kernel: release(),
+    node: process.version,
+  },
+  options: {
+    rounds: ROUNDS,
+    durationSeconds: DURATION,
+    warmupSeconds: WARMUP,
+    connections: CONNECTIONS,
+    rate: RATE,
+    rateConnections: RATE_CONNECTIONS,
+    quick,
+    servers: specs,
+  },
   webhookLog: 'pino JSON at level info, one line per review, stdout redirected to a file',
   bodies: Object.fromEntries(BODY_NAMES.map((name) => [name, bodies[name].length])),
   answers,

@@ -19,7 +19,9 @@ if (values.patch === undefined) {
   process.exit(2);
 }
 const patch = resolve(values.patch);
-const out = resolve(values.out ?? join(tmpdir(), `acr-pull-webhook-variant-${basename(patch).replace(/\.(diff|patch)$/, '')}`));
+const out = resolve(
+  values.out ?? join(tmpdir(), `acr-pull-webhook-variant-${basename(patch).replace(/\.(diff|patch)$/, '')}`),
+);
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 for (const entry of ['src', 'certs-gen', 'tsconfig.json', 'tsconfig.build.json', 'package.json']) {
@@ -27,5 +29,8 @@ for (const entry of ['src', 'certs-gen', 'tsconfig.json', 'tsconfig.build.json',
 }
 symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'));
 execFileSync('git', ['apply', '--verbose', patch], { cwd: out, stdio: ['ignore', 'inherit', 'inherit'] });
-execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: out, stdio: 'inherit' });
+execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+  cwd: out,
+  stdio: 'inherit',
+});
 process.stdout.write(`${join(out, 'dist', 'src', 'cli', 'main.js')}\n`);

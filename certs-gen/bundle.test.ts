@@ -27,8 +27,13 @@ describe('desiredBundle', () => {
   });
 
   it('writes plain PEM blocks with \\n line ends, one after the other, base64-encoded', () => {
-    const text = Buffer.from(desiredBundle({ current: newCa.certPem, previous: oldCa.certPem }, now).caBundle, 'base64').toString();
-    expect(text).toMatch(/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n$/);
+    const text = Buffer.from(
+      desiredBundle({ current: newCa.certPem, previous: oldCa.certPem }, now).caBundle,
+      'base64',
+    ).toString();
+    expect(text).toMatch(
+      /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n$/,
+    );
     expect(text).not.toContain('\r');
   });
 
@@ -48,15 +53,34 @@ describe('planCaBundles', () => {
   it.each([
     ['an empty caBundle gets the new CA', settled, undefined, 'change'],
     ['a caBundle with only the old CA gets old and new during a rotation', rotating, b64(oldCa.certPem), 'change'],
-    ['a caBundle with old and new loses the old CA once the rotation is over', settled, b64(newCa.certPem, oldCa.certPem), 'change'],
-    ['a caBundle with the new CA twice is rewritten without the duplicate', settled, b64(newCa.certPem, newCa.certPem), 'change'],
+    [
+      'a caBundle with old and new loses the old CA once the rotation is over',
+      settled,
+      b64(newCa.certPem, oldCa.certPem),
+      'change',
+    ],
+    [
+      'a caBundle with the new CA twice is rewritten without the duplicate',
+      settled,
+      b64(newCa.certPem, newCa.certPem),
+      'change',
+    ],
     ['a caBundle that also trusts a stranger CA loses it', settled, b64(newCa.certPem, strangerCa.certPem), 'change'],
     ['a caBundle that is not PEM is replaced', settled, b64('garbage'), 'change'],
     ['a caBundle already holding exactly the CAs is left alone', rotating, rotating.caBundle, 'unchanged'],
-    ['a caBundle holding the same CAs in another order and with CRLF line ends is left alone', rotating, b64(oldCa.certPem, newCa.certPem), 'unchanged'],
+    [
+      'a caBundle holding the same CAs in another order and with CRLF line ends is left alone',
+      rotating,
+      b64(oldCa.certPem, newCa.certPem),
+      'unchanged',
+    ],
   ])('%s', (_case, desired, caBundle, outcome) => {
     const plan = planCaBundles([{ name: 'pods.acr-pull-webhook.io', caBundle }], desired);
-    expect(plan).toEqual(outcome === 'change' ? { change: ['pods.acr-pull-webhook.io'], unchanged: [] } : { change: [], unchanged: ['pods.acr-pull-webhook.io'] });
+    expect(plan).toEqual(
+      outcome === 'change'
+        ? { change: ['pods.acr-pull-webhook.io'], unchanged: [] }
+        : { change: [], unchanged: ['pods.acr-pull-webhook.io'] },
+    );
   });
 
   it('looks at every webhook of the configuration on its own', () => {
@@ -76,7 +100,11 @@ describe('trustedByEvery', () => {
   it.each([
     ['with no webhooks, nothing is trusted', [], []],
     ['one webhook trusts what its bundle holds', [b64(oldCa.certPem, newCa.certPem)], [oldCa, newCa]],
-    ['two webhooks trust only what both bundles hold', [b64(oldCa.certPem, newCa.certPem), b64(oldCa.certPem)], [oldCa]],
+    [
+      'two webhooks trust only what both bundles hold',
+      [b64(oldCa.certPem, newCa.certPem), b64(oldCa.certPem)],
+      [oldCa],
+    ],
     ['a webhook without a bundle makes the set empty', [b64(newCa.certPem), undefined], []],
   ])('%s', (_case, bundles, expected) => {
     const trusted = trustedByEvery(bundles.map((caBundle, index) => ({ name: `w${index}`, caBundle })));

@@ -24,7 +24,10 @@ export class BundleError extends Error {
 }
 
 /** Throws BundleError when the Secret has no CA the apiserver could use. */
-export function desiredBundle(cas: { current: string | undefined; previous: string | undefined }, now: Date): DesiredBundle {
+export function desiredBundle(
+  cas: { current: string | undefined; previous: string | undefined },
+  now: Date,
+): DesiredBundle {
   if (cas.current === undefined) throw new BundleError('has no ca.crt');
   const current = parseCa(cas.current);
   if (current === undefined) throw new BundleError('ca.crt is not a PEM CA certificate');
@@ -76,7 +79,9 @@ export function planCaBundles(webhooks: readonly WebhookBundle[], desired: Desir
 
 /** Fingerprints of the CAs that every webhook's caBundle holds (what the apiserver trusts for all of them). */
 export function trustedByEvery(webhooks: readonly WebhookBundle[]): Set<string> {
-  const [first, ...rest] = webhooks.map((webhook) => new Set(bundleCas(webhook.caBundle).map((ca) => ca.fingerprintSha256)));
+  const [first, ...rest] = webhooks.map(
+    (webhook) => new Set(bundleCas(webhook.caBundle).map((ca) => ca.fingerprintSha256)),
+  );
   if (first === undefined) return new Set();
   return new Set([...first].filter((fingerprint) => rest.every((set) => set.has(fingerprint))));
 }

@@ -32,26 +32,86 @@ describe('certs-gen', () => {
   });
 
   it.each([
-    ['no verb', [], "certs-gen: missing verb; run certs-gen --help\n"],
+    ['no verb', [], 'certs-gen: missing verb; run certs-gen --help\n'],
     ['an unknown verb', ['renew'], "certs-gen: unknown verb 'renew'; run certs-gen --help\n"],
-    ['create without --namespace', ['create', '--secret-name', 's', '--service', 'hook'], 'certs-gen: create: --namespace is required\n'],
-    ['create without --service', ['create', '--namespace', 'ns', '--secret-name', 's'], 'certs-gen: create: --service is required\n'],
-    ['create with a namespace that is not a DNS label', ['create', '--namespace', 'Team_A', '--secret-name', 's', '--service', 'hook'], "certs-gen: create: --namespace must be a DNS label (lowercase, at most 63 characters), got 'Team_A'\n"],
-    ['create with a Secret name that is not a DNS subdomain', ['create', '--namespace', 'ns', '--secret-name', 'tls/key', '--service', 'hook'], "certs-gen: create: --secret-name must be a DNS subdomain (lowercase, at most 253 characters), got 'tls/key'\n"],
-    ['create with an invalid extra IP address', ['create', '--namespace', 'ns', '--secret-name', 's', '--service', 'hook', '--ip', '10.0.0.300'], 'certs-gen: create: invalid IP address: "10.0.0.300"\n'],
-    ['create with a validity of zero days', ['create', '--namespace', 'ns', '--secret-name', 's', '--service', 'hook', '--validity', '0'], "certs-gen: --validity must be a whole number of days from 1 to 36500, got '0'\n"],
-    ['create with an option of patch only', ['create', '--namespace', 'ns', '--secret-name', 's', '--service', 'hook', '--out', 'x'], "certs-gen: Unknown option '--out'\n"],
-    ['patch without --webhook-config', ['patch', '--namespace', 'ns', '--secret-name', 's'], 'certs-gen: patch: --webhook-config is required\n'],
-    ['patch without --secret-name', ['patch', '--webhook-config', 'hook', '--namespace', 'ns'], 'certs-gen: patch: --secret-name is required\n'],
-    ['patch with an option of create only', ['patch', '--webhook-config', 'hook', '--namespace', 'ns', '--secret-name', 's', '--service', 'hook'], "certs-gen: Unknown option '--service'\n"],
+    [
+      'create without --namespace',
+      ['create', '--secret-name', 's', '--service', 'hook'],
+      'certs-gen: create: --namespace is required\n',
+    ],
+    [
+      'create without --service',
+      ['create', '--namespace', 'ns', '--secret-name', 's'],
+      'certs-gen: create: --service is required\n',
+    ],
+    [
+      'create with a namespace that is not a DNS label',
+      ['create', '--namespace', 'Team_A', '--secret-name', 's', '--service', 'hook'],
+      "certs-gen: create: --namespace must be a DNS label (lowercase, at most 63 characters), got 'Team_A'\n",
+    ],
+    [
+      'create with a Secret name that is not a DNS subdomain',
+      ['create', '--namespace', 'ns', '--secret-name', 'tls/key', '--service', 'hook'],
+      "certs-gen: create: --secret-name must be a DNS subdomain (lowercase, at most 253 characters), got 'tls/key'\n",
+    ],
+    [
+      'create with an invalid extra IP address',
+      ['create', '--namespace', 'ns', '--secret-name', 's', '--service', 'hook', '--ip', '10.0.0.300'],
+      'certs-gen: create: invalid IP address: "10.0.0.300"\n',
+    ],
+    [
+      'create with a validity of zero days',
+      ['create', '--namespace', 'ns', '--secret-name', 's', '--service', 'hook', '--validity', '0'],
+      "certs-gen: --validity must be a whole number of days from 1 to 36500, got '0'\n",
+    ],
+    [
+      'create with an option of patch only',
+      ['create', '--namespace', 'ns', '--secret-name', 's', '--service', 'hook', '--out', 'x'],
+      "certs-gen: Unknown option '--out'\n",
+    ],
+    [
+      'patch without --webhook-config',
+      ['patch', '--namespace', 'ns', '--secret-name', 's'],
+      'certs-gen: patch: --webhook-config is required\n',
+    ],
+    [
+      'patch without --secret-name',
+      ['patch', '--webhook-config', 'hook', '--namespace', 'ns'],
+      'certs-gen: patch: --secret-name is required\n',
+    ],
+    [
+      'patch with an option of create only',
+      ['patch', '--webhook-config', 'hook', '--namespace', 'ns', '--secret-name', 's', '--service', 'hook'],
+      "certs-gen: Unknown option '--service'\n",
+    ],
     ['local without --out', ['local'], 'certs-gen: local: --out DIR is required\n'],
     ['--out without a value', ['local', '--out'], "certs-gen: Option '--out <value>' argument missing\n"],
     ['an unknown option', ['local', '--out', 'x', '--force'], "certs-gen: Unknown option '--force'\n"],
-    ['a stray argument', ['local', '--out', 'x', 'y'], "certs-gen: Unexpected argument 'y'. This command does not take positional arguments\n"],
-    ['a validity of zero days', ['local', '--out', 'x', '--validity', '0'], "certs-gen: --validity must be a whole number of days from 1 to 36500, got '0'\n"],
-    ['a validity that is not a number', ['local', '--out', 'x', '--validity', '1y'], "certs-gen: --validity must be a whole number of days from 1 to 36500, got '1y'\n"],
-    ['an invalid IP address', ['local', '--out', 'x', '--ip', '10.0.0.300'], 'certs-gen: local: invalid IP address: "10.0.0.300"\n'],
-    ['an invalid DNS name', ['local', '--out', 'x', '--dns', 'under_score.example'], 'certs-gen: local: invalid DNS name: "under_score.example"\n'],
+    [
+      'a stray argument',
+      ['local', '--out', 'x', 'y'],
+      "certs-gen: Unexpected argument 'y'. This command does not take positional arguments\n",
+    ],
+    [
+      'a validity of zero days',
+      ['local', '--out', 'x', '--validity', '0'],
+      "certs-gen: --validity must be a whole number of days from 1 to 36500, got '0'\n",
+    ],
+    [
+      'a validity that is not a number',
+      ['local', '--out', 'x', '--validity', '1y'],
+      "certs-gen: --validity must be a whole number of days from 1 to 36500, got '1y'\n",
+    ],
+    [
+      'an invalid IP address',
+      ['local', '--out', 'x', '--ip', '10.0.0.300'],
+      'certs-gen: local: invalid IP address: "10.0.0.300"\n',
+    ],
+    [
+      'an invalid DNS name',
+      ['local', '--out', 'x', '--dns', 'under_score.example'],
+      'certs-gen: local: invalid DNS name: "under_score.example"\n',
+    ],
   ])('rejects %s as a usage error: exit 2, one line on stderr, nothing written', async (_case, args, message) => {
     expect(await certsGen(...args)).toEqual({ code: 2, stdout: '', stderr: message });
     expect(await readdir(scratch)).not.toContain('x');
@@ -61,13 +121,25 @@ describe('certs-gen', () => {
     const { code, stdout, stderr } = await certsGen('--help');
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     expect(stdout).toMatch(/^Usage: certs-gen <verb> \[options\]\n/);
-    expect(stdout).toContain('Exit codes:\n  0  success, including "nothing to change" and "waiting for patch"\n  1  failure');
+    expect(stdout).toContain(
+      'Exit codes:\n  0  success, including "nothing to change" and "waiting for patch"\n  1  failure',
+    );
     expect((await certsGen('local', '--help')).stdout).toBe(stdout);
   });
 
   it('writes ca.crt, tls.crt and a 0600 tls.key for local and exits 0', async () => {
     const out = join(scratch, 'certs');
-    const { code, stdout, stderr } = await certsGen('local', '--out', out, '--dns', 'dev.example', '--ip', '::1', '--validity', '7');
+    const { code, stdout, stderr } = await certsGen(
+      'local',
+      '--out',
+      out,
+      '--dns',
+      'dev.example',
+      '--ip',
+      '::1',
+      '--validity',
+      '7',
+    );
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     expect(stdout).toMatch(/^wrote .*ca\.crt, .*tls\.crt, .*tls\.key\ntls\.crt: dev\.example, ::1; valid until \d{4}-/);
     expect((await readdir(out)).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
@@ -77,17 +149,22 @@ describe('certs-gen', () => {
   it.each([
     ['create', ['create', '--namespace', 'ns', '--secret-name', 's', '--service', 'hook']],
     ['patch', ['patch', '--webhook-config', 'hook', '--namespace', 'ns', '--secret-name', 's']],
-  ])('reports an unreachable API for %s as a failure: exit 1, one line naming the server and the call', async (_verb, args) => {
-    // Port 39 of loopback: nothing listens there (and fetch does not bar it), so the connection is refused at once.
-    const kubeconfig = join(scratch, 'unreachable.kubeconfig');
-    await writeFile(
-      kubeconfig,
-      'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:39"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
-    );
-    const { code, stdout, stderr } = await certsGen(...args, '--kubeconfig', kubeconfig);
-    expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
-    expect(stderr).toMatch(/^certs-gen: cannot reach the Kubernetes API at https:\/\/127\.0\.0\.1:39 \(get (secrets "s" in namespace "ns"|mutatingwebhookconfigurations "hook")\): connect ECONNREFUSED 127\.0\.0\.1:39\n$/);
-  });
+  ])(
+    'reports an unreachable API for %s as a failure: exit 1, one line naming the server and the call',
+    async (_verb, args) => {
+      // Port 39 of loopback: nothing listens there (and fetch does not bar it), so the connection is refused at once.
+      const kubeconfig = join(scratch, 'unreachable.kubeconfig');
+      await writeFile(
+        kubeconfig,
+        'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:39"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
+      );
+      const { code, stdout, stderr } = await certsGen(...args, '--kubeconfig', kubeconfig);
+      expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
+      expect(stderr).toMatch(
+        /^certs-gen: cannot reach the Kubernetes API at https:\/\/127\.0\.0\.1:39 \(get (secrets "s" in namespace "ns"|mutatingwebhookconfigurations "hook")\): connect ECONNREFUSED 127\.0\.0\.1:39\n$/,
+      );
+    },
+  );
 
   it('reports a directory it cannot create as a failure: exit 1, one line on stderr', async () => {
     const { code, stdout, stderr } = await certsGen('local', '--out', join(scratch, 'missing', 'parent'));

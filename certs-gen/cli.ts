@@ -4,12 +4,7 @@
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { connect, loadKubeConfig } from './cluster.ts';
 import { checkSubjectAltNames, inspectCertificate, serviceDnsNames } from './generate.ts';
-import {
-  CA_VALIDITY_FACTOR,
-  LOCAL_DEFAULT_VALIDITY_DAYS,
-  buildLocalCertificates,
-  writeLocalFiles,
-} from './local.ts';
+import { CA_VALIDITY_FACTOR, LOCAL_DEFAULT_VALIDITY_DAYS, buildLocalCertificates, writeLocalFiles } from './local.ts';
 import { runCreate, runPatch } from './run.ts';
 
 const HELP = `Usage: certs-gen <verb> [options]
@@ -97,7 +92,9 @@ const verbs: Record<string, Verb> = {
       });
       const info = inspectCertificate(files['tls.crt'].contents);
       const names = [...info.dnsNames, ...info.ipAddresses].join(', ');
-      process.stdout.write(`wrote ${paths.join(', ')}\ntls.crt: ${names}; valid until ${info.notAfter.toISOString()}\n`);
+      process.stdout.write(
+        `wrote ${paths.join(', ')}\ntls.crt: ${names}; valid until ${info.notAfter.toISOString()}\n`,
+      );
     },
   },
   create: {
@@ -113,9 +110,27 @@ const verbs: Record<string, Verb> = {
     },
     async run(values) {
       const verb = 'create';
-      const namespace = requiredName(values, verb, 'namespace', DNS_LABEL, 'a DNS label (lowercase, at most 63 characters)');
-      const secretName = requiredName(values, verb, 'secret-name', DNS_SUBDOMAIN, 'a DNS subdomain (lowercase, at most 253 characters)');
-      const service = requiredName(values, verb, 'service', DNS_LABEL, 'a DNS label (lowercase, at most 63 characters)');
+      const namespace = requiredName(
+        values,
+        verb,
+        'namespace',
+        DNS_LABEL,
+        'a DNS label (lowercase, at most 63 characters)',
+      );
+      const secretName = requiredName(
+        values,
+        verb,
+        'secret-name',
+        DNS_SUBDOMAIN,
+        'a DNS subdomain (lowercase, at most 253 characters)',
+      );
+      const service = requiredName(
+        values,
+        verb,
+        'service',
+        DNS_LABEL,
+        'a DNS label (lowercase, at most 63 characters)',
+      );
       const webhookConfig = optionalName(values, verb, 'webhook-config');
       const dnsNames = [...serviceDnsNames(service, namespace), ...strings(values['dns'])];
       const ipAddresses = strings(values['ip']);
@@ -126,7 +141,14 @@ const verbs: Record<string, Verb> = {
       }
       const validityDays = parseValidity(values['validity']);
       const cluster = connect(loadKubeConfig(optionalString(values['kubeconfig'])));
-      const result = await runCreate(cluster, { namespace, secretName, webhookConfig, dnsNames, ipAddresses, validityDays });
+      const result = await runCreate(cluster, {
+        namespace,
+        secretName,
+        webhookConfig,
+        dnsNames,
+        ipAddresses,
+        validityDays,
+      });
       process.stdout.write(`${result.summary}\n`);
     },
   },
@@ -139,9 +161,27 @@ const verbs: Record<string, Verb> = {
     },
     async run(values) {
       const verb = 'patch';
-      const webhookConfig = requiredName(values, verb, 'webhook-config', DNS_SUBDOMAIN, 'a DNS subdomain (lowercase, at most 253 characters)');
-      const namespace = requiredName(values, verb, 'namespace', DNS_LABEL, 'a DNS label (lowercase, at most 63 characters)');
-      const secretName = requiredName(values, verb, 'secret-name', DNS_SUBDOMAIN, 'a DNS subdomain (lowercase, at most 253 characters)');
+      const webhookConfig = requiredName(
+        values,
+        verb,
+        'webhook-config',
+        DNS_SUBDOMAIN,
+        'a DNS subdomain (lowercase, at most 253 characters)',
+      );
+      const namespace = requiredName(
+        values,
+        verb,
+        'namespace',
+        DNS_LABEL,
+        'a DNS label (lowercase, at most 63 characters)',
+      );
+      const secretName = requiredName(
+        values,
+        verb,
+        'secret-name',
+        DNS_SUBDOMAIN,
+        'a DNS subdomain (lowercase, at most 253 characters)',
+      );
       const cluster = connect(loadKubeConfig(optionalString(values['kubeconfig'])));
       const result = await runPatch(cluster, { namespace, secretName, webhookConfig });
       process.stdout.write(`${result.summary}\n`);
@@ -164,7 +204,9 @@ function requiredName(values: Values, verb: string, flag: string, pattern: RegEx
 }
 
 function optionalName(values: Values, verb: string, flag: string): string | undefined {
-  return values[flag] === undefined ? undefined : requiredName(values, verb, flag, DNS_SUBDOMAIN, 'a DNS subdomain (lowercase, at most 253 characters)');
+  return values[flag] === undefined
+    ? undefined
+    : requiredName(values, verb, flag, DNS_SUBDOMAIN, 'a DNS subdomain (lowercase, at most 253 characters)');
 }
 
 function optionalString(value: unknown): string | undefined {
@@ -202,7 +244,9 @@ function parseValidity(raw: unknown): number {
   if (raw === undefined) return LOCAL_DEFAULT_VALIDITY_DAYS;
   const days = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
   if (!(days >= 1 && days <= MAX_VALIDITY_DAYS)) {
-    throw new UsageError(`--validity must be a whole number of days from 1 to ${MAX_VALIDITY_DAYS}, got '${String(raw)}'`);
+    throw new UsageError(
+      `--validity must be a whole number of days from 1 to ${MAX_VALIDITY_DAYS}, got '${String(raw)}'`,
+    );
   }
   return days;
 }

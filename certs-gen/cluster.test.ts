@@ -19,14 +19,20 @@ describe('describeFailure', () => {
   it.each([
     [
       'a 403 names the user, the verb and the resource',
-      status(403, 'secrets "hook-tls" is forbidden: User "system:serviceaccount:acr:certs-gen" cannot get resource "secrets" in API group "" in the namespace "acr"'),
+      status(
+        403,
+        'secrets "hook-tls" is forbidden: User "system:serviceaccount:acr:certs-gen" cannot get resource "secrets" in API group "" in the namespace "acr"',
+      ),
       getSecret,
       ClusterError,
       'forbidden (403): "system:serviceaccount:acr:certs-gen" may not get secrets "hook-tls" in namespace "acr"; grant verb "get" on secrets (see deploy/rbac/certs-gen.yaml)',
     ],
     [
       'a 403 on a cluster-scoped object has no namespace',
-      status(403, 'mutatingwebhookconfigurations.admissionregistration.k8s.io "hook" is forbidden: User "u" cannot patch resource'),
+      status(
+        403,
+        'mutatingwebhookconfigurations.admissionregistration.k8s.io "hook" is forbidden: User "u" cannot patch resource',
+      ),
       patchConfig,
       ClusterError,
       'forbidden (403): "u" may not patch mutatingwebhookconfigurations "hook"; grant verb "patch" on mutatingwebhookconfigurations (see deploy/rbac/certs-gen.yaml)',
@@ -38,12 +44,48 @@ describe('describeFailure', () => {
       ClusterError,
       'forbidden (403): these credentials may not set the ownerReferences of secrets "hook-tls" in namespace "acr": the OwnerReferencesPermissionEnforcement admission plugin also requires verb "delete" on secrets (see certs-gen/README.md, RBAC)',
     ],
-    ['a 401 names where the credentials came from', status(401, 'Unauthorized'), getSecret, ClusterError, `the Kubernetes API at ${server} rejected the credentials from kubeconfig /k (401 Unauthorized)`],
-    ['a 409 is a conflict to retry', status(409, 'the object has been modified'), getSecret, ConflictError, 'get secrets "hook-tls" in namespace "acr": conflict: the object has been modified'],
-    ['another status quotes the API message on one line', status(422, 'Secret "x" is invalid:\n data: too long'), getSecret, ClusterError, 'get secrets "hook-tls" in namespace "acr": HTTP 422: Secret "x" is invalid: data: too long'],
-    ['a refused connection says the API is unreachable', fetchFailed(refused), getSecret, ClusterError, `cannot reach the Kubernetes API at ${server} (get secrets "hook-tls" in namespace "acr"): connect ECONNREFUSED 10.0.0.1:443`],
-    ['an unknown host says the API is unreachable', fetchFailed(unknownHost), getSecret, ClusterError, `cannot reach the Kubernetes API at ${server} (get secrets "hook-tls" in namespace "acr"): getaddrinfo ENOTFOUND api.example`],
-    ['a timeout says how long it waited', timeout, patchConfig, ClusterError, `cannot reach the Kubernetes API at ${server} (patch mutatingwebhookconfigurations "hook"): no answer within 15 s`],
+    [
+      'a 401 names where the credentials came from',
+      status(401, 'Unauthorized'),
+      getSecret,
+      ClusterError,
+      `the Kubernetes API at ${server} rejected the credentials from kubeconfig /k (401 Unauthorized)`,
+    ],
+    [
+      'a 409 is a conflict to retry',
+      status(409, 'the object has been modified'),
+      getSecret,
+      ConflictError,
+      'get secrets "hook-tls" in namespace "acr": conflict: the object has been modified',
+    ],
+    [
+      'another status quotes the API message on one line',
+      status(422, 'Secret "x" is invalid:\n data: too long'),
+      getSecret,
+      ClusterError,
+      'get secrets "hook-tls" in namespace "acr": HTTP 422: Secret "x" is invalid: data: too long',
+    ],
+    [
+      'a refused connection says the API is unreachable',
+      fetchFailed(refused),
+      getSecret,
+      ClusterError,
+      `cannot reach the Kubernetes API at ${server} (get secrets "hook-tls" in namespace "acr"): connect ECONNREFUSED 10.0.0.1:443`,
+    ],
+    [
+      'an unknown host says the API is unreachable',
+      fetchFailed(unknownHost),
+      getSecret,
+      ClusterError,
+      `cannot reach the Kubernetes API at ${server} (get secrets "hook-tls" in namespace "acr"): getaddrinfo ENOTFOUND api.example`,
+    ],
+    [
+      'a timeout says how long it waited',
+      timeout,
+      patchConfig,
+      ClusterError,
+      `cannot reach the Kubernetes API at ${server} (patch mutatingwebhookconfigurations "hook"): no answer within 15 s`,
+    ],
   ])('%s', (_case, error, request, type, message) => {
     const described = describeFailure(error, request, server, 'kubeconfig /k');
     expect(described).toBeInstanceOf(type);
@@ -68,7 +110,12 @@ describe('loadKubeConfig', () => {
 
   it.each([
     ['--kubeconfig wins over KUBECONFIG', file, { KUBECONFIG: '/nowhere' }, `kubeconfig ${file}`],
-    ['KUBECONFIG is used when there is no flag and no cluster', undefined, { KUBECONFIG: `${file}:/other` }, `kubeconfig ${file} (KUBECONFIG)`],
+    [
+      'KUBECONFIG is used when there is no flag and no cluster',
+      undefined,
+      { KUBECONFIG: `${file}:/other` },
+      `kubeconfig ${file} (KUBECONFIG)`,
+    ],
   ])('%s', (_case, flag, env, source) => {
     const loaded = loadKubeConfig(flag, { HOME: dir, ...env });
     expect(loaded.source).toBe(source);
@@ -76,8 +123,18 @@ describe('loadKubeConfig', () => {
   });
 
   it.each([
-    ['a --kubeconfig that does not exist', join(dir, 'missing'), {}, /^cannot load kubeconfig .*missing: ENOENT: no such file or directory/],
-    ['no flag, no cluster, no KUBECONFIG and no ~/.kube/config', undefined, {}, /^no cluster credentials: not running in a cluster, and neither --kubeconfig, KUBECONFIG nor ~\/.kube\/config$/],
+    [
+      'a --kubeconfig that does not exist',
+      join(dir, 'missing'),
+      {},
+      /^cannot load kubeconfig .*missing: ENOENT: no such file or directory/,
+    ],
+    [
+      'no flag, no cluster, no KUBECONFIG and no ~/.kube/config',
+      undefined,
+      {},
+      /^no cluster credentials: not running in a cluster, and neither --kubeconfig, KUBECONFIG nor ~\/.kube\/config$/,
+    ],
   ])('fails in one line given %s', (_case, flag, env, message) => {
     expect(() => loadKubeConfig(flag, { HOME: dir, ...env })).toThrow(message);
   });

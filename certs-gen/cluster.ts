@@ -55,7 +55,11 @@ export interface Cluster {
   /** WebhookConfigurationNotFound naming the configuration when there is none. */
   readWebhookConfiguration(name: string): Promise<V1MutatingWebhookConfiguration>;
   /** Sets caBundle of the named webhooks; ConflictError when resourceVersion is no longer current. */
-  patchCaBundles(name: string, resourceVersion: string, changes: readonly CaBundleChange[]): Promise<V1MutatingWebhookConfiguration>;
+  patchCaBundles(
+    name: string,
+    resourceVersion: string,
+    changes: readonly CaBundleChange[],
+  ): Promise<V1MutatingWebhookConfiguration>;
 }
 
 export interface KubeConfigSource {
@@ -68,7 +72,10 @@ export interface KubeConfigSource {
  * --kubeconfig when given; otherwise the pod's ServiceAccount when running in a cluster; otherwise
  * KUBECONFIG, then ~/.kube/config.
  */
-export function loadKubeConfig(kubeconfigFlag: string | undefined, env: NodeJS.ProcessEnv = process.env): KubeConfigSource {
+export function loadKubeConfig(
+  kubeconfigFlag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): KubeConfigSource {
   const kubeConfig = new KubeConfig();
   const fromFile = (file: string, source: string): KubeConfigSource => {
     try {
@@ -76,7 +83,8 @@ export function loadKubeConfig(kubeconfigFlag: string | undefined, env: NodeJS.P
     } catch (error) {
       throw new ClusterError(`cannot load kubeconfig ${file}: ${oneLine(error)}`);
     }
-    if (kubeConfig.getCurrentCluster() === null) throw new ClusterError(`kubeconfig ${file} has no current context with a cluster`);
+    if (kubeConfig.getCurrentCluster() === null)
+      throw new ClusterError(`kubeconfig ${file} has no current context with a cluster`);
     return { kubeConfig, source };
   };
   if (kubeconfigFlag !== undefined) return fromFile(kubeconfigFlag, `kubeconfig ${kubeconfigFlag}`);
@@ -88,7 +96,9 @@ export function loadKubeConfig(kubeconfigFlag: string | undefined, env: NodeJS.P
   if (fromEnv !== undefined) return fromFile(fromEnv, `kubeconfig ${fromEnv} (KUBECONFIG)`);
   const home = join(env['HOME'] ?? homedir(), '.kube', 'config');
   if (existsSync(home)) return fromFile(home, `kubeconfig ${home}`);
-  throw new ClusterError('no cluster credentials: not running in a cluster, and neither --kubeconfig, KUBECONFIG nor ~/.kube/config');
+  throw new ClusterError(
+    'no cluster credentials: not running in a cluster, and neither --kubeconfig, KUBECONFIG nor ~/.kube/config',
+  );
 }
 
 export function connect(source: KubeConfigSource): Cluster {
@@ -96,7 +106,11 @@ export function connect(source: KubeConfigSource): Cluster {
   const server = kubeConfig.getCurrentCluster()?.server ?? '(no server)';
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const admission = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
-  const call = async <T>(what: Request, run: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>, options = timeoutOptions()): Promise<T> => {
+  const call = async <T>(
+    what: Request,
+    run: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>,
+    options = timeoutOptions(),
+  ): Promise<T> => {
     try {
       return await run(options);
     } catch (error) {
@@ -107,7 +121,9 @@ export function connect(source: KubeConfigSource): Cluster {
     server,
     async readSecret(namespace, name) {
       try {
-        return await call({ verb: 'get', resource: 'secrets', name, namespace }, (options) => core.readNamespacedSecret({ namespace, name }, options));
+        return await call({ verb: 'get', resource: 'secrets', name, namespace }, (options) =>
+          core.readNamespacedSecret({ namespace, name }, options),
+        );
       } catch (error) {
         if (error instanceof NotFound) return undefined;
         throw error;
@@ -116,8 +132,9 @@ export function connect(source: KubeConfigSource): Cluster {
     async createSecret(secret) {
       const namespace = secret.metadata?.namespace ?? '';
       try {
-        return await call({ verb: 'create', resource: 'secrets', name: secret.metadata?.name ?? '', namespace }, (options) =>
-          core.createNamespacedSecret({ namespace, body: secret }, options),
+        return await call(
+          { verb: 'create', resource: 'secrets', name: secret.metadata?.name ?? '', namespace },
+          (options) => core.createNamespacedSecret({ namespace, body: secret }, options),
         );
       } catch (error) {
         if (error instanceof NotFound) throw new ClusterError(`namespace "${namespace}" not found at ${server}`);
@@ -127,13 +144,18 @@ export function connect(source: KubeConfigSource): Cluster {
     replaceSecret(secret) {
       const namespace = secret.metadata?.namespace ?? '';
       const name = secret.metadata?.name ?? '';
-      return call({ verb: 'update', resource: 'secrets', name, namespace }, (options) => core.replaceNamespacedSecret({ namespace, name, body: secret }, options));
+      return call({ verb: 'update', resource: 'secrets', name, namespace }, (options) =>
+        core.replaceNamespacedSecret({ namespace, name, body: secret }, options),
+      );
     },
     async readWebhookConfiguration(name) {
       try {
-        return await call({ verb: 'get', resource: 'mutatingwebhookconfigurations', name }, (options) => admission.readMutatingWebhookConfiguration({ name }, options));
+        return await call({ verb: 'get', resource: 'mutatingwebhookconfigurations', name }, (options) =>
+          admission.readMutatingWebhookConfiguration({ name }, options),
+        );
       } catch (error) {
-        if (error instanceof NotFound) throw new WebhookConfigurationNotFound(`MutatingWebhookConfiguration "${name}" not found at ${server}`);
+        if (error instanceof NotFound)
+          throw new WebhookConfigurationNotFound(`MutatingWebhookConfiguration "${name}" not found at ${server}`);
         throw error;
       }
     },
@@ -167,13 +189,18 @@ class NotFound extends ClusterError {}
 export function describeFailure(error: unknown, request: Request, server: string, credentials: string): Error {
   const target = `${request.resource} "${request.name}"${request.namespace === undefined ? '' : ` in namespace "${request.namespace}"`}`;
   if (!(error instanceof ApiException)) {
-    return new ClusterError(`cannot reach the Kubernetes API at ${server} (${request.verb} ${target}): ${transportReason(error)}`);
+    return new ClusterError(
+      `cannot reach the Kubernetes API at ${server} (${request.verb} ${target}): ${transportReason(error)}`,
+    );
   }
   const status = error.code;
   const message = apiMessage(error.body);
   if (status === 409) return new ConflictError(`${request.verb} ${target}: conflict: ${message}`);
   if (status === 404) return new NotFound(`${request.verb} ${target}: not found`);
-  if (status === 401) return new ClusterError(`the Kubernetes API at ${server} rejected the credentials from ${credentials} (401 Unauthorized)`);
+  if (status === 401)
+    return new ClusterError(
+      `the Kubernetes API at ${server} rejected the credentials from ${credentials} (401 Unauthorized)`,
+    );
   if (status === 403) {
     const user = /User "([^"]*)"/.exec(message)?.[1];
     const who = user === undefined ? 'these credentials' : `"${user}"`;
@@ -184,7 +211,9 @@ export function describeFailure(error: unknown, request: Request, server: string
         `forbidden (403): ${who} may not set the ownerReferences of ${target}: the OwnerReferencesPermissionEnforcement admission plugin also requires verb "delete" on ${request.resource} (see certs-gen/README.md, RBAC)`,
       );
     }
-    return new ClusterError(`forbidden (403): ${who} may not ${request.verb} ${target}; grant verb "${request.verb}" on ${request.resource} (see deploy/rbac/certs-gen.yaml)`);
+    return new ClusterError(
+      `forbidden (403): ${who} may not ${request.verb} ${target}; grant verb "${request.verb}" on ${request.resource} (see deploy/rbac/certs-gen.yaml)`,
+    );
   }
   return new ClusterError(`${request.verb} ${target}: HTTP ${status}: ${message}`);
 }
@@ -206,7 +235,12 @@ function apiMessage(body: unknown): string {
 function transportReason(error: unknown): string {
   if (error instanceof Error && error.name === 'TimeoutError') return `no answer within ${REQUEST_TIMEOUT_MS / 1000} s`;
   const cause = error instanceof Error ? (error.cause as (Error & { code?: string }) | undefined) : undefined;
-  if (cause instanceof Error) return oneLine(cause.code !== undefined && !cause.message.includes(cause.code) ? `${cause.code}: ${cause.message}` : cause.message);
+  if (cause instanceof Error)
+    return oneLine(
+      cause.code !== undefined && !cause.message.includes(cause.code)
+        ? `${cause.code}: ${cause.message}`
+        : cause.message,
+    );
   return oneLine(error);
 }
 

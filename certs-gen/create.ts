@@ -109,7 +109,10 @@ function decideUngated(stored: StoredCertificates | undefined, want: Wanted, now
   if (stored === undefined) return { step: 'create', reason: 'the Secret does not exist' };
   const serving = servingPair(stored);
   const ca = checkCa(stored, now);
-  const servingVsCa = serving.ok && stored.caCertPem !== undefined ? verifyServingPair(serving.pair, stored.caCertPem, now) : notOk(serving);
+  const servingVsCa =
+    serving.ok && stored.caCertPem !== undefined
+      ? verifyServingPair(serving.pair, stored.caCertPem, now)
+      : notOk(serving);
 
   if (!ca.usable) {
     // The serving certificate still verifies (e.g. only ca.key was lost): rotate without a gap.
@@ -117,22 +120,37 @@ function decideUngated(stored: StoredCertificates | undefined, want: Wanted, now
   }
 
   const previous = stored.previousCaCertPem;
-  const servingVsPrevious = previous !== undefined && serving.ok && !servingVsCa.ok ? verifyServingPair(serving.pair, previous, now) : undefined;
-  if (servingVsPrevious?.ok === true) return { step: 'switch-serving', reason: 'tls.crt is still signed by the previous CA' };
+  const servingVsPrevious =
+    previous !== undefined && serving.ok && !servingVsCa.ok
+      ? verifyServingPair(serving.pair, previous, now)
+      : undefined;
+  if (servingVsPrevious?.ok === true)
+    return { step: 'switch-serving', reason: 'tls.crt is still signed by the previous CA' };
 
   const fits = servingWouldFit(ca.info, want.validityDays, now);
   if (!servingVsCa.ok) {
-    const reason = servingVsPrevious === undefined || servingVsPrevious.ok ? servingVsCa.reason : `${servingVsCa.reason}; against the previous CA: ${servingVsPrevious.reason}`;
+    const reason =
+      servingVsPrevious === undefined || servingVsPrevious.ok
+        ? servingVsCa.reason
+        : `${servingVsCa.reason}; against the previous CA: ${servingVsPrevious.reason}`;
     return fits
       ? { step: 'renew-serving', reason }
       : { step: 'replace-all', reason: `${reason}, and the CA ends before a new serving certificate would` };
   }
   // servingVsCa.ok implies serving.ok and a ca.crt.
-  const renewal = needsRenewal(serving.ok ? serving.pair : { certPem: '', keyPem: '' }, stored.caCertPem ?? '', want, now);
+  const renewal = needsRenewal(
+    serving.ok ? serving.pair : { certPem: '', keyPem: '' },
+    stored.caCertPem ?? '',
+    want,
+    now,
+  );
   if (renewal.renew) {
     return fits
       ? { step: 'renew-serving', reason: renewal.reason }
-      : { step: 'stage-ca', reason: `${renewal.reason}, and the CA ends (${ca.info.notAfter.toISOString()}) before a new serving certificate would` };
+      : {
+          step: 'stage-ca',
+          reason: `${renewal.reason}, and the CA ends (${ca.info.notAfter.toISOString()}) before a new serving certificate would`,
+        };
   }
   if (previous !== undefined) {
     const retired = previousRetired(previous, stored, ca.info, now);
@@ -142,7 +160,10 @@ function decideUngated(stored: StoredCertificates | undefined, want: Wanted, now
   // Same rule as the serving certificate; with the CA living ten times as long, a rotation has
   // years to complete. While a previous CA is still retained, a new rotation waits for it to go.
   if (ca.info.notAfter.getTime() - now.getTime() < caLifetime / 3 && previous === undefined) {
-    return { step: 'stage-ca', reason: `less than a third of the CA's validity left (expires ${ca.info.notAfter.toISOString()})` };
+    return {
+      step: 'stage-ca',
+      reason: `less than a third of the CA's validity left (expires ${ca.info.notAfter.toISOString()})`,
+    };
   }
   const info = inspectCertificate(serving.ok ? serving.pair.certPem : '');
   const lifetime = info.notAfter.getTime() - info.notBefore.getTime();
@@ -154,7 +175,12 @@ function decideUngated(stored: StoredCertificates | undefined, want: Wanted, now
  * (the only impure part): a new CA for create/replace-all/stage-ca, a new serving pair for
  * create/replace-all/renew-serving/switch-serving.
  */
-export function carryOut(step: CreateStep, stored: StoredCertificates | undefined, want: Wanted, now: Date): StoredCertificates | undefined {
+export function carryOut(
+  step: CreateStep,
+  stored: StoredCertificates | undefined,
+  want: Wanted,
+  now: Date,
+): StoredCertificates | undefined {
   switch (step.step) {
     case 'keep':
     case 'wait-for-bundle':
@@ -168,14 +194,23 @@ export function carryOut(step: CreateStep, stored: StoredCertificates | undefine
     case 'stage-ca': {
       const current = required(stored);
       const ca = generateCa({ validityDays: want.validityDays * CA_VALIDITY_FACTOR, now });
-      return { ...current, caCertPem: ca.certPem, caKeyPem: ca.keyPem, previousCaCertPem: current.caCertPem, previousCaUntil: undefined };
+      return {
+        ...current,
+        caCertPem: ca.certPem,
+        caKeyPem: ca.keyPem,
+        previousCaCertPem: current.caCertPem,
+        previousCaUntil: undefined,
+      };
     }
     case 'renew-serving': {
       const current = required(stored);
       const serving = issue(currentCa(current), want, now);
       // A replica may still serve an older pair (it refuses broken files and keeps what it has), so
       // a previous CA stays for the grace period at least.
-      const until = current.previousCaCertPem === undefined ? undefined : (current.previousCaUntil ?? new Date(now.getTime() + PREVIOUS_CA_GRACE_MS));
+      const until =
+        current.previousCaCertPem === undefined
+          ? undefined
+          : (current.previousCaUntil ?? new Date(now.getTime() + PREVIOUS_CA_GRACE_MS));
       return fromPairs(serving, currentCa(current), current.previousCaCertPem, until);
     }
     case 'switch-serving': {
@@ -227,7 +262,12 @@ export function storedFromSecret(secret: V1Secret): StoredCertificates {
  * The Secret to write. On update it carries the existing metadata, resourceVersion included, so the
  * write fails with a conflict if another run changed the Secret since it was read.
  */
-export function secretManifest(namespace: string, name: string, stored: StoredCertificates, existing?: V1Secret): V1Secret {
+export function secretManifest(
+  namespace: string,
+  name: string,
+  stored: StoredCertificates,
+  existing?: V1Secret,
+): V1Secret {
   const data: Record<string, string> = {};
   const put = (key: string, value: string | undefined): void => {
     if (value !== undefined) data[key] = Buffer.from(value, 'utf8').toString('base64');
@@ -239,7 +279,9 @@ export function secretManifest(namespace: string, name: string, stored: StoredCe
   put('ca-previous.crt', stored.previousCaCertPem);
   const { [PREVIOUS_CA_UNTIL_ANNOTATION]: _dropped, ...otherAnnotations } = existing?.metadata?.annotations ?? {};
   const annotations =
-    stored.previousCaUntil === undefined ? otherAnnotations : { ...otherAnnotations, [PREVIOUS_CA_UNTIL_ANNOTATION]: stored.previousCaUntil.toISOString() };
+    stored.previousCaUntil === undefined
+      ? otherAnnotations
+      : { ...otherAnnotations, [PREVIOUS_CA_UNTIL_ANNOTATION]: stored.previousCaUntil.toISOString() };
   const { managedFields: _managed, ...metadata } = existing?.metadata ?? { name, namespace };
   return {
     apiVersion: 'v1',
@@ -286,11 +328,13 @@ function checkCa(stored: StoredCertificates, now: Date): CaCheck {
     return { usable: false, reason: 'ca.crt is not a PEM certificate' };
   }
   if (!cert.ca) return { usable: false, reason: 'ca.crt is not a CA certificate' };
-  if (now < cert.validFromDate) return { usable: false, reason: `ca.crt is not valid until ${cert.validFromDate.toISOString()}` };
+  if (now < cert.validFromDate)
+    return { usable: false, reason: `ca.crt is not valid until ${cert.validFromDate.toISOString()}` };
   if (now > cert.validToDate) return { usable: false, reason: `ca.crt expired at ${cert.validToDate.toISOString()}` };
   if (stored.caKeyPem === undefined) return { usable: false, reason: 'ca.key is missing' };
   try {
-    if (!cert.checkPrivateKey(createPrivateKey(stored.caKeyPem))) return { usable: false, reason: 'ca.key does not belong to ca.crt' };
+    if (!cert.checkPrivateKey(createPrivateKey(stored.caKeyPem)))
+      return { usable: false, reason: 'ca.key does not belong to ca.crt' };
   } catch {
     return { usable: false, reason: 'ca.key is not a PEM private key' };
   }
@@ -302,7 +346,12 @@ function servingWouldFit(ca: CertificateInfo, validityDays: number, now: Date): 
   return Math.floor(now.getTime() / 1000) * 1000 + validityDays * DAY_MS <= ca.notAfter.getTime();
 }
 
-function previousRetired(previousPem: string, stored: StoredCertificates, ca: CertificateInfo, now: Date): string | undefined {
+function previousRetired(
+  previousPem: string,
+  stored: StoredCertificates,
+  ca: CertificateInfo,
+  now: Date,
+): string | undefined {
   let previous: CertificateInfo;
   try {
     previous = inspectCertificate(previousPem);
@@ -311,21 +360,40 @@ function previousRetired(previousPem: string, stored: StoredCertificates, ca: Ce
   }
   if (previous.fingerprintSha256 === ca.fingerprintSha256) return 'ca-previous.crt is the current CA';
   if (now > previous.notAfter) return `the previous CA expired at ${previous.notAfter.toISOString()}`;
-  if (stored.previousCaUntil === undefined) return `no ${PREVIOUS_CA_UNTIL_ANNOTATION} annotation says how long to keep it`;
-  if (now >= stored.previousCaUntil) return `the previous CA was to be kept until ${stored.previousCaUntil.toISOString()}`;
+  if (stored.previousCaUntil === undefined)
+    return `no ${PREVIOUS_CA_UNTIL_ANNOTATION} annotation says how long to keep it`;
+  if (now >= stored.previousCaUntil)
+    return `the previous CA was to be kept until ${stored.previousCaUntil.toISOString()}`;
   return undefined;
 }
 
 function issue(ca: PemPair, want: Wanted, now: Date): PemPair {
-  return generateServingCertificate(ca, { dnsNames: want.dnsNames, ipAddresses: want.ipAddresses, validityDays: want.validityDays, now });
+  return generateServingCertificate(ca, {
+    dnsNames: want.dnsNames,
+    ipAddresses: want.ipAddresses,
+    validityDays: want.validityDays,
+    now,
+  });
 }
 
 function currentCa(stored: StoredCertificates): PemPair {
   return { certPem: stored.caCertPem ?? '', keyPem: stored.caKeyPem ?? '' };
 }
 
-function fromPairs(serving: PemPair, ca: PemPair, previousCaCertPem: string | undefined, previousCaUntil: Date | undefined): StoredCertificates {
-  return { servingCertPem: serving.certPem, servingKeyPem: serving.keyPem, caCertPem: ca.certPem, caKeyPem: ca.keyPem, previousCaCertPem, previousCaUntil };
+function fromPairs(
+  serving: PemPair,
+  ca: PemPair,
+  previousCaCertPem: string | undefined,
+  previousCaUntil: Date | undefined,
+): StoredCertificates {
+  return {
+    servingCertPem: serving.certPem,
+    servingKeyPem: serving.keyPem,
+    caCertPem: ca.certPem,
+    caKeyPem: ca.keyPem,
+    previousCaCertPem,
+    previousCaUntil,
+  };
 }
 
 function required(stored: StoredCertificates | undefined): StoredCertificates {

@@ -42,7 +42,9 @@ describe('generateCa', () => {
     expect(cert.verify(cert.publicKey)).toBe(true);
     expect(forge.pki.oids[forge.pki.certificateFromPem(ca.certPem).signatureOid]).toBe('sha256WithRSAEncryption');
     expect(inspectCertificate(ca.certPem)).toMatchObject({ isCa: true, subjectCommonName: 'acr-pull-webhook-ca' });
-    expect(inspectCertificate(otherCa.certPem).fingerprintSha256).not.toBe(inspectCertificate(ca.certPem).fingerprintSha256);
+    expect(inspectCertificate(otherCa.certPem).fingerprintSha256).not.toBe(
+      inspectCertificate(ca.certPem).fingerprintSha256,
+    );
   });
 
   it('takes a custom common name', () => {
@@ -64,7 +66,9 @@ describe('generateServingCertificate', () => {
   it("points its authorityKeyIdentifier at the CA's subjectKeyIdentifier", () => {
     const aki = forge.asn1.fromDer(extension(serving.certPem, 'authorityKeyIdentifier')['value'] as string);
     const keyIdentifier = (aki.value as forge.asn1.Asn1[])[0]?.value as string;
-    expect(forge.util.bytesToHex(keyIdentifier)).toBe(extension(ca.certPem, 'subjectKeyIdentifier')['subjectKeyIdentifier']);
+    expect(forge.util.bytesToHex(keyIdentifier)).toBe(
+      extension(ca.certPem, 'subjectKeyIdentifier')['subjectKeyIdentifier'],
+    );
   });
 
   it('lists exactly the requested DNS names and IP addresses as SANs', () => {
@@ -112,11 +116,13 @@ describe('generateServingCertificate', () => {
     ['an IPv6 zone', { ipAddresses: ['fe80::1%eth0'] }, /invalid IP address/],
     ['zero days of validity', { validityDays: 0 }, /positive whole number of days, got 0/],
     ['fractional days of validity', { validityDays: 1.5 }, /positive whole number of days, got 1.5/],
-    ['a validity longer than the CA', { validityDays: 3651 }, /would expire after its CA \(CA notAfter 2036-02-27T12:00:00.000Z\)/],
+    [
+      'a validity longer than the CA',
+      { validityDays: 3651 },
+      /would expire after its CA \(CA notAfter 2036-02-27T12:00:00.000Z\)/,
+    ],
   ])('refuses %s', (_case, override, message) => {
-    expect(() =>
-      generateServingCertificate(ca, { ...names, validityDays: 30, now, ...override }),
-    ).toThrow(message);
+    expect(() => generateServingCertificate(ca, { ...names, validityDays: 30, now, ...override })).toThrow(message);
   });
 
   it.each([
@@ -167,12 +173,36 @@ describe('verifyServingPair', () => {
     ['a fresh pair against its own CA', serving, ca.certPem, at(0), undefined],
     ['a pair inside the 5-minute backdating', serving, ca.certPem, at(-4 * 60 * 1000), undefined],
     ['a pair on its last day', serving, ca.certPem, at(89 * DAY), undefined],
-    ['a pair before its notBefore', serving, ca.certPem, at(-6 * 60 * 1000), /not valid until 2026-03-01T11:55:00.000Z/],
-    ['a pair after its notAfter', serving, ca.certPem, at(90 * DAY + 1000), /^certificate expired at 2026-05-30T12:00:00.000Z/],
+    [
+      'a pair before its notBefore',
+      serving,
+      ca.certPem,
+      at(-6 * 60 * 1000),
+      /not valid until 2026-03-01T11:55:00.000Z/,
+    ],
+    [
+      'a pair after its notAfter',
+      serving,
+      ca.certPem,
+      at(90 * DAY + 1000),
+      /^certificate expired at 2026-05-30T12:00:00.000Z/,
+    ],
     ['a pair against another CA', serving, otherCa.certPem, at(0), /not issued by the given CA/],
-    ['a certificate with the key of its sibling', { ...serving, keyPem: sibling.keyPem }, ca.certPem, at(0), /private key does not match/],
+    [
+      'a certificate with the key of its sibling',
+      { ...serving, keyPem: sibling.keyPem },
+      ca.certPem,
+      at(0),
+      /private key does not match/,
+    ],
     ['a leaf passed as the CA', serving, sibling.certPem, at(0), /not a CA/],
-    ['a certificate that is not PEM', { ...serving, certPem: 'garbage' }, ca.certPem, at(0), /cannot parse certificate/],
+    [
+      'a certificate that is not PEM',
+      { ...serving, certPem: 'garbage' },
+      ca.certPem,
+      at(0),
+      /cannot parse certificate/,
+    ],
     ['a key that is not PEM', { ...serving, keyPem: 'garbage' }, ca.certPem, at(0), /cannot use private key/],
   ])('%s', (_case, pair: PemPair, caPem: string, when: Date, failure: RegExp | undefined) => {
     const result = verifyServingPair(pair, caPem, when);
@@ -195,15 +225,57 @@ describe('needsRenewal', () => {
   // Lifetime is 90 days + 5 minutes, so renewal starts a little over 30 days before notAfter.
   it.each([
     ['a fresh pair with the same names', serving, ca.certPem, names, at(0), undefined],
-    ['the same names in another order and case', serving, ca.certPem, { dnsNames: ['WEBHOOK.acr.svc', 'localhost'], ipAddresses: ['0:0::1', '127.0.0.1'] }, at(0), undefined],
+    [
+      'the same names in another order and case',
+      serving,
+      ca.certPem,
+      { dnsNames: ['WEBHOOK.acr.svc', 'localhost'], ipAddresses: ['0:0::1', '127.0.0.1'] },
+      at(0),
+      undefined,
+    ],
     ['a pair with 31 days left', serving, ca.certPem, names, at(59), undefined],
-    ['a pair with 29 days left', serving, ca.certPem, names, at(61), /less than a third of the validity left \(expires 2026-05-30T12:00:00.000Z\)/],
+    [
+      'a pair with 29 days left',
+      serving,
+      ca.certPem,
+      names,
+      at(61),
+      /less than a third of the validity left \(expires 2026-05-30T12:00:00.000Z\)/,
+    ],
     ['an expired pair', serving, ca.certPem, names, at(91), /expired at/],
-    ['a pair missing a wanted DNS name', serving, ca.certPem, { ...names, dnsNames: [...names.dnsNames, 'extra.example'] }, at(0), /^names changed: .*want \[.*DNS:extra.example/],
-    ['a pair with a DNS name no longer wanted', serving, ca.certPem, { ...names, dnsNames: ['localhost'] }, at(0), /^names changed/],
-    ['a pair with a different IP address', serving, ca.certPem, { ...names, ipAddresses: ['127.0.0.2', '::1'] }, at(0), /^names changed/],
+    [
+      'a pair missing a wanted DNS name',
+      serving,
+      ca.certPem,
+      { ...names, dnsNames: [...names.dnsNames, 'extra.example'] },
+      at(0),
+      /^names changed: .*want \[.*DNS:extra.example/,
+    ],
+    [
+      'a pair with a DNS name no longer wanted',
+      serving,
+      ca.certPem,
+      { ...names, dnsNames: ['localhost'] },
+      at(0),
+      /^names changed/,
+    ],
+    [
+      'a pair with a different IP address',
+      serving,
+      ca.certPem,
+      { ...names, ipAddresses: ['127.0.0.2', '::1'] },
+      at(0),
+      /^names changed/,
+    ],
     ['a pair from another CA', serving, otherCa.certPem, names, at(0), /not issued by the given CA/],
-    ['a pair with a mismatched key', { ...serving, keyPem: sibling.keyPem }, ca.certPem, names, at(0), /private key does not match/],
+    [
+      'a pair with a mismatched key',
+      { ...serving, keyPem: sibling.keyPem },
+      ca.certPem,
+      names,
+      at(0),
+      /private key does not match/,
+    ],
     ['an unparseable certificate', { ...serving, certPem: '' }, ca.certPem, names, at(0), /cannot parse certificate/],
   ])('%s', (_case, pair: PemPair, caPem: string, want, when: Date, reason: RegExp | undefined) => {
     const result = needsRenewal(pair, caPem, want, when);

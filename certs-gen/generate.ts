@@ -118,7 +118,12 @@ export function checkSubjectAltNames(dnsNames: readonly string[], ipAddresses: r
 
 /** The names a client inside the cluster may use for a Service: short, namespaced and fully qualified. */
 export function serviceDnsNames(service: string, namespace: string): string[] {
-  return [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`];
+  return [
+    service,
+    `${service}.${namespace}`,
+    `${service}.${namespace}.svc`,
+    `${service}.${namespace}.svc.cluster.local`,
+  ];
 }
 
 export function inspectCertificate(certPem: string): CertificateInfo {
@@ -167,7 +172,8 @@ export function verifyServingPair(
     ['certificate', cert],
     ['CA certificate', ca],
   ] as const) {
-    if (now < c.validFromDate) return { ok: false, reason: `${what} is not valid until ${c.validFromDate.toISOString()}` };
+    if (now < c.validFromDate)
+      return { ok: false, reason: `${what} is not valid until ${c.validFromDate.toISOString()}` };
     if (now > c.validToDate) return { ok: false, reason: `${what} expired at ${c.validToDate.toISOString()}` };
   }
   return { ok: true };

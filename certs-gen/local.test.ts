@@ -62,7 +62,9 @@ describe('local output', () => {
   it.each([
     ['X509v3 Extended Key Usage: \n                TLS Web Server Authentication'],
     ['X509v3 Key Usage: critical\n                Digital Signature, Key Encipherment'],
-    ['X509v3 Subject Alternative Name: \n                DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1\n'],
+    [
+      'X509v3 Subject Alternative Name: \n                DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1\n',
+    ],
     ['Signature Algorithm: sha256WithRSAEncryption'],
     ['Public-Key: (2048 bit)'],
   ])('shows %j in openssl x509 -text', async (text) => {
@@ -75,8 +77,9 @@ describe('local output', () => {
     let port: number;
 
     beforeAll(async () => {
-      server = tls.createServer({ cert: await readFile(file('tls.crt')), key: await readFile(file('tls.key')) }, (socket) =>
-        socket.end('ok'),
+      server = tls.createServer(
+        { cert: await readFile(file('tls.crt')), key: await readFile(file('tls.key')) },
+        (socket) => socket.end('ok'),
       );
       server.listen(0, '127.0.0.1');
       await once(server, 'listening');
@@ -99,8 +102,18 @@ describe('local output', () => {
     it.each([
       ['trusting only ca.crt, with servername localhost', 'connected', 'ca.crt', { servername: 'localhost' }],
       ['trusting only ca.crt, by IP 127.0.0.1 without a servername', 'connected', 'ca.crt', {}],
-      ['trusting only ca.crt, checking a name not in the SANs', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ca.crt', { servername: 'elsewhere.example' }],
-      ['trusting only ca.crt, checking the subject CN', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ca.crt', { servername: 'acr-pull-webhook' }],
+      [
+        'trusting only ca.crt, checking a name not in the SANs',
+        'ERR_TLS_CERT_ALTNAME_INVALID',
+        'ca.crt',
+        { servername: 'elsewhere.example' },
+      ],
+      [
+        'trusting only ca.crt, checking the subject CN',
+        'ERR_TLS_CERT_ALTNAME_INVALID',
+        'ca.crt',
+        { servername: 'acr-pull-webhook' },
+      ],
       ["trusting only Node's default CAs", 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'default', { servername: 'localhost' }],
     ])('a client %s gets %s', async (_case, outcome, trust, options: tls.ConnectionOptions) => {
       const ca = trust === 'ca.crt' ? { ca: await readFile(file('ca.crt')) } : {};

@@ -32,7 +32,13 @@ export type OwnerStep =
   | { readonly step: 'not-ours' };
 
 export function ownerReferenceTo(configuration: WebhookConfigurationId): V1OwnerReference {
-  return { apiVersion: OWNER_API_VERSION, kind: OWNER_KIND, name: configuration.name, uid: configuration.uid, controller: false };
+  return {
+    apiVersion: OWNER_API_VERSION,
+    kind: OWNER_KIND,
+    name: configuration.name,
+    uid: configuration.uid,
+    controller: false,
+  };
 }
 
 /** What to do with the ownerReferences of the Secret whose metadata is given. */
@@ -40,10 +46,19 @@ export function decideOwner(secret: V1ObjectMeta | undefined, configuration: Web
   if (secret?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE) return { step: 'not-ours' };
   const current = secret.ownerReferences ?? [];
   const isThisConfiguration = (reference: V1OwnerReference): boolean =>
-    reference.kind === OWNER_KIND && reference.apiVersion.split('/')[0] === OWNER_GROUP && reference.name === configuration.name;
+    reference.kind === OWNER_KIND &&
+    reference.apiVersion.split('/')[0] === OWNER_GROUP &&
+    reference.name === configuration.name;
   const previous = current.filter(isThisConfiguration);
   if (previous.length === 1 && previous[0]?.uid === configuration.uid) return { step: 'keep' };
-  const ownerReferences = [...current.filter((reference) => !isThisConfiguration(reference)), ownerReferenceTo(configuration)];
+  const ownerReferences = [
+    ...current.filter((reference) => !isThisConfiguration(reference)),
+    ownerReferenceTo(configuration),
+  ];
   if (previous.length === 0) return { step: 'add', ownerReferences };
-  return { step: 'replace', staleUids: previous.map((reference) => reference.uid).filter((uid) => uid !== configuration.uid), ownerReferences };
+  return {
+    step: 'replace',
+    staleUids: previous.map((reference) => reference.uid).filter((uid) => uid !== configuration.uid),
+    ownerReferences,
+  };
 }

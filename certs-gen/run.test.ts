@@ -3,7 +3,13 @@
 import type { V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { bundleCas } from './bundle.ts';
-import { ClusterError, ConflictError, WebhookConfigurationNotFound, type CaBundleChange, type Cluster } from './cluster.ts';
+import {
+  ClusterError,
+  ConflictError,
+  WebhookConfigurationNotFound,
+  type CaBundleChange,
+  type Cluster,
+} from './cluster.ts';
 import { storedFromSecret } from './create.ts';
 import { inspectCertificate } from './generate.ts';
 import { WRITE_ATTEMPTS, runCreate, runPatch, type CreateOptions } from './run.ts';
@@ -47,12 +53,14 @@ class FakeCluster implements Cluster {
   }
   async replaceSecret(secret: V1Secret) {
     await this.interleave();
-    if (secret.metadata?.resourceVersion !== this.secret?.metadata?.resourceVersion) throw new ConflictError('modified');
+    if (secret.metadata?.resourceVersion !== this.secret?.metadata?.resourceVersion)
+      throw new ConflictError('modified');
     this.writes.push('update');
     return (this.secret = this.stamp(secret));
   }
   async readWebhookConfiguration(name: string) {
-    if (this.configuration === undefined) throw new WebhookConfigurationNotFound(`MutatingWebhookConfiguration "${name}" not found`);
+    if (this.configuration === undefined)
+      throw new WebhookConfigurationNotFound(`MutatingWebhookConfiguration "${name}" not found`);
     return structuredClone(this.configuration);
   }
   async patchCaBundles(_name: string, resourceVersion: string, changes: readonly CaBundleChange[]) {
@@ -108,7 +116,9 @@ describe('runCreate', () => {
     const result = await runCreate(cluster, renamed, clock);
     expect(result.step.step).toBe('keep');
     expect(cluster.writes).toEqual(['create', 'update']);
-    expect(inspectCertificate(storedFromSecret(cluster.secret ?? {}).servingCertPem ?? '').dnsNames).toContain('extra.example');
+    expect(inspectCertificate(storedFromSecret(cluster.secret ?? {}).servingCertPem ?? '').dnsNames).toContain(
+      'extra.example',
+    );
   });
 
   it(`gives up after ${WRITE_ATTEMPTS} conflicting writes in a row, saying so`, async () => {
@@ -125,26 +135,39 @@ describe('runCreate', () => {
   it('refuses to touch a Secret of the same name that is not ours', async () => {
     const cluster = new FakeCluster();
     cluster.secret = { metadata: { name: 'hook-tls', namespace: 'ns' }, type: 'kubernetes.io/tls', data: {} };
-    await expect(runCreate(cluster, options, clock)).rejects.toThrow(/^Secret ns\/hook-tls exists but is not managed by certs-gen/);
+    await expect(runCreate(cluster, options, clock)).rejects.toThrow(
+      /^Secret ns\/hook-tls exists but is not managed by certs-gen/,
+    );
     expect(cluster.writes).toEqual([]);
   });
 
   it('with --webhook-config naming a configuration that does not exist (yet), renews at once: no webhook is called, nothing can fail', async () => {
     const cluster = new FakeCluster();
     await runCreate(cluster, options, clock);
-    const result = await runCreate(cluster, { ...options, webhookConfig: 'not-installed', dnsNames: ['renamed'] }, clock);
+    const result = await runCreate(
+      cluster,
+      { ...options, webhookConfig: 'not-installed', dnsNames: ['renamed'] },
+      clock,
+    );
     expect(result.step.step).toBe('renew-serving');
   });
 
   it('fills a Secret made beforehand, empty but labelled as ours, with an update (so RBAC needs no create)', async () => {
     const cluster = new FakeCluster();
     cluster.secret = {
-      metadata: { name: 'hook-tls', namespace: 'ns', resourceVersion: '1', labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' } },
+      metadata: {
+        name: 'hook-tls',
+        namespace: 'ns',
+        resourceVersion: '1',
+        labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' },
+      },
       type: 'kubernetes.io/tls',
       data: { 'tls.crt': '', 'tls.key': '' },
     };
     const result = await runCreate(cluster, options, clock);
-    expect(result.summary).toMatch(/^replaced the CA and serving certificate in Secret ns\/hook-tls \(ca.crt is missing\)/);
+    expect(result.summary).toMatch(
+      /^replaced the CA and serving certificate in Secret ns\/hook-tls \(ca.crt is missing\)/,
+    );
     expect(cluster.writes).toEqual(['update']);
   });
 
@@ -163,7 +186,9 @@ describe('runCreate', () => {
     expect(reads).toBe(0);
     const waiting = await runCreate(cluster, gated, clock);
     expect(waiting.step.step).toBe('wait-for-bundle');
-    expect(waiting.summary).toMatch(/^waiting: Secret ns\/hook-tls keeps its serving certificate \(names changed: .*run patch first\)$/);
+    expect(waiting.summary).toMatch(
+      /^waiting: Secret ns\/hook-tls keeps its serving certificate \(names changed: .*run patch first\)$/,
+    );
     await runPatch(cluster, { namespace: 'ns', secretName: 'hook-tls', webhookConfig: 'hook' }, clock);
     reads = 0;
     expect((await runCreate(cluster, gated, clock)).step.step).toBe('renew-serving');
@@ -188,10 +213,22 @@ describe('runPatch', () => {
       expect(bundleCas(webhook.clientConfig.caBundle).map((entry) => entry.fingerprintSha256)).toEqual([ca]);
     }
     const second = await runPatch(cluster, patchOptions, clock);
-    expect(second).toEqual({ changed: [], owner: 'keep', summary: expect.stringMatching(/^unchanged: every caBundle of the 2 webhooks in MutatingWebhookConfiguration hook holds [0-9A-F:]{23}$/) });
+    expect(second).toEqual({
+      changed: [],
+      owner: 'keep',
+      summary: expect.stringMatching(
+        /^unchanged: every caBundle of the 2 webhooks in MutatingWebhookConfiguration hook holds [0-9A-F:]{23}$/,
+      ),
+    });
     expect(cluster.writes).toEqual(['create', 'patch a.acr-pull-webhook.io,b.acr-pull-webhook.io', 'update']);
     expect(cluster.secret?.metadata?.ownerReferences).toEqual([
-      { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', name: 'hook', uid: 'uid-1', controller: false },
+      {
+        apiVersion: 'admissionregistration.k8s.io/v1',
+        kind: 'MutatingWebhookConfiguration',
+        name: 'hook',
+        uid: 'uid-1',
+        controller: false,
+      },
     ]);
   });
 
@@ -204,7 +241,9 @@ describe('runPatch', () => {
     cluster.secret = { ...cluster.secret, metadata };
     const result = await runPatch(cluster, patchOptions, clock);
     expect(result).toMatchObject({ changed: [], owner: 'add' });
-    expect(result.summary).toMatch(/^unchanged: every caBundle .*; Secret ns\/hook-tls now has an ownerReference to the configuration \(uid uid-1\)/);
+    expect(result.summary).toMatch(
+      /^unchanged: every caBundle .*; Secret ns\/hook-tls now has an ownerReference to the configuration \(uid uid-1\)/,
+    );
     expect(cluster.secret?.metadata?.ownerReferences?.map((reference) => reference.uid)).toEqual(['uid-1']);
   });
 
@@ -215,7 +254,10 @@ describe('runPatch', () => {
     await runPatch(cluster, patchOptions, clock);
     const secret = cluster.secret ?? {};
     const other = { apiVersion: 'v1', kind: 'ConfigMap', name: 'keep-me', uid: 'uid-cm' };
-    cluster.secret = { ...secret, metadata: { ...secret.metadata, ownerReferences: [other, ...(secret.metadata?.ownerReferences ?? [])] } };
+    cluster.secret = {
+      ...secret,
+      metadata: { ...secret.metadata, ownerReferences: [other, ...(secret.metadata?.ownerReferences ?? [])] },
+    };
     cluster.configuration = { ...cluster.configuration, metadata: { ...cluster.configuration.metadata, uid: 'uid-2' } };
     const result = await runPatch(cluster, patchOptions, clock);
     expect(result.owner).toBe('replace');
@@ -236,7 +278,9 @@ describe('runPatch', () => {
     };
     expect((await runPatch(cluster, patchOptions, clock)).owner).toBe('add');
     expect(cluster.writes).toEqual(['create', 'patch a.acr-pull-webhook.io', 'update', 'update']);
-    expect(inspectCertificate(storedFromSecret(cluster.secret ?? {}).servingCertPem ?? '').dnsNames).toContain('extra.example');
+    expect(inspectCertificate(storedFromSecret(cluster.secret ?? {}).servingCertPem ?? '').dnsNames).toContain(
+      'extra.example',
+    );
     expect(cluster.secret?.metadata?.ownerReferences?.map((reference) => reference.uid)).toEqual(['uid-1']);
   });
 
@@ -253,11 +297,16 @@ describe('runPatch', () => {
     const cluster = new FakeCluster();
     await runCreate(cluster, options, clock);
     const secret = cluster.secret ?? {};
-    cluster.secret = { ...secret, metadata: { ...secret.metadata, labels: { 'app.kubernetes.io/managed-by': 'someone-else' } } };
+    cluster.secret = {
+      ...secret,
+      metadata: { ...secret.metadata, labels: { 'app.kubernetes.io/managed-by': 'someone-else' } },
+    };
     cluster.configuration = configurationWith('a.acr-pull-webhook.io');
     const result = await runPatch(cluster, patchOptions, clock);
     expect(result).toMatchObject({ changed: ['a.acr-pull-webhook.io'], owner: 'not-ours' });
-    expect(result.summary).toMatch(/; Secret ns\/hook-tls is not labelled app.kubernetes.io\/managed-by=acr-pull-webhook, so it gets no ownerReference$/);
+    expect(result.summary).toMatch(
+      /; Secret ns\/hook-tls is not labelled app.kubernetes.io\/managed-by=acr-pull-webhook, so it gets no ownerReference$/,
+    );
     expect(cluster.writes).toEqual(['create', 'patch a.acr-pull-webhook.io']);
     expect(cluster.secret?.metadata?.ownerReferences).toBeUndefined();
   });
@@ -269,7 +318,12 @@ describe('runPatch', () => {
     cluster.beforeWrite = async () => {
       const configuration = cluster.configuration;
       if (configuration === undefined) return;
-      configuration.webhooks?.push({ name: 'late.acr-pull-webhook.io', clientConfig: {}, sideEffects: 'None', admissionReviewVersions: ['v1'] });
+      configuration.webhooks?.push({
+        name: 'late.acr-pull-webhook.io',
+        clientConfig: {},
+        sideEffects: 'None',
+        admissionReviewVersions: ['v1'],
+      });
       configuration.metadata = { ...configuration.metadata, resourceVersion: '99' };
     };
     const result = await runPatch(cluster, patchOptions, clock);
@@ -277,10 +331,25 @@ describe('runPatch', () => {
   });
 
   it.each([
-    ['no Secret', undefined, configurationWith('a'), /^Secret ns\/hook-tls not found at https:\/\/fake; run certs-gen create first$/],
-    ['a Secret without ca.crt', { metadata: { name: 'hook-tls' }, data: {} }, configurationWith('a'), /^Secret ns\/hook-tls has no ca.crt; run certs-gen create to repair it$/],
+    [
+      'no Secret',
+      undefined,
+      configurationWith('a'),
+      /^Secret ns\/hook-tls not found at https:\/\/fake; run certs-gen create first$/,
+    ],
+    [
+      'a Secret without ca.crt',
+      { metadata: { name: 'hook-tls' }, data: {} },
+      configurationWith('a'),
+      /^Secret ns\/hook-tls has no ca.crt; run certs-gen create to repair it$/,
+    ],
     ['no webhook configuration', 'created', undefined, /^MutatingWebhookConfiguration "hook" not found$/],
-    ['a configuration without webhooks', 'created', configurationWith(), /^MutatingWebhookConfiguration hook has no webhooks$/],
+    [
+      'a configuration without webhooks',
+      'created',
+      configurationWith(),
+      /^MutatingWebhookConfiguration hook has no webhooks$/,
+    ],
   ] as const)('fails in one line given %s', async (_case, secret, configuration, message) => {
     const cluster = new FakeCluster();
     if (secret === 'created') await runCreate(cluster, options, clock);

@@ -5,7 +5,14 @@
 import type { V1Secret } from '@kubernetes/client-node';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../src/constants.ts';
 import { ClusterError, ConflictError, WebhookConfigurationNotFound, type Cluster } from './cluster.ts';
-import { BundleError, desiredBundle, planCaBundles, trustedByEvery, type DesiredBundle, type WebhookBundle } from './bundle.ts';
+import {
+  BundleError,
+  desiredBundle,
+  planCaBundles,
+  trustedByEvery,
+  type DesiredBundle,
+  type WebhookBundle,
+} from './bundle.ts';
 import {
   carryOut,
   decideCreate,
@@ -36,7 +43,11 @@ export interface CreateResult {
   readonly summary: string;
 }
 
-export async function runCreate(cluster: Cluster, options: CreateOptions, clock: () => Date = () => new Date()): Promise<CreateResult> {
+export async function runCreate(
+  cluster: Cluster,
+  options: CreateOptions,
+  clock: () => Date = () => new Date(),
+): Promise<CreateResult> {
   const where = `Secret ${options.namespace}/${options.secretName}`;
   for (let attempt = 1; attempt <= WRITE_ATTEMPTS; attempt++) {
     const existing = await cluster.readSecret(options.namespace, options.secretName);
@@ -76,7 +87,9 @@ export async function runCreate(cluster: Cluster, options: CreateOptions, clock:
       summary: `${summarize(step, where)}; tls.crt valid until ${serving.notAfter.toISOString()}, ca.crt ${shortFingerprint(ca.fingerprintSha256)} valid until ${ca.notAfter.toISOString()}`,
     };
   }
-  throw new ClusterError(`${where} changed under every one of ${WRITE_ATTEMPTS} attempts to write it; is another certs-gen running in a loop?`);
+  throw new ClusterError(
+    `${where} changed under every one of ${WRITE_ATTEMPTS} attempts to write it; is another certs-gen running in a loop?`,
+  );
 }
 
 function summarize(step: CreateStep, where: string): string {
@@ -118,23 +131,33 @@ export interface PatchResult {
  * garbage collector deletes the Secret with it). The caBundle goes first: it is what admissions
  * depend on, and a failure to set the owner must not leave it unset.
  */
-export async function runPatch(cluster: Cluster, options: PatchOptions, clock: () => Date = () => new Date()): Promise<PatchResult> {
+export async function runPatch(
+  cluster: Cluster,
+  options: PatchOptions,
+  clock: () => Date = () => new Date(),
+): Promise<PatchResult> {
   const where = `Secret ${options.namespace}/${options.secretName}`;
   const secret = await cluster.readSecret(options.namespace, options.secretName);
-  if (secret === undefined) throw new ClusterError(`${where} not found at ${cluster.server}; run certs-gen create first`);
+  if (secret === undefined)
+    throw new ClusterError(`${where} not found at ${cluster.server}; run certs-gen create first`);
   const stored = storedFromSecret(secret);
   let desired;
   try {
     desired = desiredBundle({ current: stored.caCertPem, previous: stored.previousCaCertPem }, clock());
   } catch (error) {
-    if (error instanceof BundleError) throw new ClusterError(`${where} ${error.message}; run certs-gen create to repair it`);
+    if (error instanceof BundleError)
+      throw new ClusterError(`${where} ${error.message}; run certs-gen create to repair it`);
     throw error;
   }
   const cas = desired.cas.map((ca) => shortFingerprint(ca.fingerprintSha256)).join(' + ');
   const what = `MutatingWebhookConfiguration ${options.webhookConfig}`;
   const bundles = await patchBundles(cluster, options.webhookConfig, desired, what, cas);
   const owner = await setOwner(cluster, options, secret, bundles.configuration, where);
-  return { changed: bundles.changed, owner: owner.step, summary: owner.summary === undefined ? bundles.summary : `${bundles.summary}; ${owner.summary}` };
+  return {
+    changed: bundles.changed,
+    owner: owner.step,
+    summary: owner.summary === undefined ? bundles.summary : `${bundles.summary}; ${owner.summary}`,
+  };
 }
 
 async function patchBundles(
@@ -152,7 +175,12 @@ async function patchBundles(
     const webhooks = webhookBundles(configuration.webhooks);
     if (webhooks.length === 0) throw new ClusterError(`${what} has no webhooks`);
     const plan = planCaBundles(webhooks, desired);
-    if (plan.change.length === 0) return { changed: [], configuration: id, summary: `unchanged: every caBundle of the ${webhooks.length} webhooks in ${what} holds ${cas}` };
+    if (plan.change.length === 0)
+      return {
+        changed: [],
+        configuration: id,
+        summary: `unchanged: every caBundle of the ${webhooks.length} webhooks in ${what} holds ${cas}`,
+      };
     try {
       await cluster.patchCaBundles(
         name,
@@ -163,7 +191,11 @@ async function patchBundles(
       if (error instanceof ConflictError) continue;
       throw error;
     }
-    return { changed: plan.change, configuration: id, summary: `patched the caBundle of ${plan.change.length} of ${webhooks.length} webhooks in ${what} to ${cas}` };
+    return {
+      changed: plan.change,
+      configuration: id,
+      summary: `patched the caBundle of ${plan.change.length} of ${webhooks.length} webhooks in ${what} to ${cas}`,
+    };
   }
   throw new ClusterError(`${what} changed under every one of ${WRITE_ATTEMPTS} attempts to patch it`);
 }
@@ -188,7 +220,10 @@ async function setOwner(
       case 'keep':
         return { step: step.step, summary: undefined };
       case 'not-ours':
-        return { step: step.step, summary: `${where} is not labelled ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}, so it gets no ownerReference` };
+        return {
+          step: step.step,
+          summary: `${where} is not labelled ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}, so it gets no ownerReference`,
+        };
       case 'add':
       case 'replace': {
         const { managedFields: _managed, ...metadata } = secret.metadata ?? {};
@@ -198,7 +233,10 @@ async function setOwner(
           if (error instanceof ConflictError) continue;
           throw error;
         }
-        const stale = step.step === 'replace' && step.staleUids.length > 0 ? `, replacing stale uid ${step.staleUids.join(', ')}` : '';
+        const stale =
+          step.step === 'replace' && step.staleUids.length > 0
+            ? `, replacing stale uid ${step.staleUids.join(', ')}`
+            : '';
         return {
           step: step.step,
           summary: `${where} now has an ownerReference to the configuration (uid ${configuration.uid}${stale}), so the Secret is garbage-collected with it`,
@@ -209,6 +247,8 @@ async function setOwner(
   throw new ClusterError(`${where} changed under every one of ${WRITE_ATTEMPTS} attempts to set its ownerReference`);
 }
 
-function webhookBundles(webhooks: readonly { name: string; clientConfig: { caBundle?: string } }[] | undefined): WebhookBundle[] {
+function webhookBundles(
+  webhooks: readonly { name: string; clientConfig: { caBundle?: string } }[] | undefined,
+): WebhookBundle[] {
   return (webhooks ?? []).map((webhook) => ({ name: webhook.name, caBundle: webhook.clientConfig.caBundle }));
 }

@@ -16,7 +16,9 @@ const root = resolve(import.meta.dirname, '..');
 const runDir = join(root, '.run', 'demo');
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
-say('==> Building the control-plane tools if missing (the first build takes about 10 minutes on 2 cores; later runs take seconds)');
+say(
+  '==> Building the control-plane tools if missing (the first build takes about 10 minutes on 2 cores; later runs take seconds)',
+);
 const build = spawnSync('bash', [join(root, 'tools', 'build.sh')], { stdio: 'inherit' });
 if (build.status !== 0) {
   say('tools/build.sh failed; see above.');
@@ -26,7 +28,11 @@ if (build.status !== 0) {
 rmSync(runDir, { recursive: true, force: true });
 mkdirSync(runDir, { recursive: true });
 say('==> Starting etcd and kube-apiserver on loopback');
-const controlPlane = await startControlPlane({ dir: join(runDir, 'control-plane'), keepDir: false, log: (line) => say(`    ${line}`) });
+const controlPlane = await startControlPlane({
+  dir: join(runDir, 'control-plane'),
+  keepDir: false,
+  log: (line) => say(`    ${line}`),
+});
 let webhook: Awaited<ReturnType<typeof startWebhookProcess>> | undefined;
 
 const cleanup = async (): Promise<void> => {
@@ -38,7 +44,10 @@ const cleanup = async (): Promise<void> => {
 
 try {
   const certDir = join(runDir, 'certs');
-  await writeLocalFiles(certDir, buildLocalCertificates({ dnsNames: [], ipAddresses: [], validityDays: 30, now: new Date() }));
+  await writeLocalFiles(
+    certDir,
+    buildLocalCertificates({ dnsNames: [], ipAddresses: [], validityDays: 30, now: new Date() }),
+  );
   say('==> Starting acr-pull-webhook serve on https://127.0.0.1:8443 (health on http://127.0.0.1:8080)');
   webhook = await startWebhookProcess({
     config: join(root, 'examples', 'config.yaml'),
@@ -50,8 +59,15 @@ try {
   });
   const kc = controlPlane.kubeConfig;
   await createNamespace(kc, 'demo', { [INJECT_LABEL]: INJECT_ENABLED });
-  say(`==> Registering the MutatingWebhookConfiguration; namespace "demo" is labelled ${INJECT_LABEL}=${INJECT_ENABLED}`);
-  await registerWebhook(kc, { name: 'acr-pull-webhook', port: webhook.port, caPem: readFileSync(join(certDir, 'ca.crt'), 'utf8'), probeNamespace: 'demo' });
+  say(
+    `==> Registering the MutatingWebhookConfiguration; namespace "demo" is labelled ${INJECT_LABEL}=${INJECT_ENABLED}`,
+  );
+  await registerWebhook(kc, {
+    name: 'acr-pull-webhook',
+    port: webhook.port,
+    caPem: readFileSync(join(certDir, 'ca.crt'), 'utf8'),
+    probeNamespace: 'demo',
+  });
 
   const core = kc.makeApiClient(CoreV1Api);
   await core.createNamespacedPod({
@@ -68,13 +84,19 @@ try {
     },
   });
   const stored = await core.readNamespacedPod({ name: 'web', namespace: 'demo' });
-  say('==> Created pod demo/web (images myregistry.azurecr.io/team/app:v1, contoso.azurecr.cn/tools/migrate:2.1, nginx:1.27).');
+  say(
+    '==> Created pod demo/web (images myregistry.azurecr.io/team/app:v1, contoso.azurecr.cn/tools/migrate:2.1, nginx:1.27).',
+  );
   say(`    The apiserver stored: spec.imagePullSecrets = ${JSON.stringify(stored.spec?.imagePullSecrets ?? [])}`);
   say('');
   say('Try it yourself (the control plane keeps running until Ctrl-C):');
   say(`  export KUBECONFIG=${controlPlane.kubeconfigPath}`);
-  say(`  kubectl run hello -n demo --image=myregistry.azurecr.io/hello:1 && kubectl get pod hello -n demo -o jsonpath='{.spec.imagePullSecrets}'`);
-  say(`  curl -s --cacert ${join(certDir, 'ca.crt')} -H 'Content-Type: application/json' --data @examples/admission-review.json https://127.0.0.1:8443/mutate`);
+  say(
+    `  kubectl run hello -n demo --image=myregistry.azurecr.io/hello:1 && kubectl get pod hello -n demo -o jsonpath='{.spec.imagePullSecrets}'`,
+  );
+  say(
+    `  curl -s --cacert ${join(certDir, 'ca.crt')} -H 'Content-Type: application/json' --data @examples/admission-review.json https://127.0.0.1:8443/mutate`,
+  );
   say('  curl -s http://127.0.0.1:8080/metrics | grep acr_pull_webhook');
   say(`  webhook log: ${webhook.logFile}`);
 } catch (error) {

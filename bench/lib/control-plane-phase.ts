@@ -120,7 +120,10 @@ function histogramDelta(before: HistogramSample, after: HistogramSample): Webhoo
   return {
     count,
     meanMs: count === 0 ? Number.NaN : ((after.sum - before.sum) / count) * 1000,
-    buckets: bounds.map((le) => ({ le, share: count === 0 ? Number.NaN : ((after.buckets.get(le) ?? 0) - (before.buckets.get(le) ?? 0)) / count })),
+    buckets: bounds.map((le) => ({
+      le,
+      share: count === 0 ? Number.NaN : ((after.buckets.get(le) ?? 0) - (before.buckets.get(le) ?? 0)) / count,
+    })),
   };
 }
 
@@ -135,7 +138,10 @@ function chartConfiguration(configFile: string): (port: number, caPem: string) =
     secretName: entry.secretName,
     credentials: { token: { name: 'bench', password: 'not-a-real-password' } },
   }));
-  const rendered = findObject<V1MutatingWebhookConfiguration>(renderChart({ values: { registries } }), 'MutatingWebhookConfiguration');
+  const rendered = findObject<V1MutatingWebhookConfiguration>(
+    renderChart({ values: { registries } }),
+    'MutatingWebhookConfiguration',
+  );
   return (port, caPem) => ({
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'MutatingWebhookConfiguration',
@@ -183,7 +189,12 @@ export function auditedCreateLatencies(text: string, fromMs: number, toMs: numbe
     if (line === '') continue;
     const event = JSON.parse(line) as AuditEvent;
     if (event.stage !== 'ResponseComplete' || event.verb !== 'create' || event.objectRef?.resource !== 'pods') continue;
-    if (event.objectRef.namespace !== NAMESPACE || event.responseStatus?.code !== 201 || event.requestURI?.includes('dryRun') === true) continue;
+    if (
+      event.objectRef.namespace !== NAMESPACE ||
+      event.responseStatus?.code !== 201 ||
+      event.requestURI?.includes('dryRun') === true
+    )
+      continue;
     const received = microTimeMs(event.requestReceivedTimestamp ?? '');
     if (received < fromMs || received > toMs) continue;
     latencies.push(microTimeMs(event.stageTimestamp ?? '') - received);
@@ -218,7 +229,8 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
     await createNamespace(kc, NAMESPACE, { [INJECT_LABEL]: INJECT_ENABLED });
     const user = kc.getCurrentUser();
     const cluster = kc.getCurrentCluster();
-    if (!user?.certData || !user.keyData || !cluster?.caData) throw new Error('admin kubeconfig without inline certificates');
+    if (!user?.certData || !user.keyData || !cluster?.caData)
+      throw new Error('admin kubeconfig without inline certificates');
     const agent = new Agent({
       keepAlive: true,
       maxSockets: 64,
@@ -231,7 +243,17 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
     const call = (method: string, path: string, body?: string): Promise<{ status: number; text: string }> =>
       new Promise((resolve, reject) => {
         const req = request(
-          { agent, hostname: server.hostname, port: server.port, method, path, headers: body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+          {
+            agent,
+            hostname: server.hostname,
+            port: server.port,
+            method,
+            path,
+            headers:
+              body === undefined
+                ? {}
+                : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          },
           (res) => {
             const chunks: Buffer[] = [];
             res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -291,12 +313,16 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
       core.createNamespacedPod({
         namespace: NAMESPACE,
         dryRun: 'All',
-        body: { metadata: { generateName: 'probe-' }, spec: { containers: [{ name: 'probe', image: 'myregistry.azurecr.io/probe' }] } },
+        body: {
+          metadata: { generateName: 'probe-' },
+          spec: { containers: [{ name: 'probe', image: 'myregistry.azurecr.io/probe' }] },
+        },
       });
     /** Registers `target` (none: deletes the configuration), then waits until a dry-run create reaches it and no other server. */
     const register = async (target: ServerProcess | undefined): Promise<void> => {
       await admission.deleteMutatingWebhookConfiguration({ name: CONFIGURATION }).catch(() => undefined);
-      if (target) await admission.createMutatingWebhookConfiguration({ body: configuration(target.port, options.caPem) });
+      if (target)
+        await admission.createMutatingWebhookConfiguration({ body: configuration(target.port, options.caPem) });
       const deadline = Date.now() + 30_000;
       for (;;) {
         const before = await Promise.all(servers.map((server) => server.reviewsAnswered()));
@@ -304,7 +330,8 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
         const after = await Promise.all(servers.map((server) => server.reviewsAnswered()));
         const reached = servers.filter((_, i) => (after[i] ?? 0) > (before[i] ?? 0));
         if (reached.length === (target ? 1 : 0) && (target === undefined || reached[0] === target)) return;
-        if (Date.now() > deadline) throw new Error(`the apiserver did not switch to ${target?.spec.name ?? 'no webhook'} within 30 s`);
+        if (Date.now() > deadline)
+          throw new Error(`the apiserver did not switch to ${target?.spec.name ?? 'no webhook'} within 30 s`);
         await sleep(100);
       }
     };
@@ -331,7 +358,9 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
         await clearPods();
         await register(targets[phase]);
         const label = { without: 'without a webhook', with: 'with the webhook', floor: 'with the floor' }[phase];
-        log(`control plane: round ${round}, ${label}: ${options.warmupSeconds} s warm-up, ${options.phaseSeconds} s at ${options.ratePerSecond} creates/s`);
+        log(
+          `control plane: round ${round}, ${label}: ${options.warmupSeconds} s warm-up, ${options.phaseSeconds} s at ${options.ratePerSecond} creates/s`,
+        );
         await drive(options.warmupSeconds);
         const before = parseWebhookHistogram((await call('GET', '/metrics')).text);
         const logStart = readFrom(webhook.logFile, 0).offset;
@@ -348,7 +377,10 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
         const targetEventLoop = await target?.eventLoop();
         const cpuAfter = cpuJiffies();
         const after = parseWebhookHistogram((await call('GET', '/metrics')).text);
-        let extra: Pick<PhaseResult, 'apiserverWebhook' | 'webhookServerMs' | 'webhookCpuMicrosPerReview' | 'webhookEventLoopMaxMs'> = {};
+        let extra: Pick<
+          PhaseResult,
+          'apiserverWebhook' | 'webhookServerMs' | 'webhookCpuMicrosPerReview' | 'webhookEventLoopMaxMs'
+        > = {};
         if (target) {
           extra = {
             apiserverWebhook: histogramDelta(before, after),

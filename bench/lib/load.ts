@@ -66,7 +66,8 @@ export async function drive(options: LoadOptions): Promise<LoadResult> {
           });
         },
       },
-      (error: unknown, done: autocannon.Result) => (error ? reject(error instanceof Error ? error : new Error(String(error))) : resolve(done)),
+      (error: unknown, done: autocannon.Result) =>
+        error ? reject(error instanceof Error ? error : new Error(String(error))) : resolve(done),
     );
   });
   const seconds = (performance.now() - started) / 1000;

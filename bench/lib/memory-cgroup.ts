@@ -26,7 +26,8 @@ function ownCgroup(): { version: 1 | 2; dir: string } {
   const v1 = lines.map((line) => line.split(':')).find(([, controllers]) => controllers?.split(',').includes('memory'));
   if (v1 !== undefined && existsSync(V1_ROOT)) return { version: 1, dir: join(V1_ROOT, v1.slice(2).join(':')) };
   const v2 = lines.map((line) => line.split(':')).find(([id, controllers]) => id === '0' && controllers === '');
-  if (v2 !== undefined && existsSync(join(V2_ROOT, 'cgroup.controllers'))) return { version: 2, dir: join(V2_ROOT, v2.slice(2).join(':')) };
+  if (v2 !== undefined && existsSync(join(V2_ROOT, 'cgroup.controllers')))
+    return { version: 2, dir: join(V2_ROOT, v2.slice(2).join(':')) };
   throw new Error('no memory cgroup hierarchy under /sys/fs/cgroup');
 }
 
@@ -50,21 +51,26 @@ export function createMemoryCgroup(name: string, limitBytes: number): MemoryCgro
     if (own.version === 1) {
       writeFileSync(join(path, 'memory.limit_in_bytes'), String(limitBytes));
       // Without swap limits a v1 group can swap out instead of being killed; keep it like a container.
-      if (existsSync(join(path, 'memory.memsw.limit_in_bytes'))) writeFileSync(join(path, 'memory.memsw.limit_in_bytes'), String(limitBytes));
+      if (existsSync(join(path, 'memory.memsw.limit_in_bytes')))
+        writeFileSync(join(path, 'memory.memsw.limit_in_bytes'), String(limitBytes));
     } else {
-      if (!existsSync(join(path, 'memory.max'))) throw new Error(`the memory controller is not enabled for ${own.dir} (cgroup.subtree_control)`);
+      if (!existsSync(join(path, 'memory.max')))
+        throw new Error(`the memory controller is not enabled for ${own.dir} (cgroup.subtree_control)`);
       writeFileSync(join(path, 'memory.max'), String(limitBytes));
       writeFileSync(join(path, 'memory.swap.max'), '0');
     }
   } catch (error) {
-    throw new Error(`cannot make a memory cgroup (needs root and a writable cgroup hierarchy): ${(error as Error).message}`);
+    throw new Error(
+      `cannot make a memory cgroup (needs root and a writable cgroup hierarchy): ${(error as Error).message}`,
+    );
   }
   const v1 = own.version === 1;
   return {
     path,
     launcher: ['sh', '-c', `echo $$ > '${join(path, 'cgroup.procs')}' && exec "$0" "$@"`],
     peakBytes: () => readNumber(join(path, v1 ? 'memory.max_usage_in_bytes' : 'memory.peak')),
-    oomKills: () => (v1 ? readKeyed(join(path, 'memory.oom_control'), 'oom_kill') : readKeyed(join(path, 'memory.events'), 'oom_kill')),
+    oomKills: () =>
+      v1 ? readKeyed(join(path, 'memory.oom_control'), 'oom_kill') : readKeyed(join(path, 'memory.events'), 'oom_kill'),
     remove: () => rmdirSync(path),
   };
 }

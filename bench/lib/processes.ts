@@ -58,7 +58,12 @@ export function writeServerFiles(dir: string, pair: { certPem: string; keyPem: s
   mkdirSync(certDir, { recursive: true });
   writeFileSync(join(certDir, 'tls.crt'), pair.certPem);
   writeFileSync(join(certDir, 'tls.key'), pair.keyPem, { mode: 0o600 });
-  return { dir, certFile: join(certDir, 'tls.crt'), keyFile: join(certDir, 'tls.key'), configFile: join(ROOT, 'examples', 'config.yaml') };
+  return {
+    dir,
+    certFile: join(certDir, 'tls.crt'),
+    keyFile: join(certDir, 'tls.key'),
+    configFile: join(ROOT, 'examples', 'config.yaml'),
+  };
 }
 
 export interface EventLoopDelay {
@@ -148,16 +153,36 @@ export async function startServer(spec: ServerSpec, files: ServerFiles): Promise
       ? [
           spec.main ?? WEBHOOK_MAIN,
           'serve',
-          '--config', files.configFile,
-          '--tls-cert', files.certFile,
-          '--tls-key', files.keyFile,
-          '--host', '127.0.0.1',
-          '--port', String(port),
-          '--health-port', String(healthPort),
-          '--log-level', 'info',
-          '--drain-delay', '0',
+          '--config',
+          files.configFile,
+          '--tls-cert',
+          files.certFile,
+          '--tls-key',
+          files.keyFile,
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(port),
+          '--health-port',
+          String(healthPort),
+          '--log-level',
+          'info',
+          '--drain-delay',
+          '0',
         ]
-      : [FLOOR_SCRIPT, '--tls-cert', files.certFile, '--tls-key', files.keyFile, '--host', '127.0.0.1', '--port', String(port), '--health-port', String(healthPort)];
+      : [
+          FLOOR_SCRIPT,
+          '--tls-cert',
+          files.certFile,
+          '--tls-key',
+          files.keyFile,
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(port),
+          '--health-port',
+          String(healthPort),
+        ];
   const started = performance.now();
   const nodeArgv = [process.execPath, ...(spec.nodeArgs ?? []), ...args, ...(spec.extraArgs ?? [])];
   const [command, ...argv] = [...(spec.launcher ?? []), ...nodeArgv] as [string, ...string[]];
@@ -174,7 +199,9 @@ export async function startServer(spec: ServerSpec, files: ServerFiles): Promise
   let readyMs: number | undefined;
   while (readyMs === undefined) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${spec.name} exited (${child.exitCode ?? child.signalCode}): ${readFileSync(logFile, 'utf8').trim()}`);
+      throw new Error(
+        `${spec.name} exited (${child.exitCode ?? child.signalCode}): ${readFileSync(logFile, 'utf8').trim()}`,
+      );
     }
     if (performance.now() > deadline) {
       child.kill('SIGKILL');
@@ -232,7 +259,10 @@ export async function startServer(spec: ServerSpec, files: ServerFiles): Promise
     async reviewsAnswered() {
       if (spec.kind === 'floor') return Number(await get('/reviews'));
       const text = await get('/metrics');
-      return [...text.matchAll(new RegExp(`^${METRIC_REVIEWS}\\{[^}]*\\} (\\S+)$`, 'gm'))].reduce((sum, match) => sum + Number(match[1]), 0);
+      return [...text.matchAll(new RegExp(`^${METRIC_REVIEWS}\\{[^}]*\\} (\\S+)$`, 'gm'))].reduce(
+        (sum, match) => sum + Number(match[1]),
+        0,
+      );
     },
     ended() {
       if (child.signalCode !== null) return `signal ${child.signalCode}`;

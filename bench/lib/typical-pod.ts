@@ -23,7 +23,10 @@ const restricted = {
   seccompProfile: { type: 'RuntimeDefault' },
 };
 
-const fieldEnv = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
+const fieldEnv = (name: string, fieldPath: string) => ({
+  name,
+  valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } },
+});
 
 export function typicalPod(): V1Pod {
   return {
@@ -31,7 +34,12 @@ export function typicalPod(): V1Pod {
     kind: 'Pod',
     metadata: {
       generateName: 'checkout-6d8f9c7b5-',
-      labels: { ...appLabels, 'pod-template-hash': '6d8f9c7b5', version: 'v2.14.3', 'security.istio.io/tlsMode': 'istio' },
+      labels: {
+        ...appLabels,
+        'pod-template-hash': '6d8f9c7b5',
+        version: 'v2.14.3',
+        'security.istio.io/tlsMode': 'istio',
+      },
       annotations: {
         'prometheus.io/scrape': 'true',
         'prometheus.io/port': '9090',
@@ -52,14 +60,43 @@ export function typicalPod(): V1Pod {
     spec: {
       serviceAccountName: 'default',
       terminationGracePeriodSeconds: 45,
-      securityContext: { runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } },
+      securityContext: {
+        runAsUser: 10001,
+        runAsGroup: 10001,
+        fsGroup: 10001,
+        seccompProfile: { type: 'RuntimeDefault' },
+      },
       initContainers: [
         {
           name: 'istio-init',
           image: 'docker.io/istio/proxyv2:1.22.3',
-          args: ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020', '--log_output_level=default:info'],
+          args: [
+            'istio-iptables',
+            '-p',
+            '15001',
+            '-z',
+            '15006',
+            '-u',
+            '1337',
+            '-m',
+            'REDIRECT',
+            '-i',
+            '*',
+            '-x',
+            '',
+            '-b',
+            '*',
+            '-d',
+            '15090,15021,15020',
+            '--log_output_level=default:info',
+          ],
           resources: { requests: { cpu: '10m', memory: '40Mi' }, limits: { cpu: '2', memory: '1Gi' } },
-          securityContext: { allowPrivilegeEscalation: false, capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] }, runAsUser: 0, runAsNonRoot: false },
+          securityContext: {
+            allowPrivilegeEscalation: false,
+            capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
+            runAsUser: 0,
+            runAsNonRoot: false,
+          },
         },
         {
           name: 'migrate',
@@ -88,11 +125,17 @@ export function typicalPod(): V1Pod {
             fieldEnv('POD_NAMESPACE', 'metadata.namespace'),
             fieldEnv('NODE_NAME', 'spec.nodeName'),
             fieldEnv('POD_IP', 'status.podIP'),
-            { name: 'GOMEMLIMIT', valueFrom: { resourceFieldRef: { containerName: 'app', resource: 'limits.memory' } } },
+            {
+              name: 'GOMEMLIMIT',
+              valueFrom: { resourceFieldRef: { containerName: 'app', resource: 'limits.memory' } },
+            },
             { name: 'LOG_LEVEL', value: 'info' },
             { name: 'LOG_FORMAT', value: 'json' },
             { name: 'HTTP_ADDR', value: ':8080' },
-            { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: 'http://otel-collector.observability.svc.cluster.local:4317' },
+            {
+              name: 'OTEL_EXPORTER_OTLP_ENDPOINT',
+              value: 'http://otel-collector.observability.svc.cluster.local:4317',
+            },
             { name: 'OTEL_SERVICE_NAME', value: 'checkout' },
             { name: 'PAYMENTS_URL', value: 'http://payments.shop.svc.cluster.local:8080' },
             { name: 'REDIS_ADDR', value: 'redis-master.shop.svc.cluster.local:6379' },
@@ -114,7 +157,15 @@ export function typicalPod(): V1Pod {
         {
           name: 'istio-proxy',
           image: 'docker.io/istio/proxyv2:1.22.3',
-          args: ['proxy', 'sidecar', '--domain', '$(POD_NAMESPACE).svc.cluster.local', '--proxyLogLevel=warning', '--proxyComponentLogLevel=misc:error', '--log_output_level=default:info'],
+          args: [
+            'proxy',
+            'sidecar',
+            '--domain',
+            '$(POD_NAMESPACE).svc.cluster.local',
+            '--proxyLogLevel=warning',
+            '--proxyComponentLogLevel=misc:error',
+            '--log_output_level=default:info',
+          ],
           ports: [{ name: 'http-envoy-prom', containerPort: 15090, protocol: 'TCP' }],
           env: [
             { name: 'PILOT_CERT_PROVIDER', value: 'istiod' },
@@ -129,7 +180,12 @@ export function typicalPod(): V1Pod {
             { name: 'TRUST_DOMAIN', value: 'cluster.local' },
           ],
           resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '2', memory: '1Gi' } },
-          readinessProbe: { httpGet: { path: '/healthz/ready', port: 15021, scheme: 'HTTP' }, periodSeconds: 15, timeoutSeconds: 3, failureThreshold: 4 },
+          readinessProbe: {
+            httpGet: { path: '/healthz/ready', port: 15021, scheme: 'HTTP' },
+            periodSeconds: 15,
+            timeoutSeconds: 3,
+            failureThreshold: 4,
+          },
           securityContext: { ...restricted, runAsUser: 1337, runAsGroup: 1337 },
           volumeMounts: [
             { name: 'istio-envoy', mountPath: '/etc/istio/proxy' },
@@ -143,7 +199,11 @@ export function typicalPod(): V1Pod {
           name: 'log-shipper',
           image: 'myregistry.azurecr.io/platform/fluent-bit:3.1.4',
           args: ['--config=/fluent-bit/etc/fluent-bit.yaml'],
-          env: [fieldEnv('POD_NAME', 'metadata.name'), fieldEnv('POD_NAMESPACE', 'metadata.namespace'), { name: 'LOKI_URL', value: 'http://loki-gateway.observability.svc.cluster.local' }],
+          env: [
+            fieldEnv('POD_NAME', 'metadata.name'),
+            fieldEnv('POD_NAMESPACE', 'metadata.namespace'),
+            { name: 'LOKI_URL', value: 'http://loki-gateway.observability.svc.cluster.local' },
+          ],
           resources: { requests: { cpu: '20m', memory: '32Mi' }, limits: { memory: '128Mi' } },
           securityContext: restricted,
           volumeMounts: [
@@ -161,7 +221,9 @@ export function typicalPod(): V1Pod {
         { name: 'istio-data', emptyDir: {} },
         {
           name: 'istio-token',
-          projected: { sources: [{ serviceAccountToken: { audience: 'istio-ca', expirationSeconds: 43200, path: 'istio-token' } }] },
+          projected: {
+            sources: [{ serviceAccountToken: { audience: 'istio-ca', expirationSeconds: 43200, path: 'istio-token' } }],
+          },
         },
         { name: 'istiod-ca-cert', configMap: { name: 'istio-ca-root-cert' } },
         {
@@ -177,7 +239,13 @@ export function typicalPod(): V1Pod {
       affinity: {
         podAntiAffinity: {
           preferredDuringSchedulingIgnoredDuringExecution: [
-            { weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { app: 'checkout' } } } },
+            {
+              weight: 100,
+              podAffinityTerm: {
+                topologyKey: 'kubernetes.io/hostname',
+                labelSelector: { matchLabels: { app: 'checkout' } },
+              },
+            },
           ],
         },
         nodeAffinity: {
@@ -192,7 +260,12 @@ export function typicalPod(): V1Pod {
         { key: 'workload', operator: 'Equal', value: 'web', effect: 'NoSchedule' },
       ],
       topologySpreadConstraints: [
-        { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: { app: 'checkout' } } },
+        {
+          maxSkew: 1,
+          topologyKey: 'topology.kubernetes.io/zone',
+          whenUnsatisfiable: 'ScheduleAnyway',
+          labelSelector: { matchLabels: { app: 'checkout' } },
+        },
       ],
     },
   };

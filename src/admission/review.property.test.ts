@@ -32,11 +32,28 @@ const image = fc.oneof(
   { weight: 4, arbitrary: fc.tuple(host, repo, suffix).map(([h, r, s]) => (h ? `${h}/${r}${s}` : `${r}${s}`)) },
   { weight: 1, arbitrary: fc.string() },
 );
-const container = fc.record({ name: fc.string({ maxLength: 8 }), image: fc.oneof({ weight: 9, arbitrary: image }, { weight: 1, arbitrary: fc.constant(undefined) }) }, { requiredKeys: ['name'] });
-const pullSecrets = fc.uniqueArray(fc.constantFrom(...OUR_NAMES, 'from-sa', 'other'), { maxLength: 4 }).map((names) => names.map((name) => ({ name })));
+const container = fc.record(
+  {
+    name: fc.string({ maxLength: 8 }),
+    image: fc.oneof({ weight: 9, arbitrary: image }, { weight: 1, arbitrary: fc.constant(undefined) }),
+  },
+  { requiredKeys: ['name'] },
+);
+const pullSecrets = fc
+  .uniqueArray(fc.constantFrom(...OUR_NAMES, 'from-sa', 'other'), { maxLength: 4 })
+  .map((names) => names.map((name) => ({ name })));
 const pod = fc.record(
   {
-    metadata: fc.record({ name: fc.string({ maxLength: 10 }), labels: fc.dictionary(fc.constantFrom('app', 'acr-pull-webhook/inject'), fc.constantFrom('enabled', 'disabled', 'x')) }, { requiredKeys: [] }),
+    metadata: fc.record(
+      {
+        name: fc.string({ maxLength: 10 }),
+        labels: fc.dictionary(
+          fc.constantFrom('app', 'acr-pull-webhook/inject'),
+          fc.constantFrom('enabled', 'disabled', 'x'),
+        ),
+      },
+      { requiredKeys: [] },
+    ),
     spec: fc.record(
       {
         containers: fc.array(container, { maxLength: 4 }),
@@ -54,7 +71,13 @@ function reviewOf(object: unknown, uid: string): AdmissionReviewRequest {
   return {
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
-    request: { uid, kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, operation: 'CREATE', object },
+    request: {
+      uid,
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      operation: 'CREATE',
+      object,
+    },
   };
 }
 

@@ -111,7 +111,10 @@ function isPodCreate(request: AdmissionRequest): boolean {
   );
 }
 
-function podIdentity(pod: unknown, request: AdmissionRequest): { namespace: string | undefined; podName: string | undefined } {
+function podIdentity(
+  pod: unknown,
+  request: AdmissionRequest,
+): { namespace: string | undefined; podName: string | undefined } {
   const metadata = (pod as { metadata?: { name?: unknown; generateName?: unknown; namespace?: unknown } } | null)
     ?.metadata;
   const name = typeof metadata?.name === 'string' && metadata.name !== '' ? metadata.name : undefined;

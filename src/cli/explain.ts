@@ -43,7 +43,10 @@ export function podTemplateOf(manifest: unknown): PodTemplate | undefined {
 }
 
 function objectName(manifest: unknown): string {
-  const object = manifest as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown; generateName?: unknown } };
+  const object = manifest as {
+    kind?: unknown;
+    metadata?: { name?: unknown; namespace?: unknown; generateName?: unknown };
+  };
   const name = object.metadata?.name ?? object.metadata?.generateName ?? '(unnamed)';
   const namespace = object.metadata?.namespace;
   return `${String(object.kind)} ${typeof namespace === 'string' ? `${namespace}/` : ''}${String(name)}`;

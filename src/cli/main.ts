@@ -24,7 +24,12 @@ const COMMANDS: Record<string, { usage: string; run: (argv: readonly string[]) =
   serve: { usage: SERVE_USAGE, run: runServe },
   explain: {
     usage: EXPLAIN_USAGE,
-    run: (argv) => runExplain(argv, () => readFileSync(0, 'utf8'), (text) => process.stdout.write(`${text}\n`)),
+    run: (argv) =>
+      runExplain(
+        argv,
+        () => readFileSync(0, 'utf8'),
+        (text) => process.stdout.write(`${text}\n`),
+      ),
   },
   'sync-secrets': { usage: SYNC_SECRETS_USAGE, run: runSyncSecrets },
 };
@@ -48,7 +53,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     return await command.run(rest);
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`acr-pull-webhook ${name}: ${error.message}\nRun 'acr-pull-webhook ${name} --help' for usage.\n`);
+      process.stderr.write(
+        `acr-pull-webhook ${name}: ${error.message}\nRun 'acr-pull-webhook ${name} --help' for usage.\n`,
+      );
       return 2;
     }
     if (error instanceof ConfigError || error instanceof CertificateError) {

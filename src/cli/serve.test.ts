@@ -56,7 +56,15 @@ interface Answer {
 function post(port: number, ca: string[], agent?: Agent): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
-      { host: '127.0.0.1', port, path: '/mutate', method: 'POST', ca, agent: agent ?? false, headers: { 'content-type': 'application/json' } },
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/mutate',
+        method: 'POST',
+        ca,
+        agent: agent ?? false,
+        headers: { 'content-type': 'application/json' },
+      },
       (res) => {
         const fingerprint = (res.socket as import('node:tls').TLSSocket).getPeerCertificate().fingerprint256;
         let body = '';
@@ -87,13 +95,21 @@ describe('serve over real sockets', () => {
     const pki = testPki();
     const { port } = await start(pki);
     const tls11 = await new Promise<string>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port, ca: [pki.ca.certPem], minVersion: 'TLSv1', maxVersion: 'TLSv1.1' });
+      const socket = connect({
+        host: '127.0.0.1',
+        port,
+        ca: [pki.ca.certPem],
+        minVersion: 'TLSv1',
+        maxVersion: 'TLSv1.1',
+      });
       socket.on('secureConnect', () => resolve('connected'));
       socket.on('error', (error) => resolve((error as NodeJS.ErrnoException).code ?? 'error'));
     });
     expect(tls11).not.toBe('connected');
     const plain = await new Promise<string>((resolve) => {
-      const req = httpRequest({ host: '127.0.0.1', port, path: '/mutate', method: 'POST' }, (res) => resolve(`status ${res.statusCode}`));
+      const req = httpRequest({ host: '127.0.0.1', port, path: '/mutate', method: 'POST' }, (res) =>
+        resolve(`status ${res.statusCode}`),
+      );
       req.on('error', (error) => resolve((error as NodeJS.ErrnoException).code ?? 'error'));
       req.end(REVIEW);
     });
@@ -120,7 +136,8 @@ describe('serve over real sockets', () => {
           requests++;
           if (answer.status !== 200) failures++;
           if (agent === undefined) seen.push(answer.fingerprint);
-          if (swapped && agent === undefined && answer.fingerprint === fingerprintOf(after.serving.certPem)) done = true;
+          if (swapped && agent === undefined && answer.fingerprint === fingerprintOf(after.serving.certPem))
+            done = true;
         } catch {
           failures++;
         }
@@ -146,7 +163,9 @@ describe('serve over real sockets', () => {
     const answer = await post(port, [pki.ca.certPem, other.ca.certPem]);
     expect(answer.status).toBe(200);
     expect(answer.fingerprint).toBe(fingerprintOf(pki.serving.certPem));
-    expect(logs.lines().some((line) => line['msg'] === 'new serving certificate refused; keeping the one in use')).toBe(true);
+    expect(logs.lines().some((line) => line['msg'] === 'new serving certificate refused; keeping the one in use')).toBe(
+      true,
+    );
   });
 
   test('on shutdown, readiness fails first while requests are still answered, then both ports close', async () => {

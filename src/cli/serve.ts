@@ -113,17 +113,20 @@ export function createLogDestination(): pino.DestinationStream & NodeJS.EventEmi
 
 /** Review lines wait for their batch; every other line (start, certificate, shutdown, errors) is written at once. */
 export function createLogger(level: string, destination: pino.DestinationStream = createLogDestination()): Logger {
-  return pino({
-    level,
-    base: { service: 'acr-pull-webhook' },
-    hooks: {
-      logMethod(args, method) {
-        method.apply(this, args);
-        const message = typeof args[0] === 'string' ? args[0] : args[1];
-        if (message !== REVIEW_LOG_MESSAGE) this.flush();
+  return pino(
+    {
+      level,
+      base: { service: 'acr-pull-webhook' },
+      hooks: {
+        logMethod(args, method) {
+          method.apply(this, args);
+          const message = typeof args[0] === 'string' ? args[0] : args[1];
+          if (message !== REVIEW_LOG_MESSAGE) this.flush();
+        },
       },
     },
-  }, destination);
+    destination,
+  );
 }
 
 /** Starts serving; resolves once both ports listen. Config and certificate errors throw before anything listens. */
@@ -164,7 +167,10 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
     setServingPair(app, pair);
     metrics.certificateExpiry.set(pair.notAfter.getTime() / 1000);
     metrics.certificateReloads.inc({ result: 'loaded' });
-    logger.info({ fingerprint256: pair.fingerprint256, notAfter: pair.notAfter.toISOString() }, 'serving certificate reloaded');
+    logger.info(
+      { fingerprint256: pair.fingerprint256, notAfter: pair.notAfter.toISOString() },
+      'serving certificate reloaded',
+    );
   };
   const health = buildHealthApp({
     logger,
@@ -192,7 +198,10 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
   const shutdown = async (signal: string): Promise<void> => {
     if (shuttingDown) return;
     shuttingDown = true;
-    logger.info({ signal, drainDelaySeconds: options.drainDelaySeconds }, 'shutting down: readiness fails, still serving');
+    logger.info(
+      { signal, drainDelaySeconds: options.drainDelaySeconds },
+      'shutting down: readiness fails, still serving',
+    );
     await sleep(options.drainDelaySeconds * 1000);
     const deadline = setTimeout(() => {
       logger.warn('shutdown timeout reached; closing remaining connections');

@@ -35,11 +35,31 @@ function run(args: string[], env: Record<string, string> = {}) {
 describe('sync-secrets flags', () => {
   test.each([
     { why: 'no mode', args: ['--config', 'c'], message: 'exactly one of --once, --watch or --dry-run is required' },
-    { why: 'two modes', args: ['--config', 'c', '--once', '--watch'], message: 'exactly one of --once, --watch or --dry-run is required' },
-    { why: '--dry-run with --watch', args: ['--config', 'c', '--dry-run', '--watch'], message: 'exactly one of --once, --watch or --dry-run is required' },
-    { why: '--namespace without --dry-run', args: ['--config', 'c', '--once', '--namespace', 'a'], message: '--namespace only goes with --dry-run' },
-    { why: 'an unknown output format', args: ['--config', 'c', '--dry-run', '-o', 'xml'], message: '--output: "xml" is not one of json, yaml' },
-    { why: 'a bad health port', args: ['--config', 'c', '--watch', '--health-port', '99999'], message: '--health-port: 99999 is not between 0 and 65535' },
+    {
+      why: 'two modes',
+      args: ['--config', 'c', '--once', '--watch'],
+      message: 'exactly one of --once, --watch or --dry-run is required',
+    },
+    {
+      why: '--dry-run with --watch',
+      args: ['--config', 'c', '--dry-run', '--watch'],
+      message: 'exactly one of --once, --watch or --dry-run is required',
+    },
+    {
+      why: '--namespace without --dry-run',
+      args: ['--config', 'c', '--once', '--namespace', 'a'],
+      message: '--namespace only goes with --dry-run',
+    },
+    {
+      why: 'an unknown output format',
+      args: ['--config', 'c', '--dry-run', '-o', 'xml'],
+      message: '--output: "xml" is not one of json, yaml',
+    },
+    {
+      why: 'a bad health port',
+      args: ['--config', 'c', '--watch', '--health-port', '99999'],
+      message: '--health-port: 99999 is not between 0 and 65535',
+    },
     { why: 'no config', args: ['--once'], message: '--config (or ACR_PULL_WEBHOOK_CONFIG) is required' },
   ])('refuse $why', ({ args, message }) => {
     expect(() => parseSyncSecretsArgs(args, {})).toThrow(message);
@@ -55,7 +75,10 @@ describe('sync-secrets flags', () => {
       leaseNamespace: undefined,
     });
     expect(
-      parseSyncSecretsArgs(['--config', 'f', '--watch', '--health-port', '9000'], { ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT: '1', ACR_PULL_WEBHOOK_LEASE_NAMESPACE: 'ops' }),
+      parseSyncSecretsArgs(['--config', 'f', '--watch', '--health-port', '9000'], {
+        ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT: '1',
+        ACR_PULL_WEBHOOK_LEASE_NAMESPACE: 'ops',
+      }),
     ).toMatchObject({ healthPort: 9000, leaseNamespace: 'ops' });
     expect(parseSyncSecretsArgs(['--config', 'f', '--dry-run', '--once'], {}).mode).toBe('dry-run');
   });
@@ -67,49 +90,80 @@ describe('acr-pull-webhook sync-secrets', () => {
     expect(result.status).toBe(0);
     expect(result.stdout).toContain('--once');
     expect(result.stdout).toContain('--watch');
-    expect(result.stdout).toContain('  --health-port N         --watch: /healthz, /readyz and /metrics (default 8081)  ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT\n');
+    expect(result.stdout).toContain(
+      '  --health-port N         --watch: /healthz, /readyz and /metrics (default 8081)  ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT\n',
+    );
   });
 
   test('a usage error exits 2 with one line', () => {
     const result = run(['--config', CONFIG]);
     expect(result.status).toBe(2);
-    expect(result.stderr.split('\n')[0]).toBe('acr-pull-webhook sync-secrets: exactly one of --once, --watch or --dry-run is required');
+    expect(result.stderr.split('\n')[0]).toBe(
+      'acr-pull-webhook sync-secrets: exactly one of --once, --watch or --dry-run is required',
+    );
   });
 
   test('--dry-run --namespace prints the Secret kubectl would make, with no cluster at all', () => {
     const result = run(['--config', CONFIG, '--dry-run', '--namespace', 'team-a', '-o', 'json']);
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
-    const ours = JSON.parse(result.stdout) as { metadata: Record<string, unknown>; data: Record<string, string>; type: string };
+    const ours = JSON.parse(result.stdout) as {
+      metadata: Record<string, unknown>;
+      data: Record<string, string>;
+      type: string;
+    };
     const kubectl = JSON.parse(
       execFileSync(
         'kubectl',
-        ['create', 'secret', 'docker-registry', 'acr-myregistry', '-n', 'team-a', '--docker-server=myregistry.azurecr.io', `--docker-username=${USERNAME}`, `--docker-password=${PASSWORD}`, '--dry-run=client', '-o', 'json'],
+        [
+          'create',
+          'secret',
+          'docker-registry',
+          'acr-myregistry',
+          '-n',
+          'team-a',
+          '--docker-server=myregistry.azurecr.io',
+          `--docker-username=${USERNAME}`,
+          `--docker-password=${PASSWORD}`,
+          '--dry-run=client',
+          '-o',
+          'json',
+        ],
         { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '', HOME: dir } },
       ),
     ) as typeof ours;
     expect(ours.data).toEqual(kubectl.data);
     expect(ours.type).toBe(kubectl.type);
-    expect(ours.metadata).toMatchObject({ name: 'acr-myregistry', namespace: 'team-a', labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' } });
+    expect(ours.metadata).toMatchObject({
+      name: 'acr-myregistry',
+      namespace: 'team-a',
+      labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' },
+    });
   });
 
   test('--dry-run without --namespace needs a cluster and says so', () => {
     const result = run(['--config', CONFIG, '--dry-run'], { KUBECONFIG: '' });
     expect(result.status).toBe(1);
-    expect(result.stderr.trim()).toBe('acr-pull-webhook sync-secrets: kubeconfig: no cluster to talk to: run in a pod, set KUBECONFIG or pass --kubeconfig FILE');
+    expect(result.stderr.trim()).toBe(
+      'acr-pull-webhook sync-secrets: kubeconfig: no cluster to talk to: run in a pod, set KUBECONFIG or pass --kubeconfig FILE',
+    );
   });
 
   test.each([
     {
       why: 'an entry has no credentials',
-      config: () => file('no-credentials.yaml', 'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n'),
+      config: () =>
+        file('no-credentials.yaml', 'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n'),
       line: (path: string) =>
         `acr-pull-webhook sync-secrets: config ${path}: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials: is required by sync-secrets (usernameFile and passwordFile)`,
     },
     {
       why: 'a password file is empty',
       config: () =>
-        file('empty-password.yaml', `registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n    credentials: {usernameFile: ${USER_FILE}, passwordFile: ${file('empty', '')}}\n`),
+        file(
+          'empty-password.yaml',
+          `registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n    credentials: {usernameFile: ${USER_FILE}, passwordFile: ${file('empty', '')}}\n`,
+        ),
       line: (path: string) =>
         `acr-pull-webhook sync-secrets: config ${path}: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials.passwordFile ${join(dir, 'empty')}: is empty`,
     },
@@ -127,6 +181,7 @@ describe('acr-pull-webhook sync-secrets', () => {
       run(['--config', CONFIG, '--dry-run', '-n', 'a', '--log-level', 'debug']).stderr,
       run(['--config', CONFIG, '--once', '--log-level', 'debug'], { KUBECONFIG: '' }).stderr,
     ].join('\n');
-    for (const value of [USERNAME, PASSWORD, Buffer.from(`${USERNAME}:${PASSWORD}`).toString('base64')]) expect(outputs).not.toContain(value);
+    for (const value of [USERNAME, PASSWORD, Buffer.from(`${USERNAME}:${PASSWORD}`).toString('base64')])
+      expect(outputs).not.toContain(value);
   });
 });

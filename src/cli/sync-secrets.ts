@@ -115,9 +115,16 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
   if (config === undefined) throw new UsageError(`--config (or ${ENV.config}) is required`);
   const modes = (['once', 'watch', 'dry-run'] as const).filter((mode) => values[mode] === true);
   // --dry-run --once reads naturally ("what would one pass write"); any other pair is ambiguous.
-  const mode: SyncMode | undefined = modes.includes('dry-run') ? (modes.includes('watch') ? undefined : 'dry-run') : modes.length === 1 ? modes[0] : undefined;
+  const mode: SyncMode | undefined = modes.includes('dry-run')
+    ? modes.includes('watch')
+      ? undefined
+      : 'dry-run'
+    : modes.length === 1
+      ? modes[0]
+      : undefined;
   if (mode === undefined) throw new UsageError('exactly one of --once, --watch or --dry-run is required');
-  if (values.namespace !== undefined && mode !== 'dry-run') throw new UsageError('--namespace only goes with --dry-run');
+  if (values.namespace !== undefined && mode !== 'dry-run')
+    throw new UsageError('--namespace only goes with --dry-run');
   if (values.output !== undefined && mode !== 'dry-run') throw new UsageError('--output only goes with --dry-run');
   const output = values.output ?? 'yaml';
   if (output !== 'json' && output !== 'yaml') throw new UsageError(`--output: "${output}" is not one of json, yaml`);
@@ -129,24 +136,43 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
     namespace: pick(values.namespace),
     output,
     kubeconfig: pick(values.kubeconfig),
-    healthPort: integer('health-port', pick(values['health-port'], SYNC_ENV.healthPort), SYNC_DEFAULTS.healthPort, 0, 65535),
+    healthPort: integer(
+      'health-port',
+      pick(values['health-port'], SYNC_ENV.healthPort),
+      SYNC_DEFAULTS.healthPort,
+      0,
+      65535,
+    ),
     host: pick(values.host, ENV.host) ?? DEFAULTS.host,
     leaseNamespace: pick(values['lease-namespace'], SYNC_ENV.leaseNamespace),
     leaseIdentity: pick(values['lease-identity'], SYNC_ENV.identity),
     resyncSeconds: integer('resync-period', pick(values['resync-period']), SYNC_DEFAULTS.resyncSeconds, 1, 86_400),
-    watchStallSeconds: integer('watch-stall-timeout', pick(values['watch-stall-timeout']), SYNC_DEFAULTS.watchStallSeconds, 1, 3_600),
+    watchStallSeconds: integer(
+      'watch-stall-timeout',
+      pick(values['watch-stall-timeout']),
+      SYNC_DEFAULTS.watchStallSeconds,
+      1,
+      3_600,
+    ),
     logLevel,
   };
 }
 
 /** pino JSON lines on stderr, written synchronously so nothing is lost when --once exits. */
 export function createSyncLogger(level: string): Logger {
-  return pino({ level, base: { service: 'acr-pull-webhook', command: 'sync-secrets' } }, pino.destination({ dest: 2, sync: true }));
+  return pino(
+    { level, base: { service: 'acr-pull-webhook', command: 'sync-secrets' } },
+    pino.destination({ dest: 2, sync: true }),
+  );
 }
 
 /** Every form a credential takes in a Secret or an error: raw, and inside the base64 `auth`. */
 function secretValues(credentials: readonly RegistryCredential[]): string[] {
-  return credentials.flatMap((c) => [c.username, c.password, Buffer.from(`${c.username}:${c.password}`).toString('base64')]);
+  return credentials.flatMap((c) => [
+    c.username,
+    c.password,
+    Buffer.from(`${c.username}:${c.password}`).toString('base64'),
+  ]);
 }
 
 function userAgent(): string {
@@ -160,7 +186,10 @@ interface Cluster {
 
 function connect(m: ClusterModules, options: SyncSecretsOptions): Cluster {
   const { kubeConfig, source } = m.loadKubeConfig(options.kubeconfig, process.env);
-  return { clients: m.makeClients(kubeConfig, { requestTimeoutMs: SYNC_DEFAULTS.requestTimeoutMs, userAgent: userAgent() }), source };
+  return {
+    clients: m.makeClients(kubeConfig, { requestTimeoutMs: SYNC_DEFAULTS.requestTimeoutMs, userAgent: userAgent() }),
+    source,
+  };
 }
 
 /** Lists namespaces, retrying transient failures with backoff like the writes. */
@@ -179,7 +208,13 @@ async function listWithRetries(m: ClusterModules, cluster: Cluster, logger: Logg
   }
 }
 
-async function dryRun(options: SyncSecretsOptions, config: Config, credentials: readonly RegistryCredential[], logger: Logger, write: (text: string) => void): Promise<number> {
+async function dryRun(
+  options: SyncSecretsOptions,
+  config: Config,
+  credentials: readonly RegistryCredential[],
+  logger: Logger,
+  write: (text: string) => void,
+): Promise<number> {
   const desired = desiredSecrets(credentials);
   let namespaces: (string | undefined)[];
   if (options.namespace !== undefined) {
@@ -193,14 +228,23 @@ async function dryRun(options: SyncSecretsOptions, config: Config, credentials: 
     } finally {
       await cluster.clients.close();
     }
-    logger.info({ kubeconfig: cluster.source, namespaces: namespaces.length }, 'dry run: manifests for the opted-in namespaces');
+    logger.info(
+      { kubeconfig: cluster.source, namespaces: namespaces.length },
+      'dry run: manifests for the opted-in namespaces',
+    );
   }
   const manifests = namespaces.flatMap((namespace) => desired.map((secret) => secretManifest(secret, namespace)));
   write(formatManifests(manifests, options.output));
   return 0;
 }
 
-async function once(options: SyncSecretsOptions, config: Config, credentials: readonly RegistryCredential[], logger: Logger, write: (text: string) => void): Promise<number> {
+async function once(
+  options: SyncSecretsOptions,
+  config: Config,
+  credentials: readonly RegistryCredential[],
+  logger: Logger,
+  write: (text: string) => void,
+): Promise<number> {
   const m = await clusterModules();
   const cluster = connect(m, options);
   try {
@@ -255,7 +299,10 @@ export async function watch(options: SyncSecretsOptions, config: Config, logger:
     pollIntervalMs: SYNC_DEFAULTS.credentialPollMs,
     onChange: (next) => {
       const desired = desiredSecrets(next);
-      logger.info({ secrets: desired.map((d) => ({ name: d.name, contentHash: d.contentHash.slice(0, 'sha256:'.length + 12) })) }, 'credentials changed; updating every opted-in namespace');
+      logger.info(
+        { secrets: desired.map((d) => ({ name: d.name, contentHash: d.contentHash.slice(0, 'sha256:'.length + 12) })) },
+        'credentials changed; updating every opted-in namespace',
+      );
       metrics.credentialReloads.inc({ result: 'loaded' });
       controller?.credentialsChanged(desired);
     },
@@ -276,10 +323,14 @@ export async function watch(options: SyncSecretsOptions, config: Config, logger:
     renewDeadlineMs: SYNC_DEFAULTS.renewDeadlineMs,
     retryPeriodMs: SYNC_DEFAULTS.retryPeriodMs,
     onStartedLeading: () => {
-      logger.info({ identity: elector.identity, lease: `${leaseNamespace}/${SYNC_LEASE_NAME}` }, 'leading: this replica writes');
+      logger.info(
+        { identity: elector.identity, lease: `${leaseNamespace}/${SYNC_LEASE_NAME}` },
+        'leading: this replica writes',
+      );
       controller?.enqueueAll();
     },
-    onStoppedLeading: () => logger.warn({ identity: elector.identity }, 'no longer leading: this replica stops writing'),
+    onStoppedLeading: () =>
+      logger.warn({ identity: elector.identity }, 'no longer leading: this replica stops writing'),
     onError: (message) => logger.warn({ error: message }, 'lease call failed'),
   });
   const reconciler = new m.Reconciler({
@@ -310,7 +361,10 @@ export async function watch(options: SyncSecretsOptions, config: Config, logger:
     handlers: controller.handlers,
     // Each watch ends (a sign of progress) well within the stall limit even in a quiet cluster, so
     // liveness never fails for want of events: the default 60 s limit gives 20 s watches.
-    watchTimeoutSeconds: Math.max(1, Math.min(SYNC_DEFAULTS.watchTimeoutSeconds, Math.floor(options.watchStallSeconds / 3))),
+    watchTimeoutSeconds: Math.max(
+      1,
+      Math.min(SYNC_DEFAULTS.watchTimeoutSeconds, Math.floor(options.watchStallSeconds / 3)),
+    ),
     backoffMaxMs: SYNC_DEFAULTS.watchBackoffMaxMs,
   });
   const stallMs = options.watchStallSeconds * 1000;

@@ -24,7 +24,11 @@ describe('a valid configuration', () => {
     const config = parseConfig(
       JSON.stringify({
         registries: [
-          { server: 'a.azurecr.io:443/team', secretName: 'a.b-c', credentials: { usernameFile: '/u', passwordFile: '/p' } },
+          {
+            server: 'a.azurecr.io:443/team',
+            secretName: 'a.b-c',
+            credentials: { usernameFile: '/u', passwordFile: '/p' },
+          },
         ],
       }),
       'c.json',
@@ -57,15 +61,32 @@ describe('an invalid configuration stops the process with one line naming the fi
   test.each([
     { why: 'the file is empty', text: '', message: 'config c.yaml: (top level): must be object' },
     { why: 'registries is missing', text: 'other: 1', message: 'config c.yaml: registries: is required' },
-    { why: 'an unknown top-level key', text: 'registries: [{server: a.io, secretName: s}]\nregistry: x', message: 'config c.yaml: registry: unknown key' },
-    { why: 'an unknown entry key', text: 'registries: [{server: a.io, secretName: s, secret: x}]', message: 'config c.yaml: registries[0].secret: unknown key' },
-    { why: 'the list is empty', text: 'registries: []', message: 'config c.yaml: registries: must list at least one registry' },
+    {
+      why: 'an unknown top-level key',
+      text: 'registries: [{server: a.io, secretName: s}]\nregistry: x',
+      message: 'config c.yaml: registry: unknown key',
+    },
+    {
+      why: 'an unknown entry key',
+      text: 'registries: [{server: a.io, secretName: s, secret: x}]',
+      message: 'config c.yaml: registries[0].secret: unknown key',
+    },
+    {
+      why: 'the list is empty',
+      text: 'registries: []',
+      message: 'config c.yaml: registries: must list at least one registry',
+    },
     { why: 'registries is not a list', text: 'registries: a.io', message: 'config c.yaml: registries: must be array' },
-    { why: 'an entry lacks secretName', text: 'registries: [{server: a.io}]', message: 'config c.yaml: registries[0].secretName: is required' },
+    {
+      why: 'an entry lacks secretName',
+      text: 'registries: [{server: a.io}]',
+      message: 'config c.yaml: registries[0].secretName: is required',
+    },
     {
       why: 'a secret name is not a valid Secret name',
       text: 'registries: [{server: a.io, secretName: s}, {server: b.io, secretName: ACR_B}]',
-      message: 'config c.yaml: registries[1].secretName: "ACR_B" must be a valid Secret name (lowercase RFC 1123 subdomain, at most 253 characters)',
+      message:
+        'config c.yaml: registries[1].secretName: "ACR_B" must be a valid Secret name (lowercase RFC 1123 subdomain, at most 253 characters)',
     },
     {
       why: 'a server has a scheme',
@@ -77,7 +98,11 @@ describe('an invalid configuration stops the process with one line naming the fi
       text: 'registries: [{server: "a..azurecr.io", secretName: s}]',
       message: `config c.yaml: registries[0].server: "a..azurecr.io" must be host[:port][/path-prefix] in lowercase, without a scheme; '*' is allowed only inside host labels`,
     },
-    { why: 'a server is a number', text: 'registries: [{server: 42, secretName: s}]', message: 'config c.yaml: registries[0].server: must be string' },
+    {
+      why: 'a server is a number',
+      text: 'registries: [{server: 42, secretName: s}]',
+      message: 'config c.yaml: registries[0].server: must be string',
+    },
     {
       why: 'credentials lack the password file',
       text: 'registries: [{server: a.io, secretName: s, credentials: {usernameFile: /u}}]',
@@ -113,9 +138,17 @@ describe('an invalid configuration stops the process with one line naming the fi
       text: 'registries: [{server: a.io, secretName: s}]\noptIn: {matchLabels: {a: b}}',
       message: 'config c.yaml: optIn.matchLabels: unknown key',
     },
-    { why: 'prune is not a boolean', text: 'registries: [{server: a.io, secretName: s}]\nprune: "yes"', message: 'config c.yaml: prune: must be boolean' },
+    {
+      why: 'prune is not a boolean',
+      text: 'registries: [{server: a.io, secretName: s}]\nprune: "yes"',
+      message: 'config c.yaml: prune: must be boolean',
+    },
     { why: 'the YAML is broken', text: 'registries: [', message: /^config c\.yaml: not valid YAML or JSON: / },
-    { why: 'a key appears twice', text: 'registries: []\nregistries: []', message: /^config c\.yaml: not valid YAML or JSON: Map keys must be unique/ },
+    {
+      why: 'a key appears twice',
+      text: 'registries: []\nregistries: []',
+      message: /^config c\.yaml: not valid YAML or JSON: Map keys must be unique/,
+    },
   ])('when $why', ({ text, message }) => {
     let error: unknown;
     try {
@@ -132,7 +165,9 @@ describe('an invalid configuration stops the process with one line naming the fi
 
   test('a missing file is named with the reason', () => {
     const dir = mkdtempSync(join(tmpdir(), 'config-'));
-    expect(() => loadConfig(join(dir, 'nope.yaml'))).toThrow(`config ${join(dir, 'nope.yaml')}: cannot be read (ENOENT)`);
+    expect(() => loadConfig(join(dir, 'nope.yaml'))).toThrow(
+      `config ${join(dir, 'nope.yaml')}: cannot be read (ENOENT)`,
+    );
     writeFileSync(join(dir, 'ok.yaml'), 'registries: [{server: a.io, secretName: s}]');
     expect(loadConfig(join(dir, 'ok.yaml')).registries).toHaveLength(1);
   });

@@ -98,12 +98,14 @@ export const CONFIG_SCHEMA = {
           type: 'string',
           maxLength: 317,
           pattern: LABEL_KEY_PATTERN,
-          'x-hint': "must be a valid label key ([prefix/]name, name at most 63 characters of alphanumerics, '-', '_', '.')",
+          'x-hint':
+            "must be a valid label key ([prefix/]name, name at most 63 characters of alphanumerics, '-', '_', '.')",
         },
         value: {
           type: 'string',
           pattern: LABEL_VALUE_PATTERN,
-          'x-hint': "must be a non-empty label value (at most 63 characters of alphanumerics, '-', '_', '.', alphanumeric at both ends)",
+          'x-hint':
+            "must be a non-empty label value (at most 63 characters of alphanumerics, '-', '_', '.', alphanumeric at both ends)",
         },
       },
     },
@@ -149,7 +151,9 @@ export function buildConfig(document: unknown, source: string): Config {
   const optIn = { label: optInDocument?.label ?? INJECT_LABEL, value: optInDocument?.value ?? INJECT_ENABLED };
   // The pattern cannot also bound the prefix length (a DNS subdomain, at most 253 characters).
   if (optIn.label.includes('/') && optIn.label.indexOf('/') > 253) {
-    throw new ConfigError(`config ${source}: optIn.label: ${JSON.stringify(optIn.label)} has a prefix longer than 253 characters`);
+    throw new ConfigError(
+      `config ${source}: optIn.label: ${JSON.stringify(optIn.label)} has a prefix longer than 253 characters`,
+    );
   }
   const seen = new Map<string, number>();
   const rules = registries.map((entry, index) => {

@@ -22,7 +22,10 @@ export interface KubeClients {
   close(): Promise<void>;
 }
 
-export function makeClients(kubeConfig: KubeConfig, options: { requestTimeoutMs: number; userAgent: string }): KubeClients {
+export function makeClients(
+  kubeConfig: KubeConfig,
+  options: { requestTimeoutMs: number; userAgent: string },
+): KubeClients {
   const cluster = kubeConfig.getCurrentCluster();
   if (cluster === null) throw new Error('kubeconfig: no current cluster');
   let shared: Dispatcher | undefined;

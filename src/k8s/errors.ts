@@ -45,10 +45,19 @@ export function toKubeApiError(error: unknown, what: string): KubeApiError {
   if (error instanceof ApiException) {
     const code = (error as ApiException<unknown>).code;
     const status = statusOf((error as ApiException<unknown>).body);
-    return new KubeApiError(code, status.reason, `${what}: HTTP ${code}${status.reason ? ` ${status.reason}` : ''}${status.message ? `: ${status.message}` : ''}`);
+    return new KubeApiError(
+      code,
+      status.reason,
+      `${what}: HTTP ${code}${status.reason ? ` ${status.reason}` : ''}${status.message ? `: ${status.message}` : ''}`,
+    );
   }
   const err = error as { name?: string; message?: string; cause?: { code?: string; message?: string } } | undefined;
-  if (err?.name === 'TimeoutError' || err?.name === 'AbortError') return new KubeApiError(undefined, 'Timeout', `${what}: timed out`);
+  if (err?.name === 'TimeoutError' || err?.name === 'AbortError')
+    return new KubeApiError(undefined, 'Timeout', `${what}: timed out`);
   const cause = err?.cause?.code ?? err?.cause?.message;
-  return new KubeApiError(undefined, undefined, `${what}: ${err?.message ?? String(error)}${cause ? ` (${cause})` : ''}`);
+  return new KubeApiError(
+    undefined,
+    undefined,
+    `${what}: ${err?.message ?? String(error)}${cause ? ` (${cause})` : ''}`,
+  );
 }

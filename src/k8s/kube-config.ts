@@ -12,10 +12,17 @@ export class KubeConfigError extends Error {
 }
 
 function inCluster(env: NodeJS.ProcessEnv): boolean {
-  return Boolean(env['KUBERNETES_SERVICE_HOST']) && Boolean(env['KUBERNETES_SERVICE_PORT']) && existsSync(`${SERVICE_ACCOUNT_DIR}/token`);
+  return (
+    Boolean(env['KUBERNETES_SERVICE_HOST']) &&
+    Boolean(env['KUBERNETES_SERVICE_PORT']) &&
+    existsSync(`${SERVICE_ACCOUNT_DIR}/token`)
+  );
 }
 
-export function loadKubeConfig(kubeconfigFile: string | undefined, env: NodeJS.ProcessEnv): { kubeConfig: KubeConfig; source: string } {
+export function loadKubeConfig(
+  kubeconfigFile: string | undefined,
+  env: NodeJS.ProcessEnv,
+): { kubeConfig: KubeConfig; source: string } {
   const kubeConfig = new KubeConfig();
   let source: string;
   try {
@@ -36,8 +43,14 @@ export function loadKubeConfig(kubeconfigFile: string | undefined, env: NodeJS.P
     throw new KubeConfigError(`kubeconfig: cannot be loaded: ${(error as Error).message.split('\n')[0] ?? 'error'}`);
   }
   const cluster = kubeConfig.getCurrentCluster();
-  if (cluster === null || cluster.server === '' || (source === '~/.kube/config' && cluster.server === 'http://localhost:8080')) {
-    throw new KubeConfigError('kubeconfig: no cluster to talk to: run in a pod, set KUBECONFIG or pass --kubeconfig FILE');
+  if (
+    cluster === null ||
+    cluster.server === '' ||
+    (source === '~/.kube/config' && cluster.server === 'http://localhost:8080')
+  ) {
+    throw new KubeConfigError(
+      'kubeconfig: no cluster to talk to: run in a pod, set KUBECONFIG or pass --kubeconfig FILE',
+    );
   }
   return { kubeConfig, source };
 }

@@ -15,7 +15,8 @@ function leaseStore() {
     replaces: 0,
     api: {
       readNamespacedLease: async () => {
-        if (lease === undefined) throw new ApiException(404, 'not found', { code: 404, reason: 'NotFound', message: 'not found' }, {});
+        if (lease === undefined)
+          throw new ApiException(404, 'not found', { code: 404, reason: 'NotFound', message: 'not found' }, {});
         return structuredClone(lease);
       },
       createNamespacedLease: async ({ body }: { body: V1Lease }) => {

@@ -144,7 +144,10 @@ export class LeaderElector {
       this.lease = await coordination.replaceNamespacedLease({
         namespace,
         name,
-        body: { ...current, spec: this.spec(now, transitions, holder === identity ? current.spec?.acquireTime : undefined) },
+        body: {
+          ...current,
+          spec: this.spec(now, transitions, holder === identity ? current.spec?.acquireTime : undefined),
+        },
       });
       this.observe(this.lease);
       return true;
@@ -163,7 +166,11 @@ export class LeaderElector {
       renewTime: String(lease.spec?.renewTime ?? ''),
       resourceVersion: lease.metadata?.resourceVersion ?? '',
     };
-    if (this.observed === undefined || this.observed.holder !== record.holder || this.observed.renewTime !== record.renewTime) {
+    if (
+      this.observed === undefined ||
+      this.observed.holder !== record.holder ||
+      this.observed.renewTime !== record.renewTime
+    ) {
       this.observedAt = Date.now();
     }
     this.observed = record;
@@ -179,7 +186,10 @@ export class LeaderElector {
       await coordination.replaceNamespacedLease({
         namespace,
         name,
-        body: { ...current, spec: { ...current.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: now, acquireTime: now } },
+        body: {
+          ...current,
+          spec: { ...current.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: now, acquireTime: now },
+        },
       });
     } catch (error) {
       this.options.onError(toKubeApiError(error, `release lease ${namespace}/${name}`).message);

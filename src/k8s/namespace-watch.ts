@@ -44,14 +44,19 @@ export function namespaceInfo(namespace: V1Namespace): NamespaceInfo {
 }
 
 /** Every namespace, page by page (a continue token that expires restarts the list). */
-export async function listNamespaces(core: CoreV1Api): Promise<{ namespaces: NamespaceInfo[]; resourceVersion: string }> {
+export async function listNamespaces(
+  core: CoreV1Api,
+): Promise<{ namespaces: NamespaceInfo[]; resourceVersion: string }> {
   for (;;) {
     const namespaces: NamespaceInfo[] = [];
     let token: string | undefined;
     let resourceVersion = '';
     try {
       do {
-        const page = await core.listNamespace({ limit: LIST_PAGE_SIZE, ...(token === undefined ? {} : { _continue: token }) });
+        const page = await core.listNamespace({
+          limit: LIST_PAGE_SIZE,
+          ...(token === undefined ? {} : { _continue: token }),
+        });
         namespaces.push(...page.items.map(namespaceInfo));
         resourceVersion = page.metadata?.resourceVersion ?? '';
         token = page.metadata?._continue || undefined;
@@ -155,9 +160,14 @@ export class NamespaceWatcher {
         if (this.stopped) return;
         if (phase === 'ERROR') {
           const status = object as { code?: number; reason?: string; message?: string } | undefined;
-          end = status?.code === 410 || status?.reason === 'Expired' || status?.reason === 'Gone'
-            ? { kind: 'expired' }
-            : { kind: 'failed', message: `watch namespaces: ${status?.code ?? ''} ${status?.reason ?? ''} ${status?.message ?? ''}`.trim() };
+          end =
+            status?.code === 410 || status?.reason === 'Expired' || status?.reason === 'Gone'
+              ? { kind: 'expired' }
+              : {
+                  kind: 'failed',
+                  message:
+                    `watch namespaces: ${status?.code ?? ''} ${status?.reason ?? ''} ${status?.message ?? ''}`.trim(),
+                };
           this.abort?.abort();
           return;
         }

@@ -9,7 +9,12 @@ export function zeroedCounter<L extends string>(
   registry: Registry,
   options: { readonly name: string; readonly help: string; readonly label: L; readonly values: readonly string[] },
 ): Counter<L> {
-  const counter = new Counter<L>({ name: options.name, help: options.help, labelNames: [options.label], registers: [registry] });
+  const counter = new Counter<L>({
+    name: options.name,
+    help: options.help,
+    labelNames: [options.label],
+    registers: [registry],
+  });
   for (const value of options.values) counter.inc({ [options.label]: value } as Partial<Record<L, string>>, 0);
   return counter;
 }

@@ -17,26 +17,46 @@ describe('the pull secrets a pod is given', () => {
     },
     {
       when: 'only an init container pulls from a configured ACR',
-      spec: { initContainers: [{ name: 'i', image: 'contoso.azurecr.cn/init' }], containers: [{ name: 'a', image: 'nginx' }] },
+      spec: {
+        initContainers: [{ name: 'i', image: 'contoso.azurecr.cn/init' }],
+        containers: [{ name: 'a', image: 'nginx' }],
+      },
       added: ['acr-china'],
     },
     {
       when: 'only an ephemeral container pulls from a configured ACR',
-      spec: { containers: [{ name: 'a', image: 'nginx' }], ephemeralContainers: [{ name: 'd', image: 'myregistry.azurecr.io/debug' }] },
+      spec: {
+        containers: [{ name: 'a', image: 'nginx' }],
+        ephemeralContainers: [{ name: 'd', image: 'myregistry.azurecr.io/debug' }],
+      },
       added: ['acr-myregistry'],
     },
     {
       when: 'images come from two registries: both, in configuration order',
-      spec: { containers: [{ name: 'a', image: 'x.azurecr.cn/a' }, { name: 'b', image: 'myregistry.azurecr.io/b' }] },
+      spec: {
+        containers: [
+          { name: 'a', image: 'x.azurecr.cn/a' },
+          { name: 'b', image: 'myregistry.azurecr.io/b' },
+        ],
+      },
       added: ['acr-myregistry', 'acr-china'],
     },
     {
       when: 'several images share a registry: the secret once',
-      spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/a' }, { name: 'b', image: 'myregistry.azurecr.io/b' }] },
+      spec: {
+        containers: [
+          { name: 'a', image: 'myregistry.azurecr.io/a' },
+          { name: 'b', image: 'myregistry.azurecr.io/b' },
+        ],
+      },
       added: ['acr-myregistry'],
     },
     { when: 'every image is on Docker Hub: none', spec: { containers: [{ name: 'a', image: 'nginx' }] }, added: [] },
-    { when: 'an image is not a valid reference: none for it', spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/UPPER' }] }, added: [] },
+    {
+      when: 'an image is not a valid reference: none for it',
+      spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/UPPER' }] },
+      added: [],
+    },
     { when: 'a container has no image: none for it', spec: { containers: [{ name: 'a' }] }, added: [] },
     { when: 'the pod has no containers: none', spec: {}, added: [] },
   ])('when $when', ({ spec, added }) => {
@@ -53,7 +73,12 @@ describe('the pull secrets a pod is given', () => {
 });
 
 describe('the patch appends and never replaces', () => {
-  const images = { containers: [{ name: 'a', image: 'myregistry.azurecr.io/a' }, { name: 'b', image: 'x.azurecr.cn/b' }] };
+  const images = {
+    containers: [
+      { name: 'a', image: 'myregistry.azurecr.io/a' },
+      { name: 'b', image: 'x.azurecr.cn/b' },
+    ],
+  };
   test.each([
     {
       when: 'imagePullSecrets is absent, the whole list is added',
@@ -116,12 +141,24 @@ describe('the patch appends and never replaces', () => {
 describe('pods that are left alone', () => {
   const spec = { containers: [{ name: 'a', image: 'myregistry.azurecr.io/a' }] };
   test.each([
-    { when: 'labelled acr-pull-webhook/inject=disabled', input: pod(spec, { 'acr-pull-webhook/inject': 'disabled' }), kind: 'opted-out' },
-    { when: 'labelled acr-pull-webhook/inject with another value', input: pod(spec, { 'acr-pull-webhook/inject': 'enabled' }), kind: 'patched' },
+    {
+      when: 'labelled acr-pull-webhook/inject=disabled',
+      input: pod(spec, { 'acr-pull-webhook/inject': 'disabled' }),
+      kind: 'opted-out',
+    },
+    {
+      when: 'labelled acr-pull-webhook/inject with another value',
+      input: pod(spec, { 'acr-pull-webhook/inject': 'enabled' }),
+      kind: 'patched',
+    },
     { when: 'the object is null', input: null, kind: 'unchanged' },
     { when: 'the object is a list', input: [spec], kind: 'unchanged' },
     { when: 'the spec is a string', input: { spec: 'x' }, kind: 'unchanged' },
-    { when: 'containers is an object', input: { spec: { containers: { image: 'myregistry.azurecr.io/a' } } }, kind: 'unchanged' },
+    {
+      when: 'containers is an object',
+      input: { spec: { containers: { image: 'myregistry.azurecr.io/a' } } },
+      kind: 'unchanged',
+    },
     { when: 'an image is a number', input: { spec: { containers: [{ image: 42 }] } }, kind: 'unchanged' },
   ])('$when: $kind', ({ input, kind }) => {
     expect(decide(input, ACR).kind).toBe(kind);

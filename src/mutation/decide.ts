@@ -83,7 +83,8 @@ export function matchingSecrets(images: readonly string[], rules: readonly Regis
   if (images.length === 0) return secrets;
   const perImage = images.map((image) => ruleMatches(image, rules));
   rules.forEach((rule, index) => {
-    if (!secrets.includes(rule.secretName) && perImage.some((matches) => matches[index] === true)) secrets.push(rule.secretName);
+    if (!secrets.includes(rule.secretName) && perImage.some((matches) => matches[index] === true))
+      secrets.push(rule.secretName);
   });
   return secrets;
 }

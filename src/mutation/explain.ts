@@ -24,7 +24,10 @@ export interface PodExplanation {
   readonly alreadyListed: readonly string[];
 }
 
-export function explainPod(pod: { metadata?: unknown; spec?: unknown }, rules: readonly RegistryRule[]): PodExplanation {
+export function explainPod(
+  pod: { metadata?: unknown; spec?: unknown },
+  rules: readonly RegistryRule[],
+): PodExplanation {
   const images = podImages(pod.spec).map(({ list, container, image }): ImageExplanation => {
     const parsed = parseImageReference(image);
     if (!parsed.ok) return { list, container, image, resolved: { error: parsed.error }, matches: [], misses: [] };
@@ -39,7 +42,13 @@ export function explainPod(pod: { metadata?: unknown; spec?: unknown }, rules: r
   });
   const decision = decide({ ...pod, metadata: pod.metadata ?? {} }, rules);
   const secretsToAdd = decision.kind === 'patched' ? decision.secretsAdded : [];
-  const matched = [...new Set(rules.filter((rule) => images.some((i) => i.matches.some((m) => m.secretName === rule.secretName))).map((r) => r.secretName))];
+  const matched = [
+    ...new Set(
+      rules
+        .filter((rule) => images.some((i) => i.matches.some((m) => m.secretName === rule.secretName)))
+        .map((r) => r.secretName),
+    ),
+  ];
   return {
     optedOut: decision.kind === 'opted-out',
     images,

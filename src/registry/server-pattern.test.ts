@@ -93,7 +93,11 @@ describe('a mismatch is explained in one sentence', () => {
     { server: 'a.azurecr.io:5000', image: 'a.azurecr.io/app', reason: 'port (none) is not 5000' },
     { server: '*.azurecr.io', image: 'nginx', reason: 'host has 2 labels; the entry has 3' },
     { server: '*.azurecr.io', image: 'a.azurecr.cn/app', reason: 'host label 3 "cn" does not match "io"' },
-    { server: 'a.azurecr.io/team/', image: 'a.azurecr.io/other/app', reason: 'path /other/app does not start with /team/' },
+    {
+      server: 'a.azurecr.io/team/',
+      image: 'a.azurecr.io/other/app',
+      reason: 'path /other/app does not start with /team/',
+    },
   ])('$server vs $image: $reason', ({ server, image, reason }) => {
     const parsed = parseImageReference(image);
     const result = parsed.ok ? matchImage(compileServerPattern(server)!, parsed.ref) : undefined;

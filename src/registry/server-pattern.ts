@@ -38,7 +38,10 @@ export const SERVER_PATTERN_SOURCE = SERVER_SYNTAX.source.replace(/\(\?<[a-z]+>/
 
 function labelGlob(label: string): RegExp {
   // Only '*' is special in accepted patterns; every other character is literal.
-  const body = label.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\-]/g, '\\$&')).join('.*');
+  const body = label
+    .split('*')
+    .map((part) => part.replace(/[.+?^${}()|[\]\\-]/g, '\\$&'))
+    .join('.*');
   return new RegExp(`^${body}$`);
 }
 

@@ -21,7 +21,11 @@ function podReview(overrides: Record<string, unknown> = {}) {
       userInfo: { username: 'admin' },
       object: {
         metadata: { name: 'web', annotations: { token: SECRET_ENV } },
-        spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/app:v1', env: [{ name: 'PASSWORD', value: SECRET_ENV }] }] },
+        spec: {
+          containers: [
+            { name: 'a', image: 'myregistry.azurecr.io/app:v1', env: [{ name: 'PASSWORD', value: SECRET_ENV }] },
+          ],
+        },
       },
       ...overrides,
     },
@@ -55,7 +59,8 @@ describe('POST /mutate', () => {
         uid: 'e911857d-c318-11e8-bbad-025000000001',
         allowed: true,
         patchType: 'JSONPatch',
-        patch: 'W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvaW1hZ2VQdWxsU2VjcmV0cyIsInZhbHVlIjpbeyJuYW1lIjoiYWNyLW15cmVnaXN0cnkifV19XQ==',
+        patch:
+          'W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvaW1hZ2VQdWxsU2VjcmV0cyIsInZhbHVlIjpbeyJuYW1lIjoiYWNyLW15cmVnaXN0cnkifV19XQ==',
       },
     });
     const reviewLines = logs.lines().filter((line) => line['msg'] === 'review');
@@ -76,7 +81,9 @@ describe('POST /mutate', () => {
     const { app } = setup();
     const review = podReview({ object: { spec: { containers: [{ name: 'a', image: 'nginx' }] } } });
     const response = await app.inject({ method: 'POST', url: '/mutate', payload: review });
-    expect(response.body).toBe('{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"e911857d-c318-11e8-bbad-025000000001","allowed":true}}');
+    expect(response.body).toBe(
+      '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"e911857d-c318-11e8-bbad-025000000001","allowed":true}}',
+    );
   });
 
   test('accepts the large pods etcd can store (3 MiB body)', async () => {
@@ -88,44 +95,109 @@ describe('POST /mutate', () => {
     expect(response.json().response.patchType).toBe('JSONPatch');
   });
 
-  const badBodies: { why: string; payload: string; contentType?: string; status: number; message: string | RegExp }[] = [
-    { why: 'garbage bytes', payload: '\u0000\u00ff{{', status: 400, message: 'body is not valid JSON' },
-    { why: 'truncated JSON', payload: JSON.stringify(podReview()).slice(0, 50), status: 400, message: 'body is not valid JSON' },
-    { why: 'an empty body', payload: '', status: 400, message: 'body is empty' },
-    { why: 'a JSON null', payload: 'null', status: 400, message: /^not a valid AdmissionReview: / },
-    { why: 'a JSON list', payload: '[]', status: 400, message: /^not a valid AdmissionReview: / },
-    { why: 'a __proto__ key and no review', payload: '{"__proto__":{"allowed":false},"apiVersion":"admission.k8s.io/v1"}', status: 400, message: "not a valid AdmissionReview: body must have required property 'kind'" },
-    { why: 'a constructor.prototype key and no review', payload: '{"constructor":{"prototype":{"x":1}}}', status: 400, message: "not a valid AdmissionReview: body must have required property 'apiVersion'" },
-    { why: 'another apiVersion', payload: JSON.stringify({ ...podReview(), apiVersion: 'admission.k8s.io/v1beta1' }), status: 400, message: 'not a valid AdmissionReview: body/apiVersion must be equal to constant' },
-    { why: 'no request', payload: JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }), status: 400, message: "not a valid AdmissionReview: body must have required property 'request'" },
-    { why: 'a numeric uid', payload: JSON.stringify(podReview({ uid: 7 })), status: 400, message: 'not a valid AdmissionReview: body/request/uid must be string' },
-    { why: 'an empty uid', payload: JSON.stringify(podReview({ uid: '' })), status: 400, message: 'not a valid AdmissionReview: body/request/uid must NOT have fewer than 1 characters' },
-    { why: 'an object that is a string', payload: JSON.stringify(podReview({ object: 'pod' })), status: 400, message: 'not a valid AdmissionReview: body/request/object must be object,null' },
-    { why: 'a 5 MiB body', payload: JSON.stringify({ pad: 'x'.repeat(5 * 1024 * 1024) }), status: 413, message: 'body larger than 4194304 bytes' },
-    { why: 'a text/plain body', payload: JSON.stringify(podReview()), contentType: 'text/plain', status: 415, message: 'content type must be application/json' },
-  ];
-  test.each(badBodies)('rejects $why with $status and a short JSON error, logging no content', async ({ payload, contentType, status, message }) => {
-    const { app, logs, metrics } = setup();
-    const response = await app.inject({ method: 'POST', url: '/mutate', payload, headers: { 'content-type': contentType ?? 'application/json' } });
-    expect(response.statusCode).toBe(status);
-    const body = response.json();
-    if (typeof message === 'string') expect(body.message).toBe(message);
-    else expect(body.message).toMatch(message);
-    expect(typeof body.code).toBe('string');
-    expect(logs.text()).not.toContain(SECRET_ENV);
-    expect(logs.text()).not.toContain('prototype');
-    expect((await metrics.reviews.get()).values.find((v) => v.labels.outcome === 'rejected')?.value).toBe(1);
-    // and the next good request is served
-    const next = await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
-    expect(next.statusCode).toBe(200);
-  });
+  const badBodies: { why: string; payload: string; contentType?: string; status: number; message: string | RegExp }[] =
+    [
+      { why: 'garbage bytes', payload: '\u0000\u00ff{{', status: 400, message: 'body is not valid JSON' },
+      {
+        why: 'truncated JSON',
+        payload: JSON.stringify(podReview()).slice(0, 50),
+        status: 400,
+        message: 'body is not valid JSON',
+      },
+      { why: 'an empty body', payload: '', status: 400, message: 'body is empty' },
+      { why: 'a JSON null', payload: 'null', status: 400, message: /^not a valid AdmissionReview: / },
+      { why: 'a JSON list', payload: '[]', status: 400, message: /^not a valid AdmissionReview: / },
+      {
+        why: 'a __proto__ key and no review',
+        payload: '{"__proto__":{"allowed":false},"apiVersion":"admission.k8s.io/v1"}',
+        status: 400,
+        message: "not a valid AdmissionReview: body must have required property 'kind'",
+      },
+      {
+        why: 'a constructor.prototype key and no review',
+        payload: '{"constructor":{"prototype":{"x":1}}}',
+        status: 400,
+        message: "not a valid AdmissionReview: body must have required property 'apiVersion'",
+      },
+      {
+        why: 'another apiVersion',
+        payload: JSON.stringify({ ...podReview(), apiVersion: 'admission.k8s.io/v1beta1' }),
+        status: 400,
+        message: 'not a valid AdmissionReview: body/apiVersion must be equal to constant',
+      },
+      {
+        why: 'no request',
+        payload: JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }),
+        status: 400,
+        message: "not a valid AdmissionReview: body must have required property 'request'",
+      },
+      {
+        why: 'a numeric uid',
+        payload: JSON.stringify(podReview({ uid: 7 })),
+        status: 400,
+        message: 'not a valid AdmissionReview: body/request/uid must be string',
+      },
+      {
+        why: 'an empty uid',
+        payload: JSON.stringify(podReview({ uid: '' })),
+        status: 400,
+        message: 'not a valid AdmissionReview: body/request/uid must NOT have fewer than 1 characters',
+      },
+      {
+        why: 'an object that is a string',
+        payload: JSON.stringify(podReview({ object: 'pod' })),
+        status: 400,
+        message: 'not a valid AdmissionReview: body/request/object must be object,null',
+      },
+      {
+        why: 'a 5 MiB body',
+        payload: JSON.stringify({ pad: 'x'.repeat(5 * 1024 * 1024) }),
+        status: 413,
+        message: 'body larger than 4194304 bytes',
+      },
+      {
+        why: 'a text/plain body',
+        payload: JSON.stringify(podReview()),
+        contentType: 'text/plain',
+        status: 415,
+        message: 'content type must be application/json',
+      },
+    ];
+  test.each(badBodies)(
+    'rejects $why with $status and a short JSON error, logging no content',
+    async ({ payload, contentType, status, message }) => {
+      const { app, logs, metrics } = setup();
+      const response = await app.inject({
+        method: 'POST',
+        url: '/mutate',
+        payload,
+        headers: { 'content-type': contentType ?? 'application/json' },
+      });
+      expect(response.statusCode).toBe(status);
+      const body = response.json();
+      if (typeof message === 'string') expect(body.message).toBe(message);
+      else expect(body.message).toMatch(message);
+      expect(typeof body.code).toBe('string');
+      expect(logs.text()).not.toContain(SECRET_ENV);
+      expect(logs.text()).not.toContain('prototype');
+      expect((await metrics.reviews.get()).values.find((v) => v.labels.outcome === 'rejected')?.value).toBe(1);
+      // and the next good request is served
+      const next = await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+      expect(next.statusCode).toBe(200);
+    },
+  );
 
   test('reads __proto__ and constructor keys as plain data: the review is patched and no prototype changes', async () => {
     const { app } = setup();
     const payload = JSON.stringify(podReview())
       .replace('"metadata":', '"__proto__":{"polluted":true,"spec":{"containers":[]}},"metadata":')
       .replace('"spec":', '"constructor":{"prototype":{"polluted":true}},"spec":');
-    const response = await app.inject({ method: 'POST', url: '/mutate', payload, headers: { 'content-type': 'application/json' } });
+    const response = await app.inject({
+      method: 'POST',
+      url: '/mutate',
+      payload,
+      headers: { 'content-type': 'application/json' },
+    });
     expect(response.statusCode).toBe(200);
     expect(response.json().response.patchType).toBe('JSONPatch');
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
@@ -133,11 +205,20 @@ describe('POST /mutate', () => {
   });
 
   test.each([
-    { why: 'a charset parameter', contentType: 'application/json; charset=utf-8', payload: JSON.stringify(podReview()) },
+    {
+      why: 'a charset parameter',
+      contentType: 'application/json; charset=utf-8',
+      payload: JSON.stringify(podReview()),
+    },
     { why: 'a byte order mark', contentType: 'application/json', payload: `\uFEFF${JSON.stringify(podReview())}` },
   ])('accepts a review with $why', async ({ contentType, payload }) => {
     const { app } = setup();
-    const response = await app.inject({ method: 'POST', url: '/mutate', payload, headers: { 'content-type': contentType } });
+    const response = await app.inject({
+      method: 'POST',
+      url: '/mutate',
+      payload,
+      headers: { 'content-type': contentType },
+    });
     expect(response.statusCode).toBe(200);
     expect(response.json().response.patchType).toBe('JSONPatch');
   });
@@ -152,7 +233,15 @@ describe('POST /mutate', () => {
       done();
     });
     expect((await app.inject({ method: 'POST', url: '/mutate', payload: podReview() })).statusCode).toBe(200);
-    expect((await app.inject({ method: 'POST', url: '/mutate', payload: { ...podReview(), apiVersion: 'admission.k8s.io/v1beta1' } })).statusCode).toBe(400);
+    expect(
+      (
+        await app.inject({
+          method: 'POST',
+          url: '/mutate',
+          payload: { ...podReview(), apiVersion: 'admission.k8s.io/v1beta1' },
+        })
+      ).statusCode,
+    ).toBe(400);
     expect(bodiesAtFinish).toEqual([undefined, undefined]);
   });
 
@@ -165,9 +254,16 @@ describe('POST /mutate', () => {
   test('closes connections after responding while shutting down', async () => {
     const logs = capturedLogger();
     let shuttingDown = false;
-    const app = buildApp({ rules: RULES, logger: logs.logger, metrics: createMetrics({ processMetrics: false }), isShuttingDown: () => shuttingDown });
+    const app = buildApp({
+      rules: RULES,
+      logger: logs.logger,
+      metrics: createMetrics({ processMetrics: false }),
+      isShuttingDown: () => shuttingDown,
+    });
     close = () => app.close();
-    expect((await app.inject({ method: 'POST', url: '/mutate', payload: podReview() })).headers['connection']).not.toBe('close');
+    expect((await app.inject({ method: 'POST', url: '/mutate', payload: podReview() })).headers['connection']).not.toBe(
+      'close',
+    );
     shuttingDown = true;
     const response = await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
     expect(response.statusCode).toBe(200);
@@ -202,11 +298,18 @@ describe('health app', () => {
   test('/healthz is ok; /readyz follows the readiness reason', async () => {
     const logs = capturedLogger();
     let reason: string | undefined = 'serving certificate is not within its validity';
-    const health = buildHealthApp({ logger: logs.logger, metrics: createMetrics({ processMetrics: false }), notReadyReason: () => reason });
+    const health = buildHealthApp({
+      logger: logs.logger,
+      metrics: createMetrics({ processMetrics: false }),
+      notReadyReason: () => reason,
+    });
     close = () => health.close();
     expect((await health.inject({ method: 'GET', url: '/healthz' })).body).toBe('ok');
     const notReady = await health.inject({ method: 'GET', url: '/readyz' });
-    expect([notReady.statusCode, notReady.body]).toEqual([503, 'not ready: serving certificate is not within its validity']);
+    expect([notReady.statusCode, notReady.body]).toEqual([
+      503,
+      'not ready: serving certificate is not within its validity',
+    ]);
     reason = undefined;
     const ready = await health.inject({ method: 'GET', url: '/readyz' });
     expect([ready.statusCode, ready.body]).toEqual([200, 'ok']);

@@ -21,7 +21,10 @@ export const HEADERS_TIMEOUT_MS = 10_000;
 export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
 /** How often Node checks the two timeouts above; its 30 s default would let a slow client hold a socket 40 s. */
 const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
-export const NODE_SERVER_OPTIONS = { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS };
+export const NODE_SERVER_OPTIONS = {
+  headersTimeout: HEADERS_TIMEOUT_MS,
+  connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+};
 
 /** The admission server's Fastify settings; the benchmark's floor uses them too, so the two cannot drift. */
 export const ADMISSION_SERVER_OPTIONS = {
@@ -46,7 +49,11 @@ const utf8 = new TextDecoder('utf-8');
  * ever makes such keys own data properties and nothing here merges a body into anything; the pure
  * core reads named fields and builds its patch from fresh objects.
  */
-function parseJsonBody(_request: FastifyRequest, body: Buffer, done: (error: Error | null, body?: unknown) => void): void {
+function parseJsonBody(
+  _request: FastifyRequest,
+  body: Buffer,
+  done: (error: Error | null, body?: unknown) => void,
+): void {
   if (body.length === 0) {
     done(new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY(), undefined);
     return;
@@ -118,7 +125,12 @@ function sendError(reply: FastifyReply, statusCode: number, code: string, messag
  */
 function beforeSendHook(deps: AppDeps) {
   const shuttingDown = deps.isShuttingDown;
-  return (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: null, payload: unknown) => void): void => {
+  return (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    payload: unknown,
+    done: (error: null, payload: unknown) => void,
+  ): void => {
     request.body = undefined;
     if (shuttingDown?.()) reply.header('connection', 'close');
     done(null, payload);
@@ -147,10 +159,14 @@ export function buildApp(deps: AppDeps) {
   app.addHook('onSend', beforeSendHook(deps));
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const statusCode = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    const statusCode =
+      error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (request.routeOptions.url === MUTATE_PATH) metrics.reviews.inc({ outcome: 'rejected' });
     if (statusCode === 500) {
-      request.log.error({ code: error.code, statusCode, err: { type: error.name, message: error.message } }, 'request failed');
+      request.log.error(
+        { code: error.code, statusCode, err: { type: error.name, message: error.message } },
+        'request failed',
+      );
       return sendError(reply, 500, 'internal', 'internal error');
     }
     // Never log the body or the parser's message, which may quote it.
@@ -158,7 +174,9 @@ export function buildApp(deps: AppDeps) {
     return sendError(reply, statusCode, error.code ?? 'FST_ERR_VALIDATION', clientErrorMessage(error));
   });
 
-  app.setNotFoundHandler((_request, reply) => sendError(reply, 404, 'not_found', `only POST ${MUTATE_PATH} is served here`));
+  app.setNotFoundHandler((_request, reply) =>
+    sendError(reply, 404, 'not_found', `only POST ${MUTATE_PATH} is served here`),
+  );
 
   app.post<{ Body: AdmissionReviewRequest }>(
     MUTATE_PATH,

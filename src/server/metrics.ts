@@ -28,7 +28,12 @@ export interface WebhookMetrics {
 export function createMetrics(options: { processMetrics: boolean } = { processMetrics: true }): WebhookMetrics {
   const registry = new Registry();
   if (options.processMetrics) collectDefaultMetrics({ register: registry });
-  const reviews = zeroedCounter(registry, { name: METRIC_REVIEWS, help: 'AdmissionReviews answered, by outcome.', label: 'outcome', values: REVIEW_OUTCOMES });
+  const reviews = zeroedCounter(registry, {
+    name: METRIC_REVIEWS,
+    help: 'AdmissionReviews answered, by outcome.',
+    label: 'outcome',
+    values: REVIEW_OUTCOMES,
+  });
   const certificateReloads = zeroedCounter(registry, {
     name: METRIC_CERT_RELOADS,
     help: 'Serving certificate reloads, by result.',

@@ -9,9 +9,21 @@ import { createSyncMetrics, type SyncMetrics } from './metrics.ts';
 import type { NamespaceResult, Outcome, Reconciler } from './reconciler.ts';
 
 const LABEL = 'acr-pull-webhook/inject';
-const ns = (name: string, optedIn = true, terminating = false): NamespaceInfo => ({ name, labels: optedIn ? { [LABEL]: 'enabled' } : {}, terminating });
+const ns = (name: string, optedIn = true, terminating = false): NamespaceInfo => ({
+  name,
+  labels: optedIn ? { [LABEL]: 'enabled' } : {},
+  terminating,
+});
 
-function setup(options: { leader?: boolean; outcome?: (name: string, call: number) => Outcome; delayMs?: number; metrics?: SyncMetrics; now?: () => number } = {}) {
+function setup(
+  options: {
+    leader?: boolean;
+    outcome?: (name: string, call: number) => Outcome;
+    delayMs?: number;
+    metrics?: SyncMetrics;
+    now?: () => number;
+  } = {},
+) {
   const calls: string[] = [];
   let leader = options.leader ?? true;
   const wants = (n: NamespaceInfo): boolean => !n.terminating && n.labels[LABEL] === 'enabled';
@@ -105,7 +117,8 @@ describe('the --watch work queue', () => {
 
 describe('the --watch metrics', () => {
   const NOW_MS = 1_767_225_600_000;
-  const metrics = (): SyncMetrics => createSyncMetrics({ processMetrics: false, isLeader: () => true, optedInNamespaces: () => 0 });
+  const metrics = (): SyncMetrics =>
+    createSyncMetrics({ processMetrics: false, isLeader: () => true, optedInNamespaces: () => 0 });
   /** The value of one series, as Prometheus would scrape it; throws when the series is missing. */
   const sample = async (m: SyncMetrics, series: string): Promise<number> => {
     const line = (await m.registry.metrics()).split('\n').find((candidate) => candidate.startsWith(`${series} `));
@@ -133,13 +146,29 @@ describe('the --watch metrics', () => {
   test('every secret result is counted, a pass with a failed secret is a failure and keeps the old timestamp, and the next full pass succeeds', async () => {
     const m = metrics();
     let now = NOW_MS;
-    const outcomes: Record<string, Outcome[]> = { a: ['failed', 'created'], b: ['updated'], c: ['skipped'], d: ['pruned'] };
-    const { controller } = setup({ metrics: m, now: () => now, outcome: (name, call) => outcomes[name]?.[call - 1] ?? 'unchanged' });
+    const outcomes: Record<string, Outcome[]> = {
+      a: ['failed', 'created'],
+      b: ['updated'],
+      c: ['skipped'],
+      d: ['pruned'],
+    };
+    const { controller } = setup({
+      metrics: m,
+      now: () => now,
+      outcome: (name, call) => outcomes[name]?.[call - 1] ?? 'unchanged',
+    });
     controller.handlers.onList([ns('a'), ns('b'), ns('c'), ns('d')]);
     await sleep(200); // a fails, is retried 20 ms later and is created
     expect(await passes(m)).toEqual([0, 1]);
     expect(await sample(m, 'acr_pull_webhook_sync_last_success_timestamp_seconds')).toBe(0);
-    for (const [result, count] of [['created', 1], ['updated', 1], ['unchanged', 0], ['skipped', 1], ['failed', 1], ['pruned', 1]] as const) {
+    for (const [result, count] of [
+      ['created', 1],
+      ['updated', 1],
+      ['unchanged', 0],
+      ['skipped', 1],
+      ['failed', 1],
+      ['pruned', 1],
+    ] as const) {
       expect(await sample(m, `acr_pull_webhook_sync_secret_reconciles_total{result="${result}"}`), result).toBe(count);
     }
     now = NOW_MS + 300_000;

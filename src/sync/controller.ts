@@ -62,7 +62,10 @@ export class SyncController {
       this.listed = true;
       this.namespaces.clear();
       for (const namespace of namespaces) this.namespaces.set(namespace.name, namespace);
-      this.options.logger.info({ namespaces: namespaces.length, optedIn: namespaces.filter((n) => this.options.reconciler.wants(n)).length }, 'namespaces listed');
+      this.options.logger.info(
+        { namespaces: namespaces.length, optedIn: namespaces.filter((n) => this.options.reconciler.wants(n)).length },
+        'namespaces listed',
+      );
       this.enqueueAll();
     },
     onUpsert: (namespace) => {
@@ -70,7 +73,9 @@ export class SyncController {
       this.namespaces.set(namespace.name, namespace);
       const { reconciler } = this.options;
       // New, or its opt-in changed (labelled, unlabelled, started terminating): it needs a look.
-      if (before === undefined ? reconciler.concerns(namespace) : reconciler.wants(before) !== reconciler.wants(namespace)) {
+      if (
+        before === undefined ? reconciler.concerns(namespace) : reconciler.wants(before) !== reconciler.wants(namespace)
+      ) {
         this.enqueue(namespace.name);
       }
     },

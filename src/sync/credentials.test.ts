@@ -32,7 +32,12 @@ function errorOf(run: () => unknown): string {
 describe('reading credentials', () => {
   test('gives each entry its username and password without the trailing line break', () => {
     expect(readCredentials([entry(USER, PASS)], 'c.yaml')).toEqual([
-      { server: 'myregistry.azurecr.io', secretName: 'acr-myregistry', username: '2c6d5e8f-0a1b-4c3d-9e8f-7a6b5c4d3e2f', password: 'Xy8Q~secret:ä' },
+      {
+        server: 'myregistry.azurecr.io',
+        secretName: 'acr-myregistry',
+        username: '2c6d5e8f-0a1b-4c3d-9e8f-7a6b5c4d3e2f',
+        password: 'Xy8Q~secret:ä',
+      },
     ]);
   });
 
@@ -40,7 +45,8 @@ describe('reading credentials', () => {
     {
       why: 'an entry has no credentials',
       entries: (): RegistryEntry[] => [entry(USER, PASS), { server: '*.azurecr.cn', secretName: 'acr-china' }],
-      message: 'config c.yaml: registries[1] (*.azurecr.cn -> acr-china): credentials: is required by sync-secrets (usernameFile and passwordFile)',
+      message:
+        'config c.yaml: registries[1] (*.azurecr.cn -> acr-china): credentials: is required by sync-secrets (usernameFile and passwordFile)',
     },
     {
       why: 'the password file is missing',

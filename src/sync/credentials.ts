@@ -30,7 +30,9 @@ function readBytes(label: string, field: string, path: string): FileBytes {
   try {
     return { path, bytes: readFileSync(path) };
   } catch (error) {
-    throw new ConfigError(`${label}: credentials.${field} ${path}: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new ConfigError(
+      `${label}: credentials.${field} ${path}: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
   }
 }
 
@@ -69,7 +71,9 @@ function readSnapshot(registries: readonly RegistryEntry[], source: string): Sna
     const password = decode(label, 'passwordFile', passwordFile);
     // The kubelet splits the `auth` field at the first ':' into username and password.
     if (username.includes(':')) {
-      throw new ConfigError(`${label}: credentials.usernameFile ${usernameFile.path}: must not contain ':' (the kubelet splits user:password at the first one)`);
+      throw new ConfigError(
+        `${label}: credentials.usernameFile ${usernameFile.path}: must not contain ':' (the kubelet splits user:password at the first one)`,
+      );
     }
     files.push(usernameFile, passwordFile);
     credentials.push({ server: entry.server, secretName: entry.secretName, username, password });

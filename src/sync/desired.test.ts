@@ -3,7 +3,12 @@ import { parse as parseYaml } from 'yaml';
 import { desiredSecrets, secretManifest } from './desired.ts';
 import { formatManifests } from './manifests.ts';
 
-const credential = (server: string, secretName: string, username = 'u', password = 'p') => ({ server, secretName, username, password });
+const credential = (server: string, secretName: string, username = 'u', password = 'p') => ({
+  server,
+  secretName,
+  username,
+  password,
+});
 
 describe('desired secrets', () => {
   test('one secret per secretName, in the order names first appear, with every entry that names it', () => {
@@ -16,7 +21,10 @@ describe('desired secrets', () => {
       ['acr-a', ['myregistry.azurecr.io', 'other.azurecr.io']],
       ['acr-china', ['*.azurecr.cn']],
     ]);
-    expect(Object.keys((JSON.parse(desired[0]?.dockerConfigJson ?? '') as { auths: object }).auths)).toEqual(['myregistry.azurecr.io', 'other.azurecr.io']);
+    expect(Object.keys((JSON.parse(desired[0]?.dockerConfigJson ?? '') as { auths: object }).auths)).toEqual([
+      'myregistry.azurecr.io',
+      'other.azurecr.io',
+    ]);
   });
 
   test('the content hash follows the credentials and nothing else', () => {
@@ -55,6 +63,11 @@ describe('dry-run output', () => {
   });
 
   test('no namespaces print as an empty List', () => {
-    expect(JSON.parse(formatManifests([], 'json'))).toEqual({ apiVersion: 'v1', items: [], kind: 'List', metadata: { resourceVersion: '' } });
+    expect(JSON.parse(formatManifests([], 'json'))).toEqual({
+      apiVersion: 'v1',
+      items: [],
+      kind: 'List',
+      metadata: { resourceVersion: '' },
+    });
   });
 });

@@ -2,7 +2,13 @@
 // one `auths` entry per registry entry that names it, so two registries never overwrite each other
 // and the kubelet offers each credential for exactly the images the webhook matched.
 import { createHash } from 'node:crypto';
-import { CONTENT_HASH_ANNOTATION, DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE, MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../constants.ts';
+import {
+  CONTENT_HASH_ANNOTATION,
+  DOCKERCONFIGJSON_KEY,
+  DOCKERCONFIGJSON_TYPE,
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+} from '../constants.ts';
 import type { RegistryCredential } from './credentials.ts';
 import { dockerConfigJson } from './docker-config.ts';
 
@@ -49,7 +55,12 @@ export function desiredSecrets(credentials: readonly RegistryCredential[]): read
   }
   return [...bySecret].map(([name, group]) => {
     const text = dockerConfigJson(group);
-    return { name, dockerConfigJson: text, contentHash: contentHash(text), servers: group.map((entry) => entry.server) };
+    return {
+      name,
+      dockerConfigJson: text,
+      contentHash: contentHash(text),
+      servers: group.map((entry) => entry.server),
+    };
   });
 }
 

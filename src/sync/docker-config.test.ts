@@ -7,7 +7,18 @@ import { dockerConfigJson, goJsonString } from './docker-config.ts';
 function kubectlDockerConfigJson(server: string, username: string, password: string): string {
   const out = execFileSync(
     'kubectl',
-    ['create', 'secret', 'docker-registry', 'x', `--docker-server=${server}`, `--docker-username=${username}`, `--docker-password=${password}`, '--dry-run=client', '-o', 'json'],
+    [
+      'create',
+      'secret',
+      'docker-registry',
+      'x',
+      `--docker-server=${server}`,
+      `--docker-username=${username}`,
+      `--docker-password=${password}`,
+      '--dry-run=client',
+      '-o',
+      'json',
+    ],
     { encoding: 'utf8' },
   );
   const secret = JSON.parse(out) as { type: string; data: Record<string, string> };
@@ -17,17 +28,54 @@ function kubectlDockerConfigJson(server: string, username: string, password: str
 
 describe('.dockerconfigjson equals kubectl create secret docker-registry for', () => {
   test.each([
-    { what: 'a service principal (client ID and secret)', server: 'myregistry.azurecr.io', username: '2c6d5e8f-0a1b-4c3d-9e8f-7a6b5c4d3e2f', password: 'Xy8Q~abcDEF.ghiJKL_mnoPQR-stuVWX0123456' },
-    { what: 'an ACR token', server: 'myregistry.azurecr.io', username: 'ci-pull-token', password: 'Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdo+/=' },
-    { what: 'a colon and unicode in the password', server: 'myregistry.azurecr.io', username: 'user', password: 'p:ä€:日本語:😀' },
-    { what: 'HTML-sensitive characters Go escapes', server: 'myregistry.azurecr.io', username: 'u<s>&r', password: '<script>&amp;</script>' },
-    { what: 'quotes, backslashes and JSON escapes', server: 'myregistry.azurecr.io', username: 'u"\\', password: 'tab\there\\n"quoted"\\' },
-    { what: 'control characters and line separators', server: 'myregistry.azurecr.io', username: 'u\u0001\u007f', password: '\b\f\u2028\u2029\u001f' },
+    {
+      what: 'a service principal (client ID and secret)',
+      server: 'myregistry.azurecr.io',
+      username: '2c6d5e8f-0a1b-4c3d-9e8f-7a6b5c4d3e2f',
+      password: 'Xy8Q~abcDEF.ghiJKL_mnoPQR-stuVWX0123456',
+    },
+    {
+      what: 'an ACR token',
+      server: 'myregistry.azurecr.io',
+      username: 'ci-pull-token',
+      password: 'Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdo+/=',
+    },
+    {
+      what: 'a colon and unicode in the password',
+      server: 'myregistry.azurecr.io',
+      username: 'user',
+      password: 'p:ä€:日本語:😀',
+    },
+    {
+      what: 'HTML-sensitive characters Go escapes',
+      server: 'myregistry.azurecr.io',
+      username: 'u<s>&r',
+      password: '<script>&amp;</script>',
+    },
+    {
+      what: 'quotes, backslashes and JSON escapes',
+      server: 'myregistry.azurecr.io',
+      username: 'u"\\',
+      password: 'tab\there\\n"quoted"\\',
+    },
+    {
+      what: 'control characters and line separators',
+      server: 'myregistry.azurecr.io',
+      username: 'u\u0001\u007f',
+      password: '\b\f\u2028\u2029\u001f',
+    },
     { what: 'a wildcard server', server: '*.azurecr.cn', username: 'u', password: 'p' },
-    { what: 'a server with a port and a path', server: 'myregistry.azurecr.io:443/team/', username: 'u', password: 'p' },
+    {
+      what: 'a server with a port and a path',
+      server: 'myregistry.azurecr.io:443/team/',
+      username: 'u',
+      password: 'p',
+    },
     { what: 'a geo-replicated login server', server: '*.*.geo.azurecr.io', username: 'u', password: 'p' },
   ])('$what', ({ server, username, password }) => {
-    expect(dockerConfigJson([{ server, username, password }])).toBe(kubectlDockerConfigJson(server, username, password));
+    expect(dockerConfigJson([{ server, username, password }])).toBe(
+      kubectlDockerConfigJson(server, username, password),
+    );
   });
 
   test('several entries of one secret: one auths key per server, in Go map order, each as kubectl writes it', () => {
@@ -39,9 +87,15 @@ describe('.dockerconfigjson equals kubectl create secret docker-registry for', (
     ];
     // kubectl takes one server at a time; its `auths` bodies, joined in Go's byte order of keys,
     // are what one secret with all of them must hold.
-    const inner = (e: (typeof entries)[number]): string => kubectlDockerConfigJson(e.server, e.username, e.password).slice('{"auths":{'.length, -'}}'.length);
+    const inner = (e: (typeof entries)[number]): string =>
+      kubectlDockerConfigJson(e.server, e.username, e.password).slice('{"auths":{'.length, -'}}'.length);
     const goOrder = [...entries].sort((a, b) => Buffer.compare(Buffer.from(a.server), Buffer.from(b.server)));
-    expect(goOrder.map((e) => e.server)).toEqual(['*.azurecr.cn', 'Myregistry.azurecr.io', 'myregistry.azurecr.io', 'myregistry.azurecr.io:5000']);
+    expect(goOrder.map((e) => e.server)).toEqual([
+      '*.azurecr.cn',
+      'Myregistry.azurecr.io',
+      'myregistry.azurecr.io',
+      'myregistry.azurecr.io:5000',
+    ]);
     expect(dockerConfigJson(entries)).toBe(`{"auths":{${goOrder.map(inner).join(',')}}}`);
   });
 });

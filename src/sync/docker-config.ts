@@ -17,7 +17,10 @@ export interface DockerAuth {
 export function goJsonString(value: string): string {
   // JSON.stringify already escapes '"', '\\', \b \f \n \r \t and other C0 controls as \u00xx
   // (lowercase hex), as Go does; lone surrogates cannot occur in strings decoded from UTF-8.
-  return JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value).replace(
+    /[<>&\u2028\u2029]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** Byte-wise order of the UTF-8 encodings, as Go sorts map keys. */
@@ -30,10 +33,12 @@ function compareBytes(a: string, b: string): number {
  * be distinct (the config refuses an entry repeated for the same secret).
  */
 export function dockerConfigJson(auths: readonly DockerAuth[]): string {
-  const entries = [...auths].sort((a, b) => compareBytes(a.server, b.server)).map((entry) => {
-    const auth = Buffer.from(`${entry.username}:${entry.password}`, 'utf8').toString('base64');
-    // email is omitted: kubectl declares it `omitempty` and pull secrets for ACR never need one.
-    return `${goJsonString(entry.server)}:{"username":${goJsonString(entry.username)},"password":${goJsonString(entry.password)},"auth":${goJsonString(auth)}}`;
-  });
+  const entries = [...auths]
+    .sort((a, b) => compareBytes(a.server, b.server))
+    .map((entry) => {
+      const auth = Buffer.from(`${entry.username}:${entry.password}`, 'utf8').toString('base64');
+      // email is omitted: kubectl declares it `omitempty` and pull secrets for ACR never need one.
+      return `${goJsonString(entry.server)}:{"username":${goJsonString(entry.username)},"password":${goJsonString(entry.password)},"auth":${goJsonString(auth)}}`;
+    });
   return `{"auths":{${entries.join(',')}}}`;
 }

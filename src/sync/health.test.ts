@@ -22,7 +22,10 @@ describe('the watch-stall rule behind /healthz', () => {
 });
 
 /** Serves `listener` on a loopback port for the length of `body`. */
-async function serving(listener: ReturnType<typeof healthListener>, body: (base: string) => Promise<void>): Promise<void> {
+async function serving(
+  listener: ReturnType<typeof healthListener>,
+  body: (base: string) => Promise<void>,
+): Promise<void> {
   const server = createServer(listener);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   try {
@@ -33,13 +36,18 @@ async function serving(listener: ReturnType<typeof healthListener>, body: (base:
   }
 }
 
-const quietMetrics = () => createSyncMetrics({ processMetrics: false, isLeader: () => true, optedInNamespaces: () => 2 });
+const quietMetrics = () =>
+  createSyncMetrics({ processMetrics: false, isLeader: () => true, optedInNamespaces: () => 2 });
 
 describe('the health port', () => {
   test('answers /healthz and /readyz with 200 ok or 503 and the reason', async () => {
     let live: string | undefined;
     let ready: string | undefined = 'namespaces not listed yet';
-    const listener = healthListener({ notLiveReason: () => live, notReadyReason: () => ready, registry: quietMetrics().registry });
+    const listener = healthListener({
+      notLiveReason: () => live,
+      notReadyReason: () => ready,
+      registry: quietMetrics().registry,
+    });
     await serving(listener, async (base) => {
       const get = async (path: string): Promise<[number, string]> => {
         const response = await fetch(`${base}${path}`);
@@ -61,7 +69,11 @@ describe('the health port', () => {
     const metrics = quietMetrics();
     metrics.secrets.inc({ result: 'created' }, 2);
     metrics.lastSuccess.set(1_767_225_600);
-    const listener = healthListener({ notLiveReason: () => 'stalled', notReadyReason: () => 'shutting down', registry: metrics.registry });
+    const listener = healthListener({
+      notLiveReason: () => 'stalled',
+      notReadyReason: () => 'shutting down',
+      registry: metrics.registry,
+    });
     await serving(listener, async (base) => {
       const response = await fetch(`${base}/metrics?debug=1`);
       expect(response.status).toBe(200);
@@ -80,16 +92,26 @@ describe('the health port', () => {
         ]),
       );
       const head = await fetch(`${base}/metrics`, { method: 'HEAD' });
-      expect([head.status, head.headers.get('content-type'), await head.text()]).toEqual([200, 'text/plain; version=0.0.4; charset=utf-8', '']);
+      expect([head.status, head.headers.get('content-type'), await head.text()]).toEqual([
+        200,
+        'text/plain; version=0.0.4; charset=utf-8',
+        '',
+      ]);
     });
   });
 
   test('a collector that throws makes /metrics answer 500, and the probes keep answering', async () => {
-    const broken = { contentType: new Registry().contentType, metrics: (): Promise<string> => Promise.reject(new Error('collector failed')) };
-    await serving(healthListener({ notLiveReason: () => undefined, notReadyReason: () => undefined, registry: broken }), async (base) => {
-      const response = await fetch(`${base}/metrics`);
-      expect([response.status, await response.text()]).toEqual([500, 'metrics: collector failed']);
-      expect((await fetch(`${base}/healthz`)).status).toBe(200);
-    });
+    const broken = {
+      contentType: new Registry().contentType,
+      metrics: (): Promise<string> => Promise.reject(new Error('collector failed')),
+    };
+    await serving(
+      healthListener({ notLiveReason: () => undefined, notReadyReason: () => undefined, registry: broken }),
+      async (base) => {
+        const response = await fetch(`${base}/metrics`);
+        expect([response.status, await response.text()]).toEqual([500, 'metrics: collector failed']);
+        expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      },
+    );
   });
 });

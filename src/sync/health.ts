@@ -17,7 +17,12 @@ export interface HealthDeps {
 }
 
 /** The liveness rule: a list, watch event, bookmark or normal watch end within `stallMs` (counted from start before the first). */
-export function watchStallReason(lastProgressAt: number, startedAt: number, stallMs: number, now: number = Date.now()): string | undefined {
+export function watchStallReason(
+  lastProgressAt: number,
+  startedAt: number,
+  stallMs: number,
+  now: number = Date.now(),
+): string | undefined {
   const since = Math.max(lastProgressAt, startedAt);
   const quietMs = now - since;
   if (quietMs <= stallMs) return undefined;
@@ -28,7 +33,10 @@ export function healthListener(deps: HealthDeps): (request: IncomingMessage, res
   return (request, response) => {
     const path = (request.url ?? '').split('?')[0];
     const answer = (reason: string | undefined, prefix: string): void => {
-      response.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+      response.writeHead(reason === undefined ? 200 : 503, {
+        'content-type': 'text/plain; charset=utf-8',
+        'cache-control': 'no-store',
+      });
       response.end(reason === undefined ? 'ok' : `${prefix}: ${reason}`);
     };
     if (request.method !== 'GET' && request.method !== 'HEAD') {
@@ -39,10 +47,13 @@ export function healthListener(deps: HealthDeps): (request: IncomingMessage, res
       answer(deps.notReadyReason(), 'not ready');
     } else if (path === METRICS_PATH) {
       void deps.registry.metrics().then(
-        (body) => response.writeHead(200, { 'content-type': deps.registry.contentType, 'cache-control': 'no-store' }).end(body),
+        (body) =>
+          response.writeHead(200, { 'content-type': deps.registry.contentType, 'cache-control': 'no-store' }).end(body),
         // A collector that throws must not take the probes down with it.
         (error: unknown) =>
-          response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end(`metrics: ${error instanceof Error ? error.message : String(error)}`),
+          response
+            .writeHead(500, { 'content-type': 'text/plain; charset=utf-8' })
+            .end(`metrics: ${error instanceof Error ? error.message : String(error)}`),
       );
     } else {
       response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found');

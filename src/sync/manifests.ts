@@ -8,7 +8,9 @@ export type OutputFormat = 'json' | 'yaml';
 
 export function formatManifests(secrets: readonly SecretObject[], format: OutputFormat): string {
   const document: unknown =
-    secrets.length === 1 ? secrets[0] : { apiVersion: 'v1', items: secrets, kind: 'List', metadata: { resourceVersion: '' } };
+    secrets.length === 1
+      ? secrets[0]
+      : { apiVersion: 'v1', items: secrets, kind: 'List', metadata: { resourceVersion: '' } };
   if (format === 'json') return `${JSON.stringify(document, null, 4)}\n`;
   return toYaml(document, { sortMapEntries: true, lineWidth: 0, indentSeq: false });
 }

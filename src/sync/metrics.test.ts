@@ -41,17 +41,29 @@ describe('sync-secrets metrics', () => {
   });
 
   test('the secret results are exactly what the --once summary counts', () => {
-    expect([...SYNC_SECRET_RESULTS].sort()).toEqual(Object.keys(emptySummary()).filter((key) => key !== 'namespaces').sort());
+    expect([...SYNC_SECRET_RESULTS].sort()).toEqual(
+      Object.keys(emptySummary())
+        .filter((key) => key !== 'namespaces')
+        .sort(),
+    );
   });
 
   test('the leader and namespace gauges are read at scrape time', async () => {
     let leader = false;
     let namespaces = 3;
-    const metrics = createSyncMetrics({ processMetrics: false, isLeader: () => leader, optedInNamespaces: () => namespaces });
-    expect(samples(await metrics.registry.metrics())).toEqual(expect.arrayContaining(['acr_pull_webhook_sync_leader 0', 'acr_pull_webhook_sync_opted_in_namespaces 3']));
+    const metrics = createSyncMetrics({
+      processMetrics: false,
+      isLeader: () => leader,
+      optedInNamespaces: () => namespaces,
+    });
+    expect(samples(await metrics.registry.metrics())).toEqual(
+      expect.arrayContaining(['acr_pull_webhook_sync_leader 0', 'acr_pull_webhook_sync_opted_in_namespaces 3']),
+    );
     leader = true;
     namespaces = 12;
-    expect(samples(await metrics.registry.metrics())).toEqual(expect.arrayContaining(['acr_pull_webhook_sync_leader 1', 'acr_pull_webhook_sync_opted_in_namespaces 12']));
+    expect(samples(await metrics.registry.metrics())).toEqual(
+      expect.arrayContaining(['acr_pull_webhook_sync_leader 1', 'acr_pull_webhook_sync_opted_in_namespaces 12']),
+    );
     leader = false;
     expect(samples(await metrics.registry.metrics())).toContain('acr_pull_webhook_sync_leader 0');
   });

@@ -2,13 +2,17 @@ import { describe, expect, test } from 'vitest';
 import { desiredSecrets, type SecretObject } from './desired.ts';
 import { planPrune, planSecret } from './plan.ts';
 
-const [desired] = desiredSecrets([{ server: 'myregistry.azurecr.io', secretName: 'acr-myregistry', username: 'sp', password: 'pw' }]);
+const [desired] = desiredSecrets([
+  { server: 'myregistry.azurecr.io', secretName: 'acr-myregistry', username: 'sp', password: 'pw' },
+]);
 if (desired === undefined) throw new Error('no desired secret');
 const DESIRED_JSON = '{"auths":{"myregistry.azurecr.io":{"username":"sp","password":"pw","auth":"c3A6cHc="}}}';
 const b64 = (text: string): string => Buffer.from(text).toString('base64');
 
 /** A Secret as the apiserver returns it, written by us at some earlier time. */
-function ours(overrides: Partial<SecretObject> & { labels?: Record<string, string>; annotations?: Record<string, string> } = {}): SecretObject {
+function ours(
+  overrides: Partial<SecretObject> & { labels?: Record<string, string>; annotations?: Record<string, string> } = {},
+): SecretObject {
   const { labels, annotations, ...rest } = overrides;
   return {
     metadata: {
@@ -64,9 +68,17 @@ describe('planning one secret in one namespace', () => {
   });
 
   test.each([
-    { why: 'the credentials rotated (data differs)', existing: ours({ data: { '.dockerconfigjson': b64('{"auths":{}}') } }), changed: ['data'] },
+    {
+      why: 'the credentials rotated (data differs)',
+      existing: ours({ data: { '.dockerconfigjson': b64('{"auths":{}}') } }),
+      changed: ['data'],
+    },
     { why: 'the hash annotation is missing', existing: ours({ annotations: {} }), changed: ['hash-annotation'] },
-    { why: 'someone added a data key', existing: ours({ data: { '.dockerconfigjson': b64(DESIRED_JSON), extra: 'eA==' } }), changed: ['data'] },
+    {
+      why: 'someone added a data key',
+      existing: ours({ data: { '.dockerconfigjson': b64(DESIRED_JSON), extra: 'eA==' } }),
+      changed: ['data'],
+    },
     { why: 'the data was emptied', existing: ours({ data: {} }), changed: ['data'] },
   ])('when ours differs because $why, it is updated at the version read', ({ existing, changed }) => {
     const plan = planSecret('team-a', existing, desired);
@@ -93,12 +105,18 @@ describe('planning one secret in one namespace', () => {
 
   test.each([
     { why: 'it has no managed-by label', labels: {}, reason: 'it has no app.kubernetes.io/managed-by label' },
-    { why: 'another tool manages it', labels: { 'app.kubernetes.io/managed-by': 'Helm' }, reason: 'it is managed by "Helm"' },
+    {
+      why: 'another tool manages it',
+      labels: { 'app.kubernetes.io/managed-by': 'Helm' },
+      reason: 'it is managed by "Helm"',
+    },
   ])('an unmanaged same-named secret is skipped when $why, even with other data', ({ labels, reason }) => {
-    expect(planSecret('team-a', ours({ labels, data: { '.dockerconfigjson': b64('{"auths":{}}') } }), desired)).toEqual({
-      action: 'skipped-unmanaged',
-      reason,
-    });
+    expect(planSecret('team-a', ours({ labels, data: { '.dockerconfigjson': b64('{"auths":{}}') } }), desired)).toEqual(
+      {
+        action: 'skipped-unmanaged',
+        reason,
+      },
+    );
   });
 
   test('an unmanaged same-named secret with exactly our data is still skipped, not adopted', () => {
@@ -113,7 +131,10 @@ describe('planning one secret in one namespace', () => {
   });
 
   test('ours, immutable and outdated is skipped; immutable and current is unchanged', () => {
-    expect(planSecret('team-a', ours({ immutable: true, annotations: {} }), desired)).toEqual({ action: 'skipped-immutable', reason: 'it is marked immutable' });
+    expect(planSecret('team-a', ours({ immutable: true, annotations: {} }), desired)).toEqual({
+      action: 'skipped-immutable',
+      reason: 'it is marked immutable',
+    });
     expect(planSecret('team-a', ours({ immutable: true }), desired)).toEqual({ action: 'unchanged' });
   });
 });

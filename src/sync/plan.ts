@@ -2,13 +2,23 @@
 // one write to make. Ownership is the managed-by label: a same-named Secret without it is never
 // touched, only reported. An update rewrites only what sync-secrets owns (its data, its label, its
 // annotation) and keeps everything else on the object, including others' labels and annotations.
-import { CONTENT_HASH_ANNOTATION, DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE, MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../constants.ts';
+import {
+  CONTENT_HASH_ANNOTATION,
+  DOCKERCONFIGJSON_KEY,
+  DOCKERCONFIGJSON_TYPE,
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+} from '../constants.ts';
 import { secretManifest, type DesiredSecret, type SecretObject } from './desired.ts';
 
 export type SecretPlan =
   | { readonly action: 'create'; readonly secret: SecretObject }
   /** `changed` says what differed, for the log line: never values. */
-  | { readonly action: 'update'; readonly secret: SecretObject; readonly changed: readonly ('data' | 'hash-annotation')[] }
+  | {
+      readonly action: 'update';
+      readonly secret: SecretObject;
+      readonly changed: readonly ('data' | 'hash-annotation')[];
+    }
   | { readonly action: 'unchanged' }
   | { readonly action: 'skipped-unmanaged'; readonly reason: string }
   /** Ours, but it cannot be changed in place (immutable, or another type); deleting it is left to a human. */
@@ -37,11 +47,15 @@ export function planSecret(namespace: string, existing: SecretObject | undefined
     };
   }
   if (existing.type !== DOCKERCONFIGJSON_TYPE) {
-    return { action: 'skipped-immutable', reason: `its type is "${existing.type ?? ''}", not ${DOCKERCONFIGJSON_TYPE}, and a Secret's type cannot change` };
+    return {
+      action: 'skipped-immutable',
+      reason: `its type is "${existing.type ?? ''}", not ${DOCKERCONFIGJSON_TYPE}, and a Secret's type cannot change`,
+    };
   }
   const changed: ('data' | 'hash-annotation')[] = [];
   if (!sameData(existing, desired)) changed.push('data');
-  if (existing.metadata?.annotations?.[CONTENT_HASH_ANNOTATION] !== desired.contentHash) changed.push('hash-annotation');
+  if (existing.metadata?.annotations?.[CONTENT_HASH_ANNOTATION] !== desired.contentHash)
+    changed.push('hash-annotation');
   if (changed.length === 0) return { action: 'unchanged' };
   if (existing.immutable === true) {
     return { action: 'skipped-immutable', reason: 'it is marked immutable' };
@@ -63,11 +77,18 @@ export function planSecret(namespace: string, existing: SecretObject | undefined
   };
 }
 
-export type PrunePlan = { readonly action: 'delete'; readonly uid: string; readonly resourceVersion: string } | { readonly action: 'absent' } | { readonly action: 'skipped-unmanaged' };
+export type PrunePlan =
+  | { readonly action: 'delete'; readonly uid: string; readonly resourceVersion: string }
+  | { readonly action: 'absent' }
+  | { readonly action: 'skipped-unmanaged' };
 
 /** In a namespace that is no longer opted in: delete the Secret only if it is ours (pinned to the version read). */
 export function planPrune(existing: SecretObject | undefined): PrunePlan {
   if (existing === undefined) return { action: 'absent' };
   if (!isManaged(existing)) return { action: 'skipped-unmanaged' };
-  return { action: 'delete', uid: existing.metadata?.uid ?? '', resourceVersion: existing.metadata?.resourceVersion ?? '' };
+  return {
+    action: 'delete',
+    uid: existing.metadata?.uid ?? '',
+    resourceVersion: existing.metadata?.resourceVersion ?? '',
+  };
 }

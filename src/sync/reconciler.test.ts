@@ -11,7 +11,9 @@ describe('the --once summary line', () => {
     addResult(summary, { namespace: 'c', optedIn: true, outcomes: ['failed', 'aborted'] });
     addResult(summary, { namespace: 'd', optedIn: false, outcomes: ['pruned', 'ignored'] });
     expect(formatSummary(summary, false)).toBe('namespaces=3 created=1 updated=1 unchanged=1 skipped=1 failed=1');
-    expect(formatSummary(summary, true)).toBe('namespaces=3 created=1 updated=1 unchanged=1 skipped=1 failed=1 pruned=1');
+    expect(formatSummary(summary, true)).toBe(
+      'namespaces=3 created=1 updated=1 unchanged=1 skipped=1 failed=1 pruned=1',
+    );
   });
 });
 
@@ -29,6 +31,8 @@ describe('opting in', () => {
 describe('redaction', () => {
   test('replaces every current credential form, and leaves short strings alone', () => {
     const redact = credentialRedactor(() => ['hunter22', 'aHVudGVyMjI=', 'ab']);
-    expect(redact('Invalid value: "hunter22" / aHVudGVyMjI= / ab')).toBe('Invalid value: "[redacted]" / [redacted] / ab');
+    expect(redact('Invalid value: "hunter22" / aHVudGVyMjI= / ab')).toBe(
+      'Invalid value: "[redacted]" / [redacted] / ab',
+    );
   });
 });

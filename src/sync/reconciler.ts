@@ -90,7 +90,9 @@ export class Reconciler {
     const desired = this.desired;
     const outcomes: Outcome[] = [];
     for (const secret of desired) {
-      const outcome = optedIn ? await this.ensure(namespace.name, secret) : await this.pruneOne(namespace.name, secret.name);
+      const outcome = optedIn
+        ? await this.ensure(namespace.name, secret)
+        : await this.pruneOne(namespace.name, secret.name);
       outcomes.push(outcome);
       if (outcome === 'aborted') break;
     }
@@ -110,19 +112,35 @@ export class Reconciler {
     return summary;
   }
 
-  private async withRetries(what: { namespace: string; secret: string }, attempt: () => Promise<Outcome>): Promise<Outcome> {
+  private async withRetries(
+    what: { namespace: string; secret: string },
+    attempt: () => Promise<Outcome>,
+  ): Promise<Outcome> {
     const { writeAttempts, retryBaseMs, retryMaxMs, logger, redact } = this.options;
     let delay = retryBaseMs;
     for (let tries = 1; ; tries++) {
       try {
         return await attempt();
       } catch (error) {
-        const failure = error instanceof KubeApiError ? error : toKubeApiError(error, `secret ${what.namespace}/${what.secret}`);
+        const failure =
+          error instanceof KubeApiError ? error : toKubeApiError(error, `secret ${what.namespace}/${what.secret}`);
         if (!failure.retryable || tries >= writeAttempts) {
-          logger.error({ ...what, status: failure.status, reason: failure.reason, attempts: tries, error: redact(failure.message) }, 'secret not reconciled');
+          logger.error(
+            {
+              ...what,
+              status: failure.status,
+              reason: failure.reason,
+              attempts: tries,
+              error: redact(failure.message),
+            },
+            'secret not reconciled',
+          );
           return 'failed';
         }
-        logger.debug({ ...what, status: failure.status, reason: failure.reason, attempt: tries, error: redact(failure.message) }, 'retrying');
+        logger.debug(
+          { ...what, status: failure.status, reason: failure.reason, attempt: tries, error: redact(failure.message) },
+          'retrying',
+        );
         // A lost race (409) is re-planned from a fresh read at once; anything else backs off.
         if (failure.status !== 409) {
           await sleep(delay * (0.8 + Math.random() * 0.4));
@@ -146,7 +164,10 @@ export class Reconciler {
           return 'unchanged';
         case 'skipped-unmanaged':
         case 'skipped-immutable':
-          logger.warn({ ...what, reason: plan.reason }, `secret ${namespace}/${desired.name} left unchanged: ${plan.reason}`);
+          logger.warn(
+            { ...what, reason: plan.reason },
+            `secret ${namespace}/${desired.name} left unchanged: ${plan.reason}`,
+          );
           return 'skipped';
         case 'create':
           if (!canWrite()) return 'aborted';
@@ -156,7 +177,10 @@ export class Reconciler {
         case 'update':
           if (!canWrite()) return 'aborted';
           await store.replace(namespace, desired.name, plan.secret);
-          logger.info({ ...what, servers: desired.servers, contentHash: hash, changed: plan.changed }, 'secret updated');
+          logger.info(
+            { ...what, servers: desired.servers, contentHash: hash, changed: plan.changed },
+            'secret updated',
+          );
           return 'updated';
       }
     });

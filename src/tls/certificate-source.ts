@@ -48,7 +48,9 @@ export function readServingPair(certFile: string, keyFile: string): ServingPair 
     try {
       return readFileSync(file);
     } catch (error) {
-      throw new CertificateError(`${what} ${file}: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+      throw new CertificateError(
+        `${what} ${file}: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
     }
   };
   const cert = read(certFile, 'tls-cert');
@@ -153,7 +155,11 @@ export class CertificateSource {
 
   /** Starts watching the certificate and key directories and polling. Idempotent. */
   start(): void {
-    this.stopWatching ??= watchFiles([this.options.certFile, this.options.keyFile], this.options.pollIntervalMs, () => void this.reload());
+    this.stopWatching ??= watchFiles(
+      [this.options.certFile, this.options.keyFile],
+      this.options.pollIntervalMs,
+      () => void this.reload(),
+    );
   }
 
   stop(): void {

@@ -4,7 +4,14 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AdmissionregistrationV1Api, ApiException, CoreV1Api, KubeConfig, type V1Pod, type V1PodSpec } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  ApiException,
+  CoreV1Api,
+  KubeConfig,
+  type V1Pod,
+  type V1PodSpec,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
 import { createNamespace } from '../support/control-plane.ts';
@@ -37,7 +44,9 @@ async function optedInNamespace(extraLabels: Record<string, string> = {}): Promi
 function podSpec(images: { containers: string[]; initContainers?: string[] }): V1PodSpec {
   return {
     containers: images.containers.map((image, index) => ({ name: `c${index}`, image })),
-    ...(images.initContainers ? { initContainers: images.initContainers.map((image, index) => ({ name: `i${index}`, image })) } : {}),
+    ...(images.initContainers
+      ? { initContainers: images.initContainers.map((image, index) => ({ name: `i${index}`, image })) }
+      : {}),
   };
 }
 
@@ -49,7 +58,8 @@ async function createPod(namespace: string, pod: V1Pod): Promise<V1Pod> {
 const pullSecretNames = (pod: V1Pod): string[] => (pod.spec?.imagePullSecrets ?? []).map((entry) => entry.name ?? '');
 
 beforeAll(async () => {
-  const config = 'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n';
+  const config =
+    'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n';
   webhook = await startWebhookProcess(writeServeFiles(pki, { dir, config }));
   recorder = await startReviewRecorder(pki.serving);
   await admission.createMutatingWebhookConfiguration({
@@ -58,7 +68,10 @@ beforeAll(async () => {
       webhooks: [
         {
           name: 'recorder.e2e.acr-pull-webhook.io',
-          clientConfig: { url: `https://127.0.0.1:${recorder.port}/record`, caBundle: Buffer.from(pki.ca.certPem).toString('base64') },
+          clientConfig: {
+            url: `https://127.0.0.1:${recorder.port}/record`,
+            caBundle: Buffer.from(pki.ca.certPem).toString('base64'),
+          },
           rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }],
           namespaceSelector: { matchLabels: { [RECORDER_NAMESPACE_LABEL]: 'true' } },
           sideEffects: 'None',
@@ -87,7 +100,10 @@ describe('in an opted-in namespace', () => {
     const namespace = await optedInNamespace();
     const stored = await createPod(namespace, {
       metadata: { name: 'web' },
-      spec: podSpec({ initContainers: ['contoso.azurecr.cn/tools/migrate:2.1'], containers: ['myregistry.azurecr.io/team/app:v1', 'nginx:1.27'] }),
+      spec: podSpec({
+        initContainers: ['contoso.azurecr.cn/tools/migrate:2.1'],
+        containers: ['myregistry.azurecr.io/team/app:v1', 'nginx:1.27'],
+      }),
     });
     expect(stored.spec?.imagePullSecrets).toEqual([{ name: 'acr-myregistry' }, { name: 'acr-china' }]);
     expect(stored.spec?.containers.map((c) => c.image)).toEqual(['myregistry.azurecr.io/team/app:v1', 'nginx:1.27']);
@@ -97,14 +113,20 @@ describe('in an opted-in namespace', () => {
     const namespace = await optedInNamespace();
     const stored = await createPod(namespace, {
       metadata: { name: 'web' },
-      spec: { ...podSpec({ containers: ['myregistry.azurecr.io/app', 'x.azurecr.cn/b'] }), imagePullSecrets: [{ name: 'mine' }, { name: 'acr-china' }] },
+      spec: {
+        ...podSpec({ containers: ['myregistry.azurecr.io/app', 'x.azurecr.cn/b'] }),
+        imagePullSecrets: [{ name: 'mine' }, { name: 'acr-china' }],
+      },
     });
     expect(pullSecretNames(stored)).toEqual(['mine', 'acr-china', 'acr-myregistry']);
   });
 
   test('a pod created by generateName is patched too', async () => {
     const namespace = await optedInNamespace();
-    const created = await core.createNamespacedPod({ namespace, body: { metadata: { generateName: 'web-' }, spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }) } });
+    const created = await core.createNamespacedPod({
+      namespace,
+      body: { metadata: { generateName: 'web-' }, spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }) },
+    });
     expect(pullSecretNames(created)).toEqual(['acr-myregistry']);
   });
 
@@ -113,15 +135,25 @@ describe('in an opted-in namespace', () => {
     await core.replaceNamespacedServiceAccount({
       namespace,
       name: 'default',
-      body: { metadata: { name: 'default' }, imagePullSecrets: [{ name: 'from-serviceaccount' }, { name: 'acr-myregistry' }] },
+      body: {
+        metadata: { name: 'default' },
+        imagePullSecrets: [{ name: 'from-serviceaccount' }, { name: 'acr-myregistry' }],
+      },
     });
-    const stored = await createPod(namespace, { metadata: { name: 'web' }, spec: podSpec({ containers: ['myregistry.azurecr.io/app', 'x.azurecr.cn/b'] }) });
+    const stored = await createPod(namespace, {
+      metadata: { name: 'web' },
+      spec: podSpec({ containers: ['myregistry.azurecr.io/app', 'x.azurecr.cn/b'] }),
+    });
     expect(pullSecretNames(stored)).toEqual(['from-serviceaccount', 'acr-myregistry', 'acr-china']);
   });
 
   test('a dryRun=All create returns the patched pod and stores nothing', async () => {
     const namespace = await optedInNamespace();
-    const returned = await core.createNamespacedPod({ namespace, dryRun: 'All', body: { metadata: { name: 'dry' }, spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }) } });
+    const returned = await core.createNamespacedPod({
+      namespace,
+      dryRun: 'All',
+      body: { metadata: { name: 'dry' }, spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }) },
+    });
     expect(pullSecretNames(returned)).toEqual(['acr-myregistry']);
     const error = await core.readNamespacedPod({ namespace, name: 'dry' }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ApiException);
@@ -130,7 +162,10 @@ describe('in an opted-in namespace', () => {
 
   test('an ACR sidecar added by a later webhook still gets its secret (reinvocationPolicy IfNeeded)', async () => {
     const namespace = await optedInNamespace({ [RECORDER_NAMESPACE_LABEL]: 'true' });
-    const stored = await createPod(namespace, { metadata: { name: 'meshed', labels: { [SIDECAR_LABEL]: 'true' } }, spec: podSpec({ containers: ['nginx:1.27'] }) });
+    const stored = await createPod(namespace, {
+      metadata: { name: 'meshed', labels: { [SIDECAR_LABEL]: 'true' } },
+      spec: podSpec({ containers: ['nginx:1.27'] }),
+    });
     expect(stored.spec?.containers.map((c) => c.image)).toEqual(['nginx:1.27', SIDECAR_IMAGE]);
     expect(pullSecretNames(stored)).toEqual(['acr-myregistry']);
   });
@@ -140,7 +175,10 @@ describe('pods that are left unchanged', () => {
   test('in a namespace without the opt-in label', async () => {
     const namespace = unique('out');
     await createNamespace(kc, namespace);
-    const stored = await createPod(namespace, { metadata: { name: 'web' }, spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }) });
+    const stored = await createPod(namespace, {
+      metadata: { name: 'web' },
+      spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }),
+    });
     expect(stored.spec?.imagePullSecrets).toBeUndefined();
   });
 
@@ -155,23 +193,33 @@ describe('pods that are left unchanged', () => {
 
   test('a pod with only Docker Hub images', async () => {
     const namespace = await optedInNamespace();
-    const stored = await createPod(namespace, { metadata: { name: 'web' }, spec: podSpec({ containers: ['nginx:1.27', 'bitnami/redis:7'] }) });
+    const stored = await createPod(namespace, {
+      metadata: { name: 'web' },
+      spec: podSpec({ containers: ['nginx:1.27', 'bitnami/redis:7'] }),
+    });
     expect(stored.spec?.imagePullSecrets).toBeUndefined();
   });
 
   test('a pod in kube-system, even when kube-system carries the opt-in label, is never sent to the webhook', async () => {
-    await core.patchNamespace(
-      { name: 'kube-system', body: { metadata: { labels: { 'acr-pull-webhook/inject': 'enabled' } } } },
-      { headers: { 'Content-Type': 'application/merge-patch+json' } } as never,
-    ).catch(async () => {
-      const ns = await core.readNamespace({ name: 'kube-system' });
-      ns.metadata = { ...ns.metadata, labels: { ...ns.metadata?.labels, 'acr-pull-webhook/inject': 'enabled' } };
-      await core.replaceNamespace({ name: 'kube-system', body: ns });
-    });
-    await core.createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name: 'default' } } }).catch(() => undefined);
+    await core
+      .patchNamespace(
+        { name: 'kube-system', body: { metadata: { labels: { 'acr-pull-webhook/inject': 'enabled' } } } },
+        { headers: { 'Content-Type': 'application/merge-patch+json' } } as never,
+      )
+      .catch(async () => {
+        const ns = await core.readNamespace({ name: 'kube-system' });
+        ns.metadata = { ...ns.metadata, labels: { ...ns.metadata?.labels, 'acr-pull-webhook/inject': 'enabled' } };
+        await core.replaceNamespace({ name: 'kube-system', body: ns });
+      });
+    await core
+      .createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name: 'default' } } })
+      .catch(() => undefined);
     const name = unique('sys');
     const reviewsBefore = (await webhook.settledLogLines()).filter((line) => line['msg'] === 'review').length;
-    const stored = await createPod('kube-system', { metadata: { name }, spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }) });
+    const stored = await createPod('kube-system', {
+      metadata: { name },
+      spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }),
+    });
     expect(stored.spec?.imagePullSecrets).toBeUndefined();
     const after = await webhook.settledLogLines();
     expect(after.filter((line) => line['msg'] === 'review' && line['namespace'] === 'kube-system')).toEqual([]);
@@ -186,8 +234,16 @@ describe('the review the apiserver really sends', () => {
     const namespace = unique('capture');
     await createNamespace(kc, namespace, { [RECORDER_NAMESPACE_LABEL]: 'true' });
     const before = recorder.reviews.length;
-    await createPod(namespace, { metadata: { name: 'captured' }, spec: podSpec({ containers: ['myregistry.azurecr.io/team/app:v1'], initContainers: ['contoso.azurecr.cn/init:1'] }) });
-    const captured = JSON.parse(recorder.reviews[before] ?? '{}') as { request: Record<string, unknown> & { object: Record<string, unknown> } };
+    await createPod(namespace, {
+      metadata: { name: 'captured' },
+      spec: podSpec({
+        containers: ['myregistry.azurecr.io/team/app:v1'],
+        initContainers: ['contoso.azurecr.cn/init:1'],
+      }),
+    });
+    const captured = JSON.parse(recorder.reviews[before] ?? '{}') as {
+      request: Record<string, unknown> & { object: Record<string, unknown> };
+    };
     if (process.env['UPDATE_FIXTURES'] === '1') writeFileSync(FIXTURE, `${JSON.stringify(captured, null, 2)}\n`);
     const fixture = JSON.parse(readFileSync(FIXTURE, 'utf8')) as typeof captured;
     expect(Object.keys(captured).sort()).toEqual(Object.keys(fixture).sort());
@@ -204,7 +260,10 @@ describe('fail-safe', () => {
     await webhook.kill();
     try {
       const started = Date.now();
-      const stored = await createPod(namespace, { metadata: { name: 'while-down' }, spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }) });
+      const stored = await createPod(namespace, {
+        metadata: { name: 'while-down' },
+        spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }),
+      });
       expect(stored.spec?.imagePullSecrets).toBeUndefined();
       expect(Date.now() - started).toBeLessThan(3_000 + 2_000);
 
@@ -215,15 +274,29 @@ describe('fail-safe', () => {
       let rejected: unknown;
       for (let attempt = 0; attempt < 40 && rejected === undefined; attempt++) {
         await core
-          .createNamespacedPod({ namespace, dryRun: 'All', body: { metadata: { generateName: 'fail-' }, spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }) } })
+          .createNamespacedPod({
+            namespace,
+            dryRun: 'All',
+            body: { metadata: { generateName: 'fail-' }, spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }) },
+          })
           .then(() => new Promise((r) => setTimeout(r, 250)))
           .catch((error: unknown) => (rejected = error));
       }
       expect(rejected).toBeInstanceOf(ApiException);
       expect(String((rejected as ApiException<unknown>).body)).toContain('failed calling webhook');
     } finally {
-      webhook = await startWebhookProcess({ config: join(dir, 'config.yaml'), certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), dir });
-      await registerWebhook(kc, { name: CONFIG_NAME, port: webhook.port, caPem: pki.ca.certPem, probeNamespace: namespace });
+      webhook = await startWebhookProcess({
+        config: join(dir, 'config.yaml'),
+        certFile: join(dir, 'tls.crt'),
+        keyFile: join(dir, 'tls.key'),
+        dir,
+      });
+      await registerWebhook(kc, {
+        name: CONFIG_NAME,
+        port: webhook.port,
+        caPem: pki.ca.certPem,
+        probeNamespace: namespace,
+      });
       await waitUntilLive(kc, namespace);
     }
   });

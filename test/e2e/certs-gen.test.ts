@@ -27,7 +27,13 @@ import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { bundleCas } from '../../certs-gen/bundle.ts';
 import { PREVIOUS_CA_UNTIL_ANNOTATION, storedFromSecret, type StoredCertificates } from '../../certs-gen/create.ts';
-import { generateCa, generateServingCertificate, inspectCertificate, serviceDnsNames, verifyServingPair } from '../../certs-gen/generate.ts';
+import {
+  generateCa,
+  generateServingCertificate,
+  inspectCertificate,
+  serviceDnsNames,
+  verifyServingPair,
+} from '../../certs-gen/generate.ts';
 import { MUTATE_PATH } from '../../src/constants.ts';
 import { certsGen, tokenKubeconfig, type CertsGenRun } from '../support/certs-gen-cli.ts';
 import { syncSecretVolume, type SecretVolumeSync } from '../support/certs-gen-kubelet.ts';
@@ -60,7 +66,18 @@ let kubelet: SecretVolumeSync;
 let firstCreate: CertsGenRun;
 let firstPatch: CertsGenRun;
 
-const createArgs = (...extra: string[]) => ['create', '--namespace', serviceNamespace, '--secret-name', SECRET, '--service', SERVICE, '--validity', '30', ...extra];
+const createArgs = (...extra: string[]) => [
+  'create',
+  '--namespace',
+  serviceNamespace,
+  '--secret-name',
+  SECRET,
+  '--service',
+  SERVICE,
+  '--validity',
+  '30',
+  ...extra,
+];
 const patchArgs = ['patch', '--webhook-config', CONFIG, '--namespace', serviceNamespace, '--secret-name', SECRET];
 const asAdmin = (args: readonly string[]) => certsGen(args, adminKubeconfig);
 const fingerprint = (pem: string | undefined) => inspectCertificate(pem ?? '').fingerprintSha256;
@@ -69,17 +86,24 @@ async function stored(name = SECRET): Promise<StoredCertificates> {
   return storedFromSecret(await core.readNamespacedSecret({ namespace: serviceNamespace, name }));
 }
 
-async function writeStored(changes: Partial<Record<'tls.crt' | 'tls.key' | 'ca.crt' | 'ca.key', string>>, annotations?: Record<string, string>): Promise<void> {
+async function writeStored(
+  changes: Partial<Record<'tls.crt' | 'tls.key' | 'ca.crt' | 'ca.key', string>>,
+  annotations?: Record<string, string>,
+): Promise<void> {
   const secret = await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET });
-  for (const [key, value] of Object.entries(changes)) secret.data = { ...secret.data, [key]: Buffer.from(value).toString('base64') };
-  if (annotations) secret.metadata = { ...secret.metadata, annotations: { ...secret.metadata?.annotations, ...annotations } };
+  for (const [key, value] of Object.entries(changes))
+    secret.data = { ...secret.data, [key]: Buffer.from(value).toString('base64') };
+  if (annotations)
+    secret.metadata = { ...secret.metadata, annotations: { ...secret.metadata?.annotations, ...annotations } };
   await core.replaceNamespacedSecret({ namespace: serviceNamespace, name: SECRET, body: secret });
 }
 
 /** Fingerprints of the CAs in each webhook's caBundle, webhook by webhook. */
 async function bundles(name = CONFIG): Promise<string[][]> {
   const configuration = await admission.readMutatingWebhookConfiguration({ name });
-  return (configuration.webhooks ?? []).map((entry) => bundleCas(entry.clientConfig.caBundle).map((ca) => ca.fingerprintSha256));
+  return (configuration.webhooks ?? []).map((entry) =>
+    bundleCas(entry.clientConfig.caBundle).map((ca) => ca.fingerprintSha256),
+  );
 }
 
 /** The first webhook's caBundle as PEM text. */
@@ -91,11 +115,14 @@ async function publishedBundle(): Promise<string> {
 /** The certificate the webhook hands out right now, asked for by the name the apiserver uses. */
 function servedFingerprint(options: tls.ConnectionOptions = { rejectUnauthorized: false }): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port: webhook.port, servername: `${SERVICE}.${serviceNamespace}.svc`, ...options }, () => {
-      const served = socket.getPeerCertificate().fingerprint256;
-      socket.end();
-      resolve(served);
-    });
+    const socket = tls.connect(
+      { host: '127.0.0.1', port: webhook.port, servername: `${SERVICE}.${serviceNamespace}.svc`, ...options },
+      () => {
+        const served = socket.getPeerCertificate().fingerprint256;
+        socket.end();
+        resolve(served);
+      },
+    );
     socket.on('error', reject);
   });
 }
@@ -112,14 +139,20 @@ async function waitUntilServed(expected: string, timeoutMs = 15_000): Promise<vo
 async function waitUntilPatching(timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const created = await core.createNamespacedPod({ namespace: podNamespace, dryRun: 'All', body: pod }).catch(() => undefined);
+    const created = await core
+      .createNamespacedPod({ namespace: podNamespace, dryRun: 'All', body: pod })
+      .catch(() => undefined);
     if ((created?.spec?.imagePullSecrets ?? []).length > 0) return;
     if (Date.now() > deadline) throw new Error(`pods in ${podNamespace} not patched after ${timeoutMs} ms`);
     await sleep(200);
   }
 }
 
-function configuration(name: string, namespaceLabelValue: string, webhookNames: readonly string[]): V1MutatingWebhookConfiguration {
+function configuration(
+  name: string,
+  namespaceLabelValue: string,
+  webhookNames: readonly string[],
+): V1MutatingWebhookConfiguration {
   const base = webhookConfiguration({ name, port: webhook.port, caPem: '', failurePolicy: 'Fail', timeoutSeconds: 10 });
   const template = base.webhooks?.[0];
   if (template === undefined) throw new Error('webhookConfiguration() has no webhook');
@@ -134,7 +167,10 @@ function configuration(name: string, namespaceLabelValue: string, webhookNames: 
   return { ...base, webhooks: webhookNames.map(entry) };
 }
 
-async function createClusterScoped(kind: 'MutatingWebhookConfiguration', body: V1MutatingWebhookConfiguration): Promise<void> {
+async function createClusterScoped(
+  kind: 'MutatingWebhookConfiguration',
+  body: V1MutatingWebhookConfiguration,
+): Promise<void> {
   clusterScoped.push({ kind, name: body.metadata?.name ?? '' });
   await admission.createMutatingWebhookConfiguration({ body });
 }
@@ -144,7 +180,10 @@ beforeAll(async () => {
   await createNamespace(kc, podNamespace, { [OPT_IN_LABEL]: run });
   firstCreate = await asAdmin(createArgs());
   kubelet = await syncSecretVolume(kc, serviceNamespace, SECRET);
-  writeFileSync(join(dir, 'config.yaml'), 'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n');
+  writeFileSync(
+    join(dir, 'config.yaml'),
+    'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n',
+  );
   webhook = await startWebhookProcess({
     config: join(dir, 'config.yaml'),
     certFile: kubelet.volume.path('tls.crt'),
@@ -153,10 +192,20 @@ beforeAll(async () => {
   });
   await core.createNamespacedService({
     namespace: serviceNamespace,
-    body: { metadata: { name: SERVICE }, spec: { type: 'ExternalName', externalName: 'localhost', ports: [{ name: 'https', port: webhook.port, protocol: 'TCP' }] } },
+    body: {
+      metadata: { name: SERVICE },
+      spec: {
+        type: 'ExternalName',
+        externalName: 'localhost',
+        ports: [{ name: 'https', port: webhook.port, protocol: 'TCP' }],
+      },
+    },
   });
   // Two webhooks, both called for every pod: patch must set the caBundle of each.
-  await createClusterScoped('MutatingWebhookConfiguration', configuration(CONFIG, run, ['pods.acr-pull-webhook.io', 'again.acr-pull-webhook.io']));
+  await createClusterScoped(
+    'MutatingWebhookConfiguration',
+    configuration(CONFIG, run, ['pods.acr-pull-webhook.io', 'again.acr-pull-webhook.io']),
+  );
   firstPatch = await asAdmin(patchArgs);
   await waitUntilPatching();
 });
@@ -164,7 +213,8 @@ beforeAll(async () => {
 afterAll(async () => {
   const rbac = kc.makeApiClient(KubernetesObjectApi);
   for (const { kind, name } of clusterScoped.reverse()) {
-    const apiVersion = kind === 'MutatingWebhookConfiguration' ? 'admissionregistration.k8s.io/v1' : 'rbac.authorization.k8s.io/v1';
+    const apiVersion =
+      kind === 'MutatingWebhookConfiguration' ? 'admissionregistration.k8s.io/v1' : 'rbac.authorization.k8s.io/v1';
     await rbac.delete({ apiVersion, kind, metadata: { name } }).catch(() => undefined);
   }
   await webhook?.stop();
@@ -173,7 +223,11 @@ afterAll(async () => {
 
 describe('create, then patch', () => {
   test('create keeps a kubernetes.io/tls Secret with a CA and a serving certificate for the Service names', async () => {
-    expect(firstCreate).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(new RegExp(`^created Secret ${serviceNamespace}/${SECRET} with a new CA`)) });
+    expect(firstCreate).toMatchObject({
+      code: 0,
+      stderr: '',
+      stdout: expect.stringMatching(new RegExp(`^created Secret ${serviceNamespace}/${SECRET} with a new CA`)),
+    });
     const secret = await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET });
     expect(secret.type).toBe('kubernetes.io/tls');
     expect(secret.metadata?.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'acr-pull-webhook' });
@@ -185,7 +239,13 @@ describe('create, then patch', () => {
       `${SERVICE}.${serviceNamespace}.svc`,
       `${SERVICE}.${serviceNamespace}.svc.cluster.local`,
     ]);
-    expect(verifyServingPair({ certPem: state.servingCertPem ?? '', keyPem: state.servingKeyPem ?? '' }, state.caCertPem ?? '', new Date())).toEqual({ ok: true });
+    expect(
+      verifyServingPair(
+        { certPem: state.servingCertPem ?? '', keyPem: state.servingKeyPem ?? '' },
+        state.caCertPem ?? '',
+        new Date(),
+      ),
+    ).toEqual({ ok: true });
   });
 
   test('patch sets the caBundle of every webhook in the configuration to that CA', async () => {
@@ -206,7 +266,13 @@ describe('create, then patch', () => {
     const secret = await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET });
     // The apiserver accepted a cluster-scoped owner for a namespaced Secret, and stored it as sent.
     expect(secret.metadata?.ownerReferences).toEqual([
-      { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', name: CONFIG, uid: configuration.metadata?.uid, controller: false },
+      {
+        apiVersion: 'admissionregistration.k8s.io/v1',
+        kind: 'MutatingWebhookConfiguration',
+        name: CONFIG,
+        uid: configuration.metadata?.uid,
+        controller: false,
+      },
     ]);
   });
 
@@ -220,13 +286,25 @@ describe('create, then patch', () => {
   });
 
   test('a second create and a second patch change nothing: same resourceVersions', async () => {
-    const secretVersion = (await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET })).metadata?.resourceVersion;
-    const configVersion = (await admission.readMutatingWebhookConfiguration({ name: CONFIG })).metadata?.resourceVersion;
+    const secretVersion = (await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET })).metadata
+      ?.resourceVersion;
+    const configVersion = (await admission.readMutatingWebhookConfiguration({ name: CONFIG })).metadata
+      ?.resourceVersion;
     const again = await asAdmin(createArgs('--webhook-config', CONFIG));
-    expect(again).toMatchObject({ code: 0, stdout: expect.stringMatching(new RegExp(`^kept Secret ${serviceNamespace}/${SECRET}: tls.crt is valid until`)) });
-    expect(await asAdmin(patchArgs)).toMatchObject({ code: 0, stdout: expect.stringMatching(/^unchanged: every caBundle of the 2 webhooks/) });
-    expect((await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET })).metadata?.resourceVersion).toBe(secretVersion);
-    expect((await admission.readMutatingWebhookConfiguration({ name: CONFIG })).metadata?.resourceVersion).toBe(configVersion);
+    expect(again).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(new RegExp(`^kept Secret ${serviceNamespace}/${SECRET}: tls.crt is valid until`)),
+    });
+    expect(await asAdmin(patchArgs)).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(/^unchanged: every caBundle of the 2 webhooks/),
+    });
+    expect(
+      (await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET })).metadata?.resourceVersion,
+    ).toBe(secretVersion);
+    expect((await admission.readMutatingWebhookConfiguration({ name: CONFIG })).metadata?.resourceVersion).toBe(
+      configVersion,
+    );
   });
 
   test('two creates racing for a new Secret both succeed, and the second keeps what the first wrote', async () => {
@@ -235,7 +313,13 @@ describe('create, then patch', () => {
     expect(results.map((result) => result.code)).toEqual([0, 0]);
     expect(results.map((result) => result.stdout.split(' ')[0]).sort()).toEqual(['created', 'kept']);
     const state = await stored('race-tls');
-    expect(verifyServingPair({ certPem: state.servingCertPem ?? '', keyPem: state.servingKeyPem ?? '' }, state.caCertPem ?? '', new Date())).toEqual({ ok: true });
+    expect(
+      verifyServingPair(
+        { certPem: state.servingCertPem ?? '', keyPem: state.servingKeyPem ?? '' },
+        state.caCertPem ?? '',
+        new Date(),
+      ),
+    ).toEqual({ ok: true });
   });
 });
 
@@ -244,13 +328,23 @@ describe('renewal', () => {
     const before = await stored();
     const ca = { certPem: before.caCertPem ?? '', keyPem: before.caKeyPem ?? '' };
     // A one-day certificate issued 20 hours ago: 4 of its 24 hours left, under a third.
-    const old = generateServingCertificate(ca, { dnsNames: serviceDnsNames(SERVICE, serviceNamespace), ipAddresses: [], validityDays: 1, now: new Date(Date.now() - 20 * HOUR) });
+    const old = generateServingCertificate(ca, {
+      dnsNames: serviceDnsNames(SERVICE, serviceNamespace),
+      ipAddresses: [],
+      validityDays: 1,
+      now: new Date(Date.now() - 20 * HOUR),
+    });
     await writeStored({ 'tls.crt': old.certPem, 'tls.key': old.keyPem });
     await waitUntilServed(fingerprint(old.certPem));
     const bundleBefore = await bundles();
 
     const renewed = await asAdmin(createArgs('--webhook-config', CONFIG));
-    expect(renewed).toMatchObject({ code: 0, stdout: expect.stringMatching(/^renewed the serving certificate in Secret .* \(less than a third of the validity left/) });
+    expect(renewed).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(
+        /^renewed the serving certificate in Secret .* \(less than a third of the validity left/,
+      ),
+    });
     const after = await stored();
     expect(after.caCertPem).toBe(before.caCertPem);
     expect(inspectCertificate(after.servingCertPem ?? '').notAfter.getTime()).toBeGreaterThan(Date.now() + 29 * DAY);
@@ -266,8 +360,18 @@ describe('CA rotation', () => {
   test('replacing the CA while pods are created continuously fails no admission', async () => {
     // Start from a CA with less than a third of its life left (50 of 300 days), served and trusted.
     const agingCa = generateCa({ validityDays: 300, now: new Date(Date.now() - 250 * DAY) });
-    const agingServing = generateServingCertificate(agingCa, { dnsNames: serviceDnsNames(SERVICE, serviceNamespace), ipAddresses: [], validityDays: 30, now: new Date() });
-    await writeStored({ 'ca.crt': agingCa.certPem, 'ca.key': agingCa.keyPem, 'tls.crt': agingServing.certPem, 'tls.key': agingServing.keyPem });
+    const agingServing = generateServingCertificate(agingCa, {
+      dnsNames: serviceDnsNames(SERVICE, serviceNamespace),
+      ipAddresses: [],
+      validityDays: 30,
+      now: new Date(),
+    });
+    await writeStored({
+      'ca.crt': agingCa.certPem,
+      'ca.key': agingCa.keyPem,
+      'tls.crt': agingServing.certPem,
+      'tls.key': agingServing.keyPem,
+    });
     await waitUntilServed(fingerprint(agingServing.certPem));
     await asAdmin(patchArgs);
     await waitUntilPatching();
@@ -283,23 +387,38 @@ describe('CA rotation', () => {
     // 1. A new CA is staged; tls.crt stays. A second create before patch must not switch.
     const staged = await asAdmin(createArgs('--webhook-config', CONFIG));
     mark('staged');
-    expect(staged).toMatchObject({ code: 0, stdout: expect.stringMatching(/^staged a new CA in Secret .*less than a third of the CA's validity left/) });
+    expect(staged).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(/^staged a new CA in Secret .*less than a third of the CA's validity left/),
+    });
     const afterStage = await stored();
     const next = fingerprint(afterStage.caCertPem);
     expect(afterStage).toMatchObject({ previousCaCertPem: agingCa.certPem, servingCertPem: agingServing.certPem });
-    expect(await asAdmin(createArgs('--webhook-config', CONFIG))).toMatchObject({ code: 0, stdout: expect.stringMatching(/^waiting: .*run patch first\)\n$/) });
+    expect(await asAdmin(createArgs('--webhook-config', CONFIG))).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(/^waiting: .*run patch first\)\n$/),
+    });
     expect((await stored()).servingCertPem).toBe(agingServing.certPem);
 
     // 2. The bundle holds both CAs.
-    expect(await asAdmin(patchArgs)).toMatchObject({ code: 0, stdout: expect.stringMatching(/^patched the caBundle of 2 of 2 webhooks/) });
+    expect(await asAdmin(patchArgs)).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(/^patched the caBundle of 2 of 2 webhooks/),
+    });
     mark('bundle-both');
-    expect(await bundles()).toEqual([[next, aging], [next, aging]]);
+    expect(await bundles()).toEqual([
+      [next, aging],
+      [next, aging],
+    ]);
     expect(await servedFingerprint({ ca: await publishedBundle() })).toBe(fingerprint(agingServing.certPem));
 
     // 3. The serving certificate moves to the new CA; the kubelet and the webhook follow.
     const switched = await asAdmin(createArgs('--webhook-config', CONFIG));
     mark('switched');
-    expect(switched).toMatchObject({ code: 0, stdout: expect.stringMatching(/^switched tls.crt in Secret .* to the new CA/) });
+    expect(switched).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(/^switched tls.crt in Secret .* to the new CA/),
+    });
     const afterSwitch = await stored();
     expect(afterSwitch.previousCaUntil?.getTime()).toBeGreaterThan(Date.now() + 23 * HOUR);
     await waitUntilServed(fingerprint(afterSwitch.servingCertPem));
@@ -310,8 +429,14 @@ describe('CA rotation', () => {
 
     // 4. A day later (the annotation is moved instead of the clock), the old CA goes from both.
     await writeStored({}, { [PREVIOUS_CA_UNTIL_ANNOTATION]: new Date(Date.now() - 1000).toISOString() });
-    expect(await asAdmin(createArgs('--webhook-config', CONFIG))).toMatchObject({ code: 0, stdout: expect.stringMatching(/^dropped ca-previous.crt from Secret/) });
-    expect(await asAdmin(patchArgs)).toMatchObject({ code: 0, stdout: expect.stringMatching(/^patched the caBundle of 2 of 2 webhooks/) });
+    expect(await asAdmin(createArgs('--webhook-config', CONFIG))).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(/^dropped ca-previous.crt from Secret/),
+    });
+    expect(await asAdmin(patchArgs)).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(/^patched the caBundle of 2 of 2 webhooks/),
+    });
     const droppedAt = Date.now();
     mark('bundle-new-only');
     expect(await bundles()).toEqual([[next], [next]]);
@@ -322,7 +447,13 @@ describe('CA rotation', () => {
 
     const failed = admissions.filter((entry) => !entry.outcome.ok);
     const afterRotation = admissions.filter((entry) => entry.startedAt > droppedAt + 1_000);
-    const summary = { admissions: admissions.length, failed: failed.length, afterRotation: afterRotation.length, steps, kubeletSwaps: kubelet.updates() };
+    const summary = {
+      admissions: admissions.length,
+      failed: failed.length,
+      afterRotation: afterRotation.length,
+      steps,
+      kubeletSwaps: kubelet.updates(),
+    };
     console.info(`[certs-gen rotation] ${JSON.stringify(summary)}`);
     expect(failed.map((entry) => (entry.outcome.ok ? '' : entry.outcome.error))).toEqual([]);
     expect(admissions.length).toBeGreaterThan(8 * 5);
@@ -333,7 +464,16 @@ describe('CA rotation', () => {
   test('the count above can fail: a caBundle without the serving CA fails creates, and patch repairs it', async () => {
     const stranger = generateCa({ validityDays: 1, now: new Date() });
     await admission.patchMutatingWebhookConfiguration(
-      { name: CONFIG, body: [{ op: 'replace', path: '/webhooks/0/clientConfig/caBundle', value: Buffer.from(stranger.certPem).toString('base64') }] },
+      {
+        name: CONFIG,
+        body: [
+          {
+            op: 'replace',
+            path: '/webhooks/0/clientConfig/caBundle',
+            value: Buffer.from(stranger.certPem).toString('base64'),
+          },
+        ],
+      },
       setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
     );
     let rejected = '';
@@ -341,10 +481,18 @@ describe('CA rotation', () => {
       await core
         .createNamespacedPod({ namespace: podNamespace, dryRun: 'All', body: pod })
         .then(() => sleep(100))
-        .catch((error: unknown) => (rejected = (JSON.parse(String((error as { body?: unknown }).body)) as { message: string }).message));
+        .catch(
+          (error: unknown) =>
+            (rejected = (JSON.parse(String((error as { body?: unknown }).body)) as { message: string }).message),
+        );
     }
-    expect(rejected).toMatch(/^Internal error occurred: failed calling webhook "pods.acr-pull-webhook.io": .*x509: certificate signed by unknown authority/);
-    expect(await asAdmin(patchArgs)).toMatchObject({ code: 0, stdout: expect.stringMatching(/^patched the caBundle of 1 of 2 webhooks/) });
+    expect(rejected).toMatch(
+      /^Internal error occurred: failed calling webhook "pods.acr-pull-webhook.io": .*x509: certificate signed by unknown authority/,
+    );
+    expect(await asAdmin(patchArgs)).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(/^patched the caBundle of 1 of 2 webhooks/),
+    });
     await waitUntilPatching();
   });
 });
@@ -368,9 +516,14 @@ describe('RBAC: deploy/rbac/certs-gen.yaml, exactly', () => {
   function manifests(): KubernetesObject[] {
     const text = readFileSync(join(import.meta.dirname, '../../deploy/rbac/certs-gen.yaml'), 'utf8');
     return parseAllDocuments(text).map((document) => {
-      const object = document.toJSON() as KubernetesObject & { rules?: V1PolicyRule[]; subjects?: { name: string; namespace?: string }[]; roleRef?: { name: string } };
+      const object = document.toJSON() as KubernetesObject & {
+        rules?: V1PolicyRule[];
+        subjects?: { name: string; namespace?: string }[];
+        roleRef?: { name: string };
+      };
       object.metadata = { ...object.metadata, name: account };
-      if (object.kind === 'ServiceAccount' || object.kind === 'Role' || object.kind === 'RoleBinding') object.metadata.namespace = namespace;
+      if (object.kind === 'ServiceAccount' || object.kind === 'Role' || object.kind === 'RoleBinding')
+        object.metadata.namespace = namespace;
       for (const subject of object.subjects ?? []) Object.assign(subject, { name: account, namespace });
       if (object.roleRef) object.roleRef.name = account;
       for (const rule of object.rules ?? []) {
@@ -382,7 +535,9 @@ describe('RBAC: deploy/rbac/certs-gen.yaml, exactly', () => {
   }
 
   const ruleKey = (rule: V1PolicyRule | V1ResourceRule) =>
-    [rule.apiGroups, rule.resources, rule.resourceNames ?? [], rule.verbs].map((list) => [...(list ?? [])].sort().join(',')).join(' | ');
+    [rule.apiGroups, rule.resources, rule.resourceNames ?? [], rule.verbs]
+      .map((list) => [...(list ?? [])].sort().join(','))
+      .join(' | ');
 
   beforeAll(async () => {
     await createNamespace(kc, namespace);
@@ -390,20 +545,32 @@ describe('RBAC: deploy/rbac/certs-gen.yaml, exactly', () => {
     const shipped = manifests();
     documented = shipped.flatMap((object) => (object as { rules?: V1PolicyRule[] }).rules ?? []);
     for (const object of shipped) {
-      if (object.kind === 'ClusterRole' || object.kind === 'ClusterRoleBinding') clusterScoped.push({ kind: object.kind, name: account });
+      if (object.kind === 'ClusterRole' || object.kind === 'ClusterRoleBinding')
+        clusterScoped.push({ kind: object.kind, name: account });
       await objects.create(object);
     }
     for (const name of [configName, otherConfig]) {
       // Selects no namespace: these only have to exist.
-      await createClusterScoped('MutatingWebhookConfiguration', configuration(name, `none-${run}`, ['pods.acr-pull-webhook.io']));
+      await createClusterScoped(
+        'MutatingWebhookConfiguration',
+        configuration(name, `none-${run}`, ['pods.acr-pull-webhook.io']),
+      );
     }
     // Ours by label, so a refusal below can only come from RBAC.
     await core.createNamespacedSecret({
       namespace,
-      body: { metadata: { name: 'other-tls', labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' } }, type: 'kubernetes.io/tls', data: { 'tls.crt': '', 'tls.key': '' } },
+      body: {
+        metadata: { name: 'other-tls', labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' } },
+        type: 'kubernetes.io/tls',
+        data: { 'tls.crt': '', 'tls.key': '' },
+      },
     });
     const tokenFor = async (name: string) => {
-      const request = await core.createNamespacedServiceAccountToken({ namespace, name, body: { spec: { audiences: [], expirationSeconds: 600 } } });
+      const request = await core.createNamespacedServiceAccountToken({
+        namespace,
+        name,
+        body: { spec: { audiences: [], expirationSeconds: 600 } },
+      });
       return tokenKubeconfig(dir, inject('server'), inject('caPem'), request.status?.token ?? '');
     };
     kubeconfig = await tokenFor(account);
@@ -412,32 +579,54 @@ describe('RBAC: deploy/rbac/certs-gen.yaml, exactly', () => {
   });
 
   test('with a ServiceAccount token bound to exactly these rules, create and patch work and are idempotent', async () => {
-    expect(await certsGen(args.create, kubeconfig)).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(/^created Secret/) });
-    expect(await certsGen([...args.create, '--webhook-config', configName], kubeconfig)).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(/^kept Secret/) });
+    expect(await certsGen(args.create, kubeconfig)).toMatchObject({
+      code: 0,
+      stderr: '',
+      stdout: expect.stringMatching(/^created Secret/),
+    });
+    expect(await certsGen([...args.create, '--webhook-config', configName], kubeconfig)).toMatchObject({
+      code: 0,
+      stderr: '',
+      stdout: expect.stringMatching(/^kept Secret/),
+    });
     expect(await certsGen(args.patch, kubeconfig)).toMatchObject({
       code: 0,
       stderr: '',
-      stdout: expect.stringMatching(/^patched the caBundle of 1 of 1 webhooks .*; Secret .* now has an ownerReference to the configuration/),
+      stdout: expect.stringMatching(
+        /^patched the caBundle of 1 of 1 webhooks .*; Secret .* now has an ownerReference to the configuration/,
+      ),
     });
     // Setting the ownerReference took `update` on the Secret alone (no blockOwnerDeletion, so no
     // update on the configuration's finalizers).
     const uid = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
     const owners = (await core.readNamespacedSecret({ namespace, name: secretName })).metadata?.ownerReferences;
-    expect(owners?.map((owner) => [owner.kind, owner.name, owner.uid])).toEqual([['MutatingWebhookConfiguration', configName, uid]]);
-    expect(await certsGen(args.patch, kubeconfig)).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(/^unchanged: every caBundle of the 1 webhooks in MutatingWebhookConfiguration \S+ holds \S+\n$/) });
+    expect(owners?.map((owner) => [owner.kind, owner.name, owner.uid])).toEqual([
+      ['MutatingWebhookConfiguration', configName, uid],
+    ]);
+    expect(await certsGen(args.patch, kubeconfig)).toMatchObject({
+      code: 0,
+      stderr: '',
+      stdout: expect.stringMatching(
+        /^unchanged: every caBundle of the 1 webhooks in MutatingWebhookConfiguration \S+ holds \S+\n$/,
+      ),
+    });
   });
 
   test('after the configuration is deleted and created again, patch replaces the stale ownerReference with the new uid', async () => {
     const before = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
     await admission.deleteMutatingWebhookConfiguration({ name: configName });
     // No controller-manager here, so no garbage collector: the Secret outlives its owner.
-    await admission.createMutatingWebhookConfiguration({ body: configuration(configName, `none-${run}`, ['pods.acr-pull-webhook.io']) });
+    await admission.createMutatingWebhookConfiguration({
+      body: configuration(configName, `none-${run}`, ['pods.acr-pull-webhook.io']),
+    });
     const after = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
     expect(after).not.toBe(before);
     expect(await certsGen(args.patch, kubeconfig)).toMatchObject({
       code: 0,
       stderr: '',
-      stdout: expect.stringContaining(`now has an ownerReference to the configuration (uid ${after}, replacing stale uid ${before})`),
+      stdout: expect.stringContaining(
+        `now has an ownerReference to the configuration (uid ${after}, replacing stale uid ${before})`,
+      ),
     });
     const owners = (await core.readNamespacedSecret({ namespace, name: secretName })).metadata?.ownerReferences;
     expect(owners?.map((owner) => owner.uid)).toEqual([after]);
@@ -445,12 +634,22 @@ describe('RBAC: deploy/rbac/certs-gen.yaml, exactly', () => {
 
   test('the same token may not read another Secret or patch another webhook configuration, and says so in one line', async () => {
     const user = `system:serviceaccount:${namespace}:${account}`;
-    expect(await certsGen(['create', '--namespace', namespace, '--secret-name', 'other-tls', '--service', SERVICE], kubeconfig)).toMatchObject({
+    expect(
+      await certsGen(
+        ['create', '--namespace', namespace, '--secret-name', 'other-tls', '--service', SERVICE],
+        kubeconfig,
+      ),
+    ).toMatchObject({
       code: 1,
       stdout: '',
       stderr: `certs-gen: forbidden (403): "${user}" may not get secrets "other-tls" in namespace "${namespace}"; grant verb "get" on secrets (see deploy/rbac/certs-gen.yaml)\n`,
     });
-    expect(await certsGen(['patch', '--webhook-config', otherConfig, '--namespace', namespace, '--secret-name', secretName], kubeconfig)).toMatchObject({
+    expect(
+      await certsGen(
+        ['patch', '--webhook-config', otherConfig, '--namespace', namespace, '--secret-name', secretName],
+        kubeconfig,
+      ),
+    ).toMatchObject({
       code: 1,
       stdout: '',
       stderr: `certs-gen: forbidden (403): "${user}" may not get mutatingwebhookconfigurations "${otherConfig}"; grant verb "get" on mutatingwebhookconfigurations (see deploy/rbac/certs-gen.yaml)\n`,
@@ -458,13 +657,23 @@ describe('RBAC: deploy/rbac/certs-gen.yaml, exactly', () => {
   });
 
   test.each([
-    ['in its own namespace: the documented Role and ClusterRole rules, nothing more', () => namespace, () => documented],
-    ['in another namespace: only the ClusterRole rule', () => podNamespace, () => documented.filter((rule) => rule.resources?.includes('mutatingwebhookconfigurations'))],
+    [
+      'in its own namespace: the documented Role and ClusterRole rules, nothing more',
+      () => namespace,
+      () => documented,
+    ],
+    [
+      'in another namespace: only the ClusterRole rule',
+      () => podNamespace,
+      () => documented.filter((rule) => rule.resources?.includes('mutatingwebhookconfigurations')),
+    ],
   ])('what the token may do %s', async (_case, where, expected) => {
     const rulesOf = async (file: string) => {
       const asAccount = new KubeConfig();
       asAccount.loadFromFile(file);
-      const review = await asAccount.makeApiClient(AuthorizationV1Api).createSelfSubjectRulesReview({ body: { spec: { namespace: where() } } });
+      const review = await asAccount
+        .makeApiClient(AuthorizationV1Api)
+        .createSelfSubjectRulesReview({ body: { spec: { namespace: where() } } });
       return (review.status?.resourceRules ?? []).map(ruleKey);
     };
     // Every authenticated user may review itself, read ClusterTrustBundles and so on (which rules

@@ -35,7 +35,14 @@ import {
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { createNamespace } from '../support/control-plane.ts';
-import { localCommand, materializeVolume, runProgram, serviceAccountKubeconfig, startProgram, type RunningProgram } from '../support/chart-programs.ts';
+import {
+  localCommand,
+  materializeVolume,
+  runProgram,
+  serviceAccountKubeconfig,
+  startProgram,
+  type RunningProgram,
+} from '../support/chart-programs.ts';
 import { CHART_DIR, helmAsync, helmOk, parseManifests, valuesFile, type Manifest } from '../support/helm.ts';
 
 const KUBECONFIG = inject('kubeconfigPath');
@@ -59,8 +66,16 @@ const OPT_IN = { 'acr-pull-webhook/inject': 'enabled' };
 
 const BASE_VALUES = {
   registries: [
-    { server: 'myregistry.azurecr.io', secretName: 'acr-myregistry', credentials: { token: { name: 'e2e-token', password: 'e2e-token-password' } } },
-    { server: '*.azurecr.cn', secretName: 'acr-china', credentials: { existingSecret: { name: 'china-pull-credentials' } } },
+    {
+      server: 'myregistry.azurecr.io',
+      secretName: 'acr-myregistry',
+      credentials: { token: { name: 'e2e-token', password: 'e2e-token-password' } },
+    },
+    {
+      server: '*.azurecr.cn',
+      secretName: 'acr-china',
+      credentials: { existingSecret: { name: 'china-pull-credentials' } },
+    },
   ],
 };
 const UPGRADE_VALUES = { ...BASE_VALUES, webhook: { failurePolicy: 'Fail', replicas: 1 } };
@@ -103,14 +118,23 @@ async function status(call: Promise<unknown>): Promise<number> {
 function podSpecOf(object: Manifest): V1PodSpec {
   if (object.kind === 'Deployment') return (object as unknown as V1Deployment).spec?.template.spec as V1PodSpec;
   if (object.kind === 'Job') return (object as unknown as V1Job).spec?.template.spec as V1PodSpec;
-  if (object.kind === 'CronJob') return (object as unknown as V1CronJob).spec?.jobTemplate.spec?.template.spec as V1PodSpec;
+  if (object.kind === 'CronJob')
+    return (object as unknown as V1CronJob).spec?.jobTemplate.spec?.template.spec as V1PodSpec;
   throw new Error(`${object.kind} has no pod template`);
 }
 
 /** What KubernetesObjectApi needs to find an object. */
-function header(object: Manifest): { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } } {
+function header(object: Manifest): {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+} {
   const { name, namespace } = object.metadata;
-  return { apiVersion: object.apiVersion, kind: object.kind, metadata: namespace === undefined ? { name } : { name, namespace } };
+  return {
+    apiVersion: object.apiVersion,
+    kind: object.kind,
+    metadata: namespace === undefined ? { name } : { name, namespace },
+  };
 }
 
 async function readTls(): Promise<Record<string, string>> {
@@ -144,7 +168,10 @@ beforeAll(async () => {
   // The credentials a user keeps in a Secret of their own (existingSecret).
   await core.createNamespacedSecret({
     namespace: NAMESPACE,
-    body: { metadata: { name: 'china-pull-credentials' }, stringData: { username: 'china-user', password: 'china-password' } },
+    body: {
+      metadata: { name: 'china-pull-credentials' },
+      stringData: { username: 'china-user', password: 'china-password' },
+    },
   });
   optedIn = unique('chart-in');
   await createNamespace(kc, optedIn, OPT_IN);
@@ -161,7 +188,9 @@ afterAll(async () => {
 
 describe('helm install', () => {
   test('creates every object of the chart; the apiserver accepts the webhook configuration with its CEL condition as rendered', async () => {
-    await helmOk(helmArgs('install', RELEASE, CHART_DIR, '-f', valuesFile(BASE_VALUES), '--no-hooks'), { kubeconfig: KUBECONFIG });
+    await helmOk(helmArgs('install', RELEASE, CHART_DIR, '-f', valuesFile(BASE_VALUES), '--no-hooks'), {
+      kubeconfig: KUBECONFIG,
+    });
     manifest = parseManifests(await helmOk(helmArgs('get', 'manifest', RELEASE), { kubeconfig: KUBECONFIG }));
     hooks = parseManifests(await helmOk(helmArgs('get', 'hooks', RELEASE), { kubeconfig: KUBECONFIG }));
     expect(manifest.length).toBeGreaterThan(15);
@@ -169,7 +198,11 @@ describe('helm install', () => {
       expect(await status(objects.read(header(object))), `${object.kind}/${object.metadata.name}`).toBe(200);
     }
     const stored = await admission.readMutatingWebhookConfiguration({ name: FULLNAME });
-    const rendered = named<{ webhooks: { matchConditions: unknown }[] }>(manifest, 'MutatingWebhookConfiguration', FULLNAME);
+    const rendered = named<{ webhooks: { matchConditions: unknown }[] }>(
+      manifest,
+      'MutatingWebhookConfiguration',
+      FULLNAME,
+    );
     expect(stored.webhooks?.[0]?.matchConditions).toEqual(rendered.webhooks[0]?.matchConditions);
     expect(stored.webhooks?.[0]?.failurePolicy).toBe('Ignore');
     expect(hooks.map((object) => `${object.kind}/${object.metadata.name}`).sort()).toEqual(
@@ -190,22 +223,35 @@ describe('helm install', () => {
 describe('Pod Security "restricted" on the release namespace', () => {
   test('admits the pod of every Deployment, Job and CronJob of the chart, hooks included', async () => {
     // The pre-install hook's ServiceAccount must exist for its pod to be admitted at all.
-    for (const object of hooks.filter((candidate) => candidate.kind !== 'Job')) await objects.create(object as KubernetesObject);
+    for (const object of hooks.filter((candidate) => candidate.kind !== 'Job'))
+      await objects.create(object as KubernetesObject);
     const owners = [...manifest, ...hooks].filter((object) => ['Deployment', 'Job', 'CronJob'].includes(object.kind));
     expect(owners.length).toBe(6);
     for (const [index, owner] of owners.entries()) {
       const name = `psa-${index}`;
       const created = await core
-        .createNamespacedPod({ namespace: NAMESPACE, body: { metadata: { name, labels: { 'e2e.acr-pull-webhook/psa': 'true' } }, spec: podSpecOf(owner) } })
+        .createNamespacedPod({
+          namespace: NAMESPACE,
+          body: { metadata: { name, labels: { 'e2e.acr-pull-webhook/psa': 'true' } }, spec: podSpecOf(owner) },
+        })
         .catch((error: unknown) => error);
-      expect(created instanceof ApiException ? messageOf(created) : 'admitted', `${owner.kind}/${owner.metadata.name}`).toBe('admitted');
+      expect(
+        created instanceof ApiException ? messageOf(created) : 'admitted',
+        `${owner.kind}/${owner.metadata.name}`,
+      ).toBe('admitted');
       await core.deleteNamespacedPod({ namespace: NAMESPACE, name, gracePeriodSeconds: 0 });
     }
   });
 
   test('is enforced: a pod without the security settings is refused', async () => {
     const refused = await core
-      .createNamespacedPod({ namespace: NAMESPACE, body: { metadata: { name: 'psa-plain' }, spec: { containers: [{ name: 'c', image: 'myregistry.azurecr.io/app' }] } } })
+      .createNamespacedPod({
+        namespace: NAMESPACE,
+        body: {
+          metadata: { name: 'psa-plain' },
+          spec: { containers: [{ name: 'c', image: 'myregistry.azurecr.io/app' }] },
+        },
+      })
       .catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(ApiException);
     expect(messageOf(refused)).toContain('violates PodSecurity "restricted:latest"');
@@ -235,19 +281,29 @@ describe('the hooks, run here with the tokens of the ServiceAccounts the chart m
       expect(result.status, result.stderr).toBe(0);
     }
     // PEM line endings may differ (the bundle is re-assembled); the certificate is the same.
-    const pem = (base64: string | undefined): string => Buffer.from(base64 ?? '', 'base64').toString().replaceAll('\r\n', '\n').trim();
+    const pem = (base64: string | undefined): string =>
+      Buffer.from(base64 ?? '', 'base64')
+        .toString()
+        .replaceAll('\r\n', '\n')
+        .trim();
     expect(pem(await caBundle())).toBe(pem((await readTls())['ca.crt']));
   });
 
-  test('certs-gen patch makes the release\'s MutatingWebhookConfiguration, by its live uid, the owner of the TLS Secret (so the garbage collector deletes it on uninstall)', async () => {
+  test("certs-gen patch makes the release's MutatingWebhookConfiguration, by its live uid, the owner of the TLS Secret (so the garbage collector deletes it on uninstall)", async () => {
     const configuration = await admission.readMutatingWebhookConfiguration({ name: FULLNAME });
     expect(configuration.metadata?.labels?.['app.kubernetes.io/instance']).toBe(RELEASE);
     expect(await tlsOwners()).toEqual([
-      { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', name: FULLNAME, uid: configuration.metadata?.uid, controller: false },
+      {
+        apiVersion: 'admissionregistration.k8s.io/v1',
+        kind: 'MutatingWebhookConfiguration',
+        name: FULLNAME,
+        uid: configuration.metadata?.uid,
+        controller: false,
+      },
     ]);
   });
 
-  test('the renewal CronJob\'s create and patch succeed with the lasting account, which cannot create Secrets, and change nothing when nothing is due', async () => {
+  test("the renewal CronJob's create and patch succeed with the lasting account, which cannot create Secrets, and change nothing when nothing is due", async () => {
     const spec = podSpecOf(named(manifest, 'CronJob', `${FULLNAME}-certs-gen`));
     const kubeconfig = await serviceAccountKubeconfig(kc, CLUSTER, NAMESPACE, spec.serviceAccountName ?? '');
     const before = { tls: await readTls(), caBundle: await caBundle() };
@@ -258,7 +314,7 @@ describe('the hooks, run here with the tokens of the ServiceAccounts the chart m
     expect({ tls: await readTls(), caBundle: await caBundle() }).toEqual(before);
   });
 
-  test('once the phase is over, helm deletes the hook\'s ServiceAccount and RBAC (hook-succeeded): so do we', async () => {
+  test("once the phase is over, helm deletes the hook's ServiceAccount and RBAC (hook-succeeded): so do we", async () => {
     for (const object of hooks.filter((candidate) => candidate.kind !== 'Job')) {
       expect(object.metadata.annotations?.['helm.sh/hook-delete-policy']).toContain('hook-succeeded');
       await objects.delete(object as KubernetesObject);
@@ -268,27 +324,42 @@ describe('the hooks, run here with the tokens of the ServiceAccounts the chart m
   test('sync-secrets --once (post-install) writes every pull secret into the opted-in namespace with the sync-secrets account', async () => {
     const spec = podSpecOf(named(hooks, 'Job', `${FULLNAME}-sync-secrets-once`));
     const { config, kubeconfig } = await syncSetup(spec);
-    const result = await runProgram([...localCommand(spec.containers[0] ?? { name: '?' }, config), `--kubeconfig=${kubeconfig}`]);
+    const result = await runProgram([
+      ...localCommand(spec.containers[0] ?? { name: '?' }, config),
+      `--kubeconfig=${kubeconfig}`,
+    ]);
     expect(result.status, result.stderr).toBe(0);
     for (const name of ['acr-myregistry', 'acr-china']) {
       const secret = await core.readNamespacedSecret({ namespace: optedIn, name });
       expect(secret.type).toBe('kubernetes.io/dockerconfigjson');
     }
-    const auths = (name: string) => core.readNamespacedSecret({ namespace: optedIn, name }).then((secret) => JSON.parse(Buffer.from(secret.data?.['.dockerconfigjson'] ?? '', 'base64').toString()) as { auths: Record<string, { username: string }> });
+    const auths = (name: string) =>
+      core
+        .readNamespacedSecret({ namespace: optedIn, name })
+        .then(
+          (secret) =>
+            JSON.parse(Buffer.from(secret.data?.['.dockerconfigjson'] ?? '', 'base64').toString()) as {
+              auths: Record<string, { username: string }>;
+            },
+        );
     expect((await auths('acr-myregistry')).auths['myregistry.azurecr.io']?.username).toBe('e2e-token');
     expect((await auths('acr-china')).auths['*.azurecr.cn']?.username).toBe('china-user');
   });
 
-  test('sync-secrets --watch (the Deployment) leads through the chart\'s Lease and covers a namespace labelled later', async () => {
+  test("sync-secrets --watch (the Deployment) leads through the chart's Lease and covers a namespace labelled later", async () => {
     const spec = podSpecOf(named(manifest, 'Deployment', `${FULLNAME}-sync-secrets`));
     const { config, kubeconfig } = await syncSetup(spec);
     const container = spec.containers[0] ?? { name: '?' };
-    const rewrite = (argument: string): string => (argument.startsWith('--health-port=') ? '--health-port=0' : config(argument));
+    const rewrite = (argument: string): string =>
+      argument.startsWith('--health-port=') ? '--health-port=0' : config(argument);
     // The downward API values the Deployment sets; the health port binds loopback here.
-    const watcher = startProgram([...localCommand(container, rewrite), `--kubeconfig=${kubeconfig}`, '--host=127.0.0.1'], {
-      ACR_PULL_WEBHOOK_LEASE_NAMESPACE: NAMESPACE,
-      ACR_PULL_WEBHOOK_LEASE_IDENTITY: `${FULLNAME}-sync-secrets-e2e`,
-    });
+    const watcher = startProgram(
+      [...localCommand(container, rewrite), `--kubeconfig=${kubeconfig}`, '--host=127.0.0.1'],
+      {
+        ACR_PULL_WEBHOOK_LEASE_NAMESPACE: NAMESPACE,
+        ACR_PULL_WEBHOOK_LEASE_IDENTITY: `${FULLNAME}-sync-secrets-e2e`,
+      },
+    );
     running.push(watcher);
     await eventually('the watcher holds the Lease', async () => {
       const lease = await coordination.readNamespacedLease({ namespace: NAMESPACE, name: LEASE });
@@ -318,19 +389,36 @@ async function syncSetup(spec: V1PodSpec): Promise<{ config: (argument: string) 
 describe('each ServiceAccount may do what its program needs and nothing more', () => {
   type Check = Partial<V1ResourceAttributes> & { readonly allowed: boolean };
   const secret = (verb: string, name: string | undefined, namespace: string | undefined, allowed: boolean): Check => ({
-    verb, resource: 'secrets', ...(name === undefined ? {} : { name }), ...(namespace === undefined ? {} : { namespace }), allowed,
+    verb,
+    resource: 'secrets',
+    ...(name === undefined ? {} : { name }),
+    ...(namespace === undefined ? {} : { namespace }),
+    allowed,
   });
   const webhookConfigurationCheck = (verb: string, name: string | undefined, allowed: boolean): Check => ({
-    verb, group: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', ...(name === undefined ? {} : { name }), allowed,
+    verb,
+    group: 'admissionregistration.k8s.io',
+    resource: 'mutatingwebhookconfigurations',
+    ...(name === undefined ? {} : { name }),
+    allowed,
   });
   const lease = (verb: string, name: string | undefined, namespace: string, allowed: boolean): Check => ({
-    verb, group: 'coordination.k8s.io', resource: 'leases', ...(name === undefined ? {} : { name }), namespace, allowed,
+    verb,
+    group: 'coordination.k8s.io',
+    resource: 'leases',
+    ...(name === undefined ? {} : { name }),
+    namespace,
+    allowed,
   });
 
   const accounts = (): { account: string; checks: Check[] }[] => [
     {
       account: FULLNAME,
-      checks: [secret('get', TLS_SECRET, NAMESPACE, false), { verb: 'get', resource: 'configmaps', name: `${FULLNAME}-config`, namespace: NAMESPACE, allowed: false }, { verb: 'list', resource: 'pods', allowed: false }],
+      checks: [
+        secret('get', TLS_SECRET, NAMESPACE, false),
+        { verb: 'get', resource: 'configmaps', name: `${FULLNAME}-config`, namespace: NAMESPACE, allowed: false },
+        { verb: 'list', resource: 'pods', allowed: false },
+      ],
     },
     {
       account: `${FULLNAME}-certs-gen`,
@@ -390,13 +478,14 @@ describe('each ServiceAccount may do what its program needs and nothing more', (
             },
           },
         });
-        if ((review.status?.allowed ?? false) !== allowed) wrong.push(`${account}: ${JSON.stringify(attributes)} should be ${allowed ? 'allowed' : 'denied'}`);
+        if ((review.status?.allowed ?? false) !== allowed)
+          wrong.push(`${account}: ${JSON.stringify(attributes)} should be ${allowed ? 'allowed' : 'denied'}`);
       }
     }
     expect(wrong).toEqual([]);
   });
 
-  test('the chart\'s ValidatingAdmissionPolicy stops sync-secrets from creating any other Secret, though RBAC allows create', async () => {
+  test("the chart's ValidatingAdmissionPolicy stops sync-secrets from creating any other Secret, though RBAC allows create", async () => {
     const spec = podSpecOf(named(manifest, 'Deployment', `${FULLNAME}-sync-secrets`));
     const tokenKc = new KubeConfig();
     tokenKc.loadFromFile(await serviceAccountKubeconfig(kc, CLUSTER, NAMESPACE, spec.serviceAccountName ?? ''));
@@ -405,7 +494,11 @@ describe('each ServiceAccount may do what its program needs and nothing more', (
       asSync
         .createNamespacedSecret({
           namespace: optedIn,
-          body: { metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' } }, type, data: { '.dockerconfigjson': Buffer.from('{"auths":{}}').toString('base64') } },
+          body: {
+            metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' } },
+            type,
+            data: { '.dockerconfigjson': Buffer.from('{"auths":{}}').toString('base64') },
+          },
         })
         .catch((error: unknown) => error);
     const otherName = await attempt('not-configured', 'kubernetes.io/dockerconfigjson');
@@ -418,16 +511,44 @@ describe('each ServiceAccount may do what its program needs and nothing more', (
 
 describe('helm upgrade with changed values', () => {
   test('applies them (failurePolicy Fail, one replica, so no PodDisruptionBudget) and keeps what certs-gen and sync-secrets wrote', async () => {
-    const before = { tls: await readTls(), owners: await tlsOwners(), caBundle: await caBundle(), lease: (await coordination.readNamespacedLease({ namespace: NAMESPACE, name: LEASE })).spec };
-    expect(await status(objects.read({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: FULLNAME, namespace: NAMESPACE } }))).toBe(200);
-    await helmOk(helmArgs('upgrade', RELEASE, CHART_DIR, '-f', valuesFile(UPGRADE_VALUES), '--no-hooks'), { kubeconfig: KUBECONFIG });
+    const before = {
+      tls: await readTls(),
+      owners: await tlsOwners(),
+      caBundle: await caBundle(),
+      lease: (await coordination.readNamespacedLease({ namespace: NAMESPACE, name: LEASE })).spec,
+    };
+    expect(
+      await status(
+        objects.read({
+          apiVersion: 'policy/v1',
+          kind: 'PodDisruptionBudget',
+          metadata: { name: FULLNAME, namespace: NAMESPACE },
+        }),
+      ),
+    ).toBe(200);
+    await helmOk(helmArgs('upgrade', RELEASE, CHART_DIR, '-f', valuesFile(UPGRADE_VALUES), '--no-hooks'), {
+      kubeconfig: KUBECONFIG,
+    });
     manifest = parseManifests(await helmOk(helmArgs('get', 'manifest', RELEASE), { kubeconfig: KUBECONFIG }));
     const configuration = await admission.readMutatingWebhookConfiguration({ name: FULLNAME });
     expect(configuration.webhooks?.[0]?.failurePolicy).toBe('Fail');
     expect((await apps.readNamespacedDeployment({ namespace: NAMESPACE, name: FULLNAME })).spec?.replicas).toBe(1);
-    expect(await status(objects.read({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: FULLNAME, namespace: NAMESPACE } }))).toBe(404);
+    expect(
+      await status(
+        objects.read({
+          apiVersion: 'policy/v1',
+          kind: 'PodDisruptionBudget',
+          metadata: { name: FULLNAME, namespace: NAMESPACE },
+        }),
+      ),
+    ).toBe(404);
     // The configuration is updated in place, not re-created: its uid, the Secret's owner, stays.
-    expect({ tls: await readTls(), owners: await tlsOwners(), caBundle: await caBundle(), lease: (await coordination.readNamespacedLease({ namespace: NAMESPACE, name: LEASE })).spec }).toEqual(before);
+    expect({
+      tls: await readTls(),
+      owners: await tlsOwners(),
+      caBundle: await caBundle(),
+      lease: (await coordination.readNamespacedLease({ namespace: NAMESPACE, name: LEASE })).spec,
+    }).toEqual(before);
   });
 });
 
@@ -443,18 +564,48 @@ describe('the CEL matchCondition on the real apiserver (failurePolicy Fail and n
   const containers = (...images: string[]) => images.map((image, index) => ({ name: `c${index}`, image }));
 
   test.each([
-    { why: 'a pod with only Docker Hub and other registries\' images is not sent', spec: { containers: containers('nginx:1.27', 'docker.io/library/busybox', 'quay.io/prometheus/prometheus') }, outcome: 'created' },
-    { why: 'a pod with an image of another ACR is not sent', spec: { containers: containers('other.azurecr.io/app') }, outcome: 'created' },
-    { why: 'a pod with an image of the configured ACR is sent', spec: { containers: containers('nginx:1.27', 'myregistry.azurecr.io/team/app:v1') }, outcome: 'sent' },
-    { why: 'a pod with the ACR image only in an init container is sent', spec: { initContainers: containers('myregistry.azurecr.io/migrate'), containers: containers('nginx') }, outcome: 'sent' },
-    { why: 'a pod with an image a glob entry matches (*.azurecr.cn) is sent', spec: { containers: containers('contoso.azurecr.cn/app@sha256:' + 'b'.repeat(64)) }, outcome: 'sent' },
-    { why: 'a pod with a lookalike host (another port, another label count) is not sent', spec: { containers: containers('myregistry.azurecr.io:443/app', 'a.b.azurecr.cn/app') }, outcome: 'created' },
+    {
+      why: "a pod with only Docker Hub and other registries' images is not sent",
+      spec: { containers: containers('nginx:1.27', 'docker.io/library/busybox', 'quay.io/prometheus/prometheus') },
+      outcome: 'created',
+    },
+    {
+      why: 'a pod with an image of another ACR is not sent',
+      spec: { containers: containers('other.azurecr.io/app') },
+      outcome: 'created',
+    },
+    {
+      why: 'a pod with an image of the configured ACR is sent',
+      spec: { containers: containers('nginx:1.27', 'myregistry.azurecr.io/team/app:v1') },
+      outcome: 'sent',
+    },
+    {
+      why: 'a pod with the ACR image only in an init container is sent',
+      spec: { initContainers: containers('myregistry.azurecr.io/migrate'), containers: containers('nginx') },
+      outcome: 'sent',
+    },
+    {
+      why: 'a pod with an image a glob entry matches (*.azurecr.cn) is sent',
+      spec: { containers: containers('contoso.azurecr.cn/app@sha256:' + 'b'.repeat(64)) },
+      outcome: 'sent',
+    },
+    {
+      why: 'a pod with a lookalike host (another port, another label count) is not sent',
+      spec: { containers: containers('myregistry.azurecr.io:443/app', 'a.b.azurecr.cn/app') },
+      outcome: 'created',
+    },
   ])('$why', async ({ spec, outcome }) => {
     expect(await create(optedIn, spec as V1PodSpec)).toBe(outcome);
   });
 
   test('a pod labelled acr-pull-webhook/inject=disabled, and a pod outside opted-in namespaces, are not sent even with an ACR image', async () => {
-    expect(await create(optedIn, { containers: containers('myregistry.azurecr.io/app') }, { 'acr-pull-webhook/inject': 'disabled' })).toBe('created');
+    expect(
+      await create(
+        optedIn,
+        { containers: containers('myregistry.azurecr.io/app') },
+        { 'acr-pull-webhook/inject': 'disabled' },
+      ),
+    ).toBe('created');
     const outside = unique('chart-out');
     await createNamespace(kc, outside);
     expect(await create(outside, { containers: containers('myregistry.azurecr.io/app') })).toBe('created');
@@ -462,7 +613,7 @@ describe('the CEL matchCondition on the real apiserver (failurePolicy Fail and n
 });
 
 describe('helm uninstall', () => {
-  test('leaves no object of the release behind; the TLS Secret\'s owner is gone; the pull secrets stay', async () => {
+  test("leaves no object of the release behind; the TLS Secret's owner is gone; the pull secrets stay", async () => {
     const released = [...manifest];
     const owner = await admission.readMutatingWebhookConfiguration({ name: FULLNAME });
     await helmOk(helmArgs('uninstall', RELEASE), { kubeconfig: KUBECONFIG });
@@ -472,20 +623,42 @@ describe('helm uninstall', () => {
     const selector = `app.kubernetes.io/instance=${RELEASE}`;
     const left: string[] = [];
     const kinds: [string, string, string | undefined][] = [
-      ['v1', 'ConfigMap', NAMESPACE], ['v1', 'Secret', NAMESPACE], ['v1', 'ServiceAccount', NAMESPACE], ['v1', 'Service', NAMESPACE],
-      ['apps/v1', 'Deployment', NAMESPACE], ['batch/v1', 'Job', NAMESPACE], ['batch/v1', 'CronJob', NAMESPACE], ['policy/v1', 'PodDisruptionBudget', NAMESPACE],
-      ['rbac.authorization.k8s.io/v1', 'Role', NAMESPACE], ['rbac.authorization.k8s.io/v1', 'RoleBinding', NAMESPACE], ['coordination.k8s.io/v1', 'Lease', NAMESPACE],
-      ['rbac.authorization.k8s.io/v1', 'ClusterRole', undefined], ['rbac.authorization.k8s.io/v1', 'ClusterRoleBinding', undefined],
+      ['v1', 'ConfigMap', NAMESPACE],
+      ['v1', 'Secret', NAMESPACE],
+      ['v1', 'ServiceAccount', NAMESPACE],
+      ['v1', 'Service', NAMESPACE],
+      ['apps/v1', 'Deployment', NAMESPACE],
+      ['batch/v1', 'Job', NAMESPACE],
+      ['batch/v1', 'CronJob', NAMESPACE],
+      ['policy/v1', 'PodDisruptionBudget', NAMESPACE],
+      ['rbac.authorization.k8s.io/v1', 'Role', NAMESPACE],
+      ['rbac.authorization.k8s.io/v1', 'RoleBinding', NAMESPACE],
+      ['coordination.k8s.io/v1', 'Lease', NAMESPACE],
+      ['rbac.authorization.k8s.io/v1', 'ClusterRole', undefined],
+      ['rbac.authorization.k8s.io/v1', 'ClusterRoleBinding', undefined],
       ['admissionregistration.k8s.io/v1', 'MutatingWebhookConfiguration', undefined],
-      ['admissionregistration.k8s.io/v1', 'ValidatingAdmissionPolicy', undefined], ['admissionregistration.k8s.io/v1', 'ValidatingAdmissionPolicyBinding', undefined],
+      ['admissionregistration.k8s.io/v1', 'ValidatingAdmissionPolicy', undefined],
+      ['admissionregistration.k8s.io/v1', 'ValidatingAdmissionPolicyBinding', undefined],
     ];
     for (const [apiVersion, kind, namespace] of kinds) {
-      const list = await objects.list(apiVersion, kind, namespace, undefined, undefined, undefined, undefined, selector);
+      const list = await objects.list(
+        apiVersion,
+        kind,
+        namespace,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        selector,
+      );
       left.push(...list.items.map((item) => `${kind}/${item.metadata?.name ?? ''}`));
     }
     expect(left).toEqual([]);
     // helm's own release records are gone too.
-    const records = await core.listNamespacedSecret({ namespace: NAMESPACE, labelSelector: `owner=helm,name=${RELEASE}` });
+    const records = await core.listNamespacedSecret({
+      namespace: NAMESPACE,
+      labelSelector: `owner=helm,name=${RELEASE}`,
+    });
     expect(records.items).toEqual([]);
     // Not release objects, and kept on purpose: the pull secrets running pods pull with.
     expect(await status(core.readNamespacedSecret({ namespace: optedIn, name: 'acr-myregistry' }))).toBe(200);
@@ -494,7 +667,9 @@ describe('helm uninstall', () => {
     // Secret is still here; in a cluster the collector deletes it now, because every owner it names
     // (by uid) is gone.
     const remaining = await core.listNamespacedSecret({ namespace: NAMESPACE });
-    expect(remaining.items.map((item) => item.metadata?.name).sort()).toEqual(['china-pull-credentials', TLS_SECRET].sort());
+    expect(remaining.items.map((item) => item.metadata?.name).sort()).toEqual(
+      ['china-pull-credentials', TLS_SECRET].sort(),
+    );
     const owners = await tlsOwners();
     expect(owners?.map((reference) => reference.uid)).toEqual([owner.metadata?.uid]);
     expect(await status(admission.readMutatingWebhookConfiguration({ name: FULLNAME }))).toBe(404);
@@ -503,7 +678,13 @@ describe('helm uninstall', () => {
   });
 
   test('nothing of the release still intercepts pods: an ACR pod in an opted-in namespace is created unchanged', async () => {
-    const pod = await core.createNamespacedPod({ namespace: optedIn, body: { metadata: { generateName: 'after-' }, spec: { containers: [{ name: 'c', image: 'myregistry.azurecr.io/app' }] } } });
+    const pod = await core.createNamespacedPod({
+      namespace: optedIn,
+      body: {
+        metadata: { generateName: 'after-' },
+        spec: { containers: [{ name: 'c', image: 'myregistry.azurecr.io/app' }] },
+      },
+    });
     expect(pod.spec?.imagePullSecrets).toBeUndefined();
   });
 });

@@ -100,7 +100,10 @@ describe('private control plane', () => {
     const core = cp.kubeConfig.makeApiClient(CoreV1Api);
     const ns = uniqueName('cp-restart');
     await createNamespace(cp.kubeConfig, ns);
-    await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'kept' }, data: { answer: '42' } } });
+    await core.createNamespacedConfigMap({
+      namespace: ns,
+      body: { metadata: { name: 'kept' }, data: { answer: '42' } },
+    });
 
     await cp.restartApiserver();
 
@@ -133,7 +136,8 @@ function readPids(cp: ControlPlane): number[] {
     } catch {
       continue;
     }
-    if (cmdline.includes(`--data-dir=${cp.dir}`) || cmdline.includes(`--etcd-servers=${cp.etcdUrl}`)) pids.push(Number(entry));
+    if (cmdline.includes(`--data-dir=${cp.dir}`) || cmdline.includes(`--etcd-servers=${cp.etcdUrl}`))
+      pids.push(Number(entry));
   }
   return pids;
 }

@@ -53,32 +53,54 @@ afterAll(async () => {
 describe('with failurePolicy Ignore and timeoutSeconds 2, a webhook that', () => {
   test.each([
     { what: 'answers after the timeout', port: () => portOf(slow), boundMs: TIMEOUT_SECONDS * 1000 + 1_500 },
-    { what: 'accepts connections and never answers', port: () => portOf(blackHole), boundMs: TIMEOUT_SECONDS * 1000 + 1_500 },
+    {
+      what: 'accepts connections and never answers',
+      port: () => portOf(blackHole),
+      boundMs: TIMEOUT_SECONDS * 1000 + 1_500,
+    },
     { what: 'refuses connections', port: () => refusedPort, boundMs: 1_000 },
-  ])('$what lets every pod through, each within the bound', async ({ port, boundMs }) => {
-    await admission.deleteMutatingWebhookConfiguration({ name: CONFIG_NAME }).catch(() => undefined);
-    const body = webhookConfiguration({ name: CONFIG_NAME, port: port(), caPem: pki.ca.certPem, failurePolicy: 'Ignore', timeoutSeconds: TIMEOUT_SECONDS });
-    await admission.createMutatingWebhookConfiguration({ body });
-    const namespace = `fail-open-${randomUUID().slice(0, 8)}`;
-    await createNamespace(kc, namespace, { 'acr-pull-webhook/inject': 'enabled' });
-    // Give the apiserver's webhook informer time to see the configuration (it is not observable
-    // here otherwise: the call fails open either way).
-    await new Promise((r) => setTimeout(r, 2_000));
-    const failOpen = async (): Promise<number> =>
-      sampleSum(await apiserverMetrics(kc), 'apiserver_admission_webhook_fail_open_count', { name: 'pods.acr-pull-webhook.io' });
-    const failOpenBefore = await failOpen();
-    const durations: number[] = [];
-    for (let i = 0; i < 3; i++) {
-      const started = Date.now();
-      const pod = await core.createNamespacedPod({ namespace, body: { metadata: { name: `p${i}` }, spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/app' }] } } });
-      durations.push(Date.now() - started);
-      expect(pod.spec?.imagePullSecrets).toBeUndefined();
-    }
-    const stored = await core.listNamespacedPod({ namespace });
-    expect(stored.items).toHaveLength(3);
-    for (const duration of durations) expect(duration).toBeLessThan(boundMs);
-    // The apiserver did call the webhook and failed open each time (not skipped it).
-    expect((await failOpen()) - failOpenBefore).toBe(3);
-    process.stderr.write(`fail-open (${port()}): create durations ms ${durations.join(', ')}\n`);
-  }, 30_000);
+  ])(
+    '$what lets every pod through, each within the bound',
+    async ({ port, boundMs }) => {
+      await admission.deleteMutatingWebhookConfiguration({ name: CONFIG_NAME }).catch(() => undefined);
+      const body = webhookConfiguration({
+        name: CONFIG_NAME,
+        port: port(),
+        caPem: pki.ca.certPem,
+        failurePolicy: 'Ignore',
+        timeoutSeconds: TIMEOUT_SECONDS,
+      });
+      await admission.createMutatingWebhookConfiguration({ body });
+      const namespace = `fail-open-${randomUUID().slice(0, 8)}`;
+      await createNamespace(kc, namespace, { 'acr-pull-webhook/inject': 'enabled' });
+      // Give the apiserver's webhook informer time to see the configuration (it is not observable
+      // here otherwise: the call fails open either way).
+      await new Promise((r) => setTimeout(r, 2_000));
+      const failOpen = async (): Promise<number> =>
+        sampleSum(await apiserverMetrics(kc), 'apiserver_admission_webhook_fail_open_count', {
+          name: 'pods.acr-pull-webhook.io',
+        });
+      const failOpenBefore = await failOpen();
+      const durations: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const started = Date.now();
+        const pod = await core.createNamespacedPod({
+          namespace,
+          body: {
+            metadata: { name: `p${i}` },
+            spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/app' }] },
+          },
+        });
+        durations.push(Date.now() - started);
+        expect(pod.spec?.imagePullSecrets).toBeUndefined();
+      }
+      const stored = await core.listNamespacedPod({ namespace });
+      expect(stored.items).toHaveLength(3);
+      for (const duration of durations) expect(duration).toBeLessThan(boundMs);
+      // The apiserver did call the webhook and failed open each time (not skipped it).
+      expect((await failOpen()) - failOpenBefore).toBe(3);
+      process.stderr.write(`fail-open (${port()}): create durations ms ${durations.join(', ')}\n`);
+    },
+    30_000,
+  );
 });

@@ -45,8 +45,14 @@ const report = (what: string, ms: number): void => {
 };
 
 // Real-looking credentials: a service principal for one registry, an ACR token for the other.
-const SP = { username: randomUUID(), password: `${randomBytes(3).toString('hex')}8Q~${randomBytes(27).toString('base64url')}` };
-const TOKEN = { username: `pull-token-${randomBytes(4).toString('hex')}`, password: `${randomBytes(33).toString('base64')}:ä€` };
+const SP = {
+  username: randomUUID(),
+  password: `${randomBytes(3).toString('hex')}8Q~${randomBytes(27).toString('base64url')}`,
+};
+const TOKEN = {
+  username: `pull-token-${randomBytes(4).toString('hex')}`,
+  password: `${randomBytes(33).toString('base64')}:ä€`,
+};
 const ROTATED_SP_PASSWORD = `${randomBytes(3).toString('hex')}9R~${randomBytes(27).toString('base64url')}`;
 const spVolume = new SecretVolume({ username: `${SP.username}\n`, password: `${SP.password}\n` });
 const tokenVolume = new SecretVolume({ username: TOKEN.username, password: TOKEN.password });
@@ -80,7 +86,18 @@ const optedIn = { [OPT_IN]: 'enabled' };
 function kubectlAuths(server: string, username: string, password: string): string {
   const out = execFileSync(
     'kubectl',
-    ['create', 'secret', 'docker-registry', 'x', `--docker-server=${server}`, `--docker-username=${username}`, `--docker-password=${password}`, '--dry-run=client', '-o', 'json'],
+    [
+      'create',
+      'secret',
+      'docker-registry',
+      'x',
+      `--docker-server=${server}`,
+      `--docker-username=${username}`,
+      `--docker-password=${password}`,
+      '--dry-run=client',
+      '-o',
+      'json',
+    ],
     { encoding: 'utf8' },
   );
   return Buffer.from((JSON.parse(out) as V1Secret).data?.['.dockerconfigjson'] ?? '', 'base64').toString('utf8');
@@ -107,7 +124,9 @@ async function readSecret(client: CoreV1Api, namespace: string, name: string): P
   }
 }
 const dockerConfigJsonOf = (secret: V1Secret | undefined): string | undefined =>
-  secret?.data?.['.dockerconfigjson'] === undefined ? undefined : Buffer.from(secret.data['.dockerconfigjson'], 'base64').toString('utf8');
+  secret?.data?.['.dockerconfigjson'] === undefined
+    ? undefined
+    : Buffer.from(secret.data['.dockerconfigjson'], 'base64').toString('utf8');
 
 /** Both secrets are in the namespace with exactly the expected content. */
 async function hasExpectedSecrets(client: CoreV1Api, namespace: string): Promise<boolean> {
@@ -138,7 +157,10 @@ async function createUnmanaged(namespace: string, name: string): Promise<string>
 }
 
 const watchers: SyncWatcher[] = [];
-async function watcher(identity: string, options: { kubeconfig?: string; leaseNamespace: string; config?: string; args?: string[] }): Promise<SyncWatcher> {
+async function watcher(
+  identity: string,
+  options: { kubeconfig?: string; leaseNamespace: string; config?: string; args?: string[] },
+): Promise<SyncWatcher> {
   const started = await startSyncWatcher({
     config: options.config ?? CONFIG,
     kubeconfig: options.kubeconfig ?? ADMIN_KUBECONFIG,
@@ -170,7 +192,9 @@ const RELOADED = 'acr_pull_webhook_sync_credential_reloads_total{result="loaded"
 /** Opted-in namespaces (this run's label) that are not being deleted, as the apiserver has them. */
 async function optedInNamespaces(): Promise<number> {
   const list = await core.listNamespace({ labelSelector: `${OPT_IN}=enabled` });
-  return list.items.filter((namespace) => namespace.metadata?.deletionTimestamp === undefined && namespace.status?.phase !== 'Terminating').length;
+  return list.items.filter(
+    (namespace) => namespace.metadata?.deletionTimestamp === undefined && namespace.status?.phase !== 'Terminating',
+  ).length;
 }
 
 afterAll(async () => {
@@ -196,10 +220,15 @@ describe('sync-secrets --once', () => {
     expect(result.stderr).not.toContain('"level":50');
     expect(result.status).toBe(0);
     expect(result.stdout).toBe('namespaces=2 created=3 updated=0 unchanged=0 skipped=1 failed=0\n');
-    expect(result.stderr).toContain(`secret ${inB}/acr-china left unchanged: it has no app.kubernetes.io/managed-by label`);
+    expect(result.stderr).toContain(
+      `secret ${inB}/acr-china left unchanged: it has no app.kubernetes.io/managed-by label`,
+    );
 
     const want = expected();
-    for (const [namespace, names] of [[inA, ['acr-myregistry', 'acr-china']], [inB, ['acr-myregistry']]] as const) {
+    for (const [namespace, names] of [
+      [inA, ['acr-myregistry', 'acr-china']],
+      [inB, ['acr-myregistry']],
+    ] as const) {
       for (const name of names) {
         const secret = await readSecret(core, namespace, name);
         expect(secret?.type).toBe('kubernetes.io/dockerconfigjson');
@@ -209,7 +238,9 @@ describe('sync-secrets --once', () => {
         expect(secret?.metadata?.annotations?.['acr-pull-webhook/content-hash']).toMatch(/^sha256:[0-9a-f]{64}$/);
       }
     }
-    expect(JSON.stringify(await core.readNamespacedSecret({ namespace: inB, name: 'acr-china' }))).toBe(unmanagedBefore);
+    expect(JSON.stringify(await core.readNamespacedSecret({ namespace: inB, name: 'acr-china' }))).toBe(
+      unmanagedBefore,
+    );
     expect(await readSecret(core, out, 'acr-myregistry')).toBeUndefined();
     expect(await readSecret(core, out, 'acr-china')).toBeUndefined();
   });
@@ -227,15 +258,28 @@ describe('sync-secrets --once', () => {
       { image: 'nginx:1.27', expect: null },
     ];
     // The webhook adds a secret exactly for the images the keychain finds a credential for.
-    for (const { image, expect: wanted } of images) expect(matchingSecrets([image], webhookRules).length > 0).toBe(wanted !== null);
+    for (const { image, expect: wanted } of images)
+      expect(matchingSecrets([image], webhookRules).length > 0).toBe(wanted !== null);
 
     // Built by tools/build.sh (npm test's pretest) with the control-plane binaries.
     const binary = toolPath('keychain-check');
-    const stored = await Promise.all(['acr-myregistry', 'acr-china'].map((name) => core.readNamespacedSecret({ namespace: inA, name })));
+    const stored = await Promise.all(
+      ['acr-myregistry', 'acr-china'].map((name) => core.readNamespacedSecret({ namespace: inA, name })),
+    );
     const resolved = JSON.parse(
-      execFileSync(binary, [], { input: JSON.stringify({ secrets: stored, images: images.map((i) => i.image) }), encoding: 'utf8' }),
+      execFileSync(binary, [], {
+        input: JSON.stringify({ secrets: stored, images: images.map((i) => i.image) }),
+        encoding: 'utf8',
+      }),
     ) as Record<string, { username: string; password: string } | null>;
-    expect(resolved).toEqual(Object.fromEntries(images.map(({ image, expect: wanted }) => [image, wanted === null ? null : { username: wanted.username, password: wanted.password }])));
+    expect(resolved).toEqual(
+      Object.fromEntries(
+        images.map(({ image, expect: wanted }) => [
+          image,
+          wanted === null ? null : { username: wanted.username, password: wanted.password },
+        ]),
+      ),
+    );
   });
 
   test('a second --once changes nothing', async () => {
@@ -251,7 +295,9 @@ describe('sync-secrets --once', () => {
     expect(result.status).toBe(0);
     expect(result.stdout).toBe('namespaces=2 created=0 updated=0 unchanged=3 skipped=1 failed=0\n');
     expect(await versions()).toEqual(before);
-    expect(JSON.stringify(await core.readNamespacedSecret({ namespace: inB, name: 'acr-china' }))).toBe(unmanagedBefore);
+    expect(JSON.stringify(await core.readNamespacedSecret({ namespace: inB, name: 'acr-china' }))).toBe(
+      unmanagedBefore,
+    );
   });
 
   test('what differs is updated and what is missing created, keeping labels others added', async () => {
@@ -272,7 +318,9 @@ describe('sync-secrets --once', () => {
 
   test('--dry-run against the cluster prints the manifests for opted-in namespaces and writes nothing', async () => {
     const before = (await readSecret(core, inA, 'acr-myregistry'))?.metadata?.resourceVersion;
-    const result = await runSync(['--config', CONFIG, '--dry-run', '-o', 'json', '--kubeconfig', ADMIN_KUBECONFIG], { keepStdout: false });
+    const result = await runSync(['--config', CONFIG, '--dry-run', '-o', 'json', '--kubeconfig', ADMIN_KUBECONFIG], {
+      keepStdout: false,
+    });
     expect(result.status).toBe(0);
     const list = JSON.parse(result.stdout) as { kind: string; items: V1Secret[] };
     expect(list.kind).toBe('List');
@@ -298,7 +346,9 @@ describe('sync-secrets --once', () => {
     const started = Date.now();
     const result = await runSync(['--config', CONFIG, '--once', '--kubeconfig', unreachable]);
     expect(result.status).toBe(1);
-    expect(result.stderr.trim().split('\n').at(-1)).toMatch(/^acr-pull-webhook sync-secrets: list namespaces: fetch failed \(ECONNREFUSED\)$/);
+    expect(result.stderr.trim().split('\n').at(-1)).toMatch(
+      /^acr-pull-webhook sync-secrets: list namespaces: fetch failed \(ECONNREFUSED\)$/,
+    );
     expect(Date.now() - started).toBeLessThan(20_000);
   });
 });
@@ -308,7 +358,9 @@ describe('sync-secrets --once', () => {
 describe('sync-secrets --watch', () => {
   const leaseNamespace = unique('sync-lease');
   afterAll(async () => {
-    await coordination.deleteNamespacedLease({ namespace: leaseNamespace, name: 'acr-pull-webhook-sync-secrets' }).catch(() => undefined);
+    await coordination
+      .deleteNamespacedLease({ namespace: leaseNamespace, name: 'acr-pull-webhook-sync-secrets' })
+      .catch(() => undefined);
   });
   let leader: SyncWatcher;
   let follower: SyncWatcher;
@@ -339,7 +391,11 @@ describe('sync-secrets --watch', () => {
 
     // What an operator alerts on, as Prometheus scrapes it from the leader. The counter is bumped
     // when the namespace's reconcile returns, just after the apiserver has both Secrets.
-    await timeUntil('both writes counted', async () => (await scrape(leader)).value(CREATED) === before.value(CREATED) + 2, 5_000);
+    await timeUntil(
+      'both writes counted',
+      async () => (await scrape(leader)).value(CREATED) === before.value(CREATED) + 2,
+      5_000,
+    );
     const after = await scrape(leader);
     expect(after.status).toBe(200);
     expect(after.contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
@@ -367,10 +423,16 @@ describe('sync-secrets --watch', () => {
     expect(await readSecret(core, namespace, 'acr-myregistry')).toBeUndefined();
     const started = Date.now();
     await setLabel(namespace, OPT_IN, 'enabled');
-    const ms = await timeUntil('secret after labelling', async () => dockerConfigJsonOf(await readSecret(core, namespace, 'acr-myregistry')) === expected()['acr-myregistry']);
+    const ms = await timeUntil(
+      'secret after labelling',
+      async () =>
+        dockerConfigJsonOf(await readSecret(core, namespace, 'acr-myregistry')) === expected()['acr-myregistry'],
+    );
     report('label added to an existing namespace', Date.now() - started);
     expect(ms).toBeLessThanOrEqual(CONVERGE_MS);
-    await leader.waitForLog((line) => line['namespace'] === namespace && line['secret'] === 'acr-china' && line['level'] === 40);
+    await leader.waitForLog(
+      (line) => line['namespace'] === namespace && line['secret'] === 'acr-china' && line['level'] === 40,
+    );
     expect(JSON.stringify(await core.readNamespacedSecret({ namespace, name: 'acr-china' }))).toBe(unmanagedBefore);
   });
 
@@ -382,15 +444,22 @@ describe('sync-secrets --watch', () => {
     const namespaces = [...ours, unmanagedNamespace];
     const ms = await timeUntil('rotation everywhere', async () => {
       for (const namespace of namespaces) {
-        if (dockerConfigJsonOf(await readSecret(core, namespace, 'acr-myregistry')) !== expected()['acr-myregistry']) return false;
+        if (dockerConfigJsonOf(await readSecret(core, namespace, 'acr-myregistry')) !== expected()['acr-myregistry'])
+          return false;
       }
       return true;
     });
     report(`rotated password file (${namespaces.length} namespaces)`, Date.now() - started);
     expect(ms).toBeLessThanOrEqual(CONVERGE_MS);
-    expect(JSON.stringify(await core.readNamespacedSecret({ namespace: unmanagedNamespace, name: 'acr-china' }))).toBe(unmanagedBefore);
+    expect(JSON.stringify(await core.readNamespacedSecret({ namespace: unmanagedNamespace, name: 'acr-china' }))).toBe(
+      unmanagedBefore,
+    );
     // The reload is counted, and the full pass it started moves the last-success time forward.
-    await timeUntil('the pass after the rotation is counted', async () => (await scrape(leader)).value(LAST_SUCCESS) > before.value(LAST_SUCCESS), 5_000);
+    await timeUntil(
+      'the pass after the rotation is counted',
+      async () => (await scrape(leader)).value(LAST_SUCCESS) > before.value(LAST_SUCCESS),
+      5_000,
+    );
     const after = await scrape(leader);
     expect(after.value(RELOADED)).toBeGreaterThanOrEqual(before.value(RELOADED) + 1);
     expect(after.value(UPDATED)).toBeGreaterThanOrEqual(before.value(UPDATED) + namespaces.length);
@@ -404,7 +473,10 @@ describe('sync-secrets --watch', () => {
     // Give it a few retry periods to try for the Lease.
     await sleep(4_500);
     expect(follower.logLines().some(isLeading)).toBe(false);
-    const lease = await coordination.readNamespacedLease({ namespace: leaseNamespace, name: 'acr-pull-webhook-sync-secrets' });
+    const lease = await coordination.readNamespacedLease({
+      namespace: leaseNamespace,
+      name: 'acr-pull-webhook-sync-secrets',
+    });
     expect(lease.spec?.holderIdentity).toBe('replica-a');
 
     const namespace = unique('sync-two');
@@ -412,7 +484,8 @@ describe('sync-secrets --watch', () => {
     await createNamespace(kc, namespace, optedIn);
     await timeUntil('secrets with two instances', () => hasExpectedSecrets(core, namespace));
     await sleep(500);
-    const writes = (w: SyncWatcher) => w.logLines().filter((line) => line['msg'] === 'secret created' || line['msg'] === 'secret updated');
+    const writes = (w: SyncWatcher) =>
+      w.logLines().filter((line) => line['msg'] === 'secret created' || line['msg'] === 'secret updated');
     expect(writes(leader).filter((line) => line['namespace'] === namespace)).toHaveLength(2);
     expect(writes(follower)).toEqual([]);
     // (follower's readiness: it has listed namespaces even though it does not write)
@@ -423,7 +496,11 @@ describe('sync-secrets --watch', () => {
     expect(leaderMetrics.value(LEADER)).toBe(1);
     expect(followerMetrics.value(NAMESPACES)).toBe(await optedInNamespaces());
     expect(followerMetrics.value(NAMESPACES)).toBe(leaderMetrics.value(NAMESPACES));
-    expect([followerMetrics.value(PASSES_OK), followerMetrics.value(LAST_SUCCESS), followerMetrics.value(CREATED)]).toEqual([0, 0, 0]);
+    expect([
+      followerMetrics.value(PASSES_OK),
+      followerMetrics.value(LAST_SUCCESS),
+      followerMetrics.value(CREATED),
+    ]).toEqual([0, 0, 0]);
   });
 
   test('when the leader stops (SIGTERM) it releases the Lease and the follower takes over within seconds', async () => {
@@ -433,7 +510,10 @@ describe('sync-secrets --watch', () => {
     const ms = Date.now() - started;
     report('failover after SIGTERM (lease released)', ms);
     expect(ms).toBeLessThanOrEqual(5_000);
-    const lease = await coordination.readNamespacedLease({ namespace: leaseNamespace, name: 'acr-pull-webhook-sync-secrets' });
+    const lease = await coordination.readNamespacedLease({
+      namespace: leaseNamespace,
+      name: 'acr-pull-webhook-sync-secrets',
+    });
     expect(lease.spec?.holderIdentity).toBe('replica-b');
 
     const namespace = unique('sync-after');
@@ -442,7 +522,11 @@ describe('sync-secrets --watch', () => {
     const converged = await timeUntil('secrets after failover', () => hasExpectedSecrets(core, namespace));
     expect(converged).toBeLessThanOrEqual(CONVERGE_MS);
     // The new leader says so, and its own first full pass restarts the last-success clock.
-    await timeUntil('the new leader counts a full pass', async () => (await scrape(follower)).value(PASSES_OK) >= 1, 5_000);
+    await timeUntil(
+      'the new leader counts a full pass',
+      async () => (await scrape(follower)).value(PASSES_OK) >= 1,
+      5_000,
+    );
     const metrics = await scrape(follower);
     expect(metrics.value(LEADER)).toBe(1);
     expect(metrics.value(LAST_SUCCESS) * 1000).toBeGreaterThanOrEqual(started);
@@ -464,14 +548,18 @@ describe('sync-secrets --watch', () => {
     const namespace = unique('sync-crash');
     ours.push(namespace);
     await createNamespace(kc, namespace, optedIn);
-    expect(await timeUntil('secrets after crash failover', () => hasExpectedSecrets(core, namespace))).toBeLessThanOrEqual(CONVERGE_MS);
+    expect(
+      await timeUntil('secrets after crash failover', () => hasExpectedSecrets(core, namespace)),
+    ).toBeLessThanOrEqual(CONVERGE_MS);
 
     // No write ever conflicted or failed, in any replica.
     for (const w of [leader, follower, third]) {
       expect(w.logLines().filter((line) => (line['level'] as number) >= 50)).toEqual([]);
     }
     // Every namespace was written exactly once per secret, by whichever replica led at the time.
-    const created = [leader, follower, third].flatMap((w) => w.logLines().filter((line) => line['msg'] === 'secret created'));
+    const created = [leader, follower, third].flatMap((w) =>
+      w.logLines().filter((line) => line['msg'] === 'secret created'),
+    );
     const keys = created.map((line) => `${String(line['namespace'])}/${String(line['secret'])}`);
     expect(new Set(keys).size).toBe(keys.length);
     expect(await third.stop()).toBe(0);
@@ -488,13 +576,19 @@ describe('sync-secrets --watch through an apiserver restart and a network cut (o
     try {
       const ownCore = cp.kubeConfig.makeApiClient(CoreV1Api);
       const viaProxy = join(dir, 'via-proxy.kubeconfig');
-      const config = parseYaml(readFileSync(cp.kubeconfigPath, 'utf8')) as { clusters: { cluster: { server: string } }[] };
+      const config = parseYaml(readFileSync(cp.kubeconfigPath, 'utf8')) as {
+        clusters: { cluster: { server: string } }[];
+      };
       for (const entry of config.clusters) entry.cluster.server = `https://127.0.0.1:${proxy.port}`;
       writeFileSync(viaProxy, toYaml(config));
 
       const first = unique('sync-restart');
       await createNamespace(cp.kubeConfig, first, optedIn);
-      const w = await watcher('restart-replica', { kubeconfig: viaProxy, leaseNamespace: 'default', args: ['--watch-stall-timeout', '3'] });
+      const w = await watcher('restart-replica', {
+        kubeconfig: viaProxy,
+        leaseNamespace: 'default',
+        args: ['--watch-stall-timeout', '3'],
+      });
       await w.waitForLog(isLeading);
       await timeUntil('secrets before the restart', () => hasExpectedSecrets(ownCore, first));
 
@@ -508,7 +602,10 @@ describe('sync-secrets --watch through an apiserver restart and a network cut (o
       const restartedAt = Date.now();
       const second = unique('sync-restart');
       await createNamespace(cp.kubeConfig, second, optedIn);
-      await timeUntil('rotation and new namespace after restart', async () => (await hasExpectedSecrets(ownCore, first)) && (await hasExpectedSecrets(ownCore, second)));
+      await timeUntil(
+        'rotation and new namespace after restart',
+        async () => (await hasExpectedSecrets(ownCore, first)) && (await hasExpectedSecrets(ownCore, second)),
+      );
       const afterRestart = Date.now() - restartedAt;
       report('apiserver restart (rotation during downtime + new namespace), from apiserver ready', afterRestart);
       expect(afterRestart).toBeLessThanOrEqual(CONVERGE_MS);
@@ -518,7 +615,11 @@ describe('sync-secrets --watch through an apiserver restart and a network cut (o
       expect(await health()).toBe(200);
       const cutAt = Date.now();
       proxy.blackhole();
-      const toUnhealthy = await timeUntil('/healthz failing while cut off', async () => (await health()) === 503, 15_000);
+      const toUnhealthy = await timeUntil(
+        '/healthz failing while cut off',
+        async () => (await health()) === 503,
+        15_000,
+      );
       report('liveness fails after network cut (stall timeout 3 s)', toUnhealthy);
       expect(toUnhealthy).toBeLessThanOrEqual(3_000 + 3_000);
       expect(Date.now() - cutAt).toBeGreaterThanOrEqual(2_000);
@@ -572,14 +673,26 @@ describe('sync-secrets under the shipped RBAC, as a ServiceAccount with a TokenR
     await createNamespace(kc, release);
     apply(shipped('sync-secrets.yaml'));
     apply(shipped('sync-secrets-vap.yaml'));
-    const token = await core.createNamespacedServiceAccountToken({ namespace: release, name: NAME, body: { spec: { audiences: [], expirationSeconds: 600 } } });
+    const token = await core.createNamespacedServiceAccountToken({
+      namespace: release,
+      name: NAME,
+      body: { spec: { audiences: [], expirationSeconds: 600 } },
+    });
     saKubeconfig = join(dir, 'serviceaccount.kubeconfig');
     writeFileSync(
       saKubeconfig,
       toYaml({
         apiVersion: 'v1',
         kind: 'Config',
-        clusters: [{ name: 'e2e', cluster: { server: inject('server'), 'certificate-authority-data': Buffer.from(inject('caPem')).toString('base64') } }],
+        clusters: [
+          {
+            name: 'e2e',
+            cluster: {
+              server: inject('server'),
+              'certificate-authority-data': Buffer.from(inject('caPem')).toString('base64'),
+            },
+          },
+        ],
         users: [{ name: NAME, user: { token: token.status?.token } }],
         contexts: [{ name: NAME, context: { cluster: 'e2e', user: NAME } }],
         'current-context': NAME,
@@ -592,7 +705,10 @@ describe('sync-secrets under the shipped RBAC, as a ServiceAccount with a TokenR
 
     const target = unique('sync-rbac-in');
     await createNamespace(kc, target, { [rbacOptIn]: 'enabled' });
-    await core.createNamespacedSecret({ namespace: target, body: { metadata: { name: 'someone-elses' }, stringData: { token: 'x' } } });
+    await core.createNamespacedSecret({
+      namespace: target,
+      body: { metadata: { name: 'someone-elses' }, stringData: { token: 'x' } },
+    });
     const unmanaged = unique('sync-rbac-in');
     await createNamespace(kc, unmanaged, { [rbacOptIn]: 'enabled' });
     const unmanagedBefore = await createUnmanaged(unmanaged, 'acr-china');
@@ -613,7 +729,9 @@ describe('sync-secrets under the shipped RBAC, as a ServiceAccount with a TokenR
       data: { '.dockerconfigjson': Buffer.from('{"auths":{}}').toString('base64') },
     });
     await timeUntil('the ValidatingAdmissionPolicy is in force', async () =>
-      (await denied(() => sa.createNamespacedSecret({ namespace: target, body: other(unique('not-configured')) }))).includes('ValidatingAdmissionPolicy'),
+      (
+        await denied(() => sa.createNamespacedSecret({ namespace: target, body: other(unique('not-configured')) }))
+      ).includes('ValidatingAdmissionPolicy'),
     );
 
     const config = writeConfig('rbac.yaml', rbacOptIn);
@@ -622,33 +740,55 @@ describe('sync-secrets under the shipped RBAC, as a ServiceAccount with a TokenR
     expect(once.status).toBe(0);
     expect(once.stdout).toBe('namespaces=2 created=3 updated=0 unchanged=0 skipped=1 failed=0\n');
     expect(await hasExpectedSecrets(core, target)).toBe(true);
-    expect(JSON.stringify(await core.readNamespacedSecret({ namespace: unmanaged, name: 'acr-china' }))).toBe(unmanagedBefore);
+    expect(JSON.stringify(await core.readNamespacedSecret({ namespace: unmanaged, name: 'acr-china' }))).toBe(
+      unmanagedBefore,
+    );
 
     const w = await watcher('rbac-replica', { kubeconfig: saKubeconfig, leaseNamespace: release, config });
     await w.waitForLog(isLeading);
     const later = unique('sync-rbac-in');
     await createNamespace(kc, later, { [rbacOptIn]: 'enabled' });
-    expect(await timeUntil('secrets under the ServiceAccount', () => hasExpectedSecrets(core, later))).toBeLessThanOrEqual(CONVERGE_MS);
+    expect(
+      await timeUntil('secrets under the ServiceAccount', () => hasExpectedSecrets(core, later)),
+    ).toBeLessThanOrEqual(CONVERGE_MS);
     expect(await w.stop()).toBe(0);
 
     // Reads: only the configured names, one at a time; never another Secret, never a list.
     expect(await denied(() => sa.readNamespacedSecret({ namespace: target, name: 'someone-elses' }))).toMatch(/^403 /);
     expect(await denied(() => sa.listNamespacedSecret({ namespace: target }))).toMatch(/^403 /);
     expect(await denied(() => sa.listSecretForAllNamespaces())).toMatch(/^403 /);
-    expect(await denied(() => sa.readNamespacedSecret({ namespace: 'kube-system', name: 'anything' }))).toMatch(/^403 /);
+    expect(await denied(() => sa.readNamespacedSecret({ namespace: 'kube-system', name: 'anything' }))).toMatch(
+      /^403 /,
+    );
     expect(await denied(() => sa.readNamespacedSecret({ namespace: target, name: 'acr-china' }))).toBe('allowed');
     // Writes RBAC cannot stop (create has no resourceNames) are stopped by the policy.
-    expect(await denied(() => sa.createNamespacedSecret({ namespace: target, body: other('not-ours') }))).toMatch(/^403 .*may write only the configured pull secrets/);
+    expect(await denied(() => sa.createNamespacedSecret({ namespace: target, body: other('not-ours') }))).toMatch(
+      /^403 .*may write only the configured pull secrets/,
+    );
     const fresh = unique('sync-rbac-in');
     await createNamespace(kc, fresh);
-    expect(await denied(() => sa.createNamespacedSecret({ namespace: fresh, body: other('acr-china', 'Opaque') }))).toMatch(/^403 .*type kubernetes.io\/dockerconfigjson/);
     expect(
-      await denied(() => sa.createNamespacedSecret({ namespace: fresh, body: { ...other('acr-china', 'kubernetes.io/service-account-token'), metadata: { name: 'acr-china', annotations: { 'kubernetes.io/service-account.name': 'default' } } } })),
+      await denied(() => sa.createNamespacedSecret({ namespace: fresh, body: other('acr-china', 'Opaque') })),
+    ).toMatch(/^403 .*type kubernetes.io\/dockerconfigjson/);
+    expect(
+      await denied(() =>
+        sa.createNamespacedSecret({
+          namespace: fresh,
+          body: {
+            ...other('acr-china', 'kubernetes.io/service-account-token'),
+            metadata: { name: 'acr-china', annotations: { 'kubernetes.io/service-account.name': 'default' } },
+          },
+        }),
+      ),
     ).toMatch(/^403 /);
     const takeOver = await core.readNamespacedSecret({ namespace: unmanaged, name: 'acr-china' });
     takeOver.metadata = { ...takeOver.metadata, labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' } };
-    expect(await denied(() => sa.replaceNamespacedSecret({ namespace: unmanaged, name: 'acr-china', body: takeOver }))).toMatch(/^403 .*may not take over/);
-    expect(JSON.stringify(await core.readNamespacedSecret({ namespace: unmanaged, name: 'acr-china' }))).toBe(unmanagedBefore);
+    expect(
+      await denied(() => sa.replaceNamespacedSecret({ namespace: unmanaged, name: 'acr-china', body: takeOver })),
+    ).toMatch(/^403 .*may not take over/);
+    expect(JSON.stringify(await core.readNamespacedSecret({ namespace: unmanaged, name: 'acr-china' }))).toBe(
+      unmanagedBefore,
+    );
   });
 });
 
@@ -659,7 +799,9 @@ describe('credentials', () => {
     const printed = everythingPrinted();
     expect(printed.length).toBeGreaterThan(1_000);
     const values = [SP.username, TOKEN.username, ...allPasswords];
-    const auths = allPasswords.flatMap((p) => [SP.username, TOKEN.username].map((u) => Buffer.from(`${u}:${p}`).toString('base64')));
+    const auths = allPasswords.flatMap((p) =>
+      [SP.username, TOKEN.username].map((u) => Buffer.from(`${u}:${p}`).toString('base64')),
+    );
     for (const value of [...values, ...auths]) expect(printed).not.toContain(value);
   });
 
@@ -667,7 +809,9 @@ describe('credentials', () => {
     const text = scraped.join('\n');
     expect(scraped.length).toBeGreaterThan(5);
     const values = [SP.username, TOKEN.username, ...allPasswords];
-    const auths = allPasswords.flatMap((p) => [SP.username, TOKEN.username].map((u) => Buffer.from(`${u}:${p}`).toString('base64')));
+    const auths = allPasswords.flatMap((p) =>
+      [SP.username, TOKEN.username].map((u) => Buffer.from(`${u}:${p}`).toString('base64')),
+    );
     for (const value of [...values, ...auths]) expect(text).not.toContain(value);
   });
 });

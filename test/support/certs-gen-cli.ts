@@ -40,7 +40,9 @@ export function tokenKubeconfig(dir: string, server: string, caPem: string, toke
     toYaml({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'test', cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') } }],
+      clusters: [
+        { name: 'test', cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') } },
+      ],
       users: [{ name: 'token', user: { token } }],
       contexts: [{ name: 'token@test', context: { cluster: 'test', user: 'token' } }],
       'current-context': 'token@test',

@@ -15,7 +15,12 @@ export interface SecretVolumeSync {
   stop(): Promise<void>;
 }
 
-export async function syncSecretVolume(kc: KubeConfig, namespace: string, name: string, intervalMs = 250): Promise<SecretVolumeSync> {
+export async function syncSecretVolume(
+  kc: KubeConfig,
+  namespace: string,
+  name: string,
+  intervalMs = 250,
+): Promise<SecretVolumeSync> {
   const core = kc.makeApiClient(CoreV1Api);
   const read = async (): Promise<Record<'tls.crt' | 'tls.key', string>> => {
     const secret = await core.readNamespacedSecret({ namespace, name });
@@ -45,7 +50,8 @@ export async function syncSecretVolume(kc: KubeConfig, namespace: string, name: 
       for (;;) {
         const wanted = await read();
         if (wanted['tls.crt'] === current['tls.crt']) return;
-        if (Date.now() > deadline) throw new Error(`Secret volume for ${namespace}/${name} not updated within ${timeoutMs} ms`);
+        if (Date.now() > deadline)
+          throw new Error(`Secret volume for ${namespace}/${name} not updated within ${timeoutMs} ms`);
         await sleep(intervalMs / 2);
       }
     },

@@ -8,7 +8,9 @@ export interface Admission {
   readonly startedAt: number;
   readonly endedAt: number;
   /** The imagePullSecrets names of the stored pod, or the error that failed the create. */
-  readonly outcome: { readonly ok: true; readonly pullSecrets: readonly string[] } | { readonly ok: false; readonly error: string };
+  readonly outcome:
+    | { readonly ok: true; readonly pullSecrets: readonly string[] }
+    | { readonly ok: false; readonly error: string };
 }
 
 export interface PodLoad {
@@ -18,7 +20,13 @@ export interface PodLoad {
   stop(): Promise<readonly Admission[]>;
 }
 
-export function startPodLoad(kc: KubeConfig, namespace: string, pod: V1Pod, perSecond: number, maxInFlight = 20): PodLoad {
+export function startPodLoad(
+  kc: KubeConfig,
+  namespace: string,
+  pod: V1Pod,
+  perSecond: number,
+  maxInFlight = 20,
+): PodLoad {
   const core = kc.makeApiClient(CoreV1Api);
   const admissions: Admission[] = [];
   const inFlight = new Set<Promise<void>>();
@@ -31,7 +39,11 @@ export function startPodLoad(kc: KubeConfig, namespace: string, pod: V1Pod, perS
       admissions.push({ startedAt, endedAt: Date.now(), outcome: { ok: true, pullSecrets } });
     } catch (error) {
       const body = (error as { body?: unknown }).body;
-      admissions.push({ startedAt, endedAt: Date.now(), outcome: { ok: false, error: typeof body === 'string' ? body : String(error) } });
+      admissions.push({
+        startedAt,
+        endedAt: Date.now(),
+        outcome: { ok: false, error: typeof body === 'string' ? body : String(error) },
+      });
     }
   };
   const loop = (async () => {

@@ -31,7 +31,11 @@ export async function serviceAccountKubeconfig(
   serviceAccount: string,
 ): Promise<string> {
   const core = admin.makeApiClient(CoreV1Api);
-  const request = await core.createNamespacedServiceAccountToken({ namespace, name: serviceAccount, body: { spec: { audiences: [], expirationSeconds: 3600 } } });
+  const request = await core.createNamespacedServiceAccountToken({
+    namespace,
+    name: serviceAccount,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  });
   const token = request.status?.token ?? '';
   const path = join(mkdtempSync(join(tmpdir(), 'chart-sa-')), `${serviceAccount}.kubeconfig`);
   writeFileSync(
@@ -39,7 +43,15 @@ export async function serviceAccountKubeconfig(
     toYaml({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'test', cluster: { server: cluster.server, 'certificate-authority-data': Buffer.from(cluster.caPem).toString('base64') } }],
+      clusters: [
+        {
+          name: 'test',
+          cluster: {
+            server: cluster.server,
+            'certificate-authority-data': Buffer.from(cluster.caPem).toString('base64'),
+          },
+        },
+      ],
       users: [{ name: serviceAccount, user: { token } }],
       contexts: [{ name: 'sa', context: { cluster: 'test', user: serviceAccount } }],
       'current-context': 'sa',
@@ -54,10 +66,14 @@ export async function serviceAccountKubeconfig(
  * program path become this Node 24 and the program's source; `rewrite` adjusts single arguments
  * (a file path that is a volume in the pod, a port).
  */
-export function localCommand(container: V1Container, rewrite: (argument: string) => string = (argument) => argument): string[] {
+export function localCommand(
+  container: V1Container,
+  rewrite: (argument: string) => string = (argument) => argument,
+): string[] {
   const [node, program] = container.command ?? [];
   const source = PROGRAMS[program ?? ''];
-  if (node !== '/nodejs/bin/node' || source === undefined) throw new Error(`container ${container.name}: unknown command ${JSON.stringify(container.command)}`);
+  if (node !== '/nodejs/bin/node' || source === undefined)
+    throw new Error(`container ${container.name}: unknown command ${JSON.stringify(container.command)}`);
   return [source, ...(container.args ?? []).map(rewrite)];
 }
 
@@ -74,7 +90,11 @@ function start(command: readonly string[], env: Record<string, string>): ChildPr
 }
 
 /** Runs to completion. */
-export function runProgram(command: readonly string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<ProgramResult> {
+export function runProgram(
+  command: readonly string[],
+  env: Record<string, string> = {},
+  timeoutMs = 60_000,
+): Promise<ProgramResult> {
   const child = start(command, env);
   let stdout = '';
   let stderr = '';
@@ -111,11 +131,18 @@ export function startProgram(command: readonly string[], env: Record<string, str
  * Materializes a pod's projected-Secret and Secret volume as the kubelet would: each item of each
  * source, read from the cluster, written at its path under a local directory. Returns the directory.
  */
-export async function materializeVolume(admin: KubeConfig, namespace: string, spec: V1PodSpec, volumeName: string): Promise<string> {
+export async function materializeVolume(
+  admin: KubeConfig,
+  namespace: string,
+  spec: V1PodSpec,
+  volumeName: string,
+): Promise<string> {
   const core = admin.makeApiClient(CoreV1Api);
   const volume = spec.volumes?.find((candidate) => candidate.name === volumeName);
   if (volume === undefined) throw new Error(`no volume ${volumeName}`);
-  const sources = volume.projected?.sources?.map((source) => source.secret) ?? [volume.secret && { name: volume.secret.secretName, items: volume.secret.items }];
+  const sources = volume.projected?.sources?.map((source) => source.secret) ?? [
+    volume.secret && { name: volume.secret.secretName, items: volume.secret.items },
+  ];
   const dir = mkdtempSync(join(tmpdir(), `chart-volume-${volumeName}-`));
   for (const source of sources) {
     if (source?.name === undefined) throw new Error(`volume ${volumeName}: a source without a Secret name`);

@@ -4,7 +4,16 @@
 // Pending, namespaces never finish deleting and ServiceAccounts are not created for you.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants as fsConstants,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
@@ -75,7 +84,11 @@ export function toolPath(name: ToolName): string {
 
 /** Creates a namespace and its `default` ServiceAccount, which the ServiceAccount admission plugin
  *  requires before pods can be created (there is no controller-manager to create it). */
-export async function createNamespace(kc: KubeConfig, name: string, labels?: Record<string, string>): Promise<V1Namespace> {
+export async function createNamespace(
+  kc: KubeConfig,
+  name: string,
+  labels?: Record<string, string>,
+): Promise<V1Namespace> {
   const core = kc.makeApiClient(CoreV1Api);
   const ns = await core.createNamespace({ body: { metadata: labels ? { name, labels } : { name } } });
   try {
@@ -153,8 +166,10 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       // nothing else, which is what the tests assert and what a real cluster does.
       '--authorization-mode=RBAC',
     ];
-    if (opts.admissionPlugins?.length) apiserverArgs.push(`--enable-admission-plugins=${opts.admissionPlugins.join(',')}`);
-    if (opts.disableAdmissionPlugins?.length) apiserverArgs.push(`--disable-admission-plugins=${opts.disableAdmissionPlugins.join(',')}`);
+    if (opts.admissionPlugins?.length)
+      apiserverArgs.push(`--enable-admission-plugins=${opts.admissionPlugins.join(',')}`);
+    if (opts.disableAdmissionPlugins?.length)
+      apiserverArgs.push(`--disable-admission-plugins=${opts.disableAdmissionPlugins.join(',')}`);
     apiserverArgs.push(...(opts.apiserverArgs ?? []));
 
     const startApiserver = async (): Promise<void> => {
@@ -239,7 +254,10 @@ function launch(state: State, name: string, bin: string, args: string[]): Proc {
   const fd = openSync(logPath, 'a');
   let child: ChildProcess;
   try {
-    child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: state.dir, stdio: ['ignore', fd, fd] });
+    child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', bin, ...args], {
+      cwd: state.dir,
+      stdio: ['ignore', fd, fd],
+    });
   } finally {
     closeSync(fd); // the child holds its own copy
   }
@@ -356,7 +374,9 @@ function prepareGivenDir(dir: string): void {
     owner = undefined;
   }
   if (owner === undefined || !Number.isInteger(owner)) {
-    throw new Error(`control-plane dir ${dir} is not empty and holds no running or dead control plane; remove it or pick another dir`);
+    throw new Error(
+      `control-plane dir ${dir} is not empty and holds no running or dead control plane; remove it or pick another dir`,
+    );
   }
   if (isAlive(owner)) throw new Error(`control-plane dir ${dir} is in use by process ${owner}`);
   for (const entry of entries) rmSync(join(dir, entry), { recursive: true, force: true });
@@ -385,7 +405,9 @@ async function waitUntil(proc: Proc, what: string, ready: () => Promise<boolean>
       lastError = (err as Error).message;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${startTimeoutMs / 1000}s waiting for ${what} (${lastError}).\n${await logTail(proc)}`);
+      throw new Error(
+        `timed out after ${startTimeoutMs / 1000}s waiting for ${what} (${lastError}).\n${await logTail(proc)}`,
+      );
     }
     await sleep(200);
   }
@@ -549,7 +571,9 @@ function rsaKeyPair(): RsaKeyPair {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const privateKeyPem = privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
   return {
-    publicKey: forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()) as forge.pki.rsa.PublicKey,
+    publicKey: forge.pki.publicKeyFromPem(
+      publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    ) as forge.pki.rsa.PublicKey,
     privateKey: forge.pki.privateKeyFromPem(privateKeyPem) as forge.pki.rsa.PrivateKey,
     privateKeyPem,
   };
@@ -584,7 +608,12 @@ function kubeconfigYaml(server: string, pki: Pki): string {
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [{ name: 'test', cluster: { server, 'certificate-authority-data': b64(pki.caPem) } }],
-    users: [{ name: 'admin', user: { 'client-certificate-data': b64(pki.adminCertPem), 'client-key-data': b64(pki.adminKeyPem) } }],
+    users: [
+      {
+        name: 'admin',
+        user: { 'client-certificate-data': b64(pki.adminCertPem), 'client-key-data': b64(pki.adminKeyPem) },
+      },
+    ],
     contexts: [{ name: 'admin@test', context: { cluster: 'test', user: 'admin' } }],
     'current-context': 'admin@test',
   });

@@ -14,7 +14,12 @@ export const CHART_DIR = resolve(import.meta.dirname, '../../charts/acr-pull-web
 export interface Manifest {
   readonly apiVersion: string;
   readonly kind: string;
-  readonly metadata: { readonly name: string; readonly namespace?: string; readonly labels?: Record<string, string>; readonly annotations?: Record<string, string> };
+  readonly metadata: {
+    readonly name: string;
+    readonly namespace?: string;
+    readonly labels?: Record<string, string>;
+    readonly annotations?: Record<string, string>;
+  };
   readonly [field: string]: unknown;
 }
 
@@ -39,7 +44,11 @@ function helmEnv(kubeconfig?: string): NodeJS.ProcessEnv {
 
 /** Runs helm to completion, synchronously (lint, template: no cluster). */
 export function helm(args: readonly string[], options: { kubeconfig?: string } = {}): HelmResult {
-  const result = spawnSync(toolPath('helm'), args, { encoding: 'utf8', env: helmEnv(options.kubeconfig), timeout: 120_000 });
+  const result = spawnSync(toolPath('helm'), args, {
+    encoding: 'utf8',
+    env: helmEnv(options.kubeconfig),
+    timeout: 120_000,
+  });
   if (result.error) throw result.error;
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -47,7 +56,10 @@ export function helm(args: readonly string[], options: { kubeconfig?: string } =
 /** Runs helm without blocking the event loop (install, upgrade, uninstall against a cluster). */
 export function helmAsync(args: readonly string[], options: { kubeconfig?: string } = {}): Promise<HelmResult> {
   return new Promise((done, fail) => {
-    const child = spawn(toolPath('helm'), args, { env: helmEnv(options.kubeconfig), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(toolPath('helm'), args, {
+      env: helmEnv(options.kubeconfig),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -60,7 +72,8 @@ export function helmAsync(args: readonly string[], options: { kubeconfig?: strin
 /** Like helmAsync, but a non-zero exit is an error carrying helm's output. */
 export async function helmOk(args: readonly string[], options: { kubeconfig?: string } = {}): Promise<string> {
   const result = await helmAsync(args, options);
-  if (result.status !== 0) throw new Error(`helm ${args.join(' ')} exited ${result.status}:\n${result.stderr}${result.stdout}`);
+  if (result.status !== 0)
+    throw new Error(`helm ${args.join(' ')} exited ${result.status}:\n${result.stderr}${result.stdout}`);
   return result.stdout;
 }
 
@@ -68,7 +81,8 @@ export async function helmOk(args: readonly string[], options: { kubeconfig?: st
 export function parseManifests(text: string): Manifest[] {
   return parseAllDocuments(text)
     .map((document) => {
-      if (document.errors.length > 0) throw new Error(`rendered YAML does not parse: ${document.errors[0]?.message ?? ''}`);
+      if (document.errors.length > 0)
+        throw new Error(`rendered YAML does not parse: ${document.errors[0]?.message ?? ''}`);
       return document.toJS() as Manifest | null;
     })
     .filter((object): object is Manifest => object !== null);
@@ -112,7 +126,11 @@ export function renderChartError(options: RenderOptions): string {
   return result.stderr;
 }
 
-export function findObject<T = Manifest>(objects: readonly Manifest[], kind: string, predicate: (object: Manifest) => boolean = () => true): T {
+export function findObject<T = Manifest>(
+  objects: readonly Manifest[],
+  kind: string,
+  predicate: (object: Manifest) => boolean = () => true,
+): T {
   const found = objects.filter((object) => object.kind === kind && predicate(object));
   if (found.length !== 1) throw new Error(`expected exactly one ${kind}, found ${found.length}`);
   return found[0] as T;

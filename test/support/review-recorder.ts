@@ -22,7 +22,10 @@ export async function startReviewRecorder(tls: { certPem: string; keyPem: string
     req.on('end', () => {
       reviews.push(body);
       const review = JSON.parse(body) as {
-        request: { uid: string; object?: { metadata?: { labels?: Record<string, string> }; spec?: { containers?: { name: string }[] } } };
+        request: {
+          uid: string;
+          object?: { metadata?: { labels?: Record<string, string> }; spec?: { containers?: { name: string }[] } };
+        };
       };
       const pod = review.request.object;
       const wantsSidecar = pod?.metadata?.labels?.[SIDECAR_LABEL] === 'true';

@@ -1,6 +1,15 @@
 // Writes files the way the kubelet updates a mounted Secret: a timestamped directory, a `..data`
 // symlink swapped atomically by rename, and user-visible names that link through `..data`.
-import { mkdirSync, mkdtempSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  existsSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 

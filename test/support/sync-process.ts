@@ -22,11 +22,17 @@ export interface SyncResult {
 
 function spawnSync(args: readonly string[], env: Record<string, string>): ChildProcess {
   // Only PATH and what the test passes: no KUBECONFIG or HOME leaks in from the developer's shell.
-  return spawn(process.execPath, [MAIN, 'sync-secrets', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '', HOME: '/nonexistent', ...env } });
+  return spawn(process.execPath, [MAIN, 'sync-secrets', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env['PATH'] ?? '', HOME: '/nonexistent', ...env },
+  });
 }
 
 /** Runs to completion (--once, --dry-run). `keepStdout: false` leaves --dry-run manifests out of everythingPrinted(). */
-export async function runSync(args: readonly string[], options: { env?: Record<string, string>; keepStdout?: boolean; timeoutMs?: number } = {}): Promise<SyncResult> {
+export async function runSync(
+  args: readonly string[],
+  options: { env?: Record<string, string>; keepStdout?: boolean; timeoutMs?: number } = {},
+): Promise<SyncResult> {
   const child = spawnSync(args, options.env ?? {});
   let stdout = '';
   let stderr = '';
@@ -54,16 +60,29 @@ export interface SyncWatcher {
   kill(): Promise<void>;
 }
 
-export async function startSyncWatcher(options: { config: string; kubeconfig: string; leaseNamespace: string; identity: string; args?: readonly string[]; env?: Record<string, string> }): Promise<SyncWatcher> {
+export async function startSyncWatcher(options: {
+  config: string;
+  kubeconfig: string;
+  leaseNamespace: string;
+  identity: string;
+  args?: readonly string[];
+  env?: Record<string, string>;
+}): Promise<SyncWatcher> {
   const child = spawnSync(
     [
-      '--config', options.config,
+      '--config',
+      options.config,
       '--watch',
-      '--kubeconfig', options.kubeconfig,
-      '--lease-namespace', options.leaseNamespace,
-      '--lease-identity', options.identity,
-      '--health-port', '0',
-      '--host', '127.0.0.1',
+      '--kubeconfig',
+      options.kubeconfig,
+      '--lease-namespace',
+      options.leaseNamespace,
+      '--lease-identity',
+      options.identity,
+      '--health-port',
+      '0',
+      '--host',
+      '127.0.0.1',
       ...(options.args ?? []),
     ],
     options.env ?? {},
@@ -89,13 +108,18 @@ export async function startSyncWatcher(options: { config: string; kubeconfig: st
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as Record<string, unknown>);
-  const waitForLog = async (match: (line: Record<string, unknown>) => boolean, timeoutMs = 20_000): Promise<Record<string, unknown>> => {
+  const waitForLog = async (
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs = 20_000,
+  ): Promise<Record<string, unknown>> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const found = logLines().find(match);
       if (found !== undefined) return found;
-      if (child.exitCode !== null) throw new Error(`sync-secrets ${options.identity} exited with ${child.exitCode}:\n${stderr}`);
-      if (Date.now() > deadline) throw new Error(`sync-secrets ${options.identity}: no matching log line within ${timeoutMs} ms:\n${stderr}`);
+      if (child.exitCode !== null)
+        throw new Error(`sync-secrets ${options.identity} exited with ${child.exitCode}:\n${stderr}`);
+      if (Date.now() > deadline)
+        throw new Error(`sync-secrets ${options.identity}: no matching log line within ${timeoutMs} ms:\n${stderr}`);
       await sleep(25);
     }
   };

@@ -30,7 +30,9 @@ export function webhookConfiguration(options: WebhookConfigurationOptions): V1Mu
           url: `https://127.0.0.1:${options.port}${MUTATE_PATH}`,
           caBundle: Buffer.from(options.caPem).toString('base64'),
         },
-        rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' }],
+        rules: [
+          { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' },
+        ],
         namespaceSelector: {
           matchExpressions: [
             { key: INJECT_LABEL, operator: 'In', values: [INJECT_ENABLED] },
@@ -50,7 +52,10 @@ export function webhookConfiguration(options: WebhookConfigurationOptions): V1Mu
 }
 
 /** Creates (or replaces) the configuration, then waits until the apiserver really calls the webhook. */
-export async function registerWebhook(kc: KubeConfig, options: WebhookConfigurationOptions & { probeNamespace: string }): Promise<void> {
+export async function registerWebhook(
+  kc: KubeConfig,
+  options: WebhookConfigurationOptions & { probeNamespace: string },
+): Promise<void> {
   const api = kc.makeApiClient(AdmissionregistrationV1Api);
   const body = webhookConfiguration(options);
   try {
@@ -70,10 +75,14 @@ export async function waitUntilLive(kc: KubeConfig, namespace: string, timeoutMs
     const pod = await core.createNamespacedPod({
       namespace,
       dryRun: 'All',
-      body: { metadata: { generateName: 'probe-' }, spec: { containers: [{ name: 'probe', image: 'myregistry.azurecr.io/probe' }] } },
+      body: {
+        metadata: { generateName: 'probe-' },
+        spec: { containers: [{ name: 'probe', image: 'myregistry.azurecr.io/probe' }] },
+      },
     });
     if ((pod.spec?.imagePullSecrets ?? []).length > 0) return;
-    if (Date.now() > deadline) throw new Error(`webhook not live after ${timeoutMs} ms (probe pod not patched in ${namespace})`);
+    if (Date.now() > deadline)
+      throw new Error(`webhook not live after ${timeoutMs} ms (probe pod not patched in ${namespace})`);
     await sleep(250);
   }
 }

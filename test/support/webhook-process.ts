@@ -25,7 +25,12 @@ export interface ServeFiles {
 /** Writes the pki's serving pair and a configuration into `dir` (default: a new temporary directory). */
 export function writeServeFiles(pki: TestPki, options: { config?: string; dir?: string } = {}): ServeFiles {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'serve-'));
-  const files = { dir, config: join(dir, 'config.yaml'), certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') };
+  const files = {
+    dir,
+    config: join(dir, 'config.yaml'),
+    certFile: join(dir, 'tls.crt'),
+    keyFile: join(dir, 'tls.key'),
+  };
   writeFileSync(files.config, options.config ?? ONE_REGISTRY_CONFIG);
   writeFileSync(files.certFile, pki.serving.certPem);
   writeFileSync(files.keyFile, pki.serving.keyPem);
@@ -34,7 +39,24 @@ export function writeServeFiles(pki: TestPki, options: { config?: string; dir?: 
 
 /** Arguments after `node` that run `serve` on free loopback ports with no drain delay. */
 export function serveArgv(files: ServeFiles, main: string = MAIN): string[] {
-  return [main, 'serve', '--config', files.config, '--tls-cert', files.certFile, '--tls-key', files.keyFile, '--host', '127.0.0.1', '--port', '0', '--health-port', '0', '--drain-delay', '0'];
+  return [
+    main,
+    'serve',
+    '--config',
+    files.config,
+    '--tls-cert',
+    files.certFile,
+    '--tls-key',
+    files.keyFile,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--health-port',
+    '0',
+    '--drain-delay',
+    '0',
+  ];
 }
 
 export interface WebhookProcess {
@@ -45,7 +67,10 @@ export interface WebhookProcess {
   /** The log lines so far, parsed. Review lines are written in batches: see the two below. */
   logLines(): Record<string, unknown>[];
   /** The first log line that matches, waiting for it up to `timeoutMs`. */
-  waitForLogLine(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLogLine(
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
   /** The log lines once everything logged so far has surely been written (two batch intervals). */
   settledLogLines(): Promise<Record<string, unknown>[]>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves on exit. */
@@ -74,13 +99,20 @@ export async function startWebhookProcess(options: WebhookProcessOptions): Promi
     [
       MAIN,
       'serve',
-      '--config', options.config,
-      '--tls-cert', options.certFile,
-      '--tls-key', options.keyFile,
-      '--host', '127.0.0.1',
-      '--port', String(options.port ?? 0),
-      '--health-port', String(options.healthPort ?? 0),
-      '--drain-delay', String(options.drainDelaySeconds ?? 0),
+      '--config',
+      options.config,
+      '--tls-cert',
+      options.certFile,
+      '--tls-key',
+      options.keyFile,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(options.port ?? 0),
+      '--health-port',
+      String(options.healthPort ?? 0),
+      '--drain-delay',
+      String(options.drainDelaySeconds ?? 0),
     ],
     { stdio: ['ignore', out, out], env: { PATH: process.env['PATH'] ?? '', ...options.env } },
   );
@@ -98,7 +130,8 @@ export async function startWebhookProcess(options: WebhookProcessOptions): Promi
   const deadline = Date.now() + 20_000;
   let listening: Record<string, unknown> | undefined;
   while (listening === undefined) {
-    if (child.exitCode !== null) throw new Error(`webhook exited with ${child.exitCode}: ${readFileSync(logFile, 'utf8').trim()}`);
+    if (child.exitCode !== null)
+      throw new Error(`webhook exited with ${child.exitCode}: ${readFileSync(logFile, 'utf8').trim()}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`webhook did not start within 20 s: ${readFileSync(logFile, 'utf8').trim()}`);

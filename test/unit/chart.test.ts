@@ -25,7 +25,12 @@ const RELEASE = 'acr';
 const NAMESPACE = 'acr-system';
 const CI_DIR = join(CHART_DIR, 'ci');
 const DEFAULT_VALUES = parseYaml(readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8')) as Values;
-const SCENARIOS = ['defaults', ...readdirSync(CI_DIR).filter((file) => file.endsWith('.yaml')).sort()];
+const SCENARIOS = [
+  'defaults',
+  ...readdirSync(CI_DIR)
+    .filter((file) => file.endsWith('.yaml'))
+    .sort(),
+];
 
 // ---------------------------------------------------------------------------------------------
 // Values as helm merges them: maps merge key by key, anything else (lists included) replaces.
@@ -42,9 +47,12 @@ function merge(base: Values, overlay: Values): Values {
 }
 const scenarioFile = (scenario: string): string[] => (scenario === 'defaults' ? [] : [join(CI_DIR, scenario)]);
 function scenarioValues(scenario: string): Values {
-  return scenario === 'defaults' ? DEFAULT_VALUES : merge(DEFAULT_VALUES, parseYaml(readFileSync(join(CI_DIR, scenario), 'utf8')) as Values);
+  return scenario === 'defaults'
+    ? DEFAULT_VALUES
+    : merge(DEFAULT_VALUES, parseYaml(readFileSync(join(CI_DIR, scenario), 'utf8')) as Values);
 }
-const get = (values: Values, path: string): unknown => path.split('.').reduce<unknown>((at, key) => (isMap(at) ? at[key] : undefined), values);
+const get = (values: Values, path: string): unknown =>
+  path.split('.').reduce<unknown>((at, key) => (isMap(at) ? at[key] : undefined), values);
 
 // ---------------------------------------------------------------------------------------------
 // Reading the rendered objects
@@ -58,9 +66,15 @@ function podTemplates(objects: readonly Manifest[]): PodTemplate[] {
   const templates: PodTemplate[] = [];
   for (const object of objects) {
     const owner = `${object.kind}/${object.metadata.name}`;
-    if (object.kind === 'Deployment') templates.push({ owner, spec: (object as unknown as V1Deployment).spec?.template.spec as V1PodSpec });
-    if (object.kind === 'Job') templates.push({ owner, spec: (object as unknown as V1Job).spec?.template.spec as V1PodSpec });
-    if (object.kind === 'CronJob') templates.push({ owner, spec: (object as unknown as V1CronJob).spec?.jobTemplate.spec?.template.spec as V1PodSpec });
+    if (object.kind === 'Deployment')
+      templates.push({ owner, spec: (object as unknown as V1Deployment).spec?.template.spec as V1PodSpec });
+    if (object.kind === 'Job')
+      templates.push({ owner, spec: (object as unknown as V1Job).spec?.template.spec as V1PodSpec });
+    if (object.kind === 'CronJob')
+      templates.push({
+        owner,
+        spec: (object as unknown as V1CronJob).spec?.jobTemplate.spec?.template.spec as V1PodSpec,
+      });
   }
   return templates;
 }
@@ -69,8 +83,15 @@ const allContainers = (spec: V1PodSpec): V1Container[] => [...(spec.initContaine
 const webhookConfiguration = (objects: readonly Manifest[]): V1MutatingWebhookConfiguration =>
   findObject<V1MutatingWebhookConfiguration>(objects, 'MutatingWebhookConfiguration');
 const webhookDeployment = (objects: readonly Manifest[]): V1Deployment =>
-  findObject<V1Deployment>(objects, 'Deployment', (object) => object.metadata.labels?.['app.kubernetes.io/component'] === 'webhook');
-const component = (name: string) => (object: Manifest): boolean => object.metadata.labels?.['app.kubernetes.io/component'] === name;
+  findObject<V1Deployment>(
+    objects,
+    'Deployment',
+    (object) => object.metadata.labels?.['app.kubernetes.io/component'] === 'webhook',
+  );
+const component =
+  (name: string) =>
+  (object: Manifest): boolean =>
+    object.metadata.labels?.['app.kubernetes.io/component'] === name;
 const configFile = (objects: readonly Manifest[]): string =>
   (findObject(objects, 'ConfigMap') as unknown as { data: Record<string, string> }).data['config.yaml'] ?? '';
 
@@ -81,10 +102,20 @@ const configFile = (objects: readonly Manifest[]): string =>
  */
 function restrictedViolations(spec: V1PodSpec): string[] {
   const problems: string[] = [];
-  const allowedVolumes = ['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret'];
+  const allowedVolumes = [
+    'configMap',
+    'csi',
+    'downwardAPI',
+    'emptyDir',
+    'ephemeral',
+    'persistentVolumeClaim',
+    'projected',
+    'secret',
+  ];
   for (const volume of spec.volumes ?? []) {
     const kinds = Object.keys(volume).filter((key) => key !== 'name');
-    if (!kinds.every((kind) => allowedVolumes.includes(kind))) problems.push(`volume ${volume.name}: ${kinds.join(',')} is not allowed`);
+    if (!kinds.every((kind) => allowedVolumes.includes(kind)))
+      problems.push(`volume ${volume.name}: ${kinds.join(',')} is not allowed`);
   }
   if (spec.hostNetwork || spec.hostPID || spec.hostIPC) problems.push('host namespaces');
   const pod = spec.securityContext ?? {};
@@ -97,7 +128,8 @@ function restrictedViolations(spec: V1PodSpec): string[] {
     if (!(context.runAsNonRoot ?? pod.runAsNonRoot)) problems.push(`${where}: runAsNonRoot is not true`);
     if ((context.runAsUser ?? pod.runAsUser) === 0) problems.push(`${where}: runs as uid 0`);
     const seccomp = context.seccompProfile?.type ?? pod.seccompProfile?.type;
-    if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost') problems.push(`${where}: seccompProfile is ${String(seccomp)}`);
+    if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost')
+      problems.push(`${where}: seccompProfile is ${String(seccomp)}`);
     if (!(context.capabilities?.drop ?? []).includes('ALL')) problems.push(`${where}: capabilities do not drop ALL`);
     const added = (context.capabilities?.add ?? []).filter((capability) => capability !== 'NET_BIND_SERVICE');
     if (added.length > 0) problems.push(`${where}: adds ${added.join(',')}`);
@@ -109,7 +141,8 @@ function restrictedViolations(spec: V1PodSpec): string[] {
 
 const rendered = new Map<string, Manifest[]>();
 beforeAll(() => {
-  for (const scenario of SCENARIOS) rendered.set(scenario, renderChart({ release: RELEASE, namespace: NAMESPACE, files: scenarioFile(scenario) }));
+  for (const scenario of SCENARIOS)
+    rendered.set(scenario, renderChart({ release: RELEASE, namespace: NAMESPACE, files: scenarioFile(scenario) }));
 });
 const objectsOf = (scenario: string): Manifest[] => rendered.get(scenario) ?? [];
 
@@ -117,7 +150,14 @@ const objectsOf = (scenario: string): Manifest[] => rendered.get(scenario) ?? []
 
 describe('helm lint --strict', () => {
   test.each(SCENARIOS)('%s: no errors and no warnings', (scenario) => {
-    const args = ['lint', '--strict', CHART_DIR, '--namespace', NAMESPACE, ...scenarioFile(scenario).flatMap((file) => ['-f', file])];
+    const args = [
+      'lint',
+      '--strict',
+      CHART_DIR,
+      '--namespace',
+      NAMESPACE,
+      ...scenarioFile(scenario).flatMap((file) => ['-f', file]),
+    ];
     const result = helm(args);
     expect(result.stdout + result.stderr).not.toMatch(/\[(WARNING|ERROR)\]/);
     expect(result.status).toBe(0);
@@ -126,7 +166,8 @@ describe('helm lint --strict', () => {
 
 test('no template uses lookup, so helm template and GitOps rendering see what helm install does', () => {
   const templates = readdirSync(join(CHART_DIR, 'templates'));
-  for (const file of templates) expect(readFileSync(join(CHART_DIR, 'templates', file), 'utf8'), file).not.toMatch(/\blookup\b/);
+  for (const file of templates)
+    expect(readFileSync(join(CHART_DIR, 'templates', file), 'utf8'), file).not.toMatch(/\blookup\b/);
 });
 
 describe.each(SCENARIOS)('rendered with %s', (scenario) => {
@@ -137,7 +178,13 @@ describe.each(SCENARIOS)('rendered with %s', (scenario) => {
       const where = `${object.kind}/${object.metadata.name}`;
       expect(object.metadata.labels?.['app.kubernetes.io/instance'], where).toBe(RELEASE);
       expect(object.metadata.labels?.['app.kubernetes.io/managed-by'], where).toBe('Helm');
-      const clusterScoped = ['MutatingWebhookConfiguration', 'ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'];
+      const clusterScoped = [
+        'MutatingWebhookConfiguration',
+        'ClusterRole',
+        'ClusterRoleBinding',
+        'ValidatingAdmissionPolicy',
+        'ValidatingAdmissionPolicyBinding',
+      ];
       if (!clusterScoped.includes(object.kind)) expect(object.metadata.namespace, where).toBe(NAMESPACE);
     }
   });
@@ -154,13 +201,21 @@ describe.each(SCENARIOS)('rendered with %s', (scenario) => {
       expect(spec.automountServiceAccountToken, owner).toBe(needsApi);
     }
     for (const account of objectsOf(scenario).filter((object) => object.kind === 'ServiceAccount')) {
-      expect((account as { automountServiceAccountToken?: boolean }).automountServiceAccountToken, account.metadata.name).toBe(false);
+      expect(
+        (account as { automountServiceAccountToken?: boolean }).automountServiceAccountToken,
+        account.metadata.name,
+      ).toBe(false);
     }
     const webhookAccount = webhookDeployment(objectsOf(scenario)).spec?.template.spec?.serviceAccountName;
-    const bindings = objectsOf(scenario).filter((object) => object.kind === 'RoleBinding' || object.kind === 'ClusterRoleBinding');
+    const bindings = objectsOf(scenario).filter(
+      (object) => object.kind === 'RoleBinding' || object.kind === 'ClusterRoleBinding',
+    );
     for (const binding of bindings) {
       const subjects = (binding as { subjects?: { name: string }[] }).subjects ?? [];
-      expect(subjects.map((subject) => subject.name), binding.metadata.name).not.toContain(webhookAccount);
+      expect(
+        subjects.map((subject) => subject.name),
+        binding.metadata.name,
+      ).not.toContain(webhookAccount);
     }
   });
 
@@ -168,7 +223,9 @@ describe.each(SCENARIOS)('rendered with %s', (scenario) => {
     const configuration = webhookConfiguration(objectsOf(scenario));
     expect(configuration.webhooks).toHaveLength(1);
     const webhook = configuration.webhooks?.[0];
-    expect(webhook?.rules).toEqual([{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' }]);
+    expect(webhook?.rules).toEqual([
+      { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' },
+    ]);
     expect(webhook?.admissionReviewVersions).toEqual(['v1']);
     expect(webhook?.sideEffects).toBe('None');
     expect(webhook?.reinvocationPolicy).toBe('IfNeeded');
@@ -185,9 +242,15 @@ describe.each(SCENARIOS)('rendered with %s', (scenario) => {
     expect(webhook?.namespaceSelector?.matchLabels).toBeUndefined();
     expect(webhook?.namespaceSelector?.matchExpressions).toEqual([
       { key: optIn.label, operator: 'In', values: [optIn.value] },
-      { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', NAMESPACE, ...(get(values, 'webhook.excludedNamespaces') as string[])] },
+      {
+        key: 'kubernetes.io/metadata.name',
+        operator: 'NotIn',
+        values: ['kube-system', NAMESPACE, ...(get(values, 'webhook.excludedNamespaces') as string[])],
+      },
     ]);
-    expect(webhook?.objectSelector).toEqual({ matchExpressions: [{ key: 'acr-pull-webhook/inject', operator: 'NotIn', values: ['disabled'] }] });
+    expect(webhook?.objectSelector).toEqual({
+      matchExpressions: [{ key: 'acr-pull-webhook/inject', operator: 'NotIn', values: ['disabled'] }],
+    });
   });
 
   test('the webhook configuration calls the Service on 443 at /mutate, which reaches the container port serve listens on', () => {
@@ -203,23 +266,31 @@ describe.each(SCENARIOS)('rendered with %s', (scenario) => {
     expect(service.spec?.selector).toEqual(webhookDeployment(objects).spec?.selector.matchLabels);
   });
 
-  test('the configuration file passes the programs\' own loader and names the same opt-in label as the namespaceSelector', () => {
+  test("the configuration file passes the programs' own loader and names the same opt-in label as the namespaceSelector", () => {
     const objects = objectsOf(scenario);
     const config = parseConfig(configFile(objects), 'config.yaml');
     const selector = webhookConfiguration(objects).webhooks?.[0]?.namespaceSelector?.matchExpressions?.[0];
     expect({ key: config.optIn.label, operator: 'In', values: [config.optIn.value] }).toEqual(selector);
     expect(config.registries.map((entry) => [entry.server, entry.secretName])).toEqual(
-      (get(values, 'registries') as { server: string; secretName: string }[]).map((entry) => [entry.server, entry.secretName]),
+      (get(values, 'registries') as { server: string; secretName: string }[]).map((entry) => [
+        entry.server,
+        entry.secretName,
+      ]),
     );
     expect(config.prune).toBe(get(values, 'syncSecrets.prune'));
   });
 
   test('the webhook mounts the configuration and only tls.crt and tls.key of the TLS Secret, never the credentials', () => {
     const spec = webhookDeployment(objectsOf(scenario)).spec?.template.spec as V1PodSpec;
-    expect(spec.volumes?.map((volume) => Object.keys(volume).filter((key) => key !== 'name')[0])).toEqual(['configMap', 'secret']);
+    expect(spec.volumes?.map((volume) => Object.keys(volume).filter((key) => key !== 'name')[0])).toEqual([
+      'configMap',
+      'secret',
+    ]);
     const tls = spec.volumes?.find((volume) => volume.secret !== undefined)?.secret;
     expect(tls?.items?.map((item) => item.key)).toEqual(['tls.crt', 'tls.key']);
-    expect(tls?.secretName).toBe(`${RELEASE}-acr-pull-webhook-tls`.replace(`${RELEASE}-acr-pull-webhook`, fullname(values)));
+    expect(tls?.secretName).toBe(
+      `${RELEASE}-acr-pull-webhook-tls`.replace(`${RELEASE}-acr-pull-webhook`, fullname(values)),
+    );
   });
 
   test('every credentials file in the configuration is mounted into each sync-secrets pod, from the Secret key the values name', () => {
@@ -232,7 +303,9 @@ describe.each(SCENARIOS)('rendered with %s', (scenario) => {
       return;
     }
     expect(syncPods.length).toBeGreaterThan(0);
-    const registries = get(values, 'registries') as { credentials: Record<string, { name?: string; usernameKey?: string; passwordKey?: string }> }[];
+    const registries = get(values, 'registries') as {
+      credentials: Record<string, { name?: string; usernameKey?: string; passwordKey?: string }>;
+    }[];
     for (const { owner, spec } of syncPods) {
       const container = spec.containers[0] as V1Container;
       const mount = container.volumeMounts?.find((entry) => entry.name === 'credentials');
@@ -241,8 +314,14 @@ describe.each(SCENARIOS)('rendered with %s', (scenario) => {
         const existing = registries[index]?.credentials['existingSecret'];
         const expectedSecret = existing?.name ?? `${fullname(values)}-credentials`;
         for (const [file, key] of [
-          [entry.credentials?.usernameFile, existing ? (existing.usernameKey ?? 'username') : `registry-${index}-username`],
-          [entry.credentials?.passwordFile, existing ? (existing.passwordKey ?? 'password') : `registry-${index}-password`],
+          [
+            entry.credentials?.usernameFile,
+            existing ? (existing.usernameKey ?? 'username') : `registry-${index}-username`,
+          ],
+          [
+            entry.credentials?.passwordFile,
+            existing ? (existing.passwordKey ?? 'password') : `registry-${index}-password`,
+          ],
         ] as const) {
           const relative = file?.slice(`${mount?.mountPath ?? '?'}/`.length);
           const source = sources.find((candidate) => candidate.secret?.items?.some((item) => item.path === relative));
@@ -260,7 +339,11 @@ describe.each(SCENARIOS)('rendered with %s', (scenario) => {
     expect(webhookDeployment(objectsOf(scenario)).spec?.replicas).toBe(replicas);
     expect(budgets).toHaveLength(replicas > 1 ? 1 : 0);
     if (replicas > 1) {
-      const spec = budgets[0]?.['spec'] as { selector: unknown; maxUnavailable: unknown; unhealthyPodEvictionPolicy: string };
+      const spec = budgets[0]?.['spec'] as {
+        selector: unknown;
+        maxUnavailable: unknown;
+        unhealthyPodEvictionPolicy: string;
+      };
       expect(spec.selector).toEqual(webhookDeployment(objectsOf(scenario)).spec?.selector);
       expect(spec.maxUnavailable).toBe(get(values, 'webhook.podDisruptionBudget.maxUnavailable'));
       expect(spec.unhealthyPodEvictionPolicy).toBe('AlwaysAllow');
@@ -274,12 +357,23 @@ describe.each(SCENARIOS)('rendered with %s', (scenario) => {
     expect(container.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'health' });
     expect(container.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'health' });
     expect(container.ports?.find((port) => port.name === 'health')?.containerPort).toBe(8080);
-    expect(container.args).toEqual(expect.arrayContaining(['serve', '--health-port=8080', `--drain-delay=${String(get(values, 'webhook.drainDelaySeconds'))}`]));
-    const drain = (get(values, 'webhook.drainDelaySeconds') as number) + (get(values, 'webhook.shutdownTimeoutSeconds') as number);
+    expect(container.args).toEqual(
+      expect.arrayContaining([
+        'serve',
+        '--health-port=8080',
+        `--drain-delay=${String(get(values, 'webhook.drainDelaySeconds'))}`,
+      ]),
+    );
+    const drain =
+      (get(values, 'webhook.drainDelaySeconds') as number) + (get(values, 'webhook.shutdownTimeoutSeconds') as number);
     expect(spec.terminationGracePeriodSeconds).toBeGreaterThan(drain);
-    expect(container.resources?.requests).toEqual(expect.objectContaining({ cpu: expect.any(String), memory: expect.any(String) }));
+    expect(container.resources?.requests).toEqual(
+      expect.objectContaining({ cpu: expect.any(String), memory: expect.any(String) }),
+    );
     expect(deployment.spec?.strategy?.rollingUpdate?.maxUnavailable).toBe(0);
-    expect(spec.topologySpreadConstraints?.map((constraint) => [constraint.topologyKey, constraint.whenUnsatisfiable])).toEqual([
+    expect(
+      spec.topologySpreadConstraints?.map((constraint) => [constraint.topologyKey, constraint.whenUnsatisfiable]),
+    ).toEqual([
       ['kubernetes.io/hostname', 'ScheduleAnyway'],
       ['topology.kubernetes.io/zone', 'ScheduleAnyway'],
     ]);
@@ -301,13 +395,17 @@ describe.each(SCENARIOS)('rendered with %s', (scenario) => {
   });
 
   test('no Role or ClusterRole grants a wildcard, or list or watch on Secrets', () => {
-    const roles = objectsOf(scenario).filter((object) => object.kind === 'Role' || object.kind === 'ClusterRole') as unknown as V1Role[];
+    const roles = objectsOf(scenario).filter(
+      (object) => object.kind === 'Role' || object.kind === 'ClusterRole',
+    ) as unknown as V1Role[];
     for (const role of roles) {
       for (const rule of role.rules ?? []) {
         const where = role.metadata?.name ?? '';
         expect([...(rule.verbs ?? []), ...(rule.resources ?? []), ...(rule.apiGroups ?? [])], where).not.toContain('*');
-        if (rule.resources?.includes('secrets')) expect(rule.verbs, where).not.toEqual(expect.arrayContaining(['list']));
-        if (rule.resources?.includes('secrets')) expect(rule.verbs, where).not.toEqual(expect.arrayContaining(['watch']));
+        if (rule.resources?.includes('secrets'))
+          expect(rule.verbs, where).not.toEqual(expect.arrayContaining(['list']));
+        if (rule.resources?.includes('secrets'))
+          expect(rule.verbs, where).not.toEqual(expect.arrayContaining(['watch']));
       }
     }
   });
@@ -326,8 +424,15 @@ describe('certificates with certs-gen (the default)', () => {
   const CONFIGURATION = 'acr-acr-pull-webhook';
 
   test('create runs before anything else of the release (pre-install, pre-upgrade), patch after the webhook configuration exists', () => {
-    const jobs = objects().filter((object) => object.kind === 'Job' && component('certs-gen')(object)) as unknown as (V1Job & Manifest)[];
-    const byHook = Object.fromEntries(jobs.map((job) => [job.metadata.annotations?.['helm.sh/hook'], job.spec?.template.spec?.containers.map((container) => container.args?.[0])]));
+    const jobs = objects().filter(
+      (object) => object.kind === 'Job' && component('certs-gen')(object),
+    ) as unknown as (V1Job & Manifest)[];
+    const byHook = Object.fromEntries(
+      jobs.map((job) => [
+        job.metadata.annotations?.['helm.sh/hook'],
+        job.spec?.template.spec?.containers.map((container) => container.args?.[0]),
+      ]),
+    );
     expect(byHook).toEqual({ 'pre-install,pre-upgrade': ['create'], 'post-install,post-upgrade': ['patch'] });
   });
 
@@ -342,7 +447,12 @@ describe('certificates with certs-gen (the default)', () => {
       `--webhook-config=${CONFIGURATION}`,
     ]);
     const patch = named('Job', 'acr-acr-pull-webhook-certs-gen-patch') as unknown as V1Job;
-    expect(patch.spec?.template.spec?.containers[0]?.args).toEqual(['patch', `--webhook-config=${CONFIGURATION}`, `--secret-name=${TLS}`, `--namespace=${NAMESPACE}`]);
+    expect(patch.spec?.template.spec?.containers[0]?.args).toEqual([
+      'patch',
+      `--webhook-config=${CONFIGURATION}`,
+      `--secret-name=${TLS}`,
+      `--namespace=${NAMESPACE}`,
+    ]);
     expect(webhookConfiguration(objects()).metadata?.name).toBe(CONFIGURATION);
   });
 
@@ -363,16 +473,33 @@ describe('certificates with certs-gen (the default)', () => {
       { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
     ]);
     expect(rules('ClusterRole', hookObjects[0] ?? '')).toEqual([
-      { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [CONFIGURATION], verbs: ['get'] },
+      {
+        apiGroups: ['admissionregistration.k8s.io'],
+        resources: ['mutatingwebhookconfigurations'],
+        resourceNames: [CONFIGURATION],
+        verbs: ['get'],
+      },
     ]);
     for (const object of objects().filter((candidate) => hookObjects.includes(candidate.metadata.name))) {
-      expect(object.metadata.annotations?.['helm.sh/hook-delete-policy'], `${object.kind}/${object.metadata.name}`).toMatch(
-        object.kind === 'Job' ? /^before-hook-creation,hook-succeeded$/ : /^before-hook-creation,hook-succeeded,hook-failed$/,
+      expect(
+        object.metadata.annotations?.['helm.sh/hook-delete-policy'],
+        `${object.kind}/${object.metadata.name}`,
+      ).toMatch(
+        object.kind === 'Job'
+          ? /^before-hook-creation,hook-succeeded$/
+          : /^before-hook-creation,hook-succeeded,hook-failed$/,
       );
     }
-    expect(rules('Role', 'acr-acr-pull-webhook-certs-gen')).toEqual([{ apiGroups: [''], resources: ['secrets'], resourceNames: [TLS], verbs: ['get', 'update'] }]);
+    expect(rules('Role', 'acr-acr-pull-webhook-certs-gen')).toEqual([
+      { apiGroups: [''], resources: ['secrets'], resourceNames: [TLS], verbs: ['get', 'update'] },
+    ]);
     expect(rules('ClusterRole', 'acr-acr-pull-webhook-certs-gen')).toEqual([
-      { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [CONFIGURATION], verbs: ['get', 'patch'] },
+      {
+        apiGroups: ['admissionregistration.k8s.io'],
+        resources: ['mutatingwebhookconfigurations'],
+        resourceNames: [CONFIGURATION],
+        verbs: ['get', 'patch'],
+      },
     ]);
   });
 
@@ -384,8 +511,17 @@ describe('certificates with certs-gen (the default)', () => {
 describe('certificates with cert-manager', () => {
   test('a Certificate for the Service names issues the TLS Secret, cainjector is pointed at it, and certs-gen is gone', () => {
     const objects = objectsOf('cert-manager-values.yaml');
-    const certificate = findObject(objects, 'Certificate', (object) => object.metadata.name === 'acr-acr-pull-webhook-serving');
-    const spec = certificate['spec'] as { secretName: string; dnsNames: string[]; issuerRef: unknown; usages: string[] };
+    const certificate = findObject(
+      objects,
+      'Certificate',
+      (object) => object.metadata.name === 'acr-acr-pull-webhook-serving',
+    );
+    const spec = certificate['spec'] as {
+      secretName: string;
+      dnsNames: string[];
+      issuerRef: unknown;
+      usages: string[];
+    };
     expect(spec.secretName).toBe('acr-acr-pull-webhook-tls');
     expect(spec.dnsNames).toEqual([
       'acr-acr-pull-webhook',
@@ -395,15 +531,23 @@ describe('certificates with cert-manager', () => {
     ]);
     expect(spec.usages).toContain('server auth');
     expect(spec.issuerRef).toEqual({ name: 'acr-acr-pull-webhook-ca', kind: 'Issuer', group: 'cert-manager.io' });
-    expect(webhookConfiguration(objects).metadata?.annotations).toEqual({ 'cert-manager.io/inject-ca-from': `${NAMESPACE}/acr-acr-pull-webhook-serving` });
+    expect(webhookConfiguration(objects).metadata?.annotations).toEqual({
+      'cert-manager.io/inject-ca-from': `${NAMESPACE}/acr-acr-pull-webhook-serving`,
+    });
     expect(objects.filter(component('certs-gen'))).toEqual([]);
   });
 
   test('with an issuerRef, only the serving Certificate is rendered, issued by that issuer', () => {
     const objects = objectsOf('cert-manager-issuer-values.yaml');
-    expect(objects.filter((object) => object.apiVersion.startsWith('cert-manager.io/')).map((object) => object.kind)).toEqual(['Certificate']);
+    expect(
+      objects.filter((object) => object.apiVersion.startsWith('cert-manager.io/')).map((object) => object.kind),
+    ).toEqual(['Certificate']);
     const certificate = findObject(objects, 'Certificate');
-    expect((certificate['spec'] as { issuerRef: unknown }).issuerRef).toEqual({ name: 'internal-ca', kind: 'ClusterIssuer', group: 'cert-manager.io' });
+    expect((certificate['spec'] as { issuerRef: unknown }).issuerRef).toEqual({
+      name: 'internal-ca',
+      kind: 'ClusterIssuer',
+      group: 'cert-manager.io',
+    });
   });
 });
 
@@ -423,26 +567,63 @@ describe('the CEL matchCondition derived from the registries', () => {
   test('the expression tests containers, init containers and ephemeral containers, guarding the optional lists', () => {
     const condition = webhookConfiguration(objectsOf('defaults')).webhooks?.[0]?.matchConditions?.[0];
     expect(condition?.name).toBe('has-image-from-a-configured-registry');
-    expect(condition?.expression).toMatch(/^object\.spec\.containers\.exists\(c, has\(c\.image\) && c\.image\.matches\(r'[^']+'\)\) \|\| \(has\(object\.spec\.initContainers\) && object\.spec\.initContainers\.exists\(c, has\(c\.image\) && c\.image\.matches\(r'[^']+'\)\)\) \|\| \(has\(object\.spec\.ephemeralContainers\) && object\.spec\.ephemeralContainers\.exists\(c, has\(c\.image\) && c\.image\.matches\(r'[^']+'\)\)\)$/);
+    expect(condition?.expression).toMatch(
+      /^object\.spec\.containers\.exists\(c, has\(c\.image\) && c\.image\.matches\(r'[^']+'\)\) \|\| \(has\(object\.spec\.initContainers\) && object\.spec\.initContainers\.exists\(c, has\(c\.image\) && c\.image\.matches\(r'[^']+'\)\)\) \|\| \(has\(object\.spec\.ephemeralContainers\) && object\.spec\.ephemeralContainers\.exists\(c, has\(c\.image\) && c\.image\.matches\(r'[^']+'\)\)\)$/,
+    );
   });
 
   test('with filterByImage false there is no matchCondition: every pod is sent', () => {
-    expect(webhookConfiguration(objectsOf('single-replica-values.yaml')).webhooks?.[0]?.matchConditions).toBeUndefined();
+    expect(
+      webhookConfiguration(objectsOf('single-replica-values.yaml')).webhooks?.[0]?.matchConditions,
+    ).toBeUndefined();
   });
 
   const hosts = [
-    'myregistry.azurecr.io', 'other.azurecr.io', 'myregistry.azurecr.io:443', 'myregistry.azurecr.io.evil.com', 'MyRegistry.azurecr.io',
-    'contoso.azurecr.cn', 'a.b.azurecr.cn', 'azurecr.cn', 'registry.internal.example:5000', 'registry.internal.example', 'registry.internal.example:5001',
-    'docker.io', 'index.docker.io', 'registry-1.docker.io', 'quay.io', 'localhost', 'localhost:5000', 'ghcr.io', 'prefix.team.io', 'team.io', '',
+    'myregistry.azurecr.io',
+    'other.azurecr.io',
+    'myregistry.azurecr.io:443',
+    'myregistry.azurecr.io.evil.com',
+    'MyRegistry.azurecr.io',
+    'contoso.azurecr.cn',
+    'a.b.azurecr.cn',
+    'azurecr.cn',
+    'registry.internal.example:5000',
+    'registry.internal.example',
+    'registry.internal.example:5001',
+    'docker.io',
+    'index.docker.io',
+    'registry-1.docker.io',
+    'quay.io',
+    'localhost',
+    'localhost:5000',
+    'ghcr.io',
+    'prefix.team.io',
+    'team.io',
+    '',
   ];
-  const paths = ['app', 'team/app', 'teamwork/app', 'team/sub/app', 'library/nginx', 'nginx', 'prod/api', 'production/api', 'v2/team/app'];
+  const paths = [
+    'app',
+    'team/app',
+    'teamwork/app',
+    'team/sub/app',
+    'library/nginx',
+    'nginx',
+    'prod/api',
+    'production/api',
+    'v2/team/app',
+  ];
   const suffixes = ['', ':v1', '@sha256:' + 'a'.repeat(64)];
-  const IMAGES = hosts.flatMap((host) => paths.flatMap((path) => suffixes.map((suffix) => `${host === '' ? '' : `${host}/`}${path}${suffix}`)));
+  const IMAGES = hosts.flatMap((host) =>
+    paths.flatMap((path) => suffixes.map((suffix) => `${host === '' ? '' : `${host}/`}${path}${suffix}`)),
+  );
 
   // Registry sets: the scenarios', and one of every pattern shape the kubelet accepts.
   const REGISTRY_SETS: { name: string; render: () => Manifest[] }[] = [
     { name: 'the defaults', render: () => objectsOf('defaults') },
-    { name: 'multi-registry-values.yaml (globs, a port, a path, Docker Hub)', render: () => objectsOf('multi-registry-values.yaml') },
+    {
+      name: 'multi-registry-values.yaml (globs, a port, a path, Docker Hub)',
+      render: () => objectsOf('multi-registry-values.yaml'),
+    },
     { name: 'no-sync-values.yaml (a path prefix ending in /)', render: () => objectsOf('no-sync-values.yaml') },
     {
       name: 'every pattern shape',
@@ -450,24 +631,44 @@ describe('the CEL matchCondition derived from the registries', () => {
         renderChart({
           values: {
             syncSecrets: { enabled: false },
-            registries: ['*', '*.io', 'docker.*', 'prefix.*.io', '*-team.io', 'myregistry.azurecr.io/v2/team', 'localhost:5000/', 'docker.io/library', 'ghcr.io/team']
-              .map((server, index) => ({ server, secretName: `s${index}` })),
+            registries: [
+              '*',
+              '*.io',
+              'docker.*',
+              'prefix.*.io',
+              '*-team.io',
+              'myregistry.azurecr.io/v2/team',
+              'localhost:5000/',
+              'docker.io/library',
+              'ghcr.io/team',
+            ].map((server, index) => ({ server, secretName: `s${index}` })),
           },
         }),
     },
   ];
 
-  test.each(REGISTRY_SETS)('with $name, every image the webhook would give a secret passes the condition', ({ render }) => {
-    const objects = render();
-    const regex = imageRegex(objects);
-    const { rules } = parseConfig(configFile(objects), 'config.yaml');
-    const missed = IMAGES.filter((image) => matchingSecrets([image], rules).length > 0 && !regex.test(image));
-    expect(missed).toEqual([]);
-  });
+  test.each(REGISTRY_SETS)(
+    'with $name, every image the webhook would give a secret passes the condition',
+    ({ render }) => {
+      const objects = render();
+      const regex = imageRegex(objects);
+      const { rules } = parseConfig(configFile(objects), 'config.yaml');
+      const missed = IMAGES.filter((image) => matchingSecrets([image], rules).length > 0 && !regex.test(image));
+      expect(missed).toEqual([]);
+    },
+  );
 
   test('with the defaults, images from other registries do not pass, so their pods are never sent', () => {
     const regex = imageRegex(objectsOf('defaults'));
-    const passed = ['nginx:1.27', 'docker.io/library/nginx', 'quay.io/prometheus/prometheus', 'other.azurecr.io/app', 'myregistry.azurecr.io:443/app', 'myregistry.azurecr.io.evil.com/app', 'MyRegistry.azurecr.io/app'];
+    const passed = [
+      'nginx:1.27',
+      'docker.io/library/nginx',
+      'quay.io/prometheus/prometheus',
+      'other.azurecr.io/app',
+      'myregistry.azurecr.io:443/app',
+      'myregistry.azurecr.io.evil.com/app',
+      'MyRegistry.azurecr.io/app',
+    ];
     expect(passed.filter((image) => regex.test(image))).toEqual([]);
     expect(regex.test('myregistry.azurecr.io/team/app:v1')).toBe(true);
   });
@@ -476,24 +677,31 @@ describe('the CEL matchCondition derived from the registries', () => {
     { scenario: 'defaults', servesDockerHub: false },
     { scenario: 'no-sync-values.yaml', servesDockerHub: false },
     { scenario: 'multi-registry-values.yaml', servesDockerHub: true },
-  ])('with $scenario, the only images that pass without getting a secret are Docker Hub lookalikes, and only when a registry serves Docker Hub', ({ scenario, servesDockerHub }) => {
-    const objects = objectsOf(scenario);
-    const regex = imageRegex(objects);
-    const { rules } = parseConfig(configFile(objects), 'config.yaml');
-    const extra = IMAGES.filter((image) => regex.test(image) && matchingSecrets([image], rules).length === 0);
-    const dockerHubLookalike = (image: string): boolean => !image.includes('/') || /^(index\.)?docker\.io\//.test(image) || /^[^/.:A-Z]+\//.test(image);
-    expect(extra.filter((image) => !(servesDockerHub && dockerHubLookalike(image)))).toEqual([]);
-  });
+  ])(
+    'with $scenario, the only images that pass without getting a secret are Docker Hub lookalikes, and only when a registry serves Docker Hub',
+    ({ scenario, servesDockerHub }) => {
+      const objects = objectsOf(scenario);
+      const regex = imageRegex(objects);
+      const { rules } = parseConfig(configFile(objects), 'config.yaml');
+      const extra = IMAGES.filter((image) => regex.test(image) && matchingSecrets([image], rules).length === 0);
+      const dockerHubLookalike = (image: string): boolean =>
+        !image.includes('/') || /^(index\.)?docker\.io\//.test(image) || /^[^/.:A-Z]+\//.test(image);
+      expect(extra.filter((image) => !(servesDockerHub && dockerHubLookalike(image)))).toEqual([]);
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
 
 describe('values.schema.json', () => {
   const schema = JSON.parse(readFileSync(join(CHART_DIR, 'values.schema.json'), 'utf8')) as {
-    properties: { registries: { items: { properties: Record<string, { pattern: string }> } }; optIn: { properties: Record<string, { pattern: string }> } };
+    properties: {
+      registries: { items: { properties: Record<string, { pattern: string }> } };
+      optIn: { properties: Record<string, { pattern: string }> };
+    };
   };
 
-  test('checks server, secretName and the opt-in label with the same patterns as the programs\' configuration loader', () => {
+  test("checks server, secretName and the opt-in label with the same patterns as the programs' configuration loader", () => {
     const items = schema.properties.registries.items.properties;
     const config = CONFIG_SCHEMA.properties;
     expect(items['server']?.pattern).toBe(config.registries.items.properties.server.pattern);
@@ -502,23 +710,77 @@ describe('values.schema.json', () => {
     expect(schema.properties.optIn.properties['value']?.pattern).toBe(config.optIn.properties.value.pattern);
   });
 
-  const registry = (extra: Record<string, unknown>): Record<string, unknown> => ({ server: 'myregistry.azurecr.io', secretName: 'acr-myregistry', ...extra });
+  const registry = (extra: Record<string, unknown>): Record<string, unknown> => ({
+    server: 'myregistry.azurecr.io',
+    secretName: 'acr-myregistry',
+    ...extra,
+  });
   test.each([
     { why: 'an unknown top-level key', values: { replicas: 3 }, error: "additional properties 'replicas' not allowed" },
-    { why: 'a misspelt nested key', values: { webhook: { replica: 3 } }, error: "additional properties 'replica' not allowed" },
-    { why: 'an unknown key in a registry entry', values: { registries: [registry({ secret: 'x' })] }, error: "additional properties 'secret' not allowed" },
+    {
+      why: 'a misspelt nested key',
+      values: { webhook: { replica: 3 } },
+      error: "additional properties 'replica' not allowed",
+    },
+    {
+      why: 'an unknown key in a registry entry',
+      values: { registries: [registry({ secret: 'x' })] },
+      error: "additional properties 'secret' not allowed",
+    },
     { why: 'replicas given as a string', values: { webhook: { replicas: '2' } }, error: 'got string, want integer' },
     { why: 'zero replicas', values: { webhook: { replicas: 0 } }, error: 'minimum' },
-    { why: 'a failurePolicy other than Ignore or Fail', values: { webhook: { failurePolicy: 'ignore' } }, error: "value must be one of 'Ignore', 'Fail'" },
-    { why: 'a timeout above the apiserver\'s 30 seconds', values: { webhook: { timeoutSeconds: 31 } }, error: 'maximum' },
-    { why: 'a boolean given as a string', values: { syncSecrets: { enabled: 'true' } }, error: 'got string, want boolean' },
+    {
+      why: 'a failurePolicy other than Ignore or Fail',
+      values: { webhook: { failurePolicy: 'ignore' } },
+      error: "value must be one of 'Ignore', 'Fail'",
+    },
+    {
+      why: "a timeout above the apiserver's 30 seconds",
+      values: { webhook: { timeoutSeconds: 31 } },
+      error: 'maximum',
+    },
+    {
+      why: 'a boolean given as a string',
+      values: { syncSecrets: { enabled: 'true' } },
+      error: 'got string, want boolean',
+    },
     { why: 'no registries at all', values: { registries: [] }, error: 'minItems' },
-    { why: 'a server with a scheme', values: { registries: [registry({ server: 'https://myregistry.azurecr.io', credentials: { token: { name: 'n', password: 'p' } } })] }, error: '/registries/0/server' },
-    { why: 'an uppercase secretName', values: { registries: [registry({ secretName: 'ACR_MyRegistry' })] }, error: '/registries/0/secretName' },
-    { why: 'two kinds of credentials on one entry', values: { registries: [registry({ credentials: { token: { name: 'n', password: 'p' }, existingSecret: { name: 's' } } })] }, error: 'maxProperties' },
-    { why: 'a service principal without its secret', values: { registries: [registry({ credentials: { servicePrincipal: { clientId: 'id' } } })] }, error: "missing property 'clientSecret'" },
-    { why: 'an issuerRef without a name', values: { certManager: { enabled: true, issuerRef: { kind: 'ClusterIssuer' } } }, error: "missing property 'name'" },
-    { why: 'an opt-in label value that is empty', values: { optIn: { label: 'acr-pull-webhook/inject', value: '' } }, error: '/optIn/value' },
+    {
+      why: 'a server with a scheme',
+      values: {
+        registries: [
+          registry({ server: 'https://myregistry.azurecr.io', credentials: { token: { name: 'n', password: 'p' } } }),
+        ],
+      },
+      error: '/registries/0/server',
+    },
+    {
+      why: 'an uppercase secretName',
+      values: { registries: [registry({ secretName: 'ACR_MyRegistry' })] },
+      error: '/registries/0/secretName',
+    },
+    {
+      why: 'two kinds of credentials on one entry',
+      values: {
+        registries: [registry({ credentials: { token: { name: 'n', password: 'p' }, existingSecret: { name: 's' } } })],
+      },
+      error: 'maxProperties',
+    },
+    {
+      why: 'a service principal without its secret',
+      values: { registries: [registry({ credentials: { servicePrincipal: { clientId: 'id' } } })] },
+      error: "missing property 'clientSecret'",
+    },
+    {
+      why: 'an issuerRef without a name',
+      values: { certManager: { enabled: true, issuerRef: { kind: 'ClusterIssuer' } } },
+      error: "missing property 'name'",
+    },
+    {
+      why: 'an opt-in label value that is empty',
+      values: { optIn: { label: 'acr-pull-webhook/inject', value: '' } },
+      error: '/optIn/value',
+    },
     { why: 'a digest that is not sha256', values: { image: { digest: 'latest' } }, error: '/image/digest' },
   ])('rejects $why', ({ values, error }) => {
     expect(renderChartError({ values })).toContain(error);
@@ -528,7 +790,8 @@ describe('values.schema.json', () => {
     {
       why: 'a grace period not longer than drain plus shutdown',
       values: { webhook: { terminationGracePeriodSeconds: 20 } },
-      error: 'webhook.terminationGracePeriodSeconds (20) must be greater than webhook.drainDelaySeconds + webhook.shutdownTimeoutSeconds (20)',
+      error:
+        'webhook.terminationGracePeriodSeconds (20) must be greater than webhook.drainDelaySeconds + webhook.shutdownTimeoutSeconds (20)',
     },
     {
       why: 'a registry without credentials while sync-secrets is enabled',
@@ -542,7 +805,7 @@ describe('values.schema.json', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('the chart\'s RBAC and policy are the ones shipped in deploy/rbac/', () => {
+describe("the chart's RBAC and policy are the ones shipped in deploy/rbac/", () => {
   // deploy/rbac/ is written for release "acr-pull-webhook" in namespace "acr-pull-webhook" and the
   // registries of examples/config.yaml; render the chart the same way and compare.
   const DEPLOY = join(import.meta.dirname, '../../deploy/rbac');
@@ -550,27 +813,48 @@ describe('the chart\'s RBAC and policy are the ones shipped in deploy/rbac/', ()
     parseAllDocuments(readFileSync(join(DEPLOY, file), 'utf8'))
       .map((document) => document.toJS() as Manifest | null)
       .filter((object): object is Manifest => object !== null);
-  const example = parseYaml(readFileSync(join(import.meta.dirname, '../../examples/config.yaml'), 'utf8')) as { registries: { server: string; secretName: string }[] };
+  const example = parseYaml(readFileSync(join(import.meta.dirname, '../../examples/config.yaml'), 'utf8')) as {
+    registries: { server: string; secretName: string }[];
+  };
   const render = (extra: Values = {}): Manifest[] =>
     renderChart({
       release: 'acr-pull-webhook',
       namespace: 'acr-pull-webhook',
-      values: merge({ registries: example.registries.map((entry) => ({ ...entry, credentials: { token: { name: 'n', password: 'p' } } })) }, extra),
+      values: merge(
+        {
+          registries: example.registries.map((entry) => ({
+            ...entry,
+            credentials: { token: { name: 'n', password: 'p' } },
+          })),
+        },
+        extra,
+      ),
     });
   const rules = (objects: readonly Manifest[], kind: string, name: string): V1PolicyRule[] =>
     (findObject(objects, kind, (object) => object.metadata.name === name) as unknown as V1Role).rules ?? [];
-  const withoutRule = (all: V1PolicyRule[], drop: V1PolicyRule): V1PolicyRule[] => all.filter((rule) => JSON.stringify(rule) !== JSON.stringify(drop));
+  const withoutRule = (all: V1PolicyRule[], drop: V1PolicyRule): V1PolicyRule[] =>
+    all.filter((rule) => JSON.stringify(rule) !== JSON.stringify(drop));
 
   test('sync-secrets: the same ClusterRole; the same Role less create on Leases (the chart creates the Lease); the same subjects', () => {
     const chart = render();
     const deploy = shipped('sync-secrets.yaml');
     const name = 'acr-pull-webhook-sync-secrets';
     expect(rules(chart, 'ClusterRole', name)).toEqual(rules(deploy, 'ClusterRole', name));
-    expect(rules(chart, 'Role', name)).toEqual(withoutRule(rules(deploy, 'Role', name), { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] }));
+    expect(rules(chart, 'Role', name)).toEqual(
+      withoutRule(rules(deploy, 'Role', name), {
+        apiGroups: ['coordination.k8s.io'],
+        resources: ['leases'],
+        verbs: ['create'],
+      }),
+    );
     expect(findObject(chart, 'Lease').metadata.name).toBe('acr-pull-webhook-sync-secrets');
     for (const kind of ['ClusterRoleBinding', 'RoleBinding']) {
       const binding = (objects: readonly Manifest[]): unknown => {
-        const { roleRef, subjects } = findObject(objects, kind, (object) => object.metadata.name === name) as unknown as { roleRef: unknown; subjects: unknown };
+        const { roleRef, subjects } = findObject(
+          objects,
+          kind,
+          (object) => object.metadata.name === name,
+        ) as unknown as { roleRef: unknown; subjects: unknown };
         return { roleRef, subjects };
       };
       expect(binding(chart), kind).toEqual(binding(deploy));
@@ -578,7 +862,9 @@ describe('the chart\'s RBAC and policy are the ones shipped in deploy/rbac/', ()
   });
 
   test('sync-secrets with prune: delete is added to the by-name Secret rule, as deploy/rbac says', () => {
-    const rule = rules(render({ syncSecrets: { prune: true } }), 'ClusterRole', 'acr-pull-webhook-sync-secrets').find((candidate) => candidate.resourceNames !== undefined);
+    const rule = rules(render({ syncSecrets: { prune: true } }), 'ClusterRole', 'acr-pull-webhook-sync-secrets').find(
+      (candidate) => candidate.resourceNames !== undefined,
+    );
     expect(rule?.verbs).toEqual(['get', 'update', 'delete']);
   });
 
@@ -599,12 +885,16 @@ describe('the chart\'s RBAC and policy are the ones shipped in deploy/rbac/', ()
     expect(rules(chart, 'Role', `${name}-create`)).toEqual(rules(deploy, 'Role', name));
     expect(rules(chart, 'Role', name)).toEqual(withoutRule(rules(deploy, 'Role', name), create));
     expect(rules(chart, 'ClusterRole', name)).toEqual(rules(deploy, 'ClusterRole', name));
-    expect(rules(chart, 'ClusterRole', `${name}-create`)).toEqual(rules(deploy, 'ClusterRole', name).map((rule) => ({ ...rule, verbs: ['get'] })));
+    expect(rules(chart, 'ClusterRole', `${name}-create`)).toEqual(
+      rules(deploy, 'ClusterRole', name).map((rule) => ({ ...rule, verbs: ['get'] })),
+    );
     expect(webhookConfiguration(chart).metadata?.name).toBe(rules(deploy, 'ClusterRole', name)[0]?.resourceNames?.[0]);
   });
 
   test('with the validatingAdmissionPolicy value off, there is no policy', () => {
-    const kinds = render({ syncSecrets: { validatingAdmissionPolicy: { enabled: false } } }).map((object) => object.kind);
+    const kinds = render({ syncSecrets: { validatingAdmissionPolicy: { enabled: false } } }).map(
+      (object) => object.kind,
+    );
     expect(kinds).not.toContain('ValidatingAdmissionPolicy');
     expect(kinds).not.toContain('ValidatingAdmissionPolicyBinding');
   });
@@ -617,10 +907,21 @@ describe('sync-secrets', () => {
     const objects = objectsOf('defaults');
     const job = findObject<V1Job & Manifest>(objects, 'Job', component('sync-secrets'));
     expect(job.metadata.annotations?.['helm.sh/hook']).toBe('post-install,post-upgrade');
-    expect(job.spec?.template.spec?.containers[0]?.args).toEqual(['sync-secrets', '--config=/etc/acr-pull-webhook/config.yaml', '--once', '--log-level=info']);
+    expect(job.spec?.template.spec?.containers[0]?.args).toEqual([
+      'sync-secrets',
+      '--config=/etc/acr-pull-webhook/config.yaml',
+      '--once',
+      '--log-level=info',
+    ]);
     const deployment = findObject<V1Deployment>(objects, 'Deployment', component('sync-secrets'));
     const container = deployment.spec?.template.spec?.containers[0];
-    expect(container?.args).toEqual(['sync-secrets', '--config=/etc/acr-pull-webhook/config.yaml', '--watch', '--health-port=8081', '--log-level=info']);
+    expect(container?.args).toEqual([
+      'sync-secrets',
+      '--config=/etc/acr-pull-webhook/config.yaml',
+      '--watch',
+      '--health-port=8081',
+      '--log-level=info',
+    ]);
     expect(container?.env?.map((variable) => [variable.name, variable.valueFrom?.fieldRef?.fieldPath])).toEqual([
       ['ACR_PULL_WEBHOOK_LEASE_NAMESPACE', 'metadata.namespace'],
       ['ACR_PULL_WEBHOOK_LEASE_IDENTITY', 'metadata.name'],
@@ -631,8 +932,12 @@ describe('sync-secrets', () => {
 
   test('inline credentials go into one Secret of the release; existingSecret entries are read where they are', () => {
     const objects = objectsOf('multi-registry-values.yaml');
-    const secret = findObject(objects, 'Secret', (object) => !isHook(object)) as unknown as { data: Record<string, string> };
-    const decoded = Object.fromEntries(Object.entries(secret.data).map(([key, value]) => [key, Buffer.from(value, 'base64').toString()]));
+    const secret = findObject(objects, 'Secret', (object) => !isHook(object)) as unknown as {
+      data: Record<string, string>;
+    };
+    const decoded = Object.fromEntries(
+      Object.entries(secret.data).map(([key, value]) => [key, Buffer.from(value, 'base64').toString()]),
+    );
     expect(decoded).toEqual({
       'registry-0-username': '00000000-0000-0000-0000-000000000000',
       'registry-0-password': 'not-a-real-secret',

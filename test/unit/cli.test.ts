@@ -11,7 +11,10 @@ const file = (name: string, content: string): string => {
   writeFileSync(join(dir, name), content);
   return join(dir, name);
 };
-const GOOD_CONFIG = file('good.yaml', 'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n');
+const GOOD_CONFIG = file(
+  'good.yaml',
+  'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n',
+);
 const BAD_CONFIG = file('bad.yaml', 'registries:\n  - server: myregistry.azurecr.io\n    secretName: ACR_MyRegistry\n');
 
 function run(args: string[], options: { env?: Record<string, string>; input?: string } = {}) {
@@ -41,7 +44,9 @@ describe('acr-pull-webhook', () => {
   test('serve without a config exits 2 naming the flag and its variable', () => {
     const result = run(['serve', '--tls-cert', 'x', '--tls-key', 'y']);
     expect(result.status).toBe(2);
-    expect(result.stderr.split('\n')[0]).toBe('acr-pull-webhook serve: --config (or ACR_PULL_WEBHOOK_CONFIG) is required');
+    expect(result.stderr.split('\n')[0]).toBe(
+      'acr-pull-webhook serve: --config (or ACR_PULL_WEBHOOK_CONFIG) is required',
+    );
   });
 
   test('serve with a bad port exits 2', () => {
@@ -129,7 +134,11 @@ CronJob nightly
   });
 
   test('reads standard input and prints JSON with -o json', () => {
-    const pod = JSON.stringify({ kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ name: 'a', image: 'x.azurecr.cn/a' }] } });
+    const pod = JSON.stringify({
+      kind: 'Pod',
+      metadata: { name: 'p' },
+      spec: { containers: [{ name: 'a', image: 'x.azurecr.cn/a' }] },
+    });
     const result = run(['explain', '--config', GOOD_CONFIG, '-o', 'json', '-'], { input: pod });
     expect(result.status).toBe(0);
     expect(JSON.parse(result.stdout)[0].explanation.secretsToAdd).toEqual(['acr-china']);

@@ -18,10 +18,13 @@ afterAll(async () => {
 
 function post(options: RequestOptions): Promise<{ status: number; reused: boolean }> {
   return new Promise((resolve, reject) => {
-    const req = request({ ...options, method: 'POST', path: '/mutate', headers: { 'content-type': 'application/json' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
-    });
+    const req = request(
+      { ...options, method: 'POST', path: '/mutate', headers: { 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+      },
+    );
     req.on('error', (error: NodeJS.ErrnoException) => reject(Object.assign(error, { reused: req.reusedSocket })));
     req.end(REVIEW);
   });
@@ -32,14 +35,19 @@ test('SIGTERM while requests flow: zero failed requests, readiness fails first, 
   const files = writeServeFiles(pki);
   for (let i = 0; i < 2; i++) replicas.push(await startWebhookProcess({ ...files, drainDelaySeconds: 2 }));
   const [leaving, staying] = replicas as [WebhookProcess, WebhookProcess];
-  const agents = new Map(replicas.map((replica) => [replica, new Agent({ keepAlive: true, maxSockets: 4, ca: pki.ca.certPem })]));
+  const agents = new Map(
+    replicas.map((replica) => [replica, new Agent({ keepAlive: true, maxSockets: 4, ca: pki.ca.certPem })]),
+  );
   const ready = new Set(replicas);
 
   let stop = false;
   const endpoints = (async () => {
     while (!stop) {
       for (const replica of replicas) {
-        const status = await fetch(`http://127.0.0.1:${replica.healthPort}/readyz`).then((r) => r.status, () => 0);
+        const status = await fetch(`http://127.0.0.1:${replica.healthPort}/readyz`).then(
+          (r) => r.status,
+          () => 0,
+        );
         if (status === 200) ready.add(replica);
         else ready.delete(replica);
       }
@@ -83,13 +91,17 @@ test('SIGTERM while requests flow: zero failed requests, readiness fails first, 
   const servedBeforeTerm = servedBy.get(leaving) ?? 0;
   const termAt = Date.now();
   leaving.process.kill('SIGTERM');
-  const exitedAfterMs = await new Promise<number>((resolve) => leaving.process.once('exit', () => resolve(Date.now() - termAt)));
+  const exitedAfterMs = await new Promise<number>((resolve) =>
+    leaving.process.once('exit', () => resolve(Date.now() - termAt)),
+  );
   await sleep(500);
   stop = true;
   await Promise.all([workers, endpoints]);
   for (const agent of agents.values()) agent.destroy();
 
-  process.stderr.write(`graceful shutdown: sent=${sent} failed=${failed} retried=${retried} exitedAfterMs=${exitedAfterMs}\n`);
+  process.stderr.write(
+    `graceful shutdown: sent=${sent} failed=${failed} retried=${retried} exitedAfterMs=${exitedAfterMs}\n`,
+  );
   expect(failed).toBe(0);
   expect(sent).toBeGreaterThan(200);
   expect(servedBeforeTerm).toBeGreaterThan(0);

@@ -26,12 +26,20 @@ const GOOD = {
     resource: { group: '', version: 'v1', resource: 'pods' },
     operation: 'CREATE',
     namespace: 'ns',
-    object: { metadata: { name: 'p' }, spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/a', env: [{ name: 'X', value: SECRET }] }] } },
+    object: {
+      metadata: { name: 'p' },
+      spec: { containers: [{ name: 'a', image: 'myregistry.azurecr.io/a', env: [{ name: 'X', value: SECRET }] }] },
+    },
   },
 };
 
 beforeAll(async () => {
-  app = buildApp({ rules: rules(['myregistry.azurecr.io', 'acr']), logger: logs.logger, metrics: createMetrics({ processMetrics: false }), tls: { cert: pki.serving.certPem, key: pki.serving.keyPem } });
+  app = buildApp({
+    rules: rules(['myregistry.azurecr.io', 'acr']),
+    logger: logs.logger,
+    metrics: createMetrics({ processMetrics: false }),
+    tls: { cert: pki.serving.certPem, key: pki.serving.keyPem },
+  });
   await app.listen({ port: 0, host: '127.0.0.1' });
   port = (app.server.address() as AddressInfo).port;
 });
@@ -42,7 +50,15 @@ afterAll(async () => {
 function send(body: string | Buffer, contentType = 'application/json'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port, method: 'POST', path: '/mutate', ca: pki.ca.certPem, agent: false, headers: { 'content-type': contentType } },
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/mutate',
+        ca: pki.ca.certPem,
+        agent: false,
+        headers: { 'content-type': contentType },
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -60,7 +76,11 @@ function expectSafeAnswer(answer: { status: number; body: string }, uid?: unknow
   expect(answer.status).toBeLessThan(500);
   const parsed = JSON.parse(answer.body) as Record<string, unknown>;
   if (answer.status === 200) {
-    expect(parsed).toMatchObject({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { allowed: true } });
+    expect(parsed).toMatchObject({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      response: { allowed: true },
+    });
     if (uid !== undefined) expect((parsed['response'] as { uid: unknown }).uid).toBe(uid);
   } else {
     expect(answer.status).toBeGreaterThanOrEqual(400);
@@ -91,20 +111,50 @@ const corpus: { name: string; body: string | Buffer; contentType?: string }[] = 
   { name: 'deeply nested arrays', body: '['.repeat(200_000) + ']'.repeat(200_000) },
   {
     name: 'a deeply nested pod',
-    body: JSON.stringify(replaced(GOOD, ['request', 'object', 'spec'], 'NESTED')).replace('"NESTED"', '{"a":'.repeat(50_000) + '1' + '}'.repeat(50_000)),
+    body: JSON.stringify(replaced(GOOD, ['request', 'object', 'spec'], 'NESTED')).replace(
+      '"NESTED"',
+      '{"a":'.repeat(50_000) + '1' + '}'.repeat(50_000),
+    ),
   },
   { name: 'a __proto__ key at the top', body: '{"__proto__":{"polluted":true},"apiVersion":"admission.k8s.io/v1"}' },
-  { name: 'a __proto__ key inside the pod', body: JSON.stringify(GOOD).replace('"metadata":', '"__proto__":{"x":1},"metadata":') },
-  { name: 'a constructor.prototype key', body: JSON.stringify(GOOD).replace('"metadata":', '"constructor":{"prototype":{"x":1}},"metadata":') },
+  {
+    name: 'a __proto__ key inside the pod',
+    body: JSON.stringify(GOOD).replace('"metadata":', '"__proto__":{"x":1},"metadata":'),
+  },
+  {
+    name: 'a constructor.prototype key',
+    body: JSON.stringify(GOOD).replace('"metadata":', '"constructor":{"prototype":{"x":1}},"metadata":'),
+  },
   { name: 'a huge uid', body: JSON.stringify(replaced(GOOD, ['request', 'uid'], 'u'.repeat(1_000_000))) },
-  { name: 'a huge image string', body: JSON.stringify(replaced(GOOD, ['request', 'object', 'spec', 'containers', '0', 'image'], `myregistry.azurecr.io/${'a'.repeat(2_000_000)}`)) },
-  { name: 'ten thousand containers', body: JSON.stringify(replaced(GOOD, ['request', 'object', 'spec', 'containers'], Array.from({ length: 10_000 }, (_, i) => ({ name: `c${i}`, image: i % 2 ? 'nginx' : `r${i}.azurecr.io/x` })))) },
+  {
+    name: 'a huge image string',
+    body: JSON.stringify(
+      replaced(
+        GOOD,
+        ['request', 'object', 'spec', 'containers', '0', 'image'],
+        `myregistry.azurecr.io/${'a'.repeat(2_000_000)}`,
+      ),
+    ),
+  },
+  {
+    name: 'ten thousand containers',
+    body: JSON.stringify(
+      replaced(
+        GOOD,
+        ['request', 'object', 'spec', 'containers'],
+        Array.from({ length: 10_000 }, (_, i) => ({ name: `c${i}`, image: i % 2 ? 'nginx' : `r${i}.azurecr.io/x` })),
+      ),
+    ),
+  },
   { name: 'a 5 MiB body', body: JSON.stringify({ ...GOOD, pad: 'x'.repeat(5 * 1024 * 1024) }) },
   { name: 'a null object', body: JSON.stringify(replaced(GOOD, ['request', 'object'], null)) },
   { name: 'a JSON null', body: 'null' },
   { name: 'an empty body', body: '' },
   { name: 'a form body', body: 'a=1&b=2', contentType: 'application/x-www-form-urlencoded' },
-  { name: 'invalid UTF-8 in a string', body: Buffer.concat([Buffer.from('{"apiVersion":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]) },
+  {
+    name: 'invalid UTF-8 in a string',
+    body: Buffer.concat([Buffer.from('{"apiVersion":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]),
+  },
 ];
 
 describe('hostile bodies over a real HTTPS socket', () => {
@@ -137,14 +187,34 @@ describe('hostile bodies over a real HTTPS socket', () => {
 
 describe('a fuzzer over the HTTP layer', () => {
   test('random JSON bodies and random edits of a good review are answered safely', async () => {
-    const edit = fc.tuple(fc.constantFrom(...paths(GOOD)), fc.jsonValue()).map(([path, value]) => replaced(GOOD, path, value));
+    const edit = fc
+      .tuple(fc.constantFrom(...paths(GOOD)), fc.jsonValue())
+      .map(([path, value]) => replaced(GOOD, path, value));
     await fc.assert(
-      fc.asyncProperty(fc.oneof(fc.jsonValue(), edit, fc.string().map((s) => ({ raw: s }))), async (body) => {
-        const payload = typeof body === 'object' && body !== null && 'raw' in body ? String((body as { raw: string }).raw) : JSON.stringify(body);
-        const response = await app.inject({ method: 'POST', url: '/mutate', payload, headers: { 'content-type': 'application/json' } });
-        const uid = (body as { request?: { uid?: unknown } } | null)?.request?.uid;
-        expectSafeAnswer({ status: response.statusCode, body: response.body }, typeof uid === 'string' ? uid : undefined);
-      }),
+      fc.asyncProperty(
+        fc.oneof(
+          fc.jsonValue(),
+          edit,
+          fc.string().map((s) => ({ raw: s })),
+        ),
+        async (body) => {
+          const payload =
+            typeof body === 'object' && body !== null && 'raw' in body
+              ? String((body as { raw: string }).raw)
+              : JSON.stringify(body);
+          const response = await app.inject({
+            method: 'POST',
+            url: '/mutate',
+            payload,
+            headers: { 'content-type': 'application/json' },
+          });
+          const uid = (body as { request?: { uid?: unknown } } | null)?.request?.uid;
+          expectSafeAnswer(
+            { status: response.statusCode, body: response.body },
+            typeof uid === 'string' ? uid : undefined,
+          );
+        },
+      ),
       { numRuns: 2_000 },
     );
     expect((await send(JSON.stringify(GOOD))).status).toBe(200);

@@ -8,7 +8,17 @@
 // `npm ci` (all dependencies) is the one already in this checkout's node_modules, from the same lock
 // file; the build itself (`npm run build`) runs on the filtered context.
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { request } from 'node:https';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -21,7 +31,11 @@ import { renderChart } from '../support/helm.ts';
 
 const REPO = join(import.meta.dirname, '../..');
 const DOCKERFILE = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
-const PACKAGE = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string>; scripts: Record<string, string> };
+const PACKAGE = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+  scripts: Record<string, string>;
+};
 
 // ---------------------------------------------------------------------------------------------
 // The Dockerfile, read
@@ -37,7 +51,11 @@ interface Stage {
 }
 
 function parseDockerfile(text: string): { args: Map<string, string>; stages: Stage[] } {
-  const lines = text.replace(/\\\n/g, ' ').split('\n').map((line) => line.trim()).filter((line) => line !== '' && !line.startsWith('#'));
+  const lines = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
   const args = new Map<string, string>();
   const stages: Stage[] = [];
   for (const line of lines) {
@@ -59,7 +77,8 @@ function parseDockerfile(text: string): { args: Map<string, string>; stages: Sta
 
 const { stages } = parseDockerfile(DOCKERFILE);
 const runtime = stages.at(-1) as Stage;
-const instructions = (stage: Stage, keyword: string): string[] => stage.instructions.filter((instruction) => instruction.keyword === keyword).map((instruction) => instruction.args);
+const instructions = (stage: Stage, keyword: string): string[] =>
+  stage.instructions.filter((instruction) => instruction.keyword === keyword).map((instruction) => instruction.args);
 const workdir = (stage: Stage): string => instructions(stage, 'WORKDIR').at(-1) ?? '/';
 
 /** COPY [--from=stage] [--chown=…] source… destination, as { from, sources, destination }. */
@@ -83,7 +102,15 @@ const ignoreRules = readFileSync(join(REPO, '.dockerignore'), 'utf8')
   .map((line) => {
     const negated = line.startsWith('!');
     const pattern = (negated ? line.slice(1) : line).replace(/\/+$/, '');
-    const source = pattern.split('**').map((part) => part.replace(/[.+^${}()|[\]\\]/g, '\\$&').replaceAll('*', '[^/]*').replaceAll('?', '[^/]')).join('.*');
+    const source = pattern
+      .split('**')
+      .map((part) =>
+        part
+          .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+          .replaceAll('*', '[^/]*')
+          .replaceAll('?', '[^/]'),
+      )
+      .join('.*');
     return { negated, regex: new RegExp(`^${source.replace(/^\.\*\//, '(?:.*/)?')}$`) };
   });
 
@@ -100,7 +127,10 @@ function inContext(path: string): boolean {
 /** COPY from the build context: the source with everything .dockerignore leaves out removed. */
 function copyFromContext(source: string, destination: string): void {
   const from = join(REPO, source);
-  cpSync(from, destination, { recursive: true, filter: (path) => inContext(relative(REPO, path) || '.') || relative(REPO, path) === '' });
+  cpSync(from, destination, {
+    recursive: true,
+    filter: (path) => inContext(relative(REPO, path) || '.') || relative(REPO, path) === '',
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -111,20 +141,33 @@ const stageRoots = new Map<string, string>();
 let app = '';
 
 function run(command: string, args: readonly string[], cwd: string): void {
-  const result = spawnSync(command, args, { cwd, encoding: 'utf8', timeout: 240_000, env: { ...process.env, npm_config_update_notifier: 'false' } });
-  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} in ${cwd} failed (${String(result.status ?? result.error)}):\n${result.stdout}${result.stderr}`);
+  const result = spawnSync(command, args, {
+    cwd,
+    encoding: 'utf8',
+    timeout: 240_000,
+    env: { ...process.env, npm_config_update_notifier: 'false' },
+  });
+  if (result.status !== 0)
+    throw new Error(
+      `${command} ${args.join(' ')} in ${cwd} failed (${String(result.status ?? result.error)}):\n${result.stdout}${result.stderr}`,
+    );
 }
 
 /** Runs one stage's COPY and RUN instructions in a folder standing for its WORKDIR. */
 function assemble(stage: Stage, folder: string): void {
   mkdirSync(folder, { recursive: true });
-  const target = (destination: string): string => join(folder, destination.startsWith('/') ? relative(workdir(stage), destination) : destination);
+  const target = (destination: string): string =>
+    join(folder, destination.startsWith('/') ? relative(workdir(stage), destination) : destination);
   for (const instruction of stage.instructions) {
     if (instruction.keyword === 'COPY') {
       const [copy] = copies({ ...stage, instructions: [instruction] });
       if (copy === undefined) continue;
       for (const source of copy.sources) {
-        const destination = target(copy.destination.endsWith('/') && !source.endsWith('/') ? join(copy.destination, source.split('/').at(-1) ?? '') : copy.destination);
+        const destination = target(
+          copy.destination.endsWith('/') && !source.endsWith('/')
+            ? join(copy.destination, source.split('/').at(-1) ?? '')
+            : copy.destination,
+        );
         if (copy.from === undefined) {
           copyFromContext(source.replace(/\/$/, ''), destination);
         } else {
@@ -173,7 +216,12 @@ const imageEnv = (): Record<string, string> => {
 
 /** `node <program> args…` as the image runs it: Node 24 (this test's), from / with only the image's environment. */
 function runInImage(program: string, args: readonly string[]) {
-  const result = spawnSync(process.execPath, [inImage(program), ...args], { cwd: '/', encoding: 'utf8', env: imageEnv(), timeout: 30_000 });
+  const result = spawnSync(process.execPath, [inImage(program), ...args], {
+    cwd: '/',
+    encoding: 'utf8',
+    env: imageEnv(),
+    timeout: 30_000,
+  });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 const MAIN = (): string => entrypoint()[1] ?? '';
@@ -187,7 +235,9 @@ describe('the Dockerfile', () => {
   });
 
   test('copies into the runtime only package.json, production node_modules and dist/, all owned by root', () => {
-    expect(copies(runtime).map(({ from, sources, destination }) => `${from}:${sources.join(',')} -> ${destination}`)).toEqual([
+    expect(
+      copies(runtime).map(({ from, sources, destination }) => `${from}:${sources.join(',')} -> ${destination}`),
+    ).toEqual([
       'prod-deps:/src/package.json -> ./package.json',
       'prod-deps:/src/node_modules/ -> ./node_modules/',
       'build:/src/dist/ -> ./dist/',
@@ -198,7 +248,8 @@ describe('the Dockerfile', () => {
 
   test('carries the OCI labels', () => {
     const labels = instructions(runtime, 'LABEL').join(' ');
-    for (const key of ['title', 'description', 'licenses', 'version', 'revision', 'created', 'base.name']) expect(labels).toContain(`org.opencontainers.image.${key}=`);
+    for (const key of ['title', 'description', 'licenses', 'version', 'revision', 'created', 'base.name'])
+      expect(labels).toContain(`org.opencontainers.image.${key}=`);
   });
 
   test('starts the program with an exec-form ENTRYPOINT (no shell in the image)', () => {
@@ -207,8 +258,25 @@ describe('the Dockerfile', () => {
   });
 
   test('.dockerignore sends only what the build copies: no node_modules, dist, .tools, tests or charts', () => {
-    for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src/cli/main.ts', 'certs-gen/cli.ts']) expect(inContext(path), path).toBe(true);
-    for (const path of ['node_modules/yaml/package.json', 'dist/src/cli/main.js', '.tools/bin/helm', '.git/HEAD', 'test/unit/chart.test.ts', 'src/cli/serve.test.ts', 'charts/acr-pull-webhook/values.yaml', 'README.md']) {
+    for (const path of [
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'tsconfig.build.json',
+      'src/cli/main.ts',
+      'certs-gen/cli.ts',
+    ])
+      expect(inContext(path), path).toBe(true);
+    for (const path of [
+      'node_modules/yaml/package.json',
+      'dist/src/cli/main.js',
+      '.tools/bin/helm',
+      '.git/HEAD',
+      'test/unit/chart.test.ts',
+      'src/cli/serve.test.ts',
+      'charts/acr-pull-webhook/values.yaml',
+      'README.md',
+    ]) {
       expect(inContext(path), path).toBe(false);
     }
   });
@@ -221,7 +289,8 @@ describe('the assembled image', () => {
   });
 
   test('dist/ holds compiled JavaScript (and source maps) only: no TypeScript, no tests', () => {
-    const files = (dir: string): string[] => readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((path) => statSync(join(dir, path)).isFile());
+    const files = (dir: string): string[] =>
+      readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((path) => statSync(join(dir, path)).isFile());
     const all = files(join(app, 'dist'));
     expect(all.filter((path) => !/\.js(\.map)?$/.test(path))).toEqual([]);
     expect(all.filter((path) => /\.test\.js/.test(path))).toEqual([]);
@@ -229,24 +298,36 @@ describe('the assembled image', () => {
   });
 
   test('node_modules holds exactly the packages package-lock.json marks as production, so none only development needs', () => {
-    const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+    const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { dev?: boolean }>;
+    };
     const entries = Object.entries(lock.packages).filter(([path]) => path.startsWith('node_modules/'));
-    const missing = entries.filter(([path, entry]) => entry.dev !== true && !existsSync(join(app, path, 'package.json'))).map(([path]) => path);
-    const present = entries.filter(([path, entry]) => entry.dev === true && existsSync(join(app, path))).map(([path]) => path);
+    const missing = entries
+      .filter(([path, entry]) => entry.dev !== true && !existsSync(join(app, path, 'package.json')))
+      .map(([path]) => path);
+    const present = entries
+      .filter(([path, entry]) => entry.dev === true && existsSync(join(app, path)))
+      .map(([path]) => path);
     expect({ missing, present }).toEqual({ missing: [], present: [] });
-    for (const name of ['typescript', 'vitest', 'vite', 'fast-check', 'node']) expect(existsSync(join(app, 'node_modules', name)), name).toBe(false);
-    for (const name of Object.keys(PACKAGE.dependencies)) expect(existsSync(join(app, 'node_modules', name, 'package.json')), name).toBe(true);
+    for (const name of ['typescript', 'vitest', 'vite', 'fast-check', 'node'])
+      expect(existsSync(join(app, 'node_modules', name)), name).toBe(false);
+    for (const name of Object.keys(PACKAGE.dependencies))
+      expect(existsSync(join(app, 'node_modules', name, 'package.json')), name).toBe(true);
   });
 
   test('every package the compiled code imports is a production dependency', () => {
-    const files = readdirSync(join(app, 'dist'), { recursive: true, encoding: 'utf8' }).filter((path) => path.endsWith('.js'));
+    const files = readdirSync(join(app, 'dist'), { recursive: true, encoding: 'utf8' }).filter((path) =>
+      path.endsWith('.js'),
+    );
     const imported = new Set<string>();
     for (const file of files) {
       const text = readFileSync(join(app, 'dist', file), 'utf8');
       for (const match of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"]([^'"./][^'"]*)['"]/g)) {
         const specifier = match[1] ?? '';
         if (specifier.startsWith('node:') || builtinModules.includes(specifier)) continue;
-        imported.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : (specifier.split('/')[0] ?? ''));
+        imported.add(
+          specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : (specifier.split('/')[0] ?? ''),
+        );
       }
     }
     expect([...imported].filter((name) => !(name in PACKAGE.dependencies))).toEqual([]);
@@ -259,7 +340,8 @@ describe('the assembled image', () => {
       if (Array.isArray(value)) value.forEach(collect);
       else if (typeof value === 'object' && value !== null) {
         const record = value as Record<string, unknown>;
-        if (Array.isArray(record['command']) && typeof record['image'] === 'string') commands.add(JSON.stringify(record['command']));
+        if (Array.isArray(record['command']) && typeof record['image'] === 'string')
+          commands.add(JSON.stringify(record['command']));
         Object.values(record).forEach(collect);
       }
     };
@@ -307,10 +389,26 @@ describe('the entry points, run from the assembled image on Node 24', () => {
       join(dir, 'config.yaml'),
       `registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n    credentials:\n      usernameFile: ${join(dir, 'username')}\n      passwordFile: ${join(dir, 'password')}\n`,
     );
-    const result = runInImage(MAIN(), ['sync-secrets', '--config', join(dir, 'config.yaml'), '--dry-run', '--namespace', 'team-a']);
+    const result = runInImage(MAIN(), [
+      'sync-secrets',
+      '--config',
+      join(dir, 'config.yaml'),
+      '--dry-run',
+      '--namespace',
+      'team-a',
+    ]);
     expect(result.status, result.stderr).toBe(0);
-    const secret = parseYaml(result.stdout) as { kind: string; type: string; metadata: { name: string; namespace: string } };
-    expect([secret.kind, secret.type, secret.metadata.name, secret.metadata.namespace]).toEqual(['Secret', 'kubernetes.io/dockerconfigjson', 'acr-myregistry', 'team-a']);
+    const secret = parseYaml(result.stdout) as {
+      kind: string;
+      type: string;
+      metadata: { name: string; namespace: string };
+    };
+    expect([secret.kind, secret.type, secret.metadata.name, secret.metadata.namespace]).toEqual([
+      'Secret',
+      'kubernetes.io/dockerconfigjson',
+      'acr-myregistry',
+      'team-a',
+    ]);
   });
 
   test('serve answers an AdmissionReview over HTTPS with the patch, is ready, and exits 0 on SIGTERM', async () => {
@@ -318,10 +416,30 @@ describe('the entry points, run from the assembled image on Node 24', () => {
     const dir = mkdtempSync(join(tmpdir(), 'image-serve-'));
     writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
     writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
-    writeFileSync(join(dir, 'config.yaml'), 'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n');
+    writeFileSync(
+      join(dir, 'config.yaml'),
+      'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n',
+    );
     const child = spawn(
       process.execPath,
-      [inImage(MAIN()), 'serve', '--config', join(dir, 'config.yaml'), '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key'), '--host', '127.0.0.1', '--port', '0', '--health-port', '0', '--drain-delay', '0'],
+      [
+        inImage(MAIN()),
+        'serve',
+        '--config',
+        join(dir, 'config.yaml'),
+        '--tls-cert',
+        join(dir, 'tls.crt'),
+        '--tls-key',
+        join(dir, 'tls.key'),
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--health-port',
+        '0',
+        '--drain-delay',
+        '0',
+      ],
       { cwd: '/', env: imageEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let output = '';
@@ -332,22 +450,37 @@ describe('the entry points, run from the assembled image on Node 24', () => {
       let listening: { admission: string; health: string } | undefined;
       for (let waited = 0; listening === undefined; waited += 50) {
         if (waited > 20_000 || child.exitCode !== null) throw new Error(`serve did not start:\n${output}`);
-        listening = output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string; admission: string; health: string }).find((line) => line.msg === 'listening');
+        listening = output
+          .split('\n')
+          .filter((line) => line.startsWith('{'))
+          .map((line) => JSON.parse(line) as { msg: string; admission: string; health: string })
+          .find((line) => line.msg === 'listening');
         if (listening === undefined) await sleep(50);
       }
       expect((await fetch(`${listening.health}/readyz`)).status).toBe(200);
       const review = readFileSync(join(REPO, 'examples/admission-review.json'), 'utf8');
       const answer = await new Promise<{ status: number; body: string }>((done, fail) => {
-        const call = request(`${listening.admission}/mutate`, { method: 'POST', ca: pki.ca.certPem, servername: 'localhost', headers: { 'content-type': 'application/json' } }, (response) => {
-          let body = '';
-          response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-          response.on('end', () => done({ status: response.statusCode ?? 0, body }));
-        });
+        const call = request(
+          `${listening.admission}/mutate`,
+          {
+            method: 'POST',
+            ca: pki.ca.certPem,
+            servername: 'localhost',
+            headers: { 'content-type': 'application/json' },
+          },
+          (response) => {
+            let body = '';
+            response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+            response.on('end', () => done({ status: response.statusCode ?? 0, body }));
+          },
+        );
         call.on('error', fail);
         call.end(review);
       });
       expect(answer.status).toBe(200);
-      const response = (JSON.parse(answer.body) as { response: { uid: string; allowed: boolean; patchType: string; patch: string } }).response;
+      const response = (
+        JSON.parse(answer.body) as { response: { uid: string; allowed: boolean; patchType: string; patch: string } }
+      ).response;
       expect(response.uid).toBe('705ab4f5-6393-11e8-b7cc-42010a800002');
       expect(response.allowed).toBe(true);
       expect(JSON.parse(Buffer.from(response.patch, 'base64').toString())).toEqual([

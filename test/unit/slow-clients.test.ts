@@ -41,7 +41,15 @@ async function timedGoodRequest(): Promise<{ status: number; ms: number }> {
   const started = performance.now();
   const status = await new Promise<number>((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port: webhook.port, method: 'POST', path: '/mutate', ca: pki.ca.certPem, agent: false, headers: { 'content-type': 'application/json' } },
+      {
+        host: '127.0.0.1',
+        port: webhook.port,
+        method: 'POST',
+        path: '/mutate',
+        ca: pki.ca.certPem,
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+      },
       (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));

@@ -14,7 +14,10 @@ const REVIEWS = 8_000;
 const CONCURRENCY = 16;
 
 const pki = testPki();
-const child = spawn(process.execPath, serveArgv(writeServeFiles(pki)), { stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env['PATH'] ?? '' } });
+const child = spawn(process.execPath, serveArgv(writeServeFiles(pki)), {
+  stdio: ['ignore', 'pipe', 'inherit'],
+  env: { PATH: process.env['PATH'] ?? '' },
+});
 afterAll(() => void child.kill('SIGKILL'));
 
 /** Reads stdout until the 'listening' line, then stops reading it for good. */
@@ -36,11 +39,17 @@ function listeningThenStall(): Promise<{ admission: string; health: string }> {
 
 function post(agent: Agent, url: string): Promise<number> {
   return new Promise((resolvePost, reject) => {
-    const req = request(`${url}/mutate`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolvePost(res.statusCode ?? 0));
-    });
-    req.setTimeout(5_000, () => req.destroy(new Error('no answer within 5 s: admission is waiting for the log reader')));
+    const req = request(
+      `${url}/mutate`,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolvePost(res.statusCode ?? 0));
+      },
+    );
+    req.setTimeout(5_000, () =>
+      req.destroy(new Error('no answer within 5 s: admission is waiting for the log reader')),
+    );
     req.on('error', reject);
     req.end(ACR_POD_CREATE_REVIEW);
   });

@@ -21,11 +21,15 @@ afterAll(async () => {
 });
 
 function sClient(args: string[]): { connected: boolean; output: string } {
-  const result = spawnSync('openssl', ['s_client', '-connect', `127.0.0.1:${webhook.port}`, '-CAfile', join(dir, 'ca.crt'), ...args], {
-    input: 'Q\n',
-    encoding: 'utf8',
-    timeout: 10_000,
-  });
+  const result = spawnSync(
+    'openssl',
+    ['s_client', '-connect', `127.0.0.1:${webhook.port}`, '-CAfile', join(dir, 'ca.crt'), ...args],
+    {
+      input: 'Q\n',
+      encoding: 'utf8',
+      timeout: 10_000,
+    },
+  );
   const output = `${result.stdout}${result.stderr}`;
   // OpenSSL 3 prints the negotiated protocol and cipher only after a completed handshake.
   return { connected: /New, TLSv1\.[23], Cipher is (?!\(NONE\))/.test(output) && result.status === 0, output };
@@ -34,10 +38,26 @@ function sClient(args: string[]): { connected: boolean; output: string } {
 describe('TLS on the admission port', () => {
   test.each([
     { offer: 'TLS 1.3', args: ['-tls1_3'], accepted: true },
-    { offer: 'TLS 1.2 with ECDHE-RSA-AES128-GCM-SHA256', args: ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256'], accepted: true },
-    { offer: 'TLS 1.2 with ECDHE-RSA-CHACHA20-POLY1305', args: ['-tls1_2', '-cipher', 'ECDHE-RSA-CHACHA20-POLY1305'], accepted: true },
-    { offer: 'TLS 1.2 with a CBC suite (ECDHE-RSA-AES128-SHA256)', args: ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA256'], accepted: false },
-    { offer: 'TLS 1.2 with static RSA key exchange (AES128-GCM-SHA256)', args: ['-tls1_2', '-cipher', 'AES128-GCM-SHA256'], accepted: false },
+    {
+      offer: 'TLS 1.2 with ECDHE-RSA-AES128-GCM-SHA256',
+      args: ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256'],
+      accepted: true,
+    },
+    {
+      offer: 'TLS 1.2 with ECDHE-RSA-CHACHA20-POLY1305',
+      args: ['-tls1_2', '-cipher', 'ECDHE-RSA-CHACHA20-POLY1305'],
+      accepted: true,
+    },
+    {
+      offer: 'TLS 1.2 with a CBC suite (ECDHE-RSA-AES128-SHA256)',
+      args: ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA256'],
+      accepted: false,
+    },
+    {
+      offer: 'TLS 1.2 with static RSA key exchange (AES128-GCM-SHA256)',
+      args: ['-tls1_2', '-cipher', 'AES128-GCM-SHA256'],
+      accepted: false,
+    },
     { offer: 'TLS 1.1', args: ['-tls1_1', '-cipher', 'DEFAULT@SECLEVEL=0'], accepted: false },
     { offer: 'TLS 1.0', args: ['-tls1', '-cipher', 'DEFAULT@SECLEVEL=0'], accepted: false },
   ])('$offer: accepted $accepted', ({ args, accepted }) => {
