@@ -30,11 +30,9 @@ try {
   const kc = controlPlane.kubeConfig;
   const core = kc.makeApiClient(CoreV1Api);
   await createNamespace(kc, NAMESPACE, { [INJECT_LABEL]: INJECT_ENABLED });
-  await kc
-    .makeApiClient(AdmissionregistrationV1Api)
-    .createMutatingWebhookConfiguration({
-      body: webhookConfiguration({ name: 'bench-recorder', port: recorder.port, caPem: pki.ca.certPem }),
-    });
+  await kc.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({
+    body: webhookConfiguration({ name: 'bench-recorder', port: recorder.port, caPem: pki.ca.certPem }),
+  });
 
   // The apiserver picks the configuration up asynchronously: probe with dry runs until it calls.
   const deadline = Date.now() + 30_000;

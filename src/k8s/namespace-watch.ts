@@ -181,11 +181,10 @@ export class NamespaceWatcher {
         else this.options.handlers.onUpsert(info);
       };
       const onDone = (error: unknown): void => {
-        if (end !== undefined) return resolve(end);
-        if (error === null || error === undefined) return resolve({ kind: 'closed' });
-        const status = (error as { statusCode?: number }).statusCode;
-        if (status === 410) return resolve({ kind: 'expired' });
-        resolve({ kind: 'failed', message: toKubeApiError(error, 'watch namespaces').message });
+        if (end !== undefined) resolve(end);
+        else if (error === null || error === undefined) resolve({ kind: 'closed' });
+        else if ((error as { statusCode?: number }).statusCode === 410) resolve({ kind: 'expired' });
+        else resolve({ kind: 'failed', message: toKubeApiError(error, 'watch namespaces').message });
       };
       new Watch(this.options.kubeConfig)
         .watch('/api/v1/namespaces', { resourceVersion, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)

@@ -100,7 +100,8 @@ describe('a mismatch is explained in one sentence', () => {
     },
   ])('$server vs $image: $reason', ({ server, image, reason }) => {
     const parsed = parseImageReference(image);
-    const result = parsed.ok ? matchImage(compileServerPattern(server)!, parsed.ref) : undefined;
+    const pattern = compileServerPattern(server);
+    const result = parsed.ok && pattern !== undefined ? matchImage(pattern, parsed.ref) : undefined;
     expect(result?.matched).toBe(false);
     if (result && !result.matched) expect(describeMismatch(result.mismatch)).toBe(reason);
   });

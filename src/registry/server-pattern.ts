@@ -31,7 +31,7 @@ const MATCHED: MatchResult = { matched: true };
 // The kubelet compares hosts case-sensitively and image hosts are lowercase in practice, so an
 // uppercase pattern could only ever match by accident: it is refused.
 const SERVER_SYNTAX =
-  /^(?<host>[a-z0-9*](?:[a-z0-9*-]*[a-z0-9*])?(?:\.[a-z0-9*](?:[a-z0-9*-]*[a-z0-9*])?)*)(?::(?<port>[0-9]{1,5}))?(?<path>\/[a-z0-9._\/-]*)?$/;
+  /^(?<host>[a-z0-9*](?:[a-z0-9*-]*[a-z0-9*])?(?:\.[a-z0-9*](?:[a-z0-9*-]*[a-z0-9*])?)*)(?::(?<port>[0-9]{1,5}))?(?<path>\/[a-z0-9._/-]*)?$/;
 
 /** The pattern syntax accepted for `server`, for use in the config schema. */
 export const SERVER_PATTERN_SOURCE = SERVER_SYNTAX.source.replace(/\(\?<[a-z]+>/g, '(');

@@ -2,7 +2,7 @@
 // A registry per instance (not prom-client's global), as the webhook's: tests can run several.
 // Labels carry only fixed result names: never a namespace, a secret name or anything read from a
 // credential file, so cardinality is bounded and nothing secret can be scraped.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { type Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import {
   METRIC_SYNC_CREDENTIAL_RELOADS,
   METRIC_SYNC_LAST_SUCCESS,

@@ -334,14 +334,12 @@ describe('the hooks, run here with the tokens of the ServiceAccounts the chart m
       expect(secret.type).toBe('kubernetes.io/dockerconfigjson');
     }
     const auths = (name: string) =>
-      core
-        .readNamespacedSecret({ namespace: optedIn, name })
-        .then(
-          (secret) =>
-            JSON.parse(Buffer.from(secret.data?.['.dockerconfigjson'] ?? '', 'base64').toString()) as {
-              auths: Record<string, { username: string }>;
-            },
-        );
+      core.readNamespacedSecret({ namespace: optedIn, name }).then(
+        (secret) =>
+          JSON.parse(Buffer.from(secret.data?.['.dockerconfigjson'] ?? '', 'base64').toString()) as {
+            auths: Record<string, { username: string }>;
+          },
+      );
     expect((await auths('acr-myregistry')).auths['myregistry.azurecr.io']?.username).toBe('e2e-token');
     expect((await auths('acr-china')).auths['*.azurecr.cn']?.username).toBe('china-user');
   });
@@ -586,7 +584,7 @@ describe('the CEL matchCondition on the real apiserver (failurePolicy Fail and n
     },
     {
       why: 'a pod with an image a glob entry matches (*.azurecr.cn) is sent',
-      spec: { containers: containers('contoso.azurecr.cn/app@sha256:' + 'b'.repeat(64)) },
+      spec: { containers: containers(`contoso.azurecr.cn/app@sha256:${'b'.repeat(64)}`) },
       outcome: 'sent',
     },
     {

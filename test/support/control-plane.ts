@@ -197,7 +197,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       kubeConfig,
       etcdUrl,
       restartApiserver: async () => {
-        if (stopping) throw new Error('restartApiserver() after stop()');
+        if (stopping !== undefined) throw new Error('restartApiserver() after stop()');
         // Concurrent callers share one restart rather than racing for the port.
         restarting ??= (async () => {
           try {

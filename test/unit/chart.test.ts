@@ -612,7 +612,7 @@ describe('the CEL matchCondition derived from the registries', () => {
     'production/api',
     'v2/team/app',
   ];
-  const suffixes = ['', ':v1', '@sha256:' + 'a'.repeat(64)];
+  const suffixes = ['', ':v1', `@sha256:${'a'.repeat(64)}`];
   const IMAGES = hosts.flatMap((host) =>
     paths.flatMap((path) => suffixes.map((suffix) => `${host === '' ? '' : `${host}/`}${path}${suffix}`)),
   );

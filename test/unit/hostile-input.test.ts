@@ -113,7 +113,7 @@ const corpus: { name: string; body: string | Buffer; contentType?: string }[] = 
     name: 'a deeply nested pod',
     body: JSON.stringify(replaced(GOOD, ['request', 'object', 'spec'], 'NESTED')).replace(
       '"NESTED"',
-      '{"a":'.repeat(50_000) + '1' + '}'.repeat(50_000),
+      `${'{"a":'.repeat(50_000)}1${'}'.repeat(50_000)}`,
     ),
   },
   { name: 'a __proto__ key at the top', body: '{"__proto__":{"polluted":true},"apiVersion":"admission.k8s.io/v1"}' },
