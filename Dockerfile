@@ -6,7 +6,7 @@
 #
 #   docker build -t acr-pull-webhook:dev --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) .
 #
-# test/unit/image-content.test.ts assembles exactly what the runtime stage copies and runs each
+# test/integration/image-content.test.ts assembles exactly what the runtime stage copies and runs each
 # entry point from it, so the file list below is tested without a Docker engine.
 
 ARG NODE_BUILD_IMAGE=node:24-bookworm-slim

@@ -272,7 +272,7 @@ describe('the Dockerfile', () => {
       'dist/src/cli/main.js',
       '.tools/bin/helm',
       '.git/HEAD',
-      'test/unit/chart.test.ts',
+      'test/integration/chart.test.ts',
       'src/cli/serve.test.ts',
       'charts/acr-pull-webhook/values.yaml',
       'README.md',
