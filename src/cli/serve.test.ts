@@ -1,5 +1,5 @@
-// serve() on real sockets: HTTPS only, TLS 1.2 minimum, certificate hot reload without a failed
-// request, a bad new pair refused, and a drain on shutdown.
+// serve() on real sockets: HTTPS only, TLS 1.2 minimum (checked against a permissive server), certificate
+// hot reload without a failed request, a bad new pair refused, and a drain on shutdown.
 import { X509Certificate } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
@@ -12,6 +12,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { testPki, type TestPki } from '../../test/support/certificates.ts';
 import { capturedLogger } from '../../test/support/logs.ts';
 import { SecretVolume } from '../../test/support/secret-volume.ts';
+import { startPermissiveTlsServer } from '../../test/support/permissive-tls-server.ts';
 import { serve, type RunningServer } from './serve.ts';
 import { ACR_POD_CREATE_REVIEW } from '../../test/support/reviews.ts';
 
@@ -81,6 +82,25 @@ function fingerprintOf(pem: string): string {
   return new X509Certificate(pem).fingerprint256;
 }
 
+/** One handshake offering only `version`, with every suite OpenSSL has (SECLEVEL=0 keeps the old ones). */
+function handshake(port: number, pki: TestPki, version: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2'): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect({
+      host: '127.0.0.1',
+      port,
+      ca: [pki.ca.certPem],
+      minVersion: version,
+      maxVersion: version,
+      ciphers: 'ALL:@SECLEVEL=0',
+    });
+    socket.on('secureConnect', () => {
+      resolve(`connected with ${socket.getProtocol()}`);
+      socket.end();
+    });
+    socket.on('error', (error) => resolve(`refused: ${(error as NodeJS.ErrnoException).code ?? error.message}`));
+  });
+}
+
 describe('serve over real sockets', () => {
   test('answers reviews over HTTPS with the configured certificate', async () => {
     const pki = testPki();
@@ -91,21 +111,16 @@ describe('serve over real sockets', () => {
     expect(JSON.parse(answer.body).response.patchType).toBe('JSONPatch');
   });
 
-  test('refuses TLS 1.1 and plain HTTP on the admission port', async () => {
+  test('refuses TLS 1.0 and 1.1 that a permissive server accepts from the same client, and plain HTTP', async () => {
     const pki = testPki();
     const { port } = await start(pki);
-    const tls11 = await new Promise<string>((resolve) => {
-      const socket = connect({
-        host: '127.0.0.1',
-        port,
-        ca: [pki.ca.certPem],
-        minVersion: 'TLSv1',
-        maxVersion: 'TLSv1.1',
-      });
-      socket.on('secureConnect', () => resolve('connected'));
-      socket.on('error', (error) => resolve((error as NodeJS.ErrnoException).code ?? 'error'));
-    });
-    expect(tls11).not.toBe('connected');
+    const permissive = await startPermissiveTlsServer(pki);
+    cleanups.push(() => permissive.close());
+    for (const version of ['TLSv1', 'TLSv1.1'] as const) {
+      expect(await handshake(permissive.port, pki, version)).toBe(`connected with ${version}`);
+      expect(await handshake(port, pki, version)).toBe('refused: ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION');
+    }
+    expect(await handshake(port, pki, 'TLSv1.2')).toBe('connected with TLSv1.2');
     const plain = await new Promise<string>((resolve) => {
       const req = httpRequest({ host: '127.0.0.1', port, path: '/mutate', method: 'POST' }, (res) =>
         resolve(`status ${res.statusCode}`),
