@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 // certs-gen entry point: parses the verb and its flags, runs it, and owns the exit code.
 // Verbs live in the table below: `local` writes files; `create` and `patch` talk to the cluster.
-import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
-import { connect, loadKubeConfig } from './cluster.ts';
+import type { ParseArgsOptionsConfig } from 'node:util';
+import { loadKubeConfig } from '../src/k8s/kube-config.ts';
+import { isDnsLabel, isDnsSubdomain } from '../src/names.ts';
+import { exitOnCrash, reportLingering } from '../src/process/crash.ts';
+import { parseFlags, UsageError } from '../src/process/flags.ts';
+import { oneLine } from '../src/process/startup.ts';
+import { connect } from './cluster.ts';
 import { checkSubjectAltNames, inspectCertificate, serviceDnsNames } from './generate.ts';
 import { CA_VALIDITY_FACTOR, LOCAL_DEFAULT_VALIDITY_DAYS, buildLocalCertificates, writeLocalFiles } from './local.ts';
 import { runCreate, runPatch } from './run.ts';
@@ -55,8 +60,9 @@ Exit codes:
 `;
 
 const MAX_VALIDITY_DAYS = 36_500;
-
-class UsageError extends Error {}
+const LOG_BASE = { service: 'certs-gen' };
+/** After the verb has returned, how long before whatever still holds the process is named. */
+const LINGER_REPORT_MS = 5_000;
 
 interface Verb {
   options: ParseArgsOptionsConfig;
@@ -110,27 +116,9 @@ const verbs: Record<string, Verb> = {
     },
     async run(values) {
       const verb = 'create';
-      const namespace = requiredName(
-        values,
-        verb,
-        'namespace',
-        DNS_LABEL,
-        'a DNS label (lowercase, at most 63 characters)',
-      );
-      const secretName = requiredName(
-        values,
-        verb,
-        'secret-name',
-        DNS_SUBDOMAIN,
-        'a DNS subdomain (lowercase, at most 253 characters)',
-      );
-      const service = requiredName(
-        values,
-        verb,
-        'service',
-        DNS_LABEL,
-        'a DNS label (lowercase, at most 63 characters)',
-      );
+      const namespace = requiredName(values, verb, 'namespace', DNS_LABEL);
+      const secretName = requiredName(values, verb, 'secret-name', DNS_SUBDOMAIN);
+      const service = requiredName(values, verb, 'service', DNS_LABEL);
       const webhookConfig = optionalName(values, verb, 'webhook-config');
       const dnsNames = [...serviceDnsNames(service, namespace), ...strings(values['dns'])];
       const ipAddresses = strings(values['ip']);
@@ -140,7 +128,7 @@ const verbs: Record<string, Verb> = {
         throw new UsageError(`create: ${messageOf(error)}`);
       }
       const validityDays = parseValidity(values['validity']);
-      const cluster = connect(loadKubeConfig(optionalString(values['kubeconfig'])));
+      const cluster = connect(loadKubeConfig({ flag: optionalString(values['kubeconfig']), env: process.env }));
       const result = await runCreate(cluster, {
         namespace,
         secretName,
@@ -161,52 +149,35 @@ const verbs: Record<string, Verb> = {
     },
     async run(values) {
       const verb = 'patch';
-      const webhookConfig = requiredName(
-        values,
-        verb,
-        'webhook-config',
-        DNS_SUBDOMAIN,
-        'a DNS subdomain (lowercase, at most 253 characters)',
-      );
-      const namespace = requiredName(
-        values,
-        verb,
-        'namespace',
-        DNS_LABEL,
-        'a DNS label (lowercase, at most 63 characters)',
-      );
-      const secretName = requiredName(
-        values,
-        verb,
-        'secret-name',
-        DNS_SUBDOMAIN,
-        'a DNS subdomain (lowercase, at most 253 characters)',
-      );
-      const cluster = connect(loadKubeConfig(optionalString(values['kubeconfig'])));
+      const webhookConfig = requiredName(values, verb, 'webhook-config', DNS_SUBDOMAIN);
+      const namespace = requiredName(values, verb, 'namespace', DNS_LABEL);
+      const secretName = requiredName(values, verb, 'secret-name', DNS_SUBDOMAIN);
+      const cluster = connect(loadKubeConfig({ flag: optionalString(values['kubeconfig']), env: process.env }));
       const result = await runPatch(cluster, { namespace, secretName, webhookConfig });
       process.stdout.write(`${result.summary}\n`);
     },
   },
 };
 
-// Kubernetes object names: namespaces and Services are DNS labels, Secrets and webhook
-// configurations DNS subdomains. Checked up front so a typo is a usage error, not a 422 from the API.
-const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+// Namespaces and Services are DNS labels, Secrets and webhook configurations DNS subdomains.
+interface NameRule {
+  readonly valid: (name: string) => boolean;
+  readonly what: string;
+}
+const DNS_LABEL: NameRule = { valid: isDnsLabel, what: 'a DNS label (lowercase, at most 63 characters)' };
+const DNS_SUBDOMAIN: NameRule = { valid: isDnsSubdomain, what: 'a DNS subdomain (lowercase, at most 253 characters)' };
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
-function requiredName(values: Values, verb: string, flag: string, pattern: RegExp, what: string): string {
+function requiredName(values: Values, verb: string, flag: string, rule: NameRule): string {
   const value = values[flag];
   if (typeof value !== 'string' || value === '') throw new UsageError(`${verb}: --${flag} is required`);
-  if (!pattern.test(value)) throw new UsageError(`${verb}: --${flag} must be ${what}, got '${value}'`);
+  if (!rule.valid(value)) throw new UsageError(`${verb}: --${flag} must be ${rule.what}, got '${value}'`);
   return value;
 }
 
 function optionalName(values: Values, verb: string, flag: string): string | undefined {
-  return values[flag] === undefined
-    ? undefined
-    : requiredName(values, verb, flag, DNS_SUBDOMAIN, 'a DNS subdomain (lowercase, at most 253 characters)');
+  return values[flag] === undefined ? undefined : requiredName(values, verb, flag, DNS_SUBDOMAIN);
 }
 
 function optionalString(value: unknown): string | undefined {
@@ -223,20 +194,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (verbName === undefined) throw new UsageError('missing verb; run certs-gen --help');
     const verb = verbs[verbName];
     if (verb === undefined) throw new UsageError(`unknown verb '${verbName}'; run certs-gen --help`);
-    const { values } = parseFlags(rest, verb.options);
+    const { values } = parseFlags({ args: rest, options: verb.options, allowPositionals: false });
     await verb.run(values);
     return 0;
   } catch (error) {
     process.stderr.write(`certs-gen: ${messageOf(error)}\n`);
     return error instanceof UsageError ? 2 : 1;
-  }
-}
-
-function parseFlags(args: string[], options: ParseArgsOptionsConfig) {
-  try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false });
-  } catch (error) {
-    throw new UsageError(messageOf(error));
   }
 }
 
@@ -257,9 +220,11 @@ function strings(value: unknown): string[] {
 
 // One line on stderr: multi-line messages (e.g. from the file system) are folded.
 function messageOf(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).replaceAll(/\s*\n\s*/g, ' ');
+  return oneLine(error instanceof Error ? error.message : String(error));
 }
 
 if (import.meta.main) {
+  exitOnCrash(LOG_BASE);
   process.exitCode = await main(process.argv.slice(2));
+  reportLingering(LOG_BASE, LINGER_REPORT_MS);
 }

@@ -1,9 +1,6 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ApiException } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { ClusterError, ConflictError, describeFailure, loadKubeConfig } from './cluster.ts';
+import { ClusterError, ConflictError, describeFailure } from './cluster.ts';
 
 const server = 'https://10.0.0.1:443';
 const getSecret = { verb: 'get', resource: 'secrets', name: 'hook-tls', namespace: 'acr' };
@@ -84,58 +81,11 @@ describe('describeFailure', () => {
       timeout,
       patchConfig,
       ClusterError,
-      `cannot reach the Kubernetes API at ${server} (patch mutatingwebhookconfigurations "hook"): no answer within 15 s`,
+      `cannot reach the Kubernetes API at ${server} (patch mutatingwebhookconfigurations "hook"): no answer within 10 s`,
     ],
   ])('%s', (_case, error, request, type, message) => {
     const described = describeFailure(error, request, server, 'kubeconfig /k');
     expect(described).toBeInstanceOf(type);
     expect(described.message).toBe(message);
-  });
-});
-
-describe('loadKubeConfig', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'certs-gen-kubeconfig-'));
-  const file = join(dir, 'config');
-  writeFileSync(
-    file,
-    [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]',
-      'users: [{name: u, user: {token: t}}]',
-      'contexts: [{name: x, context: {cluster: c, user: u}}]',
-      'current-context: x',
-    ].join('\n'),
-  );
-
-  it.each([
-    ['--kubeconfig wins over KUBECONFIG', file, { KUBECONFIG: '/nowhere' }, `kubeconfig ${file}`],
-    [
-      'KUBECONFIG is used when there is no flag and no cluster',
-      undefined,
-      { KUBECONFIG: `${file}:/other` },
-      `kubeconfig ${file} (KUBECONFIG)`,
-    ],
-  ])('%s', (_case, flag, env, source) => {
-    const loaded = loadKubeConfig(flag, { HOME: dir, ...env });
-    expect(loaded.source).toBe(source);
-    expect(loaded.kubeConfig.getCurrentCluster()?.server).toBe('https://127.0.0.1:6443');
-  });
-
-  it.each([
-    [
-      'a --kubeconfig that does not exist',
-      join(dir, 'missing'),
-      {},
-      /^cannot load kubeconfig .*missing: ENOENT: no such file or directory/,
-    ],
-    [
-      'no flag, no cluster, no KUBECONFIG and no ~/.kube/config',
-      undefined,
-      {},
-      /^no cluster credentials: not running in a cluster, and neither --kubeconfig, KUBECONFIG nor ~\/.kube\/config$/,
-    ],
-  ])('fails in one line given %s', (_case, flag, env, message) => {
-    expect(() => loadKubeConfig(flag, { HOME: dir, ...env })).toThrow(message);
   });
 });

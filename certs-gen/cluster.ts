@@ -1,27 +1,16 @@
-// Cluster I/O for the create and patch verbs, over @kubernetes/client-node: the four calls they
-// make, each bounded in time, and every failure turned into one line that names what was being
-// done (verb, resource, name) and what went wrong. Nothing here decides anything.
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+// Cluster I/O for the create and patch verbs, over the shared Kubernetes access layer (src/k8s: one
+// kubeconfig loader, one client, one request timeout, one error type): the four calls they make,
+// each failure turned into one line that names what was being done (verb, resource, name) and what
+// went wrong. Nothing here decides anything.
 import {
-  AdmissionregistrationV1Api,
-  ApiException,
-  CoreV1Api,
-  KubeConfig,
-  Observable,
   PatchStrategy,
   setHeaderOptions,
-  type ConfigurationOptions,
-  type ObservableMiddleware,
   type V1MutatingWebhookConfiguration,
   type V1Secret,
 } from '@kubernetes/client-node';
-
-/** One API call must not hang a CronJob run forever on a black-holed connection. */
-export const REQUEST_TIMEOUT_MS = 15_000;
-
-const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+import { makeClients, REQUEST_TIMEOUT_MS } from '../src/k8s/client.ts';
+import { toKubeApiError, type KubeApiError } from '../src/k8s/errors.ts';
+import type { KubeConfigSource } from '../src/k8s/kube-config.ts';
 
 /** The object changed since it was read (HTTP 409): read again and decide again. */
 export class ConflictError extends Error {
@@ -62,57 +51,11 @@ export interface Cluster {
   ): Promise<V1MutatingWebhookConfiguration>;
 }
 
-export interface KubeConfigSource {
-  readonly kubeConfig: KubeConfig;
-  /** Where the credentials came from, for messages. */
-  readonly source: string;
-}
-
-/**
- * --kubeconfig when given; otherwise the pod's ServiceAccount when running in a cluster; otherwise
- * KUBECONFIG, then ~/.kube/config.
- */
-export function loadKubeConfig(
-  kubeconfigFlag: string | undefined,
-  env: NodeJS.ProcessEnv = process.env,
-): KubeConfigSource {
-  const kubeConfig = new KubeConfig();
-  const fromFile = (file: string, source: string): KubeConfigSource => {
-    try {
-      kubeConfig.loadFromFile(file);
-    } catch (error) {
-      throw new ClusterError(`cannot load kubeconfig ${file}: ${oneLine(error)}`);
-    }
-    if (kubeConfig.getCurrentCluster() === null)
-      throw new ClusterError(`kubeconfig ${file} has no current context with a cluster`);
-    return { kubeConfig, source };
-  };
-  if (kubeconfigFlag !== undefined) return fromFile(kubeconfigFlag, `kubeconfig ${kubeconfigFlag}`);
-  if (env['KUBERNETES_SERVICE_HOST'] !== undefined && existsSync(SERVICE_ACCOUNT_TOKEN)) {
-    kubeConfig.loadFromCluster();
-    return { kubeConfig, source: 'the in-cluster ServiceAccount' };
-  }
-  const fromEnv = env['KUBECONFIG']?.split(':').find((file) => file !== '');
-  if (fromEnv !== undefined) return fromFile(fromEnv, `kubeconfig ${fromEnv} (KUBECONFIG)`);
-  const home = join(env['HOME'] ?? homedir(), '.kube', 'config');
-  if (existsSync(home)) return fromFile(home, `kubeconfig ${home}`);
-  throw new ClusterError(
-    'no cluster credentials: not running in a cluster, and neither --kubeconfig, KUBECONFIG nor ~/.kube/config',
-  );
-}
-
 export function connect(source: KubeConfigSource): Cluster {
-  const { kubeConfig } = source;
-  const server = kubeConfig.getCurrentCluster()?.server ?? '(no server)';
-  const core = kubeConfig.makeApiClient(CoreV1Api);
-  const admission = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
-  const call = async <T>(
-    what: Request,
-    run: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>,
-    options = timeoutOptions(),
-  ): Promise<T> => {
+  const { core, admission, server } = makeClients(source.kubeConfig, { userAgent: `certs-gen/${process.version}` });
+  const call = async <T>(what: Request, run: () => Promise<T>): Promise<T> => {
     try {
-      return await run(options);
+      return await run();
     } catch (error) {
       throw describeFailure(error, what, server, source.source);
     }
@@ -121,8 +64,8 @@ export function connect(source: KubeConfigSource): Cluster {
     server,
     async readSecret(namespace, name) {
       try {
-        return await call({ verb: 'get', resource: 'secrets', name, namespace }, (options) =>
-          core.readNamespacedSecret({ namespace, name }, options),
+        return await call({ verb: 'get', resource: 'secrets', name, namespace }, () =>
+          core.readNamespacedSecret({ namespace, name }),
         );
       } catch (error) {
         if (error instanceof NotFound) return undefined;
@@ -132,9 +75,8 @@ export function connect(source: KubeConfigSource): Cluster {
     async createSecret(secret) {
       const namespace = secret.metadata?.namespace ?? '';
       try {
-        return await call(
-          { verb: 'create', resource: 'secrets', name: secret.metadata?.name ?? '', namespace },
-          (options) => core.createNamespacedSecret({ namespace, body: secret }, options),
+        return await call({ verb: 'create', resource: 'secrets', name: secret.metadata?.name ?? '', namespace }, () =>
+          core.createNamespacedSecret({ namespace, body: secret }),
         );
       } catch (error) {
         if (error instanceof NotFound) throw new ClusterError(`namespace "${namespace}" not found at ${server}`);
@@ -144,14 +86,14 @@ export function connect(source: KubeConfigSource): Cluster {
     replaceSecret(secret) {
       const namespace = secret.metadata?.namespace ?? '';
       const name = secret.metadata?.name ?? '';
-      return call({ verb: 'update', resource: 'secrets', name, namespace }, (options) =>
-        core.replaceNamespacedSecret({ namespace, name, body: secret }, options),
+      return call({ verb: 'update', resource: 'secrets', name, namespace }, () =>
+        core.replaceNamespacedSecret({ namespace, name, body: secret }),
       );
     },
     async readWebhookConfiguration(name) {
       try {
-        return await call({ verb: 'get', resource: 'mutatingwebhookconfigurations', name }, (options) =>
-          admission.readMutatingWebhookConfiguration({ name }, options),
+        return await call({ verb: 'get', resource: 'mutatingwebhookconfigurations', name }, () =>
+          admission.readMutatingWebhookConfiguration({ name }),
         );
       } catch (error) {
         if (error instanceof NotFound)
@@ -166,10 +108,11 @@ export function connect(source: KubeConfigSource): Cluster {
         metadata: { resourceVersion },
         webhooks: changes.map((change) => ({ name: change.webhook, clientConfig: { caBundle: change.caBundle } })),
       };
-      return call(
-        { verb: 'patch', resource: 'mutatingwebhookconfigurations', name },
-        (options) => admission.patchMutatingWebhookConfiguration({ name, body }, options),
-        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch, timeoutOptions()),
+      return call({ verb: 'patch', resource: 'mutatingwebhookconfigurations', name }, () =>
+        admission.patchMutatingWebhookConfiguration(
+          { name, body },
+          setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+        ),
       );
     },
   };
@@ -188,18 +131,23 @@ class NotFound extends ClusterError {}
 /** One line for a failed call: unreachable server, 401, 403 (naming the verb and resource), 404, 409, others. */
 export function describeFailure(error: unknown, request: Request, server: string, credentials: string): Error {
   const target = `${request.resource} "${request.name}"${request.namespace === undefined ? '' : ` in namespace "${request.namespace}"`}`;
-  if (!(error instanceof ApiException)) {
-    return new ClusterError(
-      `cannot reach the Kubernetes API at ${server} (${request.verb} ${target}): ${transportReason(error)}`,
-    );
+  const failure: KubeApiError = toKubeApiError(error, `${request.verb} ${target}`);
+  const status = failure.status;
+  if (status === undefined) {
+    const why = failure.timedOut
+      ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s`
+      : (failure.transport ?? failure.message);
+    return new ClusterError(`cannot reach the Kubernetes API at ${server} (${request.verb} ${target}): ${why}`, {
+      cause: failure,
+    });
   }
-  const status = error.code;
-  const message = apiMessage(error.body);
-  if (status === 409) return new ConflictError(`${request.verb} ${target}: conflict: ${message}`);
-  if (status === 404) return new NotFound(`${request.verb} ${target}: not found`);
+  const message = failure.apiMessage ?? failure.reason ?? 'no message';
+  if (status === 409) return new ConflictError(`${request.verb} ${target}: conflict: ${message}`, { cause: failure });
+  if (status === 404) return new NotFound(`${request.verb} ${target}: not found`, { cause: failure });
   if (status === 401)
     return new ClusterError(
       `the Kubernetes API at ${server} rejected the credentials from ${credentials} (401 Unauthorized)`,
+      { cause: failure },
     );
   if (status === 403) {
     const user = /User "([^"]*)"/.exec(message)?.[1];
@@ -209,52 +157,13 @@ export function describeFailure(error: unknown, request: Request, server: string
     if (message.includes('cannot set an ownerRef')) {
       return new ClusterError(
         `forbidden (403): ${who} may not set the ownerReferences of ${target}: the OwnerReferencesPermissionEnforcement admission plugin also requires verb "delete" on ${request.resource} (see certs-gen/README.md, RBAC)`,
+        { cause: failure },
       );
     }
     return new ClusterError(
       `forbidden (403): ${who} may not ${request.verb} ${target}; grant verb "${request.verb}" on ${request.resource} (see deploy/rbac/certs-gen.yaml)`,
+      { cause: failure },
     );
   }
-  return new ClusterError(`${request.verb} ${target}: HTTP ${status}: ${message}`);
-}
-
-function apiMessage(body: unknown): string {
-  let parsed = body;
-  if (typeof body === 'string') {
-    try {
-      parsed = JSON.parse(body) as unknown;
-    } catch {
-      return oneLine(body);
-    }
-  }
-  const message = (parsed as { message?: unknown } | null)?.message;
-  return typeof message === 'string' ? oneLine(message) : oneLine(JSON.stringify(parsed));
-}
-
-// undici reports "fetch failed" and hides the reason in `cause` (ECONNREFUSED, ENOTFOUND, a TLS error).
-function transportReason(error: unknown): string {
-  if (error instanceof Error && error.name === 'TimeoutError') return `no answer within ${REQUEST_TIMEOUT_MS / 1000} s`;
-  const cause = error instanceof Error ? (error.cause as (Error & { code?: string }) | undefined) : undefined;
-  if (cause instanceof Error)
-    return oneLine(
-      cause.code !== undefined && !cause.message.includes(cause.code)
-        ? `${cause.code}: ${cause.message}`
-        : cause.message,
-    );
-  return oneLine(error);
-}
-
-function timeoutOptions(): ConfigurationOptions<ObservableMiddleware> {
-  const timeout: ObservableMiddleware = {
-    pre: (context) => {
-      context.setSignal(AbortSignal.timeout(REQUEST_TIMEOUT_MS));
-      return new Observable(Promise.resolve(context));
-    },
-    post: (response) => new Observable(Promise.resolve(response)),
-  };
-  return { middleware: [timeout], middlewareMergeStrategy: 'append' };
-}
-
-function oneLine(value: unknown): string {
-  return (value instanceof Error ? value.message : String(value)).replaceAll(/\s*\n\s*/g, ' ');
+  return new ClusterError(`${request.verb} ${target}: HTTP ${status}: ${message}`, { cause: failure });
 }

@@ -134,8 +134,6 @@ export const SYNC_DEFAULTS = {
   credentialPollMs: 2_000,
   /** Server-side timeout of one namespace watch (at most a third of the stall timeout), jittered up to +20%; under client-node's 30 s inactivity abort. */
   watchTimeoutSeconds: 20,
-  /** Bound on one API request (list, get, create, update, lease), so a black-holed connection cannot hang a reconcile. */
-  requestTimeoutMs: 10_000,
   /** Attempts per Secret write before it counts as failed; waits double from retryBaseMs up to retryMaxMs. */
   writeAttempts: 5,
   retryBaseMs: 250,

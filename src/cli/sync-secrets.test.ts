@@ -145,7 +145,7 @@ describe('acr-pull-webhook sync-secrets', () => {
     const result = run(['--config', CONFIG, '--dry-run'], { KUBECONFIG: '' });
     expect(result.status).toBe(1);
     expect(result.stderr.trim()).toBe(
-      'acr-pull-webhook sync-secrets: kubeconfig: no cluster to talk to: run in a pod, set KUBECONFIG or pass --kubeconfig FILE',
+      'acr-pull-webhook sync-secrets: no cluster credentials: not running in a cluster, and neither --kubeconfig, KUBECONFIG nor ~/.kube/config',
     );
   });
 

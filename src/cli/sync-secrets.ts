@@ -16,7 +16,7 @@ import { desiredSecrets, secretManifest } from '../sync/desired.ts';
 import { healthListener, watchStallReason } from '../sync/health.ts';
 import { formatManifests, type OutputFormat } from '../sync/manifests.ts';
 import { createSyncMetrics } from '../sync/metrics.ts';
-import { UsageError, parseFlags, parseInteger, parseLogLevel } from './usage-error.ts';
+import { UsageError, parseFlags, parseInteger, parseLogLevel } from '../process/flags.ts';
 
 /**
  * The modules that talk to the cluster, loaded only when a mode needs them: the API client library
@@ -185,9 +185,9 @@ interface Cluster {
 }
 
 function connect(m: ClusterModules, options: SyncSecretsOptions): Cluster {
-  const { kubeConfig, source } = m.loadKubeConfig(options.kubeconfig, process.env);
+  const { kubeConfig, source } = m.loadKubeConfig({ flag: options.kubeconfig, env: process.env });
   return {
-    clients: m.makeClients(kubeConfig, { requestTimeoutMs: SYNC_DEFAULTS.requestTimeoutMs, userAgent: userAgent() }),
+    clients: m.makeClients(kubeConfig, { userAgent: userAgent() }),
     source,
   };
 }

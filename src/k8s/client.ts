@@ -1,8 +1,9 @@
-// API clients for sync-secrets. client-node builds a new connection pool (an undici Agent) for
+// API clients for sync-secrets and certs-gen. client-node builds a new connection pool (an undici Agent) for
 // every request and sets no timeout; a reconcile of many namespaces would open a TLS connection
 // per call and a black-holed apiserver would hang it forever. These clients reuse one pool and
 // bound every request.
 import {
+  AdmissionregistrationV1Api,
   CoordinationV1Api,
   CoreV1Api,
   createConfiguration,
@@ -14,18 +15,21 @@ import {
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 
+/** Bound on one API request: a black-holed connection must not hang a reconcile or a CronJob run. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+
 export interface KubeClients {
   readonly core: CoreV1Api;
   readonly coordination: CoordinationV1Api;
+  readonly admission: AdmissionregistrationV1Api;
+  /** The API server URL, for messages. */
+  readonly server: string;
   readonly kubeConfig: KubeConfig;
   /** Closes the shared connection pool. */
   close(): Promise<void>;
 }
 
-export function makeClients(
-  kubeConfig: KubeConfig,
-  options: { requestTimeoutMs: number; userAgent: string },
-): KubeClients {
+export function makeClients(kubeConfig: KubeConfig, options: { userAgent: string }): KubeClients {
   const cluster = kubeConfig.getCurrentCluster();
   if (cluster === null) throw new Error('kubeconfig: no current cluster');
   let shared: Dispatcher | undefined;
@@ -44,7 +48,7 @@ export function makeClients(
         }
       }
       context.setHeaderParam('User-Agent', options.userAgent);
-      context.setSignal(AbortSignal.timeout(options.requestTimeoutMs));
+      context.setSignal(AbortSignal.timeout(REQUEST_TIMEOUT_MS));
     },
   };
   const configuration = createConfiguration({
@@ -54,6 +58,8 @@ export function makeClients(
   return {
     core: new CoreV1Api(configuration),
     coordination: new CoordinationV1Api(configuration),
+    admission: new AdmissionregistrationV1Api(configuration),
+    server: cluster.server,
     kubeConfig,
     close: async () => {
       await shared?.close();

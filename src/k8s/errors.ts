@@ -1,6 +1,6 @@
-// One error type for every failed API call, carrying only what is safe to log: the HTTP status,
-// the Status reason and message. client-node's ApiException message embeds the whole response
-// body and headers; that never reaches a log line.
+// One error type for every failed API call (sync-secrets and certs-gen), carrying only what is safe
+// to log: the HTTP status, the Status reason and message, or why no answer came. client-node's
+// ApiException message embeds the whole response body and headers; that never reaches a log line.
 import { ApiException } from '@kubernetes/client-node';
 
 export class KubeApiError extends Error {
@@ -9,17 +9,37 @@ export class KubeApiError extends Error {
   readonly status: number | undefined;
   /** metav1.Status reason, e.g. Conflict, AlreadyExists, NotFound, Forbidden, Expired. */
   readonly reason: string | undefined;
+  /** The apiserver's metav1.Status message, on one line, when it answered with one. */
+  readonly apiMessage: string | undefined;
+  /** Why no answer came, on one line ("connect ECONNREFUSED 10.0.0.1:443"), when none did. */
+  readonly transport: string | undefined;
 
-  constructor(status: number | undefined, reason: string | undefined, message: string) {
+  constructor(
+    status: number | undefined,
+    reason: string | undefined,
+    message: string,
+    detail: { apiMessage?: string; transport?: string } = {},
+  ) {
     super(message);
     this.status = status;
     this.reason = reason;
+    this.apiMessage = detail.apiMessage;
+    this.transport = detail.transport;
+  }
+
+  /** No answer within the request timeout. */
+  get timedOut(): boolean {
+    return this.status === undefined && this.reason === 'Timeout';
   }
 
   /** Worth retrying as is: no response, the server is overloaded or failing, or a write raced another. */
   get retryable(): boolean {
     return this.status === undefined || this.status === 409 || this.status === 429 || this.status >= 500;
   }
+}
+
+export function oneLine(text: string): string {
+  return text.replaceAll(/\s*\n\s*/g, ' ');
 }
 
 function statusOf(body: unknown): { reason?: string; message?: string } {
@@ -35,7 +55,7 @@ function statusOf(body: unknown): { reason?: string; message?: string } {
   const { reason, message } = parsed as { reason?: unknown; message?: unknown };
   return {
     ...(typeof reason === 'string' ? { reason } : {}),
-    ...(typeof message === 'string' ? { message } : {}),
+    ...(typeof message === 'string' ? { message: oneLine(message) } : {}),
   };
 }
 
@@ -49,15 +69,31 @@ export function toKubeApiError(error: unknown, what: string): KubeApiError {
       code,
       status.reason,
       `${what}: HTTP ${code}${status.reason ? ` ${status.reason}` : ''}${status.message ? `: ${status.message}` : ''}`,
+      status.message === undefined ? {} : { apiMessage: status.message },
     );
   }
   const err = error as { name?: string; message?: string; cause?: { code?: string; message?: string } } | undefined;
   if (err?.name === 'TimeoutError' || err?.name === 'AbortError')
-    return new KubeApiError(undefined, 'Timeout', `${what}: timed out`);
+    return new KubeApiError(undefined, 'Timeout', `${what}: timed out`, { transport: 'timed out' });
   const cause = err?.cause?.code ?? err?.cause?.message;
   return new KubeApiError(
     undefined,
     undefined,
     `${what}: ${err?.message ?? String(error)}${cause ? ` (${cause})` : ''}`,
+    {
+      transport: transportReason(error),
+    },
   );
+}
+
+// undici reports "fetch failed" and hides the reason in `cause` (ECONNREFUSED, ENOTFOUND, a TLS error).
+function transportReason(error: unknown): string {
+  const cause = error instanceof Error ? (error.cause as (Error & { code?: string }) | undefined) : undefined;
+  if (cause instanceof Error)
+    return oneLine(
+      cause.code !== undefined && !cause.message.includes(cause.code)
+        ? `${cause.code}: ${cause.message}`
+        : cause.message,
+    );
+  return oneLine(error instanceof Error ? error.message : String(error));
 }
