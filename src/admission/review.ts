@@ -2,7 +2,8 @@
 // HTTP: the server decodes the body (validated against REVIEW_BODY_SCHEMA), calls handleReview, and
 // encodes what it returns. handleReview never throws and always allows.
 import { ADMISSION_API_VERSION, ADMISSION_KIND, type ReviewOutcome } from '../constants.ts';
-import { decide, type RegistryRule } from '../mutation/decide.ts';
+import type { RegistryRule } from '../registry/registry-rule.ts';
+import { decide } from '../mutation/decide.ts';
 
 export interface GroupVersionKind {
   readonly group: string;

@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { INJECT_ENABLED, INJECT_LABEL } from '../constants.ts';
-import type { RegistryRule } from '../mutation/decide.ts';
+import { DNS_SUBDOMAIN_BODY, DNS_SUBDOMAIN_PATTERN } from '../names.ts';
+import type { RegistryRule } from '../registry/registry-rule.ts';
 import { compileServerPattern, SERVER_PATTERN_SOURCE } from '../registry/server-pattern.ts';
 
 export interface Credentials {
@@ -43,12 +44,12 @@ export class ConfigError extends Error {
 }
 
 // Kubernetes object names (Secrets included) are RFC 1123 subdomains.
-const SECRET_NAME_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+const SECRET_NAME_PATTERN = DNS_SUBDOMAIN_PATTERN;
 // Label keys are an optional DNS-subdomain prefix and '/', then a name of at most 63 characters;
 // values are at most 63 characters of the same alphabet (the empty value is legal but is refused
 // here: an opt-in that any `key=` label satisfies is a trap).
 const LABEL_NAME = '[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?';
-const LABEL_KEY_PATTERN = `^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?${LABEL_NAME}$`;
+const LABEL_KEY_PATTERN = `^(${DNS_SUBDOMAIN_BODY}/)?${LABEL_NAME}$`;
 const LABEL_VALUE_PATTERN = `^${LABEL_NAME}$`;
 
 export const CONFIG_SCHEMA = {

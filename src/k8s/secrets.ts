@@ -1,7 +1,7 @@
 // Secret reads and writes, one object by name at a time: sync-secrets is allowed to get, update
 // and delete only the configured names (RBAC resourceNames) and never lists or watches Secrets.
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
-import type { SecretObject } from '../sync/desired.ts';
+import type { SecretObject } from './secret-object.ts';
 import { toKubeApiError } from './errors.ts';
 
 export interface SecretStore {

@@ -3,12 +3,8 @@
 // "never block a cluster" means odd input yields "nothing to add", not an exception.
 import { INJECT_DISABLED, INJECT_LABEL } from '../constants.ts';
 import { parseImageReference } from '../registry/image-reference.ts';
-import { matchImage, type ServerPattern } from '../registry/server-pattern.ts';
-
-export interface RegistryRule {
-  readonly pattern: ServerPattern;
-  readonly secretName: string;
-}
+import type { RegistryRule } from '../registry/registry-rule.ts';
+import { matchImage } from '../registry/server-pattern.ts';
 
 /** An RFC 6902 operation of the only kind this webhook emits. */
 export interface AddOperation {

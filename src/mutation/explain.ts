@@ -2,7 +2,8 @@
 // why each did not. Shares podImages/decide with the admission path so the two cannot disagree.
 import { parseImageReference } from '../registry/image-reference.ts';
 import { describeMismatch, matchImage } from '../registry/server-pattern.ts';
-import { decide, podImages, type ContainerList, type RegistryRule } from './decide.ts';
+import type { RegistryRule } from '../registry/registry-rule.ts';
+import { decide, podImages, type ContainerList } from './decide.ts';
 
 export interface ImageExplanation {
   readonly list: ContainerList;

@@ -6,7 +6,7 @@ import Fastify, { errorCodes, LogController, type FastifyError, type FastifyRepl
 import type { Logger } from 'pino';
 import { handleReview, REVIEW_BODY_SCHEMA, type AdmissionReviewRequest } from '../admission/review.ts';
 import { HEALTHZ_PATH, METRICS_PATH, MUTATE_PATH, READYZ_PATH, REVIEW_LOG_MESSAGE } from '../constants.ts';
-import type { RegistryRule } from '../mutation/decide.ts';
+import type { RegistryRule } from '../registry/registry-rule.ts';
 import { TLS_SETTINGS, type ServingPair } from '../tls/certificate-source.ts';
 import type { WebhookMetrics } from './metrics.ts';
 

@@ -9,6 +9,7 @@ import {
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
 } from '../constants.ts';
+import type { SecretObject } from '../k8s/secret-object.ts';
 import type { RegistryCredential } from './credentials.ts';
 import { dockerConfigJson } from './docker-config.ts';
 
@@ -20,25 +21,6 @@ export interface DesiredSecret {
   readonly contentHash: string;
   /** The `auths` keys, in configuration order (for logs: servers are not secret). */
   readonly servers: readonly string[];
-}
-
-/** The subset of a core/v1 Secret that sync-secrets reads and writes. */
-export interface SecretObject {
-  apiVersion?: string;
-  kind?: string;
-  metadata?: {
-    name?: string;
-    namespace?: string;
-    uid?: string;
-    resourceVersion?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-    [key: string]: unknown;
-  };
-  type?: string;
-  immutable?: boolean;
-  /** base64 values, as the API returns them. */
-  data?: Record<string, string>;
 }
 
 export function contentHash(dockerConfigJsonText: string): string {

@@ -2,7 +2,7 @@
 // `kubectl apply -f -`: one object prints as itself, several as a v1 List; JSON is indented by four
 // spaces in kubectl's field order, YAML has its keys sorted as kubectl prints them.
 import { stringify as toYaml } from 'yaml';
-import type { SecretObject } from './desired.ts';
+import type { SecretObject } from '../k8s/secret-object.ts';
 
 export type OutputFormat = 'json' | 'yaml';
 

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { desiredSecrets, type SecretObject } from './desired.ts';
+import type { SecretObject } from '../k8s/secret-object.ts';
+import { desiredSecrets } from './desired.ts';
 import { planPrune, planSecret } from './plan.ts';
 
 const [desired] = desiredSecrets([

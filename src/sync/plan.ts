@@ -9,7 +9,8 @@ import {
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
 } from '../constants.ts';
-import { secretManifest, type DesiredSecret, type SecretObject } from './desired.ts';
+import type { SecretObject } from '../k8s/secret-object.ts';
+import { secretManifest, type DesiredSecret } from './desired.ts';
 
 export type SecretPlan =
   | { readonly action: 'create'; readonly secret: SecretObject }
