@@ -30,7 +30,7 @@ function post(options: RequestOptions): Promise<{ status: number; reused: boolea
   });
 }
 
-test('SIGTERM while requests flow: zero failed requests, readiness fails first, the process exits in bounded time', async () => {
+test('SIGTERM under load: no request fails, /readyz answers 503 until exit, which comes in bounded time', async () => {
   const pki = testPki();
   const files = writeServeFiles(pki);
   for (let i = 0; i < 2; i++) replicas.push(await startWebhookProcess({ ...files, drainDelaySeconds: 2 }));
@@ -89,18 +89,36 @@ test('SIGTERM while requests flow: zero failed requests, readiness fails first, 
   const workers = Promise.all([0, 1, 2, 3].map(worker));
   await sleep(1_000);
   const servedBeforeTerm = servedBy.get(leaving) ?? 0;
+  const sentBeforeTerm = sent;
   const termAt = Date.now();
+  const exited = new Promise<number>((resolve) => leaving.process.once('exit', () => resolve(Date.now() - termAt)));
   leaving.process.kill('SIGTERM');
-  const exitedAfterMs = await new Promise<number>((resolve) =>
-    leaving.process.once('exit', () => resolve(Date.now() - termAt)),
-  );
+  // What the leaving replica's /readyz answers between SIGTERM and its exit (0: no answer).
+  const drainReadyz: number[] = [];
+  let gone = false;
+  const watchDrain = (async () => {
+    while (!gone) {
+      drainReadyz.push(
+        await fetch(`http://127.0.0.1:${leaving.healthPort}/readyz`).then(
+          (r) => r.status,
+          () => 0,
+        ),
+      );
+      await sleep(50);
+    }
+  })();
+  const exitedAfterMs = await exited;
+  const sentDuringDrain = sent - sentBeforeTerm;
+  gone = true;
+  await watchDrain;
   await sleep(500);
   stop = true;
   await Promise.all([workers, endpoints]);
   for (const agent of agents.values()) agent.destroy();
 
   process.stderr.write(
-    `graceful shutdown: sent=${sent} failed=${failed} retried=${retried} exitedAfterMs=${exitedAfterMs}\n`,
+    `graceful shutdown: sent=${sent} failed=${failed} retried=${retried} exitedAfterMs=${exitedAfterMs} ` +
+      `readyz during drain=${drainReadyz.join(',')}\n`,
   );
   expect(failed).toBe(0);
   expect(sent).toBeGreaterThan(200);
@@ -110,6 +128,11 @@ test('SIGTERM while requests flow: zero failed requests, readiness fails first, 
   expect(exitedAfterMs).toBeGreaterThanOrEqual(2_000);
   expect(exitedAfterMs).toBeLessThan(5_000);
   expect(leaving.process.exitCode).toBe(0);
+  expect(sentDuringDrain).toBeGreaterThan(0);
+  expect(drainReadyz).toContain(503);
+  expect(drainReadyz.slice(drainReadyz.indexOf(503))).not.toContain(200);
   const lines = leaving.logLines().map((line) => line['msg']);
+  expect(lines).toContain('shutting down: readiness fails, still serving');
+  expect(lines).toContain('stopped');
   expect(lines.indexOf('shutting down: readiness fails, still serving')).toBeLessThan(lines.indexOf('stopped'));
 }, 30_000);
