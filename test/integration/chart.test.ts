@@ -506,6 +506,66 @@ describe('certificates with certs-gen (the default)', () => {
   test('no cert-manager object is rendered', () => {
     expect(objects().filter((object) => object.apiVersion.startsWith('cert-manager.io/'))).toEqual([]);
   });
+
+  // Distinct values for each, so a pod that took the webhook's shows it.
+  const WEBHOOK_SCHEDULING = {
+    priorityClassName: 'webhook-critical',
+    nodeSelector: { pool: 'webhook' },
+    tolerations: [{ key: 'webhook-only', operator: 'Exists', effect: 'NoSchedule' }],
+    affinity: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [] } },
+    resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '1Gi' } },
+  };
+  const CERTS_GEN_SCHEDULING = {
+    priorityClassName: 'batch-low',
+    nodeSelector: { pool: 'jobs' },
+    tolerations: [{ key: 'jobs-only', operator: 'Exists', effect: 'NoSchedule' }],
+    affinity: {
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: {
+          nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In', values: ['jobs'] }] }],
+        },
+      },
+    },
+    resources: { requests: { cpu: '5m', memory: '32Mi' }, limits: { memory: '64Mi' } },
+  };
+  const certsGenPods = (rendered: readonly Manifest[]): PodTemplate[] =>
+    podTemplates(rendered.filter(component('certs-gen')));
+
+  test('the create and patch Jobs and the renewal CronJob are scheduled by certsGen values', () => {
+    const rendered = renderChart({ values: { webhook: WEBHOOK_SCHEDULING, certsGen: CERTS_GEN_SCHEDULING } });
+    const pods = certsGenPods(rendered);
+    expect(pods.map((pod) => pod.owner).sort()).toEqual([
+      'CronJob/acr-acr-pull-webhook-certs-gen',
+      'Job/acr-acr-pull-webhook-certs-gen-create',
+      'Job/acr-acr-pull-webhook-certs-gen-patch',
+    ]);
+    for (const { owner, spec } of pods) {
+      expect(spec.priorityClassName, owner).toBe('batch-low');
+      expect(spec.nodeSelector, owner).toEqual({ pool: 'jobs' });
+      expect(spec.tolerations, owner).toEqual(CERTS_GEN_SCHEDULING.tolerations);
+      expect(spec.affinity, owner).toEqual(CERTS_GEN_SCHEDULING.affinity);
+      for (const container of allContainers(spec))
+        expect(container.resources, `${owner} ${container.name}`).toEqual(CERTS_GEN_SCHEDULING.resources);
+    }
+    const webhook = webhookDeployment(rendered).spec?.template.spec as V1PodSpec;
+    expect(webhook.nodeSelector).toEqual({ pool: 'webhook' });
+    expect(webhook.priorityClassName).toBe('webhook-critical');
+  });
+
+  test("the webhook's scheduling values do not reach the certs-gen pods", () => {
+    const pods = certsGenPods(renderChart({ values: { webhook: WEBHOOK_SCHEDULING } }));
+    expect(pods).toHaveLength(3);
+    for (const { owner, spec } of pods) {
+      expect([spec.priorityClassName, spec.nodeSelector, spec.tolerations, spec.affinity], owner).toEqual([
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+      ]);
+      for (const container of allContainers(spec))
+        expect(container.resources, `${owner} ${container.name}`).toEqual(get(DEFAULT_VALUES, 'certsGen.resources'));
+    }
+  });
 });
 
 describe('certificates with cert-manager', () => {

@@ -222,7 +222,8 @@ object.spec.containers.exists(c, {{ $test }}) ||
 {{- list "patch" (printf "--webhook-config=%s" (include "acr-pull-webhook.mutatingWebhookConfigurationName" .)) (printf "--secret-name=%s" (include "acr-pull-webhook.tlsSecretName" .)) (printf "--namespace=%s" .Release.Namespace) | toYaml }}
 {{- end }}
 
-{{/* Pod spec fields shared by the certs-gen Jobs and CronJob; .root is the chart context, .serviceAccount the account to run as. */}}
+{{/* Pod spec fields shared by the certs-gen Jobs and CronJob; .root is the chart context, .serviceAccount the
+account to run as. Scheduling comes from certsGen.*: short-lived pods, not bound to where the webhook runs. */}}
 {{- define "acr-pull-webhook.certsGenPodSpec" -}}
 serviceAccountName: {{ .serviceAccount }}
 # certs-gen talks to the API: it needs its token (the ServiceAccount itself does not mount one by default).
@@ -230,17 +231,21 @@ automountServiceAccountToken: true
 enableServiceLinks: false
 restartPolicy: Never
 {{- include "acr-pull-webhook.imagePullSecrets" .root }}
-{{- with .root.Values.webhook.priorityClassName }}
+{{- with .root.Values.certsGen.priorityClassName }}
 priorityClassName: {{ . | quote }}
 {{- end }}
 securityContext:
   {{- include "acr-pull-webhook.podSecurityContext" .root | nindent 2 }}
-{{- with .root.Values.webhook.nodeSelector }}
+{{- with .root.Values.certsGen.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .root.Values.webhook.tolerations }}
+{{- with .root.Values.certsGen.tolerations }}
 tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.certsGen.affinity }}
+affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
