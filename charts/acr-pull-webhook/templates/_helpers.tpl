@@ -112,7 +112,7 @@ imagePullSecrets:
 {{- define "acr-pull-webhook.credentialsDir" -}}/var/run/acr-pull-webhook/credentials{{- end }}
 
 {{/*
-The configuration file (see the project README, "Configuration reference"). `serve` reads
+The configuration file (see the project README, "The configuration file"). `serve` reads
 registries[].server/secretName; sync-secrets also reads credentials, optIn and prune.
 */}}
 {{- define "acr-pull-webhook.configFile" -}}
