@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../config/config.ts';
 import { explainPod, type PodExplanation } from '../mutation/explain.ts';
-import { parseFlags, UsageError } from './usage-error.ts';
+import { parseFlags, UsageError } from '../process/flags.ts';
 
 export const EXPLAIN_USAGE = `Usage: acr-pull-webhook explain --config FILE [MANIFEST|-] [-o text|json]
 

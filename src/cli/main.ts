@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // The acr-pull-webhook command: dispatches verbs, turns errors into one line and an exit code.
-// Exit codes: 0 success, 1 failure (bad config, certificate, cluster), 2 usage error.
+// Exit codes: 0 success, 1 failure (bad config, certificate, port, cluster), 2 usage error.
+// Each verb is loaded only when it runs: sync-secrets' API client takes most of a second to load.
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../config/config.ts';
-import { CertificateError } from '../tls/certificate-source.ts';
-import { EXPLAIN_USAGE, runExplain } from './explain.ts';
-import { runServe, SERVE_USAGE } from './serve.ts';
-import { runSyncSecrets, SYNC_SECRETS_USAGE } from './sync-secrets.ts';
-import { UsageError } from './usage-error.ts';
+import { exitOnCrash, reportLingering } from '../process/crash.ts';
+import { UsageError } from '../process/flags.ts';
+import { oneLine } from '../process/startup.ts';
+
+const LOG_BASE = { service: 'acr-pull-webhook' };
+/** After a verb has returned, how long before whatever still holds the process is named. */
+const LINGER_REPORT_MS = 5_000;
 
 const USAGE = `Usage: acr-pull-webhook <command> [options]
 
@@ -20,18 +22,32 @@ Run 'acr-pull-webhook <command> --help' for a command's options.
 Exit codes: 0 success, 1 failure (configuration, certificate, cluster), 2 usage error.
 `;
 
-const COMMANDS: Record<string, { usage: string; run: (argv: readonly string[]) => Promise<number> | number }> = {
-  serve: { usage: SERVE_USAGE, run: runServe },
-  explain: {
-    usage: EXPLAIN_USAGE,
-    run: (argv) =>
-      runExplain(
-        argv,
-        () => readFileSync(0, 'utf8'),
-        (text) => process.stdout.write(`${text}\n`),
-      ),
+interface Verb {
+  readonly usage: string;
+  readonly run: (argv: readonly string[]) => Promise<number> | number;
+}
+
+const VERBS: Record<string, () => Promise<Verb>> = {
+  serve: async () => {
+    const { SERVE_USAGE, runServe } = await import('./serve.ts');
+    return { usage: SERVE_USAGE, run: runServe };
   },
-  'sync-secrets': { usage: SYNC_SECRETS_USAGE, run: runSyncSecrets },
+  explain: async () => {
+    const { EXPLAIN_USAGE, runExplain } = await import('./explain.ts');
+    return {
+      usage: EXPLAIN_USAGE,
+      run: (argv) =>
+        runExplain(
+          argv,
+          () => readFileSync(0, 'utf8'),
+          (text) => process.stdout.write(`${text}\n`),
+        ),
+    };
+  },
+  'sync-secrets': async () => {
+    const { SYNC_SECRETS_USAGE, runSyncSecrets } = await import('./sync-secrets.ts');
+    return { usage: SYNC_SECRETS_USAGE, run: runSyncSecrets };
+  },
 };
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -40,31 +56,31 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE);
     return name === undefined ? 2 : 0;
   }
-  const command = COMMANDS[name];
-  if (command === undefined) {
+  const load = Object.hasOwn(VERBS, name) ? VERBS[name] : undefined;
+  if (load === undefined) {
     process.stderr.write(`acr-pull-webhook: unknown command "${name}"\n${USAGE}`);
     return 2;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(command.usage);
-    return 0;
-  }
   try {
-    return await command.run(rest);
+    const verb = await load();
+    if (rest.includes('--help') || rest.includes('-h')) {
+      process.stdout.write(verb.usage);
+      return 0;
+    }
+    return await verb.run(rest);
   } catch (error) {
+    const message = oneLine(error instanceof Error ? error.message : String(error));
     if (error instanceof UsageError) {
-      process.stderr.write(
-        `acr-pull-webhook ${name}: ${error.message}\nRun 'acr-pull-webhook ${name} --help' for usage.\n`,
-      );
+      process.stderr.write(`acr-pull-webhook ${name}: ${message}\nRun 'acr-pull-webhook ${name} --help' for usage.\n`);
       return 2;
     }
-    if (error instanceof ConfigError || error instanceof CertificateError) {
-      process.stderr.write(`acr-pull-webhook ${name}: ${error.message}\n`);
-      return 1;
-    }
-    process.stderr.write(`acr-pull-webhook ${name}: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(`acr-pull-webhook ${name}: ${message}\n`);
     return 1;
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+if (import.meta.main) {
+  exitOnCrash(LOG_BASE);
+  process.exitCode = await main(process.argv.slice(2));
+  reportLingering(LOG_BASE, LINGER_REPORT_MS);
+}

@@ -4,10 +4,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pino, { type Logger } from 'pino';
 import { loadConfig } from '../config/config.ts';
 import { DEFAULTS, ENV, REVIEW_LOG_MESSAGE } from '../constants.ts';
-import { buildApp, buildHealthApp, setServingPair } from '../server/app.ts';
+import { parseFlags, parseInteger, parseLogLevel, UsageError } from '../process/flags.ts';
+import { listenError, startOrUndo } from '../process/startup.ts';
+import { buildApp, setServingPair } from '../server/app.ts';
+import { startHealthServer } from '../server/health.ts';
 import { createMetrics, type WebhookMetrics } from '../server/metrics.ts';
 import { CertificateSource, type ServingPair } from '../tls/certificate-source.ts';
-import { UsageError, parseFlags, parseInteger, parseLogLevel } from './usage-error.ts';
+
+const { drainDelaySeconds: drain, shutdownTimeoutSeconds: bound } = DEFAULTS;
 
 export const SERVE_USAGE = `Usage: acr-pull-webhook serve --config FILE --tls-cert FILE --tls-key FILE [options]
 
@@ -22,8 +26,8 @@ Options (each also read from the environment variable shown):
   --health-port N         probes and metrics port (default ${DEFAULTS.healthPort})       ${ENV.healthPort}
   --host ADDR             address to bind (default ${DEFAULTS.host})           ${ENV.host}
   --log-level LEVEL       fatal|error|warn|info|debug (default ${DEFAULTS.logLevel})   ${ENV.logLevel}
-  --drain-delay S         seconds to keep serving after SIGTERM (default ${DEFAULTS.drainDelaySeconds}) ${ENV.drainDelay}
-  --shutdown-timeout S    hard bound on shutdown after the drain (default ${DEFAULTS.shutdownTimeoutSeconds}) ${ENV.shutdownTimeout}
+  --drain-delay S         seconds to keep serving after SIGTERM (default ${drain}) ${ENV.drainDelay}
+  --shutdown-timeout S    hard bound on shutdown after the drain (default ${bound}) ${ENV.shutdownTimeout}
 `;
 
 export interface ServeOptions {
@@ -93,13 +97,10 @@ export const LOG_BATCH_BYTES = 4096;
 export const LOG_FLUSH_INTERVAL_MS = 250;
 
 /**
- * Stdout, written off the event loop, in batches, with a bounded buffer. When the log reader stalls
- * (a stuck container runtime), pino's synchronous mode either blocks the event loop in write(2) or,
- * on the non-blocking pipe Node makes of stdout, keeps every unwritten line in memory; here lines
- * queue up to LOG_BUFFER_MAX_BYTES and past that are dropped and counted, so admission neither
- * waits nor grows. Batching matters too: a write per review line cost 20–25 µs of CPU per review
- * (more than the whole decision), a write per 4 KiB a tenth of that. Pino flushes what is queued
- * when the process exits.
+ * Stdout, written off the event loop, in batches, with a bounded buffer: when the log reader stalls
+ * (a stuck container runtime), admission neither blocks in write(2) nor grows; lines past
+ * LOG_BUFFER_MAX_BYTES are dropped and counted. A write per line costs more CPU than the decision
+ * itself. Pino flushes what is queued when the process exits.
  */
 export function createLogDestination(): pino.DestinationStream & NodeJS.EventEmitter {
   return pino.destination({
@@ -129,7 +130,6 @@ export function createLogger(level: string, destination: pino.DestinationStream 
   );
 }
 
-/** Starts serving; resolves once both ports listen. Config and certificate errors throw before anything listens. */
 export interface RunningServer {
   readonly admissionUrl: string;
   readonly healthUrl: string;
@@ -138,6 +138,10 @@ export interface RunningServer {
   readonly shutdown: (signal: string) => Promise<void>;
 }
 
+/**
+ * Starts serving; resolves once both ports listen. Config and certificate errors throw before anything
+ * listens; when a port cannot be bound, whatever already listens is closed before the error is thrown.
+ */
 export async function serve(options: ServeOptions, logger: Logger): Promise<RunningServer> {
   const config = loadConfig(options.config);
   const metrics = createMetrics();
@@ -172,23 +176,30 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
       'serving certificate reloaded',
     );
   };
-  const health = buildHealthApp({
-    logger,
-    metrics,
-    notReadyReason: () => {
-      if (shuttingDown) return 'shutting down';
-      if (!certificates.healthy()) return 'serving certificate is not within its validity';
-      return undefined;
-    },
-  });
 
-  const admissionUrl = await app.listen({ port: options.port, host: options.host });
-  const healthUrl = await health.listen({ port: options.healthPort, host: options.host });
+  const { admissionUrl, health } = await startOrUndo(async (undo) => {
+    const url = await app.listen({ port: options.port, host: options.host }).catch((error: unknown) => {
+      throw listenError('admission port', options.host, options.port, error);
+    });
+    undo(() => app.close());
+    const healthServer = await startHealthServer(
+      {
+        notReadyReason: () => {
+          if (shuttingDown) return 'shutting down';
+          if (!certificates.healthy()) return 'serving certificate is not within its validity';
+          return undefined;
+        },
+        registry: metrics.registry,
+      },
+      { host: options.host, port: options.healthPort },
+    );
+    return { admissionUrl: url, health: healthServer };
+  });
   certificates.start();
   logger.info(
     {
       admission: admissionUrl,
-      health: healthUrl,
+      health: health.url,
       registries: config.registries.map((entry) => `${entry.server} -> ${entry.secretName}`),
       certificateNotAfter: initial.notAfter.toISOString(),
     },
@@ -214,7 +225,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
     clearTimeout(deadline);
     logger.info('stopped');
   };
-  return { admissionUrl, healthUrl, metrics, shutdown };
+  return { admissionUrl, healthUrl: health.url, metrics, shutdown };
 }
 
 export async function runServe(argv: readonly string[]): Promise<number> {

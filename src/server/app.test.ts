@@ -1,8 +1,8 @@
-// The HTTP contract of /mutate and the health app, through Fastify's inject (no sockets).
+// The HTTP contract of /mutate, through Fastify's inject (no sockets).
 import { afterEach, describe, expect, test } from 'vitest';
 import { capturedLogger } from '../../test/support/logs.ts';
 import { rules } from '../../test/support/rules.ts';
-import { buildApp, buildHealthApp } from './app.ts';
+import { buildApp } from './app.ts';
 import { createMetrics } from './metrics.ts';
 
 const RULES = rules(['myregistry.azurecr.io', 'acr-myregistry']);
@@ -276,9 +276,7 @@ describe('metrics', () => {
     const { app, metrics, logs } = setup();
     await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
     await app.inject({ method: 'POST', url: '/mutate', payload: podReview({ operation: 'UPDATE' }) });
-    const health = buildHealthApp({ logger: logs.logger, metrics, notReadyReason: () => undefined });
-    const text = (await health.inject({ method: 'GET', url: '/metrics' })).body;
-    await health.close();
+    const text = await metrics.registry.metrics();
     expect(text).toContain('acr_pull_webhook_admission_reviews_total{outcome="patched"} 1');
     expect(text).toContain('acr_pull_webhook_admission_reviews_total{outcome="ignored"} 1');
     expect(text).toContain('acr_pull_webhook_admission_reviews_total{outcome="rejected"} 0');
@@ -291,27 +289,5 @@ describe('metrics', () => {
     expect(text).toContain('# TYPE acr_pull_webhook_serving_certificate_expiry_timestamp_seconds gauge');
     expect(text).not.toContain(SECRET_ENV);
     expect(logs.text()).not.toContain(SECRET_ENV);
-  });
-});
-
-describe('health app', () => {
-  test('/healthz is ok; /readyz follows the readiness reason', async () => {
-    const logs = capturedLogger();
-    let reason: string | undefined = 'serving certificate is not within its validity';
-    const health = buildHealthApp({
-      logger: logs.logger,
-      metrics: createMetrics({ processMetrics: false }),
-      notReadyReason: () => reason,
-    });
-    close = () => health.close();
-    expect((await health.inject({ method: 'GET', url: '/healthz' })).body).toBe('ok');
-    const notReady = await health.inject({ method: 'GET', url: '/readyz' });
-    expect([notReady.statusCode, notReady.body]).toEqual([
-      503,
-      'not ready: serving certificate is not within its validity',
-    ]);
-    reason = undefined;
-    const ready = await health.inject({ method: 'GET', url: '/readyz' });
-    expect([ready.statusCode, ready.body]).toEqual([200, 'ok']);
   });
 });

@@ -1,11 +1,10 @@
-// The HTTP shell around the pure core. buildApp builds the admission app (HTTPS in production,
-// plain for `inject` tests); buildHealthApp builds the plain-HTTP probes and metrics app. Neither
-// listens, handles signals or exits: the CLI does.
+// The HTTP shell around the pure core: the admission app (HTTPS in production, plain for `inject`
+// tests). It does not listen, handle signals or exit: the CLI does. Probes and metrics: health.ts.
 import type { Server as TlsServer } from 'node:tls';
 import Fastify, { errorCodes, LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { handleReview, REVIEW_BODY_SCHEMA, type AdmissionReviewRequest } from '../admission/review.ts';
-import { HEALTHZ_PATH, METRICS_PATH, MUTATE_PATH, READYZ_PATH, REVIEW_LOG_MESSAGE } from '../constants.ts';
+import { MUTATE_PATH, REVIEW_LOG_MESSAGE } from '../constants.ts';
 import type { RegistryRule } from '../registry/registry-rule.ts';
 import { TLS_SETTINGS, type ServingPair } from '../tls/certificate-source.ts';
 import type { WebhookMetrics } from './metrics.ts';
@@ -41,13 +40,10 @@ export const ADMISSION_SERVER_OPTIONS = {
 const utf8 = new TextDecoder('utf-8');
 
 /**
- * Fastify's JSON parser, minus two costs that buy nothing here. It decodes with Buffer#toString,
- * which makes bodies over ~1 MB external strings (slower to build and freed only on a later GC,
- * +70 MiB RSS under 1 MiB reviews); TextDecoder builds heap strings, twice as fast. And it runs two
- * regular expressions over the whole body looking for `__proto__` and `constructor` keys (about 12 µs
- * of a 20 KB review): they guard code that merges parsed objects into others, but JSON.parse only
- * ever makes such keys own data properties and nothing here merges a body into anything; the pure
- * core reads named fields and builds its patch from fresh objects.
+ * Fastify's JSON parser minus two costs that buy nothing here: Buffer#toString makes large bodies
+ * external strings (slower, freed late), TextDecoder makes heap strings; and its `__proto__` and
+ * `constructor` scans guard merging parsed objects, which nothing here does (JSON.parse only makes
+ * own data properties, and the core builds its patch from fresh objects).
  */
 function parseJsonBody(
   _request: FastifyRequest,
@@ -116,12 +112,9 @@ function sendError(reply: FastifyReply, statusCode: number, code: string, messag
 
 // Hooks on the hot path take a callback rather than being async: no promise per request.
 /**
- * Runs as every answer, success or error, is sent. It drops the parsed review: Fastify keeps the
- * request until the response's 'finish' event, which on a busy event loop comes one or more loop
- * turns after the answer is written, so every connection held its last review's whole object tree.
- * With 1 MiB reviews on 50 connections that was 50 trees at once, and the process outgrew a 256 MiB
- * memory limit; the answer is built by now and nothing reads the body afterwards. While shutting
- * down it also asks the client to close the connection.
+ * Runs as every answer is sent. It drops the parsed review, which Fastify would otherwise keep until
+ * the response's 'finish' event, a loop turn or more later: with large reviews on many connections
+ * that outgrew the memory limit. While shutting down it also asks the client to close the connection.
  */
 function beforeSendHook(deps: AppDeps) {
   const shuttingDown = deps.isShuttingDown;
@@ -209,31 +202,6 @@ export function buildApp(deps: AppDeps) {
       );
       return review;
     },
-  );
-  return app;
-}
-
-export interface HealthDeps {
-  readonly logger: Logger;
-  readonly metrics: WebhookMetrics;
-  /** undefined when ready, else why not. */
-  readonly notReadyReason: () => string | undefined;
-}
-
-export function buildHealthApp(deps: HealthDeps) {
-  const app = Fastify({
-    loggerInstance: deps.logger,
-    logController: new LogController({ disableRequestLogging: true }),
-    requestTimeout: REQUEST_TIMEOUT_MS,
-  });
-  app.get(HEALTHZ_PATH, async (_request, reply) => reply.type('text/plain').send('ok'));
-  app.get(READYZ_PATH, async (_request, reply) => {
-    const reason = deps.notReadyReason();
-    if (reason === undefined) return reply.type('text/plain').send('ok');
-    return reply.code(503).type('text/plain').send(`not ready: ${reason}`);
-  });
-  app.get(METRICS_PATH, async (_request, reply) =>
-    reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
   );
   return app;
 }

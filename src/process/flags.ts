@@ -1,3 +1,5 @@
+// The one flag parser of both command lines (acr-pull-webhook and certs-gen): node:util parseArgs
+// with its errors as UsageError (exit 2), and the value checks the verbs share.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 /** A command line that cannot be acted on; the CLI prints it with the usage hint and exits 2. */
