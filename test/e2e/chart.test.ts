@@ -187,7 +187,7 @@ afterAll(async () => {
 });
 
 describe('helm install', () => {
-  test('creates every object of the chart; the apiserver accepts the webhook configuration with its CEL condition as rendered', async () => {
+  test('creates every object of the chart; the apiserver takes the CEL matchCondition as rendered', async () => {
     await helmOk(helmArgs('install', RELEASE, CHART_DIR, '-f', valuesFile(BASE_VALUES), '--no-hooks'), {
       kubeconfig: KUBECONFIG,
     });
@@ -289,7 +289,7 @@ describe('the hooks, run here with the tokens of the ServiceAccounts the chart m
     expect(pem(await caBundle())).toBe(pem((await readTls())['ca.crt']));
   });
 
-  test("certs-gen patch makes the release's MutatingWebhookConfiguration, by its live uid, the owner of the TLS Secret (so the garbage collector deletes it on uninstall)", async () => {
+  test('certs-gen patch: the webhook configuration (live uid) owns the TLS Secret; uninstall deletes it', async () => {
     const configuration = await admission.readMutatingWebhookConfiguration({ name: FULLNAME });
     expect(configuration.metadata?.labels?.['app.kubernetes.io/instance']).toBe(RELEASE);
     expect(await tlsOwners()).toEqual([
@@ -303,7 +303,7 @@ describe('the hooks, run here with the tokens of the ServiceAccounts the chart m
     ]);
   });
 
-  test("the renewal CronJob's create and patch succeed with the lasting account, which cannot create Secrets, and change nothing when nothing is due", async () => {
+  test('the renewal CronJob runs as the lasting account (no Secret create); not due, nothing changes', async () => {
     const spec = podSpecOf(named(manifest, 'CronJob', `${FULLNAME}-certs-gen`));
     const kubeconfig = await serviceAccountKubeconfig(kc, CLUSTER, NAMESPACE, spec.serviceAccountName ?? '');
     const before = { tls: await readTls(), caBundle: await caBundle() };
@@ -314,14 +314,14 @@ describe('the hooks, run here with the tokens of the ServiceAccounts the chart m
     expect({ tls: await readTls(), caBundle: await caBundle() }).toEqual(before);
   });
 
-  test("once the phase is over, helm deletes the hook's ServiceAccount and RBAC (hook-succeeded): so do we", async () => {
+  test("helm deletes the hook's ServiceAccount and RBAC once the phase is over (hook-succeeded)", async () => {
     for (const object of hooks.filter((candidate) => candidate.kind !== 'Job')) {
       expect(object.metadata.annotations?.['helm.sh/hook-delete-policy']).toContain('hook-succeeded');
       await objects.delete(object as KubernetesObject);
     }
   });
 
-  test('sync-secrets --once (post-install) writes every pull secret into the opted-in namespace with the sync-secrets account', async () => {
+  test('sync-secrets --once (post-install), as its account, writes every pull secret where opted in', async () => {
     const spec = podSpecOf(named(hooks, 'Job', `${FULLNAME}-sync-secrets-once`));
     const { config, kubeconfig } = await syncSetup(spec);
     const result = await runProgram([
@@ -344,7 +344,7 @@ describe('the hooks, run here with the tokens of the ServiceAccounts the chart m
     expect((await auths('acr-china')).auths['*.azurecr.cn']?.username).toBe('china-user');
   });
 
-  test("sync-secrets --watch (the Deployment) leads through the chart's Lease and covers a namespace labelled later", async () => {
+  test("sync-secrets --watch leads through the chart's Lease and covers a namespace labelled later", async () => {
     const spec = podSpecOf(named(manifest, 'Deployment', `${FULLNAME}-sync-secrets`));
     const { config, kubeconfig } = await syncSetup(spec);
     const container = spec.containers[0] ?? { name: '?' };
@@ -483,7 +483,7 @@ describe('each ServiceAccount may do what its program needs and nothing more', (
     expect(wrong).toEqual([]);
   });
 
-  test("the chart's ValidatingAdmissionPolicy stops sync-secrets from creating any other Secret, though RBAC allows create", async () => {
+  test("the chart's ValidatingAdmissionPolicy stops sync-secrets creating other Secrets RBAC allows", async () => {
     const spec = podSpecOf(named(manifest, 'Deployment', `${FULLNAME}-sync-secrets`));
     const tokenKc = new KubeConfig();
     tokenKc.loadFromFile(await serviceAccountKubeconfig(kc, CLUSTER, NAMESPACE, spec.serviceAccountName ?? ''));
@@ -508,7 +508,7 @@ describe('each ServiceAccount may do what its program needs and nothing more', (
 });
 
 describe('helm upgrade with changed values', () => {
-  test('applies them (failurePolicy Fail, one replica, so no PodDisruptionBudget) and keeps what certs-gen and sync-secrets wrote', async () => {
+  test('applies them (failurePolicy Fail, one replica: no PDB), keeping what the jobs wrote', async () => {
     const before = {
       tls: await readTls(),
       owners: await tlsOwners(),
@@ -550,7 +550,7 @@ describe('helm upgrade with changed values', () => {
   });
 });
 
-describe('the CEL matchCondition on the real apiserver (failurePolicy Fail and no webhook pod: a pod that is sent is refused)', () => {
+describe('the CEL matchCondition on the apiserver (failurePolicy Fail, no webhook pod: a sent pod is refused)', () => {
   const create = (namespace: string, spec: V1PodSpec, labels: Record<string, string> = {}): Promise<string> =>
     core.createNamespacedPod({ namespace, body: { metadata: { generateName: 'cel-', labels }, spec } }).then(
       () => 'created',
@@ -596,7 +596,7 @@ describe('the CEL matchCondition on the real apiserver (failurePolicy Fail and n
     expect(await create(optedIn, spec as V1PodSpec)).toBe(outcome);
   });
 
-  test('a pod labelled acr-pull-webhook/inject=disabled, and a pod outside opted-in namespaces, are not sent even with an ACR image', async () => {
+  test('pods labelled acr-pull-webhook/inject=disabled, or not opted in, are not sent, ACR image or not', async () => {
     expect(
       await create(
         optedIn,
@@ -675,7 +675,7 @@ describe('helm uninstall', () => {
     await core.deleteNamespacedSecret({ namespace: NAMESPACE, name: 'china-pull-credentials' });
   });
 
-  test('nothing of the release still intercepts pods: an ACR pod in an opted-in namespace is created unchanged', async () => {
+  test('nothing intercepts pods any more: an ACR pod in an opted-in namespace is created unchanged', async () => {
     const pod = await core.createNamespacedPod({
       namespace: optedIn,
       body: {
