@@ -1,12 +1,10 @@
-// The serving certificate, kept fresh. Kubernetes updates a mounted Secret by swapping a `..data`
-// symlink, which fs.watch on the file itself can miss, so the directory is watched AND the files
-// are polled; a change is decided by comparing bytes. A new pair is used only if it parses, the key
-// matches the certificate and it is within its validity; otherwise the pair in use is kept. Health
-// (a valid certificate is loaded) drives readiness.
+// The serving certificate, kept fresh by the shared reloading-file source. A new pair is used only if
+// it parses, the key matches the certificate and it is within its validity; otherwise the pair in use
+// is kept. Health (a valid certificate is loaded) drives readiness.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
-import { watchFiles } from '../files/watch-files.ts';
+import { ReloadingFiles } from '../files/reloading-files.ts';
 
 /**
  * TLS settings for the admission port: TLS 1.2 minimum (1.3 preferred by clients that have it),
@@ -95,75 +93,58 @@ export interface CertificateSourceOptions {
 }
 
 export class CertificateSource {
-  private pair: ServingPair;
-  private stopWatching: (() => void) | undefined;
-  private readonly options: CertificateSourceOptions;
+  private readonly files: ReloadingFiles<ServingPair>;
 
   /** Loads the initial pair; throws CertificateError when it cannot be used. */
   constructor(options: CertificateSourceOptions) {
-    this.options = options;
-    this.pair = readServingPair(options.certFile, options.keyFile);
+    const { certFile, keyFile } = options;
+    this.files = new ReloadingFiles({
+      load: () => {
+        const pair = readServingPair(certFile, keyFile);
+        return {
+          value: pair,
+          files: [
+            { path: certFile, bytes: pair.cert },
+            { path: keyFile, bytes: pair.key },
+          ],
+        };
+      },
+      refuse: (next) => {
+        const now = new Date();
+        if (now >= next.notBefore && now < next.notAfter) return undefined;
+        const validity = `${next.notBefore.toISOString()} to ${next.notAfter.toISOString()}`;
+        return `tls-cert ${certFile}: new certificate is outside its validity (${validity})`;
+      },
+      pollIntervalMs: options.pollIntervalMs,
+      onChange: options.onLoad,
+      onReject: options.onReject,
+      // Every refused poll is logged and counted: a bad pair left in place should stay visible.
+      rejections: 'every-time',
+    });
   }
 
   current(): ServingPair {
-    return this.pair;
+    return this.files.current();
   }
 
   /** A certificate is loaded and `now` is within its validity. */
   healthy(now: Date = new Date()): boolean {
-    return now >= this.pair.notBefore && now < this.pair.notAfter;
+    const pair = this.files.current();
+    return now >= pair.notBefore && now < pair.notAfter;
   }
 
   /** Re-reads the files and switches to them if their bytes changed and they are usable. */
   reload(): ReloadResult {
-    // The directory watch fires for any file in the directory and the poll runs every few seconds:
-    // compare bytes before parsing keys and building a TLS context.
-    if (this.sameBytesAsCurrent()) return 'unchanged';
-    let next: ServingPair;
-    try {
-      next = readServingPair(this.options.certFile, this.options.keyFile);
-    } catch (error) {
-      // Between the two writes of a non-atomic update the files do not match; a later poll or
-      // event sees the settled state, so a mismatch is reported but not fatal.
-      const reason = (error as Error).message;
-      if (this.sameBytesAsCurrent()) return 'unchanged';
-      this.options.onReject(reason);
-      return { rejected: reason };
-    }
-    if (next.cert.equals(this.pair.cert) && next.key.equals(this.pair.key)) return 'unchanged';
-    const now = new Date();
-    if (now < next.notBefore || now >= next.notAfter) {
-      const reason = `tls-cert ${this.options.certFile}: new certificate is outside its validity (${next.notBefore.toISOString()} to ${next.notAfter.toISOString()})`;
-      this.options.onReject(reason);
-      return { rejected: reason };
-    }
-    this.options.onLoad(next);
-    this.pair = next;
-    return 'loaded';
-  }
-
-  private sameBytesAsCurrent(): boolean {
-    try {
-      return (
-        readFileSync(this.options.certFile).equals(this.pair.cert) &&
-        readFileSync(this.options.keyFile).equals(this.pair.key)
-      );
-    } catch {
-      return false;
-    }
+    const result = this.files.reload();
+    return result === 'changed' ? 'loaded' : result;
   }
 
   /** Starts watching the certificate and key directories and polling. Idempotent. */
   start(): void {
-    this.stopWatching ??= watchFiles(
-      [this.options.certFile, this.options.keyFile],
-      this.options.pollIntervalMs,
-      () => void this.reload(),
-    );
+    this.files.start();
   }
 
   stop(): void {
-    this.stopWatching?.();
-    this.stopWatching = undefined;
+    this.files.stop();
   }
 }
