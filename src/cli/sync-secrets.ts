@@ -1,41 +1,12 @@
-// `acr-pull-webhook sync-secrets`: wires config, credentials, the API clients, the namespace watch,
-// leader election and the health port; runs once or keeps watching; handles SIGTERM (releasing the
-// Lease); exits. Logs go to stderr so that stdout carries only the product: the --once summary or
-// the --dry-run manifests.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
+// `acr-pull-webhook sync-secrets`: flags, wiring, signals and exit codes. The work is in src/sync/:
+// run-once.ts (--once, --dry-run) and run-watch.ts (--watch). Logs go to stderr so that stdout
+// carries only the product: the --once summary or the --dry-run manifests.
 import pino, { type Logger } from 'pino';
-import { loadConfig, type Config } from '../config/config.ts';
-import { DEFAULTS, ENV, SYNC_DEFAULTS, SYNC_ENV, SYNC_LEASE_NAME } from '../constants.ts';
-import type { KubeClients } from '../k8s/client.ts';
-import type { NamespaceInfo } from '../k8s/namespace-watch.ts';
-import type { SyncController } from '../sync/controller.ts';
-import { CredentialSource, readCredentials, type RegistryCredential } from '../sync/credentials.ts';
-import { desiredSecrets, secretManifest } from '../sync/desired.ts';
-import { healthListener, watchStallReason } from '../sync/health.ts';
-import { formatManifests, type OutputFormat } from '../sync/manifests.ts';
-import { createSyncMetrics } from '../sync/metrics.ts';
+import { loadConfig } from '../config/config.ts';
+import { DEFAULTS, ENV, SYNC_DEFAULTS, SYNC_ENV } from '../constants.ts';
 import { UsageError, parseFlags, parseInteger, parseLogLevel } from '../process/flags.ts';
-
-/**
- * The modules that talk to the cluster, loaded only when a mode needs them: the API client library
- * takes most of a second to load, and `serve`, `explain` (which share main.ts) and
- * `--dry-run --namespace` never use it.
- */
-async function clusterModules() {
-  const [client, kubeConfig, election, namespaces, secrets, reconciler, controller] = await Promise.all([
-    import('../k8s/client.ts'),
-    import('../k8s/kube-config.ts'),
-    import('../k8s/leader-election.ts'),
-    import('../k8s/namespace-watch.ts'),
-    import('../k8s/secrets.ts'),
-    import('../sync/reconciler.ts'),
-    import('../sync/controller.ts'),
-  ]);
-  return { ...client, ...kubeConfig, ...election, ...namespaces, ...secrets, ...reconciler, ...controller };
-}
-type ClusterModules = Awaited<ReturnType<typeof clusterModules>>;
+import { readCredentials } from '../sync/credentials.ts';
+import { dryRunManifests } from '../sync/manifests.ts';
 
 export const SYNC_SECRETS_USAGE = `Usage: acr-pull-webhook sync-secrets --config FILE (--once | --watch | --dry-run) [options]
 
@@ -66,24 +37,10 @@ Options (each also read from the environment variable shown):
 
 export type SyncMode = 'once' | 'watch' | 'dry-run';
 
-export interface SyncSecretsOptions {
-  readonly config: string;
-  readonly mode: SyncMode;
-  /** --dry-run only: print for this namespace without a cluster. */
-  readonly namespace: string | undefined;
-  readonly output: OutputFormat;
-  readonly kubeconfig: string | undefined;
-  readonly healthPort: number;
-  readonly host: string;
-  readonly leaseNamespace: string | undefined;
-  readonly leaseIdentity: string | undefined;
-  readonly resyncSeconds: number;
-  readonly watchStallSeconds: number;
-  readonly logLevel: string;
-}
+export type SyncSecretsOptions = ReturnType<typeof parseSyncSecretsArgs>;
 
 /** Flags win over environment variables, which win over defaults. */
-export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.ProcessEnv): SyncSecretsOptions {
+export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.ProcessEnv) {
   const { values } = parseFlags({
     args: [...argv],
     allowPositionals: false,
@@ -115,13 +72,9 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
   if (config === undefined) throw new UsageError(`--config (or ${ENV.config}) is required`);
   const modes = (['once', 'watch', 'dry-run'] as const).filter((mode) => values[mode] === true);
   // --dry-run --once reads naturally ("what would one pass write"); any other pair is ambiguous.
-  const mode: SyncMode | undefined = modes.includes('dry-run')
-    ? modes.includes('watch')
-      ? undefined
-      : 'dry-run'
-    : modes.length === 1
-      ? modes[0]
-      : undefined;
+  const dry = modes.includes('dry-run');
+  const mode: SyncMode | undefined = dry ? (modes.includes('watch') ? undefined : 'dry-run') : modes[0];
+  if (!dry && modes.length > 1) throw new UsageError('exactly one of --once, --watch or --dry-run is required');
   if (mode === undefined) throw new UsageError('exactly one of --once, --watch or --dry-run is required');
   if (values.namespace !== undefined && mode !== 'dry-run')
     throw new UsageError('--namespace only goes with --dry-run');
@@ -133,8 +86,9 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
   return {
     config,
     mode,
+    /** --dry-run only: print for this namespace without a cluster. */
     namespace: pick(values.namespace),
-    output,
+    output: output as 'json' | 'yaml',
     kubeconfig: pick(values.kubeconfig),
     healthPort: integer(
       'health-port',
@@ -166,261 +120,6 @@ export function createSyncLogger(level: string): Logger {
   );
 }
 
-/** Every form a credential takes in a Secret or an error: raw, and inside the base64 `auth`. */
-function secretValues(credentials: readonly RegistryCredential[]): string[] {
-  return credentials.flatMap((c) => [
-    c.username,
-    c.password,
-    Buffer.from(`${c.username}:${c.password}`).toString('base64'),
-  ]);
-}
-
-function userAgent(): string {
-  return `acr-pull-webhook-sync-secrets/${process.version}`;
-}
-
-interface Cluster {
-  readonly clients: KubeClients;
-  readonly source: string;
-}
-
-function connect(m: ClusterModules, options: SyncSecretsOptions): Cluster {
-  const { kubeConfig, source } = m.loadKubeConfig({ flag: options.kubeconfig, env: process.env });
-  return {
-    clients: m.makeClients(kubeConfig, { userAgent: userAgent() }),
-    source,
-  };
-}
-
-/** Lists namespaces, retrying transient failures with backoff like the writes. */
-async function listWithRetries(m: ClusterModules, cluster: Cluster, logger: Logger): Promise<readonly NamespaceInfo[]> {
-  let delay: number = SYNC_DEFAULTS.retryBaseMs;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return (await m.listNamespaces(cluster.clients.core)).namespaces;
-    } catch (error) {
-      const failure = error as { retryable?: boolean; message: string };
-      if (failure.retryable !== true || attempt >= SYNC_DEFAULTS.writeAttempts) throw error;
-      logger.warn({ attempt, error: failure.message }, 'listing namespaces failed; retrying');
-      await sleep(delay);
-      delay = Math.min(delay * 2, SYNC_DEFAULTS.retryMaxMs);
-    }
-  }
-}
-
-async function dryRun(
-  options: SyncSecretsOptions,
-  config: Config,
-  credentials: readonly RegistryCredential[],
-  logger: Logger,
-  write: (text: string) => void,
-): Promise<number> {
-  const desired = desiredSecrets(credentials);
-  let namespaces: (string | undefined)[];
-  if (options.namespace !== undefined) {
-    namespaces = [options.namespace];
-  } else {
-    const m = await clusterModules();
-    const cluster = connect(m, options);
-    try {
-      const all = await listWithRetries(m, cluster, logger);
-      namespaces = all.filter((n) => !n.terminating && m.isOptedIn(n, config.optIn)).map((n) => n.name);
-    } finally {
-      await cluster.clients.close();
-    }
-    logger.info(
-      { kubeconfig: cluster.source, namespaces: namespaces.length },
-      'dry run: manifests for the opted-in namespaces',
-    );
-  }
-  const manifests = namespaces.flatMap((namespace) => desired.map((secret) => secretManifest(secret, namespace)));
-  write(formatManifests(manifests, options.output));
-  return 0;
-}
-
-async function once(
-  options: SyncSecretsOptions,
-  config: Config,
-  credentials: readonly RegistryCredential[],
-  logger: Logger,
-  write: (text: string) => void,
-): Promise<number> {
-  const m = await clusterModules();
-  const cluster = connect(m, options);
-  try {
-    const namespaces = await listWithRetries(m, cluster, logger);
-    const reconciler = new m.Reconciler({
-      store: m.secretStore(cluster.clients.core),
-      desired: desiredSecrets(credentials),
-      optIn: config.optIn,
-      prune: config.prune,
-      // --once does not take the Lease: its writes are conflict-safe (create, or update at the
-      // resourceVersion read) and idempotent, so running next to a --watch leader converges.
-      canWrite: () => true,
-      logger,
-      redact: m.credentialRedactor(() => secretValues(credentials)),
-      writeAttempts: SYNC_DEFAULTS.writeAttempts,
-      retryBaseMs: SYNC_DEFAULTS.retryBaseMs,
-      retryMaxMs: SYNC_DEFAULTS.retryMaxMs,
-    });
-    const summary = await reconciler.reconcileAll(namespaces, SYNC_DEFAULTS.concurrency);
-    write(`${m.formatSummary(summary, config.prune)}\n`);
-    return summary.failed > 0 ? 1 : 0;
-  } finally {
-    await cluster.clients.close();
-  }
-}
-
-export interface RunningSync {
-  readonly healthUrl: string;
-  /** Stops watching, finishes reconciles in flight, releases the Lease, closes the health port. */
-  readonly shutdown: (signal: string) => Promise<void>;
-}
-
-/** Starts --watch; resolves once the health port listens. Config, credential and kubeconfig errors throw first. */
-export async function watch(options: SyncSecretsOptions, config: Config, logger: Logger): Promise<RunningSync> {
-  const m = await clusterModules();
-  const startedAt = Date.now();
-  let shuttingDown = false;
-  let controller: SyncController | undefined;
-  // One rule for "this replica may write", shared by the reconciler, the queue and the metrics.
-  // (A declaration, so it can be named before the elector it reads exists.)
-  function writing(): boolean {
-    return !shuttingDown && elector.isLeader();
-  }
-  const metrics = createSyncMetrics({
-    processMetrics: true,
-    isLeader: writing,
-    optedInNamespaces: () => controller?.optedInNamespaces() ?? 0,
-  });
-  const credentials = new CredentialSource({
-    registries: config.registries,
-    source: options.config,
-    pollIntervalMs: SYNC_DEFAULTS.credentialPollMs,
-    onChange: (next) => {
-      const desired = desiredSecrets(next);
-      logger.info(
-        { secrets: desired.map((d) => ({ name: d.name, contentHash: d.contentHash.slice(0, 'sha256:'.length + 12) })) },
-        'credentials changed; updating every opted-in namespace',
-      );
-      metrics.credentialReloads.inc({ result: 'loaded' });
-      controller?.credentialsChanged(desired);
-    },
-    onReject: (reason) => {
-      metrics.credentialReloads.inc({ result: 'rejected' });
-      logger.warn({ reason }, 'changed credential files cannot be used; keeping the credentials in use');
-    },
-  });
-  const cluster = connect(m, options);
-  const { clients } = cluster;
-  const leaseNamespace = options.leaseNamespace ?? m.inClusterNamespace() ?? SYNC_DEFAULTS.leaseNamespace;
-  const elector = new m.LeaderElector({
-    coordination: clients.coordination,
-    namespace: leaseNamespace,
-    name: SYNC_LEASE_NAME,
-    identity: options.leaseIdentity ?? m.defaultIdentity(),
-    leaseDurationSeconds: SYNC_DEFAULTS.leaseDurationSeconds,
-    renewDeadlineMs: SYNC_DEFAULTS.renewDeadlineMs,
-    retryPeriodMs: SYNC_DEFAULTS.retryPeriodMs,
-    onStartedLeading: () => {
-      logger.info(
-        { identity: elector.identity, lease: `${leaseNamespace}/${SYNC_LEASE_NAME}` },
-        'leading: this replica writes',
-      );
-      controller?.enqueueAll();
-    },
-    onStoppedLeading: () =>
-      logger.warn({ identity: elector.identity }, 'no longer leading: this replica stops writing'),
-    onError: (message) => logger.warn({ error: message }, 'lease call failed'),
-  });
-  const reconciler = new m.Reconciler({
-    store: m.secretStore(clients.core),
-    desired: desiredSecrets(credentials.current()),
-    optIn: config.optIn,
-    prune: config.prune,
-    canWrite: writing,
-    logger,
-    redact: m.credentialRedactor(() => secretValues(credentials.current())),
-    writeAttempts: SYNC_DEFAULTS.writeAttempts,
-    retryBaseMs: SYNC_DEFAULTS.retryBaseMs,
-    retryMaxMs: SYNC_DEFAULTS.retryMaxMs,
-  });
-  controller = new m.SyncController({
-    reconciler,
-    isLeader: writing,
-    concurrency: SYNC_DEFAULTS.concurrency,
-    resyncMs: options.resyncSeconds * 1000,
-    requeueMs: SYNC_DEFAULTS.requeueMs,
-    requeueMaxMs: SYNC_DEFAULTS.requeueMaxMs,
-    logger,
-    metrics,
-  });
-  const watcher = new m.NamespaceWatcher({
-    core: clients.core,
-    kubeConfig: clients.kubeConfig,
-    handlers: controller.handlers,
-    // Each watch ends (a sign of progress) well within the stall limit even in a quiet cluster, so
-    // liveness never fails for want of events: the default 60 s limit gives 20 s watches.
-    watchTimeoutSeconds: Math.max(
-      1,
-      Math.min(SYNC_DEFAULTS.watchTimeoutSeconds, Math.floor(options.watchStallSeconds / 3)),
-    ),
-    backoffMaxMs: SYNC_DEFAULTS.watchBackoffMaxMs,
-  });
-  const stallMs = options.watchStallSeconds * 1000;
-  const health: Server = createServer(
-    healthListener({
-      notLiveReason: () => watchStallReason(watcher.lastProgressAt(), startedAt, stallMs),
-      notReadyReason: () => {
-        if (shuttingDown) return 'shutting down';
-        if (!watcher.hasSynced()) return 'namespaces not listed yet';
-        return undefined;
-      },
-      registry: metrics.registry,
-    }),
-  );
-  await new Promise<void>((resolve, reject) => {
-    health.once('error', reject);
-    health.listen(options.healthPort, options.host, () => resolve());
-  });
-  const address = health.address() as AddressInfo;
-  const healthUrl = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-
-  controller.start();
-  credentials.start();
-  watcher.start();
-  elector.start();
-  logger.info(
-    {
-      health: healthUrl,
-      kubeconfig: cluster.source,
-      lease: `${leaseNamespace}/${SYNC_LEASE_NAME}`,
-      identity: elector.identity,
-      optIn: `${config.optIn.label}=${config.optIn.value}`,
-      prune: config.prune,
-      secrets: desiredSecrets(credentials.current()).map((d) => `${d.name} <- ${d.servers.join(', ')}`),
-    },
-    'listening',
-  );
-
-  const shutdown = async (signal: string): Promise<void> => {
-    if (shuttingDown) return;
-    shuttingDown = true;
-    logger.info({ signal }, 'shutting down');
-    watcher.stop();
-    credentials.stop();
-    await controller.stop();
-    // Last, so a successor takes over only after this replica has stopped writing.
-    await elector.stop();
-    const closed = new Promise<void>((resolve) => health.close(() => resolve()));
-    health.closeAllConnections();
-    await closed;
-    await clients.close();
-    logger.info('stopped');
-  };
-  return { healthUrl, shutdown };
-}
-
 export async function runSyncSecrets(argv: readonly string[]): Promise<number> {
   const options = parseSyncSecretsArgs(argv, process.env);
   const logger = createSyncLogger(options.logLevel);
@@ -428,10 +127,19 @@ export async function runSyncSecrets(argv: readonly string[]): Promise<number> {
   // Fails here, before any cluster call, naming the entry and the file.
   const credentials = readCredentials(config.registries, options.config);
   const write = (text: string): void => void process.stdout.write(text);
-  if (options.mode === 'dry-run') return dryRun(options, config, credentials, logger, write);
-  if (options.mode === 'once') return once(options, config, credentials, logger, write);
-
-  const { shutdown } = await watch(options, config, logger);
+  if (options.mode === 'dry-run' && options.namespace !== undefined) {
+    write(dryRunManifests([options.namespace], credentials, options.output));
+    return 0;
+  }
+  // The API client takes a second to load: only the modes that talk to the cluster load it, and
+  // only once the config and credentials have been checked.
+  const common = { kubeconfig: options.kubeconfig, env: process.env, config, credentials, logger };
+  if (options.mode !== 'watch') {
+    const { dryRun, once } = await import('../sync/run-once.ts');
+    return options.mode === 'once' ? once({ ...common, write }) : dryRun({ ...common, write, output: options.output });
+  }
+  const { watch } = await import('../sync/run-watch.ts');
+  const { shutdown } = await watch({ ...options, ...common, configPath: options.config });
   const code = await new Promise<number>((resolve) => {
     const onSignal = (signal: string): void => {
       shutdown(signal).then(

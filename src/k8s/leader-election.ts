@@ -7,8 +7,8 @@
 // may take over, the old one has already stopped writing. Stopping releases the Lease at once.
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { V1MicroTime, type CoordinationV1Api, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
+import { jitter, sleep } from './backoff.ts';
 import { toKubeApiError } from './errors.ts';
 
 export interface LeaderElectorOptions {
@@ -94,8 +94,8 @@ export class LeaderElector {
         this.setLeading(false);
       }
       // Jitter keeps replicas that started together from always colliding.
-      const wait = this.leading ? this.options.retryPeriodMs : this.options.retryPeriodMs * (1 + Math.random() * 0.2);
-      await sleep(wait, undefined, { signal: this.wake.signal }).catch(() => {});
+      const wait = this.leading ? this.options.retryPeriodMs : jitter(this.options.retryPeriodMs, 0.2);
+      await sleep(wait, this.wake.signal);
     }
   }
 

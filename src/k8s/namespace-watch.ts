@@ -3,8 +3,8 @@
 // after an apiserver restart or compaction) is replaced by a fresh list; errors back off and retry.
 // Every sign of life (a list, an event, a bookmark, a watch that ended normally) is recorded, so a
 // liveness probe can tell a quiet cluster from a watch that has silently stopped.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Watch, type CoreV1Api, type KubeConfig, type V1Namespace } from '@kubernetes/client-node';
+import { BackoffTimer, jitter, sleep, type Backoff } from './backoff.ts';
 import { toKubeApiError } from './errors.ts';
 
 export interface NamespaceInfo {
@@ -29,11 +29,11 @@ export interface NamespaceWatcherOptions {
   readonly handlers: NamespaceWatchHandlers;
   /** Server-side timeout of one watch request, jittered up to +20%. */
   readonly watchTimeoutSeconds: number;
-  readonly backoffMaxMs: number;
+  /** Delays before a failed list or watch is retried; back to the first after any progress. */
+  readonly backoff: Backoff;
 }
 
 const LIST_PAGE_SIZE = 500;
-const BACKOFF_START_MS = 250;
 
 export function namespaceInfo(namespace: V1Namespace): NamespaceInfo {
   return {
@@ -110,17 +110,12 @@ export class NamespaceWatcher {
     this.progressAt = Date.now();
   }
 
-  private async pause(ms: number): Promise<void> {
-    await sleep(ms, undefined, { signal: this.wake.signal }).catch(() => {});
-  }
-
   private async run(): Promise<void> {
     let resourceVersion: string | undefined;
-    let backoff = BACKOFF_START_MS;
+    const backoff = new BackoffTimer(this.options.backoff);
     const failed = async (message: string): Promise<void> => {
       this.options.handlers.onError(message);
-      await this.pause(backoff * (0.8 + Math.random() * 0.4));
-      backoff = Math.min(backoff * 2, this.options.backoffMaxMs);
+      await sleep(backoff.step(), this.wake.signal);
     };
     while (!this.stopped) {
       if (resourceVersion === undefined) {
@@ -138,7 +133,7 @@ export class NamespaceWatcher {
       }
       const end = await this.watchOnce(resourceVersion, (next) => {
         resourceVersion = next;
-        backoff = BACKOFF_START_MS;
+        backoff.reset();
       });
       if (this.stopped) return;
       if (end.kind === 'closed') {
@@ -153,7 +148,7 @@ export class NamespaceWatcher {
 
   /** One watch request from `resourceVersion`; resolves when it ends, saying how. */
   private watchOnce(resourceVersion: string, advance: (resourceVersion: string) => void): Promise<WatchEnd> {
-    const timeoutSeconds = Math.round(this.options.watchTimeoutSeconds * (1 + Math.random() * 0.2));
+    const timeoutSeconds = Math.round(jitter(this.options.watchTimeoutSeconds, 0.2));
     return new Promise<WatchEnd>((resolve) => {
       let end: WatchEnd | undefined;
       const onEvent = (phase: string, object: unknown): void => {

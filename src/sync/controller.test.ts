@@ -1,12 +1,13 @@
-// The --watch work queue with a stand-in reconciler (no API involved: the reconciler's API calls
-// are tested against a real apiserver in test/e2e/sync-secrets.test.ts).
+// The --watch work queue with a scripted NamespaceReconciler (no API involved: the reconciler's API
+// calls are tested against a fake store in reconciler.test.ts and a real apiserver in test/e2e/).
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { describe, expect, test } from 'vitest';
 import type { NamespaceInfo } from '../k8s/namespace-watch.ts';
 import { SyncController } from './controller.ts';
 import { createSyncMetrics, type SyncMetrics } from './metrics.ts';
-import type { NamespaceResult, Outcome, Reconciler } from './reconciler.ts';
+import type { DesiredSecret } from './desired.ts';
+import type { NamespaceReconciler, NamespaceResult, Outcome } from './reconciler.ts';
 
 const LABEL = 'acr-pull-webhook/inject';
 const ns = (name: string, optedIn = true, terminating = false): NamespaceInfo => ({
@@ -27,29 +28,31 @@ function setup(
   const calls: string[] = [];
   let leader = options.leader ?? true;
   const wants = (n: NamespaceInfo): boolean => !n.terminating && n.labels[LABEL] === 'enabled';
-  const reconciler = {
+  const reconciler: NamespaceReconciler & { desired: readonly DesiredSecret[] } = {
+    desired: [],
     wants,
     concerns: wants,
-    setDesired: () => {},
+    setDesired(desired) {
+      this.desired = desired;
+    },
     async reconcileNamespace(n: NamespaceInfo): Promise<NamespaceResult> {
       calls.push(n.name);
       await sleep(options.delayMs ?? 5);
       const outcome = options.outcome?.(n.name, calls.filter((c) => c === n.name).length) ?? 'unchanged';
       return { namespace: n.name, optedIn: wants(n), outcomes: [outcome] };
     },
-  } as unknown as Reconciler;
+  };
   const controller = new SyncController({
     reconciler,
     isLeader: () => leader,
     concurrency: 2,
     resyncMs: 60_000,
-    requeueMs: 20,
-    requeueMaxMs: 80,
+    requeueBackoff: { duration: 20, factor: 2, jitter: 0, steps: Number.POSITIVE_INFINITY, cap: 80 },
     logger: pino({ level: 'silent' }),
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(options.now ? { now: options.now } : {}),
   });
-  return { controller, calls, setLeader: (value: boolean) => (leader = value) };
+  return { controller, calls, reconciler, setLeader: (value: boolean) => (leader = value) };
 }
 
 const settle = () => sleep(60);
@@ -93,6 +96,17 @@ describe('the --watch work queue', () => {
     controller.enqueueAll();
     await settle();
     expect(calls.sort()).toEqual(['a', 'b']);
+  });
+
+  test('new credentials reach the reconciler and every opted-in namespace is reconciled again', async () => {
+    const { controller, calls, reconciler } = setup();
+    controller.handlers.onList([ns('a'), ns('b'), ns('c', false)]);
+    await settle();
+    const desired = [{ name: 'acr-x', dockerConfigJson: '{}', contentHash: 'sha256:00', servers: ['x.azurecr.io'] }];
+    controller.credentialsChanged(desired);
+    await settle();
+    expect(reconciler.desired).toBe(desired);
+    expect(calls.sort()).toEqual(['a', 'a', 'b', 'b']);
   });
 
   test('a namespace that failed is retried with growing delays until it succeeds', async () => {

@@ -8,19 +8,32 @@
 // reconciled since. A pass with no failed secret is the "everything was right at time T" signal
 // that operators alert on when syncing silently stops.
 import type { Logger } from 'pino';
+import { SYNC_DEFAULTS } from '../constants.ts';
+import { BackoffTimer, type Backoff } from '../k8s/backoff.ts';
 import type { NamespaceInfo, NamespaceWatchHandlers } from '../k8s/namespace-watch.ts';
 import type { DesiredSecret } from './desired.ts';
 import type { SyncMetrics } from './metrics.ts';
-import type { Reconciler } from './reconciler.ts';
+import type { NamespaceReconciler } from './reconciler.ts';
+
+/**
+ * A namespace whose reconcile failed is tried again soon (the apiserver was restarting) but ever
+ * more slowly (RBAC is wrong), so a broken cluster is not hammered: client-go's per-item rate limiter.
+ */
+export const REQUEUE_BACKOFF: Backoff = {
+  duration: SYNC_DEFAULTS.requeueMs,
+  factor: 2,
+  jitter: 0,
+  steps: Number.POSITIVE_INFINITY,
+  cap: SYNC_DEFAULTS.requeueMaxMs,
+};
 
 export interface SyncControllerOptions {
-  readonly reconciler: Reconciler;
+  readonly reconciler: NamespaceReconciler;
   readonly isLeader: () => boolean;
   readonly concurrency: number;
   readonly resyncMs: number;
-  /** First retry delay for a namespace whose reconcile failed; doubles per consecutive failure up to requeueMaxMs. */
-  readonly requeueMs: number;
-  readonly requeueMaxMs: number;
+  /** Delays before a namespace whose reconcile failed is tried again, growing per consecutive failure. */
+  readonly requeueBackoff: Backoff;
   readonly logger: Logger;
   /** Where secret results and full passes are counted. */
   readonly metrics?: SyncMetrics;
@@ -42,7 +55,8 @@ export class SyncController {
   private readonly pending = new Set<string>();
   private readonly inFlight = new Set<string>();
   private readonly requeues = new Map<string, NodeJS.Timeout>();
-  private readonly failures = new Map<string, number>();
+  /** Namespaces whose last reconcile failed, with the delays of their next retries. */
+  private readonly failures = new Map<string, BackoffTimer>();
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private listed = false;
@@ -188,12 +202,13 @@ export class SyncController {
       return;
     }
     if (this.stopped) return;
-    // Retried soon (the apiserver was restarting) but ever more slowly (RBAC is wrong), so a
-    // broken cluster is not hammered.
-    const failures = (this.failures.get(namespace.name) ?? 0) + 1;
-    this.failures.set(namespace.name, failures);
+    let backoff = this.failures.get(namespace.name);
+    if (backoff === undefined) {
+      backoff = new BackoffTimer(this.options.requeueBackoff);
+      this.failures.set(namespace.name, backoff);
+    }
     clearTimeout(this.requeues.get(namespace.name));
-    const delay = Math.min(this.options.requeueMs * 2 ** (failures - 1), this.options.requeueMaxMs);
+    const delay = backoff.step();
     const timer = setTimeout(() => {
       this.requeues.delete(namespace.name);
       this.enqueue(namespace.name);

@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
 import { ConfigError, type RegistryEntry } from '../config/config.ts';
-import { CredentialSource, readCredentials, type RegistryCredential } from './credentials.ts';
+import {
+  CredentialSource,
+  credentialRedactor,
+  readCredentials,
+  secretValues,
+  type RegistryCredential,
+} from './credentials.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'credentials-'));
 const file = (name: string, content: string | Buffer): string => {
@@ -145,5 +151,19 @@ describe('a credential source', () => {
     } finally {
       credentials.stop();
     }
+  });
+});
+
+describe('redaction', () => {
+  test('replaces every current credential form, and leaves short strings alone', () => {
+    const redact = credentialRedactor(() => ['hunter22', 'aHVudGVyMjI=', 'ab']);
+    expect(redact('Invalid value: "hunter22" / aHVudGVyMjI= / ab')).toBe(
+      'Invalid value: "[redacted]" / [redacted] / ab',
+    );
+  });
+
+  test('knows the forms a credential takes in a pull secret: username, password, base64 user:password', () => {
+    const values = secretValues([{ server: 's', secretName: 'n', username: 'sp-user', password: 'hunter22' }]);
+    expect(values).toEqual(['sp-user', 'hunter22', Buffer.from('sp-user:hunter22').toString('base64')]);
   });
 });

@@ -160,3 +160,23 @@ export class CredentialSource {
     this.stopWatching = undefined;
   }
 }
+
+/** Every form a credential takes in a Secret or an error: raw, and inside the base64 `auth`. */
+export function secretValues(credentials: readonly RegistryCredential[]): string[] {
+  return credentials.flatMap((c) => [
+    c.username,
+    c.password,
+    Buffer.from(`${c.username}:${c.password}`).toString('base64'),
+  ]);
+}
+
+/** Removes every current credential form from a text before it is logged (shorter values are left: too common). */
+export function credentialRedactor(values: () => readonly string[]): (text: string) => string {
+  return (text) => {
+    let out = text;
+    for (const value of values()) {
+      if (value.length >= 4) out = out.split(value).join('[redacted]');
+    }
+    return out;
+  };
+}

@@ -1,7 +1,225 @@
-// The pure edges of the reconciler; its API behaviour is tested against a real apiserver in
+// The reconciler against an in-memory SecretStore: its error handling (what is retried, how soon,
+// what is reported) and its pure edges. Its real API calls are tested against an apiserver in
 // test/e2e/sync-secrets.test.ts.
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { describe, expect, test } from 'vitest';
-import { addResult, credentialRedactor, emptySummary, formatSummary, isOptedIn } from './reconciler.ts';
+import { KubeApiError } from '../k8s/errors.ts';
+import type { SecretObject } from '../k8s/secret-object.ts';
+import type { SecretStore } from '../k8s/secrets.ts';
+import { desiredSecrets, secretManifest, type DesiredSecret } from './desired.ts';
+import {
+  addResult,
+  emptySummary,
+  formatSummary,
+  isOptedIn,
+  Reconciler,
+  WRITE_BACKOFF,
+  type Outcome,
+} from './reconciler.ts';
+
+const LABEL = 'acr-pull-webhook/inject';
+const optIn = { label: LABEL, value: 'enabled' };
+const desiredFor = (password: string): DesiredSecret[] => [
+  ...desiredSecrets([{ server: 'myregistry.azurecr.io', secretName: 'acr-myregistry', username: 'sp', password }]),
+];
+const [current] = desiredFor('new-password');
+const [stale] = desiredFor('old-password');
+if (current === undefined || stale === undefined) throw new Error('no desired secret');
+
+type Operation = 'get' | 'create' | 'replace' | 'delete';
+
+/** An in-memory SecretStore with resourceVersions, like the apiserver's; `before` runs ahead of each call. */
+class MemorySecretStore implements SecretStore {
+  readonly calls: Operation[] = [];
+  private readonly objects = new Map<string, SecretObject>();
+  private version = 100;
+  /** Runs before the call; throwing from it fails the call, writing through `put` races it. */
+  before: (operation: Operation, call: number) => void = () => {};
+
+  put(namespace: string, secret: SecretObject): void {
+    const name = secret.metadata?.name ?? '';
+    this.version += 1;
+    this.objects.set(`${namespace}/${name}`, {
+      ...secret,
+      metadata: { ...secret.metadata, namespace, uid: `uid-${name}`, resourceVersion: String(this.version) },
+    });
+  }
+
+  read(namespace: string, name: string): SecretObject | undefined {
+    return this.objects.get(`${namespace}/${name}`);
+  }
+
+  private enter(operation: Operation): void {
+    this.calls.push(operation);
+    this.before(operation, this.calls.filter((call) => call === operation).length);
+  }
+
+  async get(namespace: string, name: string): Promise<SecretObject | undefined> {
+    this.enter('get');
+    const found = this.read(namespace, name);
+    return found === undefined ? undefined : structuredClone(found);
+  }
+
+  async create(namespace: string, secret: SecretObject): Promise<void> {
+    this.enter('create');
+    if (this.read(namespace, secret.metadata?.name ?? '') !== undefined) throw apiError(409, 'AlreadyExists');
+    this.put(namespace, secret);
+  }
+
+  async replace(namespace: string, name: string, secret: SecretObject): Promise<void> {
+    this.enter('replace');
+    const existing = this.read(namespace, name);
+    if (existing === undefined) throw apiError(404, 'NotFound');
+    if (existing.metadata?.resourceVersion !== secret.metadata?.resourceVersion) throw apiError(409, 'Conflict');
+    this.put(namespace, secret);
+  }
+
+  async delete(namespace: string, name: string): Promise<void> {
+    this.enter('delete');
+    this.objects.delete(`${namespace}/${name}`);
+  }
+}
+
+function apiError(status: number, reason: string): KubeApiError {
+  return new KubeApiError(status, reason, `secret: HTTP ${status} ${reason}`);
+}
+
+function setup(leading: () => boolean = () => true) {
+  const store = new MemorySecretStore();
+  const slept: number[] = [];
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>);
+      done();
+    },
+  });
+  const reconciler = new Reconciler({
+    store,
+    desired: [current as DesiredSecret],
+    optIn,
+    prune: false,
+    canWrite: leading,
+    logger: pino({ level: 'debug' }, sink),
+    redact: (text) => text,
+    backoff: { ...WRITE_BACKOFF, jitter: 0 },
+    sleep: async (ms) => {
+      slept.push(ms);
+      return true;
+    },
+  });
+  return { store, slept, lines, reconciler };
+}
+
+const teamA = { name: 'team-a', labels: { [LABEL]: 'enabled' }, terminating: false };
+
+describe('the reconciler, when a call fails', () => {
+  test.each<{
+    why: string;
+    existing?: DesiredSecret;
+    fail: (store: MemorySecretStore) => (operation: Operation, call: number) => void;
+    outcome: Outcome;
+    calls: Operation[];
+    slept: number[];
+  }>([
+    {
+      why: 'a create that loses a race (409) is re-planned at once from a fresh read, and updates what the other wrote',
+      fail: (store) => (operation, call) => {
+        if (operation === 'create' && call === 1) store.put('team-a', secretManifest(stale));
+      },
+      outcome: 'updated',
+      calls: ['get', 'create', 'get', 'replace'],
+      slept: [],
+    },
+    {
+      why: 'an update that loses a race (409) is re-planned at once, and finds nothing left to do',
+      existing: stale,
+      fail: (store) => (operation, call) => {
+        if (operation === 'replace' && call === 1) store.put('team-a', secretManifest(current as DesiredSecret));
+      },
+      outcome: 'unchanged',
+      calls: ['get', 'replace', 'get'],
+      slept: [],
+    },
+    {
+      why: 'a forbidden read (403) is not retried and fails the secret',
+      fail: () => (operation) => {
+        if (operation === 'get') throw apiError(403, 'Forbidden');
+      },
+      outcome: 'failed',
+      calls: ['get'],
+      slept: [],
+    },
+    {
+      why: 'a server error (503) backs off by the write backoff and succeeds on a later attempt',
+      existing: stale,
+      fail: () => (operation, call) => {
+        if (operation === 'replace' && call <= 2) throw apiError(503, 'ServiceUnavailable');
+      },
+      outcome: 'updated',
+      calls: ['get', 'replace', 'get', 'replace', 'get', 'replace'],
+      slept: [250, 500],
+    },
+    {
+      why: 'a server error (500) that never ends fails the secret after every attempt, each delay doubled',
+      fail: () => (operation) => {
+        if (operation === 'get') throw apiError(500, 'InternalError');
+      },
+      outcome: 'failed',
+      calls: ['get', 'get', 'get', 'get', 'get'],
+      slept: [250, 500, 1000, 2000],
+    },
+  ])('$why', async ({ existing, fail, outcome, calls, slept: delays }) => {
+    const { store, slept, reconciler } = setup();
+    if (existing !== undefined) store.put('team-a', secretManifest(existing));
+    store.before = fail(store);
+    const result = await reconciler.reconcileNamespace(teamA);
+    expect(result.outcomes).toEqual([outcome]);
+    expect(store.calls).toEqual(calls);
+    expect(slept).toEqual(delays);
+    if (outcome !== 'failed')
+      expect(store.read('team-a', 'acr-myregistry')?.metadata?.annotations).toMatchObject({
+        'acr-pull-webhook/content-hash': current.contentHash,
+      });
+  });
+
+  test('a failure that is not retried is reported once, with its status, reason and the attempts made', async () => {
+    const { store, lines, reconciler } = setup();
+    store.before = (operation) => {
+      if (operation === 'get') throw apiError(403, 'Forbidden');
+    };
+    await reconciler.reconcileNamespace(teamA);
+    expect(lines.filter((line) => line['msg'] === 'secret not reconciled')).toEqual([
+      expect.objectContaining({
+        level: 50,
+        namespace: 'team-a',
+        secret: 'acr-myregistry',
+        status: 403,
+        reason: 'Forbidden',
+        attempts: 1,
+        error: 'secret: HTTP 403 Forbidden',
+      }),
+    ]);
+  });
+
+  test('leadership lost while backing off aborts: no further call, no failure counted', async () => {
+    let leading = true;
+    const { store, slept, lines, reconciler } = setup(() => leading);
+    store.put('team-a', secretManifest(stale));
+    store.before = (operation) => {
+      if (operation === 'replace') {
+        leading = false;
+        throw apiError(503, 'ServiceUnavailable');
+      }
+    };
+    const result = await reconciler.reconcileNamespace(teamA);
+    expect(result.outcomes).toEqual(['aborted']);
+    expect(store.calls).toEqual(['get', 'replace']);
+    expect(slept).toEqual([250]);
+    expect(lines.filter((line) => line['msg'] === 'secret not reconciled')).toEqual([]);
+  });
+});
 
 describe('the --once summary line', () => {
   test('counts namespaces that are opted in and every outcome but aborted and ignored', () => {
@@ -18,21 +236,11 @@ describe('the --once summary line', () => {
 });
 
 describe('opting in', () => {
-  const optIn = { label: 'acr-pull-webhook/inject', value: 'enabled' };
   test.each([
-    { why: 'the label with the value opts in', labels: { 'acr-pull-webhook/inject': 'enabled' }, expected: true },
-    { why: 'another value does not', labels: { 'acr-pull-webhook/inject': 'disabled' }, expected: false },
+    { why: 'the label with the value opts in', labels: { [LABEL]: 'enabled' }, expected: true },
+    { why: 'another value does not', labels: { [LABEL]: 'disabled' }, expected: false },
     { why: 'no label does not', labels: {}, expected: false },
   ])('$why', ({ labels, expected }) => {
     expect(isOptedIn({ name: 'n', labels, terminating: false }, optIn)).toBe(expected);
-  });
-});
-
-describe('redaction', () => {
-  test('replaces every current credential form, and leaves short strings alone', () => {
-    const redact = credentialRedactor(() => ['hunter22', 'aHVudGVyMjI=', 'ab']);
-    expect(redact('Invalid value: "hunter22" / aHVudGVyMjI= / ab')).toBe(
-      'Invalid value: "[redacted]" / [redacted] / ab',
-    );
   });
 });

@@ -1,12 +1,13 @@
 // Applies the plan to one namespace at a time through the API: get each configured Secret by
-// name, decide (plan.ts), write, and retry what is worth retrying with bounded, jittered backoff.
-// A write that loses a race (409) is simply re-planned from a fresh read. Writes happen only while
+// name, decide (plan.ts), write, and retry what is worth retrying with the write backoff. A write
+// that loses a race (409) is re-planned from a fresh read at once. Writes happen only while
 // `canWrite()` says so (the leader in --watch); every line logged names namespace and secret, and
 // passes through `redact` so no credential can leak even through an apiserver message.
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { OptIn } from '../config/config.ts';
-import { KubeApiError, toKubeApiError } from '../k8s/errors.ts';
+import { SYNC_DEFAULTS } from '../constants.ts';
+import { retry, type Backoff, type RetryDecision, type Sleep } from '../k8s/backoff.ts';
+import { toKubeApiError } from '../k8s/errors.ts';
 import type { NamespaceInfo } from '../k8s/namespace-watch.ts';
 import type { SecretStore } from '../k8s/secrets.ts';
 import type { DesiredSecret } from './desired.ts';
@@ -39,6 +40,33 @@ export function isOptedIn(namespace: NamespaceInfo, optIn: OptIn): boolean {
   return namespace.labels[optIn.label] === optIn.value;
 }
 
+/** Secret writes and the namespace list: a few attempts, doubling from 250 ms, jittered by up to 20%. */
+export const WRITE_BACKOFF: Backoff = {
+  duration: SYNC_DEFAULTS.retryBaseMs,
+  factor: 2,
+  jitter: 0.2,
+  steps: SYNC_DEFAULTS.writeAttempts,
+  cap: SYNC_DEFAULTS.retryMaxMs,
+};
+
+/** A lost race (409) is re-planned at once; no answer, overload or a server error backs off; the rest is final. */
+export function retryDecision(error: unknown): RetryDecision {
+  const failure = toKubeApiError(error, 'request');
+  if (failure.status === 409) return 'at-once';
+  return failure.retryable ? 'backoff' : 'stop';
+}
+
+/** What the --watch controller needs from a reconciler. */
+export interface NamespaceReconciler {
+  /** Opted in and not being deleted: gets every configured Secret. */
+  wants(namespace: NamespaceInfo): boolean;
+  /** Whether this namespace needs any API call at all. */
+  concerns(namespace: NamespaceInfo): boolean;
+  /** New credentials: later reconciles write them. */
+  setDesired(desired: readonly DesiredSecret[]): void;
+  reconcileNamespace(namespace: NamespaceInfo): Promise<NamespaceResult>;
+}
+
 export interface ReconcilerOptions {
   readonly store: SecretStore;
   readonly desired: readonly DesiredSecret[];
@@ -49,9 +77,9 @@ export interface ReconcilerOptions {
   readonly logger: Logger;
   /** Removes credential values from any text before it is logged. */
   readonly redact: (text: string) => string;
-  readonly writeAttempts: number;
-  readonly retryBaseMs: number;
-  readonly retryMaxMs: number;
+  readonly backoff: Backoff;
+  /** The wait between attempts (tests record it instead of waiting). */
+  readonly sleep?: Sleep;
 }
 
 export interface NamespaceResult {
@@ -60,7 +88,7 @@ export interface NamespaceResult {
   readonly outcomes: readonly Outcome[];
 }
 
-export class Reconciler {
+export class Reconciler implements NamespaceReconciler {
   private readonly options: ReconcilerOptions;
   private desired: readonly DesiredSecret[];
 
@@ -116,37 +144,41 @@ export class Reconciler {
     what: { namespace: string; secret: string },
     attempt: () => Promise<Outcome>,
   ): Promise<Outcome> {
-    const { writeAttempts, retryBaseMs, retryMaxMs, logger, redact } = this.options;
-    let delay = retryBaseMs;
-    for (let tries = 1; ; tries++) {
-      try {
-        return await attempt();
-      } catch (error) {
-        const failure =
-          error instanceof KubeApiError ? error : toKubeApiError(error, `secret ${what.namespace}/${what.secret}`);
-        if (!failure.retryable || tries >= writeAttempts) {
-          logger.error(
-            {
-              ...what,
-              status: failure.status,
-              reason: failure.reason,
-              attempts: tries,
-              error: redact(failure.message),
-            },
-            'secret not reconciled',
-          );
-          return 'failed';
-        }
-        logger.debug(
-          { ...what, status: failure.status, reason: failure.reason, attempt: tries, error: redact(failure.message) },
-          'retrying',
-        );
-        // A lost race (409) is re-planned from a fresh read at once; anything else backs off.
-        if (failure.status !== 409) {
-          await sleep(delay * (0.8 + Math.random() * 0.4));
-          delay = Math.min(delay * 2, retryMaxMs);
-        }
-      }
+    const { backoff, sleep, logger, redact } = this.options;
+    let attempts = 0;
+    try {
+      return await retry(
+        backoff,
+        () => {
+          attempts += 1;
+          return attempt();
+        },
+        {
+          decide: retryDecision,
+          ...(sleep === undefined ? {} : { sleep }),
+          onRetry: (error, n, delayMs) => {
+            const failure = toKubeApiError(error, `secret ${what.namespace}/${what.secret}`);
+            logger.debug(
+              {
+                ...what,
+                status: failure.status,
+                reason: failure.reason,
+                attempt: n,
+                delayMs,
+                error: redact(failure.message),
+              },
+              'retrying',
+            );
+          },
+        },
+      );
+    } catch (error) {
+      const failure = toKubeApiError(error, `secret ${what.namespace}/${what.secret}`);
+      logger.error(
+        { ...what, status: failure.status, reason: failure.reason, attempts, error: redact(failure.message) },
+        'secret not reconciled',
+      );
+      return 'failed';
     }
   }
 
@@ -205,15 +237,4 @@ export function addResult(summary: Summary, result: NamespaceResult): void {
   for (const outcome of result.outcomes) {
     if (outcome !== 'aborted' && outcome !== 'ignored') summary[outcome] += 1;
   }
-}
-
-/** Builds a redactor for every form a credential takes in a pull secret. */
-export function credentialRedactor(values: () => readonly string[]): (text: string) => string {
-  return (text) => {
-    let out = text;
-    for (const value of values()) {
-      if (value.length >= 4) out = out.split(value).join('[redacted]');
-    }
-    return out;
-  };
 }

@@ -1,0 +1,82 @@
+// `sync-secrets --once` and `--dry-run` (without --namespace, which needs no cluster): one pass over
+// the opted-in namespaces, writing the pull secrets or printing their manifests.
+import type { Logger } from 'pino';
+import type { Config } from '../config/config.ts';
+import { SYNC_DEFAULTS } from '../constants.ts';
+import { retry } from '../k8s/backoff.ts';
+import { toKubeApiError } from '../k8s/errors.ts';
+import { listNamespaces, type NamespaceInfo } from '../k8s/namespace-watch.ts';
+import { secretStore } from '../k8s/secrets.ts';
+import { connect, type SyncCluster } from './connect.ts';
+import { credentialRedactor, secretValues, type RegistryCredential } from './credentials.ts';
+import { desiredSecrets } from './desired.ts';
+import { dryRunManifests, type OutputFormat } from './manifests.ts';
+import { formatSummary, isOptedIn, Reconciler, retryDecision, WRITE_BACKOFF } from './reconciler.ts';
+
+export interface OnceOptions {
+  readonly kubeconfig: string | undefined;
+  readonly env: NodeJS.ProcessEnv;
+  readonly config: Config;
+  readonly credentials: readonly RegistryCredential[];
+  readonly logger: Logger;
+  /** Where the product goes: the summary line or the manifests. */
+  readonly write: (text: string) => void;
+}
+
+/** Lists namespaces, retrying transient failures with the write backoff. */
+async function listWithRetries(cluster: SyncCluster, logger: Logger): Promise<readonly NamespaceInfo[]> {
+  const list = await retry(WRITE_BACKOFF, () => listNamespaces(cluster.clients.core), {
+    decide: retryDecision,
+    onRetry: (error, attempt) =>
+      logger.warn(
+        { attempt, error: toKubeApiError(error, 'list namespaces').message },
+        'listing namespaces failed; retrying',
+      ),
+  });
+  return list.namespaces;
+}
+
+/** Prints the manifests for every opted-in namespace of the cluster; exit code 0. */
+export async function dryRun(options: OnceOptions & { output: OutputFormat }): Promise<number> {
+  const { config, logger } = options;
+  const cluster = connect(options.kubeconfig, options.env);
+  let namespaces: string[];
+  try {
+    const all = await listWithRetries(cluster, logger);
+    namespaces = all.filter((n) => !n.terminating && isOptedIn(n, config.optIn)).map((n) => n.name);
+  } finally {
+    await cluster.clients.close();
+  }
+  logger.info(
+    { kubeconfig: cluster.source, namespaces: namespaces.length },
+    'dry run: manifests for the opted-in namespaces',
+  );
+  options.write(dryRunManifests(namespaces, options.credentials, options.output));
+  return 0;
+}
+
+/** One reconcile of every namespace; exit code 1 when any secret still failed after retries. */
+export async function once(options: OnceOptions): Promise<number> {
+  const { config, credentials, logger } = options;
+  const cluster = connect(options.kubeconfig, options.env);
+  try {
+    const namespaces = await listWithRetries(cluster, logger);
+    const reconciler = new Reconciler({
+      store: secretStore(cluster.clients.core),
+      desired: desiredSecrets(credentials),
+      optIn: config.optIn,
+      prune: config.prune,
+      // --once does not take the Lease: its writes are conflict-safe (create, or update at the
+      // resourceVersion read) and idempotent, so running next to a --watch leader converges.
+      canWrite: () => true,
+      logger,
+      redact: credentialRedactor(() => secretValues(credentials)),
+      backoff: WRITE_BACKOFF,
+    });
+    const summary = await reconciler.reconcileAll(namespaces, SYNC_DEFAULTS.concurrency);
+    options.write(`${formatSummary(summary, config.prune)}\n`);
+    return summary.failed > 0 ? 1 : 0;
+  } finally {
+    await cluster.clients.close();
+  }
+}

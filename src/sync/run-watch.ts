@@ -1,0 +1,191 @@
+// `sync-secrets --watch`: wires the credential source, the namespace watch, leader election, the
+// work queue and the health port, and stops them in the order that keeps two replicas from ever
+// writing at once. Resolves once the health port listens; config, credential and kubeconfig errors
+// throw first.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config.ts';
+import { SYNC_DEFAULTS, SYNC_LEASE_NAME } from '../constants.ts';
+import type { Backoff } from '../k8s/backoff.ts';
+import { inClusterNamespace } from '../k8s/kube-config.ts';
+import { defaultIdentity, LeaderElector } from '../k8s/leader-election.ts';
+import { NamespaceWatcher } from '../k8s/namespace-watch.ts';
+import { secretStore } from '../k8s/secrets.ts';
+import { connect } from './connect.ts';
+import { REQUEUE_BACKOFF, SyncController } from './controller.ts';
+import { CredentialSource, credentialRedactor, secretValues } from './credentials.ts';
+import { desiredSecrets } from './desired.ts';
+import { healthListener, watchStallReason } from './health.ts';
+import { createSyncMetrics } from './metrics.ts';
+import { Reconciler, WRITE_BACKOFF } from './reconciler.ts';
+
+/** A failed namespace list or watch is retried from 250 ms, doubling up to 5 s, jittered by up to 20%. */
+const WATCH_BACKOFF: Backoff = {
+  duration: 250,
+  factor: 2,
+  jitter: 0.2,
+  steps: Number.POSITIVE_INFINITY,
+  cap: SYNC_DEFAULTS.watchBackoffMaxMs,
+};
+
+export interface WatchOptions {
+  /** The config file, whose credential files are watched. */
+  readonly configPath: string;
+  readonly config: Config;
+  readonly kubeconfig: string | undefined;
+  readonly env: NodeJS.ProcessEnv;
+  readonly healthPort: number;
+  readonly host: string;
+  readonly leaseNamespace: string | undefined;
+  readonly leaseIdentity: string | undefined;
+  readonly resyncSeconds: number;
+  readonly watchStallSeconds: number;
+  readonly logger: Logger;
+}
+
+export interface RunningSync {
+  readonly healthUrl: string;
+  /** Stops watching, finishes reconciles in flight, releases the Lease, closes the health port. */
+  readonly shutdown: (signal: string) => Promise<void>;
+}
+
+export async function watch(options: WatchOptions): Promise<RunningSync> {
+  const { config, logger } = options;
+  const startedAt = Date.now();
+  let shuttingDown = false;
+  let controller: SyncController | undefined;
+  // One rule for "this replica may write", shared by the reconciler, the queue and the metrics.
+  // (A declaration, so it can be named before the elector it reads exists.)
+  function writing(): boolean {
+    return !shuttingDown && elector.isLeader();
+  }
+  const metrics = createSyncMetrics({
+    processMetrics: true,
+    isLeader: writing,
+    optedInNamespaces: () => controller?.optedInNamespaces() ?? 0,
+  });
+  const credentials = new CredentialSource({
+    registries: config.registries,
+    source: options.configPath,
+    pollIntervalMs: SYNC_DEFAULTS.credentialPollMs,
+    onChange: (next) => {
+      const desired = desiredSecrets(next);
+      logger.info(
+        { secrets: desired.map((d) => ({ name: d.name, contentHash: d.contentHash.slice(0, 'sha256:'.length + 12) })) },
+        'credentials changed; updating every opted-in namespace',
+      );
+      metrics.credentialReloads.inc({ result: 'loaded' });
+      controller?.credentialsChanged(desired);
+    },
+    onReject: (reason) => {
+      metrics.credentialReloads.inc({ result: 'rejected' });
+      logger.warn({ reason }, 'changed credential files cannot be used; keeping the credentials in use');
+    },
+  });
+  const cluster = connect(options.kubeconfig, options.env);
+  const { clients } = cluster;
+  const leaseNamespace = options.leaseNamespace ?? inClusterNamespace() ?? SYNC_DEFAULTS.leaseNamespace;
+  const elector = new LeaderElector({
+    coordination: clients.coordination,
+    namespace: leaseNamespace,
+    name: SYNC_LEASE_NAME,
+    identity: options.leaseIdentity ?? defaultIdentity(),
+    leaseDurationSeconds: SYNC_DEFAULTS.leaseDurationSeconds,
+    renewDeadlineMs: SYNC_DEFAULTS.renewDeadlineMs,
+    retryPeriodMs: SYNC_DEFAULTS.retryPeriodMs,
+    onStartedLeading: () => {
+      logger.info(
+        { identity: elector.identity, lease: `${leaseNamespace}/${SYNC_LEASE_NAME}` },
+        'leading: this replica writes',
+      );
+      controller?.enqueueAll();
+    },
+    onStoppedLeading: () =>
+      logger.warn({ identity: elector.identity }, 'no longer leading: this replica stops writing'),
+    onError: (message) => logger.warn({ error: message }, 'lease call failed'),
+  });
+  const reconciler = new Reconciler({
+    store: secretStore(clients.core),
+    desired: desiredSecrets(credentials.current()),
+    optIn: config.optIn,
+    prune: config.prune,
+    canWrite: writing,
+    logger,
+    redact: credentialRedactor(() => secretValues(credentials.current())),
+    backoff: WRITE_BACKOFF,
+  });
+  controller = new SyncController({
+    reconciler,
+    isLeader: writing,
+    concurrency: SYNC_DEFAULTS.concurrency,
+    resyncMs: options.resyncSeconds * 1000,
+    requeueBackoff: REQUEUE_BACKOFF,
+    logger,
+    metrics,
+  });
+  const watcher = new NamespaceWatcher({
+    core: clients.core,
+    kubeConfig: clients.kubeConfig,
+    handlers: controller.handlers,
+    // Each watch ends (a sign of progress) well within the stall limit even in a quiet cluster, so
+    // liveness never fails for want of events: the default 60 s limit gives 20 s watches.
+    watchTimeoutSeconds: Math.max(
+      1,
+      Math.min(SYNC_DEFAULTS.watchTimeoutSeconds, Math.floor(options.watchStallSeconds / 3)),
+    ),
+    backoff: WATCH_BACKOFF,
+  });
+  const stallMs = options.watchStallSeconds * 1000;
+  const health: Server = createServer(
+    healthListener({
+      notLiveReason: () => watchStallReason(watcher.lastProgressAt(), startedAt, stallMs),
+      notReadyReason: () => {
+        if (shuttingDown) return 'shutting down';
+        if (!watcher.hasSynced()) return 'namespaces not listed yet';
+        return undefined;
+      },
+      registry: metrics.registry,
+    }),
+  );
+  await new Promise<void>((resolve, reject) => {
+    health.once('error', reject);
+    health.listen(options.healthPort, options.host, () => resolve());
+  });
+  const address = health.address() as AddressInfo;
+  const healthUrl = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+
+  controller.start();
+  credentials.start();
+  watcher.start();
+  elector.start();
+  logger.info(
+    {
+      health: healthUrl,
+      kubeconfig: cluster.source,
+      lease: `${leaseNamespace}/${SYNC_LEASE_NAME}`,
+      identity: elector.identity,
+      optIn: `${config.optIn.label}=${config.optIn.value}`,
+      prune: config.prune,
+      secrets: desiredSecrets(credentials.current()).map((d) => `${d.name} <- ${d.servers.join(', ')}`),
+    },
+    'listening',
+  );
+
+  const shutdown = async (signal: string): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info({ signal }, 'shutting down');
+    watcher.stop();
+    credentials.stop();
+    await controller.stop();
+    // Last, so a successor takes over only after this replica has stopped writing.
+    await elector.stop();
+    const closed = new Promise<void>((resolve) => health.close(() => resolve()));
+    health.closeAllConnections();
+    await closed;
+    await clients.close();
+    logger.info('stopped');
+  };
+  return { healthUrl, shutdown };
+}
