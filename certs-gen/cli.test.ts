@@ -156,15 +156,44 @@ describe('certs-gen', () => {
       const kubeconfig = join(scratch, 'unreachable.kubeconfig');
       await writeFile(
         kubeconfig,
-        'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:39"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
+        [
+          'apiVersion: v1',
+          'kind: Config',
+          'clusters: [{name: c, cluster: {server: "https://127.0.0.1:39"}}]',
+          'users: [{name: u, user: {token: t}}]',
+          'contexts: [{name: x, context: {cluster: c, user: u}}]',
+          'current-context: x',
+          '',
+        ].join('\n'),
       );
       const { code, stdout, stderr } = await certsGen(...args, '--kubeconfig', kubeconfig);
       expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
       expect(stderr).toMatch(
-        /^certs-gen: cannot reach the Kubernetes API at https:\/\/127\.0\.0\.1:39 \(get (secrets "s" in namespace "ns"|mutatingwebhookconfigurations "hook")\): connect ECONNREFUSED 127\.0\.0\.1:39\n$/,
+        new RegExp(
+          '^certs-gen: cannot reach the Kubernetes API at https://127\\.0\\.0\\.1:39 ' +
+            '\\(get (secrets "s" in namespace "ns"|mutatingwebhookconfigurations "hook")\\): ' +
+            'connect ECONNREFUSED 127\\.0\\.0\\.1:39\\n$',
+        ),
       );
     },
   );
+
+  it('reports a kubeconfig it cannot read as a failure: exit 1, one line naming the file, and exits', async () => {
+    const missing = join(scratch, 'missing.kubeconfig');
+    const { code, stdout, stderr } = await certsGen(
+      'patch',
+      '--webhook-config',
+      'hook',
+      '--namespace',
+      'ns',
+      '--secret-name',
+      's',
+      '--kubeconfig',
+      missing,
+    );
+    expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
+    expect(stderr).toMatch(new RegExp(`^certs-gen: cannot load kubeconfig ${missing}: ENOENT[^\\n]*\\n$`));
+  });
 
   it('reports a directory it cannot create as a failure: exit 1, one line on stderr', async () => {
     const { code, stdout, stderr } = await certsGen('local', '--out', join(scratch, 'missing', 'parent'));

@@ -60,7 +60,8 @@ describe('POST /mutate', () => {
         allowed: true,
         patchType: 'JSONPatch',
         patch:
-          'W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvaW1hZ2VQdWxsU2VjcmV0cyIsInZhbHVlIjpbeyJuYW1lIjoiYWNyLW15cmVnaXN0cnkifV19XQ==',
+          'W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvaW1hZ2VQdWxsU2VjcmV0cyIsInZhbHVlIjpbeyJuYW1lIjoiYWNyLW15cmVn' +
+          'aXN0cnkifV19XQ==',
       },
     });
     const reviewLines = logs.lines().filter((line) => line['msg'] === 'review');
@@ -82,7 +83,8 @@ describe('POST /mutate', () => {
     const review = podReview({ object: { spec: { containers: [{ name: 'a', image: 'nginx' }] } } });
     const response = await app.inject({ method: 'POST', url: '/mutate', payload: review });
     expect(response.body).toBe(
-      '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"e911857d-c318-11e8-bbad-025000000001","allowed":true}}',
+      '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",' +
+        '"response":{"uid":"e911857d-c318-11e8-bbad-025000000001","allowed":true}}',
     );
   });
 
@@ -187,7 +189,7 @@ describe('POST /mutate', () => {
     },
   );
 
-  test('reads __proto__ and constructor keys as plain data: the review is patched and no prototype changes', async () => {
+  test('reads __proto__ and constructor keys as plain data: the review is patched, no prototype changes', async () => {
     const { app } = setup();
     const payload = JSON.stringify(podReview())
       .replace('"metadata":', '"__proto__":{"polluted":true,"spec":{"containers":[]}},"metadata":')

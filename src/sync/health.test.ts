@@ -1,6 +1,5 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Registry } from 'prom-client';
 import { describe, expect, test } from 'vitest';
 import { healthListener, watchStallReason } from './health.ts';
 import { createSyncMetrics } from './metrics.ts';
@@ -39,32 +38,7 @@ async function serving(
 const quietMetrics = () =>
   createSyncMetrics({ processMetrics: false, isLeader: () => true, optedInNamespaces: () => 2 });
 
-describe('the health port', () => {
-  test('answers /healthz and /readyz with 200 ok or 503 and the reason', async () => {
-    let live: string | undefined;
-    let ready: string | undefined = 'namespaces not listed yet';
-    const listener = healthListener({
-      notLiveReason: () => live,
-      notReadyReason: () => ready,
-      registry: quietMetrics().registry,
-    });
-    await serving(listener, async (base) => {
-      const get = async (path: string): Promise<[number, string]> => {
-        const response = await fetch(`${base}${path}`);
-        return [response.status, await response.text()];
-      };
-      expect(await get('/healthz')).toEqual([200, 'ok']);
-      expect(await get('/readyz')).toEqual([503, 'not ready: namespaces not listed yet']);
-      ready = undefined;
-      live = 'stalled';
-      expect(await get('/readyz')).toEqual([200, 'ok']);
-      expect(await get('/healthz')).toEqual([503, 'not live: stalled']);
-      expect((await get('/nothing-here'))[0]).toBe(404);
-      expect((await fetch(`${base}/healthz`, { method: 'POST' })).status).toBe(405);
-      expect((await fetch(`${base}/metrics`, { method: 'POST' })).status).toBe(405);
-    });
-  });
-
+describe('the sync-secrets health port', () => {
   test('serves /metrics as Prometheus text, whatever liveness and readiness say', async () => {
     const metrics = quietMetrics();
     metrics.secrets.inc({ result: 'created' }, 2);
@@ -98,20 +72,5 @@ describe('the health port', () => {
         '',
       ]);
     });
-  });
-
-  test('a collector that throws makes /metrics answer 500, and the probes keep answering', async () => {
-    const broken = {
-      contentType: new Registry().contentType,
-      metrics: (): Promise<string> => Promise.reject(new Error('collector failed')),
-    };
-    await serving(
-      healthListener({ notLiveReason: () => undefined, notReadyReason: () => undefined, registry: broken }),
-      async (base) => {
-        const response = await fetch(`${base}/metrics`);
-        expect([response.status, await response.text()]).toEqual([500, 'metrics: collector failed']);
-        expect((await fetch(`${base}/healthz`)).status).toBe(200);
-      },
-    );
   });
 });

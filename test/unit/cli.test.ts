@@ -13,7 +13,14 @@ const file = (name: string, content: string): string => {
 };
 const GOOD_CONFIG = file(
   'good.yaml',
-  'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n',
+  [
+    'registries:',
+    '  - server: myregistry.azurecr.io',
+    '    secretName: acr-myregistry',
+    '  - server: "*.azurecr.cn"',
+    '    secretName: acr-china',
+    '',
+  ].join('\n'),
 );
 const BAD_CONFIG = file('bad.yaml', 'registries:\n  - server: myregistry.azurecr.io\n    secretName: ACR_MyRegistry\n');
 
@@ -55,13 +62,14 @@ describe('acr-pull-webhook', () => {
     expect(result.stderr.split('\n')[0]).toBe('acr-pull-webhook serve: --port: 70000 is not between 0 and 65535');
   });
 
-  test('serve with a bad config, given by environment variable, exits 1 with one line naming the file and field', () => {
+  test('serve with a bad config, given by environment variable, exits 1 with one line naming file and field', () => {
     const result = run(['serve'], {
       env: { ACR_PULL_WEBHOOK_CONFIG: BAD_CONFIG, ACR_PULL_WEBHOOK_TLS_CERT: 'x', ACR_PULL_WEBHOOK_TLS_KEY: 'y' },
     });
     expect(result.status).toBe(1);
     expect(result.stderr).toBe(
-      `acr-pull-webhook serve: config ${BAD_CONFIG}: registries[0].secretName: "ACR_MyRegistry" must be a valid Secret name (lowercase RFC 1123 subdomain, at most 253 characters)\n`,
+      `acr-pull-webhook serve: config ${BAD_CONFIG}: registries[0].secretName: "ACR_MyRegistry" must be a valid ` +
+        'Secret name (lowercase RFC 1123 subdomain, at most 253 characters)\n',
     );
   });
 

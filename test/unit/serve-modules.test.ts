@@ -1,12 +1,12 @@
-// `serve` must not load the Kubernetes client: it makes no API calls, and a static import of
-// @kubernetes/client-node once cost 1–2.8 s of start-up and 60 MiB of memory (sync-secrets, which
-// needs it, is loaded only when that verb runs).
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+// `serve` must not load the Kubernetes client: it makes no API calls, and the client takes seconds of
+// start-up and tens of MiB of memory. main.ts loads each verb only when that verb runs.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
-import { serveArgv, writeServeFiles } from '../support/webhook-process.ts';
+import { MAIN, serveArgv, writeServeFiles } from '../support/webhook-process.ts';
 const RECORDER = resolve(import.meta.dirname, '../support/record-modules.mjs');
 
 test('serve starts, answers and stops without loading @kubernetes/client-node', async () => {
@@ -35,4 +35,18 @@ test('serve starts, answers and stops without loading @kubernetes/client-node', 
   expect(modules.some((url) => url.endsWith('/src/cli/serve.ts'))).toBe(true);
   expect(modules.some((url) => url.includes('/node_modules/fastify/'))).toBe(true);
   expect(modules.filter((url) => url.includes('/node_modules/@kubernetes/client-node/'))).toEqual([]);
+}, 30_000);
+
+test('each verb is loaded only when it runs: serve --help loads neither sync-secrets nor explain', () => {
+  const modulesFile = join(mkdtempSync(join(tmpdir(), 'modules-')), 'modules.txt');
+  const result = spawnSync(process.execPath, ['--import', RECORDER, MAIN, 'serve', '--help'], {
+    encoding: 'utf8',
+    env: { PATH: process.env['PATH'] ?? '', RECORD_MODULES_FILE: modulesFile },
+    timeout: 20_000,
+  });
+  expect(result.status).toBe(0);
+  expect(result.stdout).toMatch(/^Usage: acr-pull-webhook serve /);
+  const modules = readFileSync(modulesFile, 'utf8').split('\n');
+  expect(modules.some((url) => url.endsWith('/src/cli/serve.ts'))).toBe(true);
+  expect(modules.filter((url) => /\/src\/cli\/(sync-secrets|explain)\.ts$/.test(url))).toEqual([]);
 }, 30_000);
