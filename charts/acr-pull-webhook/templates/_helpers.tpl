@@ -48,7 +48,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "acr-pull-webhook.syncName" -}}{{ include "acr-pull-webhook.fullname" . }}-sync-secrets{{- end }}
 {{- define "acr-pull-webhook.certificateName" -}}{{ include "acr-pull-webhook.fullname" . }}-serving{{- end }}
 
-{{/* The MutatingWebhookConfiguration is cluster-scoped; its name is the release's full name (as deploy/rbac assumes). */}}
+{{/* The MutatingWebhookConfiguration is cluster-scoped; its name is the release's full name (as deploy/rbac
+assumes). */}}
 {{- define "acr-pull-webhook.mutatingWebhookConfigurationName" -}}{{ include "acr-pull-webhook.fullname" . }}{{- end }}
 
 {{- define "acr-pull-webhook.image" -}}
@@ -123,8 +124,9 @@ registries:
     secretName: {{ $entry.secretName | quote }}
     {{- if and $root.Values.syncSecrets.enabled $entry.credentials }}
     credentials:
-      usernameFile: {{ printf "%s/registry-%d/username" (include "acr-pull-webhook.credentialsDir" $root) $index | quote }}
-      passwordFile: {{ printf "%s/registry-%d/password" (include "acr-pull-webhook.credentialsDir" $root) $index | quote }}
+      {{- $dir := include "acr-pull-webhook.credentialsDir" $root }}
+      usernameFile: {{ printf "%s/registry-%d/username" $dir $index | quote }}
+      passwordFile: {{ printf "%s/registry-%d/password" $dir $index | quote }}
     {{- end }}
 {{- end }}
 optIn:
@@ -138,13 +140,20 @@ Checks the schema cannot express (it sees one value at a time). Included by the 
 objects they protect; `fail` stops install, upgrade and template alike.
 */}}
 {{- define "acr-pull-webhook.validate" -}}
-{{- if le (int .Values.webhook.terminationGracePeriodSeconds) (add .Values.webhook.drainDelaySeconds .Values.webhook.shutdownTimeoutSeconds | int) }}
-{{- fail (printf "webhook.terminationGracePeriodSeconds (%d) must be greater than webhook.drainDelaySeconds + webhook.shutdownTimeoutSeconds (%d): the kubelet would kill pods that are still draining" (int .Values.webhook.terminationGracePeriodSeconds) (add .Values.webhook.drainDelaySeconds .Values.webhook.shutdownTimeoutSeconds | int)) }}
+{{- $grace := int .Values.webhook.terminationGracePeriodSeconds }}
+{{- $drain := add .Values.webhook.drainDelaySeconds .Values.webhook.shutdownTimeoutSeconds | int }}
+{{- if le $grace $drain }}
+{{- fail (printf (cat
+  "webhook.terminationGracePeriodSeconds (%d) must be greater than"
+  "webhook.drainDelaySeconds + webhook.shutdownTimeoutSeconds (%d):"
+  "the kubelet would kill pods that are still draining") $grace $drain) }}
 {{- end }}
 {{- if .Values.syncSecrets.enabled }}
 {{- range $index, $entry := .Values.registries }}
 {{- if not $entry.credentials }}
-{{- fail (printf "registries[%d] (%s): credentials are required while syncSecrets.enabled is true (or set syncSecrets.enabled=false and create the pull secrets yourself)" $index $entry.server) }}
+{{- fail (printf (cat
+  "registries[%d] (%s): credentials are required while syncSecrets.enabled is true"
+  "(or set syncSecrets.enabled=false and create the pull secrets yourself)") $index $entry.server) }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -190,7 +199,8 @@ also let through every image whose first component is not a host, and docker.io/
 {{- printf "^(?:%s)" (join "|" (uniq $alternatives)) -}}
 {{- end }}
 
-{{/* The matchCondition expression: true when any container, init container or ephemeral container image matches imageRegex. */}}
+{{/* The matchCondition expression: true when any container, init container or ephemeral container image
+matches imageRegex. */}}
 {{- define "acr-pull-webhook.imageMatchExpression" -}}
 {{- $regex := include "acr-pull-webhook.imageRegex" . -}}
 {{- $test := printf "has(c.image) && c.image.matches(r'%s')" $regex -}}
@@ -215,11 +225,22 @@ object.spec.containers.exists(c, {{ $test }}) ||
 {{- end }}
 
 {{- define "acr-pull-webhook.certsGenCreateArgs" -}}
-{{- /* --webhook-config: a serving certificate is only ever issued by a CA every caBundle already trusts (read only when renewing under an existing CA). */ -}}
-{{- list "create" (printf "--namespace=%s" .Release.Namespace) (printf "--secret-name=%s" (include "acr-pull-webhook.tlsSecretName" .)) (printf "--service=%s" (include "acr-pull-webhook.webhookName" .)) (printf "--validity=%d" (int .Values.certsGen.validityDays)) (printf "--webhook-config=%s" (include "acr-pull-webhook.mutatingWebhookConfigurationName" .)) | toYaml }}
+{{- /* --webhook-config: a serving certificate is only ever issued by a CA every caBundle already trusts
+(read only when renewing under an existing CA). */ -}}
+{{- list "create"
+  (printf "--namespace=%s" .Release.Namespace)
+  (printf "--secret-name=%s" (include "acr-pull-webhook.tlsSecretName" .))
+  (printf "--service=%s" (include "acr-pull-webhook.webhookName" .))
+  (printf "--validity=%d" (int .Values.certsGen.validityDays))
+  (printf "--webhook-config=%s" (include "acr-pull-webhook.mutatingWebhookConfigurationName" .))
+  | toYaml }}
 {{- end }}
 {{- define "acr-pull-webhook.certsGenPatchArgs" -}}
-{{- list "patch" (printf "--webhook-config=%s" (include "acr-pull-webhook.mutatingWebhookConfigurationName" .)) (printf "--secret-name=%s" (include "acr-pull-webhook.tlsSecretName" .)) (printf "--namespace=%s" .Release.Namespace) | toYaml }}
+{{- list "patch"
+  (printf "--webhook-config=%s" (include "acr-pull-webhook.mutatingWebhookConfigurationName" .))
+  (printf "--secret-name=%s" (include "acr-pull-webhook.tlsSecretName" .))
+  (printf "--namespace=%s" .Release.Namespace)
+  | toYaml }}
 {{- end }}
 
 {{/* Pod spec fields shared by the certs-gen Jobs and CronJob; .root is the chart context, .serviceAccount the
@@ -250,7 +271,8 @@ affinity:
 {{- end }}
 {{- end }}
 
-{{/* The projected volume holding each registries[i] entry's username and password as registry-<i>/username and registry-<i>/password. */}}
+{{/* The projected volume holding each registries[i] entry's username and password as registry-<i>/username
+and registry-<i>/password. */}}
 {{- define "acr-pull-webhook.credentialsVolume" -}}
 {{- $root := . -}}
 {{- $inline := list -}}
