@@ -19,7 +19,7 @@ Commands:
   sync-secrets  create and keep the pull secrets in every opted-in namespace
 
 Run 'acr-pull-webhook <command> --help' for a command's options.
-Exit codes: 0 success, 1 failure (configuration, certificate, cluster), 2 usage error.
+Exit codes: 0 success, 1 failure (configuration, certificate, port, cluster), 2 usage error.
 `;
 
 interface Verb {
