@@ -34,6 +34,7 @@ describe('certs-gen', () => {
   it.each([
     ['no verb', [], 'certs-gen: missing verb; run certs-gen --help\n'],
     ['an unknown verb', ['renew'], "certs-gen: unknown verb 'renew'; run certs-gen --help\n"],
+    ['a verb named like an Object method', ['toString'], "certs-gen: unknown verb 'toString'; run certs-gen --help\n"],
     [
       'create without --namespace',
       ['create', '--secret-name', 's', '--service', 'hook'],

@@ -192,7 +192,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 0;
     }
     if (verbName === undefined) throw new UsageError('missing verb; run certs-gen --help');
-    const verb = verbs[verbName];
+    const verb = Object.hasOwn(verbs, verbName) ? verbs[verbName] : undefined;
     if (verb === undefined) throw new UsageError(`unknown verb '${verbName}'; run certs-gen --help`);
     const { values } = parseFlags({ args: rest, options: verb.options, allowPositionals: false });
     await verb.run(values);
