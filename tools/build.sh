@@ -4,6 +4,7 @@
 # tools/<name>/ so their dependency graphs never mix.
 #
 # Usage (from anywhere): bash tools/build.sh [kube-apiserver|etcd|helm ...]   (default: all)
+#        bash tools/build.sh node   (the one-node cluster: kubelet, containerd, runc, CNI, registry, ...)
 #
 # A binary is rebuilt only when its stamp changes: a hash of the module's go.mod + go.sum, the build
 # flags and the Go version. A warm rerun therefore takes well under a second. The first build is
@@ -51,6 +52,7 @@ module_version() {
 build_tool() {
   local name="$1" dir="$2" pkg="$3" minutes="$4" tags="$5" ldflags="$6"
   local out="${bin_dir}/${name}" stamp_file="${stamp_dir}/${name}"
+  mkdir -p "$(dirname "$out")" "$(dirname "$stamp_file")" # names such as cni/bridge
   [[ -f "${dir}/go.mod" && -f "${dir}/go.sum" ]] || die "${dir}/go.mod or go.sum is missing"
 
   local stamp
@@ -112,10 +114,104 @@ build_keychain_check() {
   build_tool keychain-check "${root}/tools/keychain-check" . 2 "" "-s -w"
 }
 
+# ---------------------------------------------------------------------------------------------
+# The one-node cluster (test/support/node-cluster.ts): `bash tools/build.sh node`.
+
+# kube_ldflags: version ldflags for binaries of the pinned k8s.io/kubernetes (see build_kube_apiserver).
+kube_ldflags() {
+  local v
+  v="$(module_version "${root}/tools/kube-apiserver" k8s.io/kubernetes)"
+  [[ "$v" =~ ^v([0-9]+)\.([0-9]+)\.[0-9]+$ ]] || die "unexpected k8s.io/kubernetes version '${v}'"
+  local cb=k8s.io/component-base/version
+  printf '%s' "-s -w -X ${cb}.gitVersion=${v} -X ${cb}.gitMajor=${BASH_REMATCH[1]} -X ${cb}.gitMinor=${BASH_REMATCH[2]} -X ${cb}.gitTreeState=clean"
+}
+
+# The node components come from the kube-apiserver module itself (more `tool` lines in its go.mod),
+# so they share its pinned k8s.io/kubernetes, replace block and most of its compiled packages.
+build_kube_node() {
+  local name="$1" ldflags
+  ldflags="$(kube_ldflags)"
+  build_tool "$name" "${root}/tools/kube-apiserver" "k8s.io/kubernetes/cmd/${name}" 3 "selinux,notest" "$ldflags"
+}
+
+build_containerd() {
+  local dir="${root}/tools/containerd" v
+  v="$(module_version "$dir" github.com/containerd/containerd/v2)"
+  local ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=${v}"
+  # Static with CGO_ENABLED=0: the btrfs snapshotter (the only cgo part) is left out by its build tag.
+  local tags="no_btrfs urfave_cli_no_docs"
+  build_tool containerd "$dir" github.com/containerd/containerd/v2/cmd/containerd 3 "$tags" "$ldflags"
+  build_tool containerd-shim-runc-v2 "$dir" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 1 "$tags" "$ldflags"
+  build_tool ctr "$dir" github.com/containerd/containerd/v2/cmd/ctr 1 "$tags" "$ldflags"
+}
+
+# ensure_deb <package> <file>: Debian packages the node needs besides Go (cgo headers, static
+# binaries, nft). Installed with apt-get when missing and we are root; otherwise a clear error.
+ensure_deb() {
+  local pkg="$1" file="$2"
+  [[ -e "$file" ]] && return 0
+  if ((EUID == 0)) && command -v apt-get > /dev/null; then
+    log "${pkg}: ${file} missing, running apt-get install -y ${pkg}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg" >&2 || die "apt-get install -y ${pkg} failed"
+  else
+    die "${file} is missing: install Debian's ${pkg} (apt-get install -y ${pkg})"
+  fi
+}
+
+build_runc() {
+  # runc needs cgo (its nsenter is C) and libseccomp for the seccomp profiles pods run with.
+  ensure_deb libseccomp-dev /usr/include/seccomp.h
+  command -v gcc > /dev/null || die "gcc is needed for runc (cgo): apt-get install -y gcc"
+  CGO_ENABLED=1 build_tool runc "${root}/tools/runc" github.com/opencontainers/runc 1 "seccomp urfave_cli_no_docs" "-s -w"
+}
+
+build_cni() {
+  local dir="${root}/tools/cni-plugins" p
+  for p in main/bridge ipam/host-local main/loopback; do
+    build_tool "cni/${p#*/}" "$dir" "github.com/containernetworking/plugins/plugins/${p}" 1 "" "-s -w"
+  done
+}
+
+build_registry() {
+  local dir="${root}/tools/registry" v
+  v="$(module_version "$dir" github.com/distribution/distribution/v3)"
+  build_tool registry "$dir" github.com/distribution/distribution/v3/cmd/registry 1 "" "-s -w -X github.com/distribution/distribution/v3/version.version=${v}"
+}
+
+build_crane() {
+  build_tool crane "${root}/tools/crane" github.com/google/go-containerregistry/cmd/crane 1 "" "-s -w"
+}
+
+# The pod sandbox binary, in C as upstream's: rebuilt when pause.c or the compiler changes.
+build_pause() {
+  command -v gcc > /dev/null || die "gcc is needed for the pause binary: apt-get install -y gcc"
+  local src="${root}/tools/pause/pause.c" out="${bin_dir}/pause" stamp_file="${stamp_dir}/pause" stamp
+  stamp="$({ cat "$src"; gcc --version | head -n 1; } | sha256sum | cut -d' ' -f1)"
+  if [[ -x "$out" && -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" ]]; then
+    log "pause: up to date (${out})"
+    return 0
+  fi
+  gcc -static -Os -s -Wall -o "${out}.tmp.$$" "$src" || die "pause: gcc failed"
+  mv -f "${out}.tmp.$$" "$out"
+  printf '%s\n' "$stamp" > "$stamp_file"
+  log "pause: built -> ${out}"
+}
+
+node_tools=(kube-controller-manager kube-scheduler kubelet kube-proxy containerd runc cni registry crane pause
+  busybox nft)
+
 tools=("$@")
 ((${#tools[@]})) || tools=(etcd helm kube-apiserver keychain-check)
+if [[ " ${tools[*]} " == *" node "* ]]; then
+  expanded=()
+  for t in "${tools[@]}"; do
+    if [[ "$t" == node ]]; then expanded+=(etcd kube-apiserver "${node_tools[@]}"); else expanded+=("$t"); fi
+  done
+  tools=("${expanded[@]}")
+fi
 for t in "${tools[@]}"; do
-  [[ "$t" =~ ^(kube-apiserver|etcd|helm|keychain-check)$ ]] || die "unknown tool '${t}' (expected kube-apiserver, etcd, helm or keychain-check)"
+  [[ " etcd helm kube-apiserver keychain-check ${node_tools[*]} " == *" ${t} "* ]] ||
+    die "unknown tool '${t}' (expected kube-apiserver, etcd, helm, keychain-check, node or one of: ${node_tools[*]})"
 done
 log "using ${go_version}, GOMODCACHE=$(go env GOMODCACHE), GOCACHE=$(go env GOCACHE)"
 for t in "${tools[@]}"; do
@@ -124,6 +220,17 @@ for t in "${tools[@]}"; do
     etcd) build_etcd ;;
     helm) build_helm ;;
     keychain-check) build_keychain_check ;;
+    kube-controller-manager | kube-scheduler | kubelet | kube-proxy) build_kube_node "$t" ;;
+    containerd) build_containerd ;;
+    runc) build_runc ;;
+    cni) build_cni ;;
+    registry) build_registry ;;
+    crane) build_crane ;;
+    pause) build_pause ;;
+    # The test image's only file: Debian's statically linked busybox.
+    busybox) ensure_deb busybox-static /bin/busybox ;;
+    # kube-proxy runs in nftables mode inside the cluster's network namespace.
+    nft) ensure_deb nftables /usr/sbin/nft ;;
   esac
 done
 log "all done: $(cd "$bin_dir" && ls | tr '\n' ' ')"
