@@ -149,7 +149,8 @@ function run(command: string, args: readonly string[], cwd: string): void {
   });
   if (result.status !== 0)
     throw new Error(
-      `${command} ${args.join(' ')} in ${cwd} failed (${String(result.status ?? result.error)}):\n${result.stdout}${result.stderr}`,
+      `${command} ${args.join(' ')} in ${cwd} failed (${String(result.status ?? result.error)}):\n` +
+        `${result.stdout}${result.stderr}`,
     );
 }
 
@@ -297,7 +298,7 @@ describe('the assembled image', () => {
     expect(all).toEqual(expect.arrayContaining(['src/cli/main.js', 'certs-gen/cli.js']));
   });
 
-  test('node_modules holds exactly the packages package-lock.json marks as production, so none only development needs', () => {
+  test('node_modules holds exactly the packages package-lock.json marks as production, none for development', () => {
     const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')) as {
       packages: Record<string, { dev?: boolean }>;
     };
@@ -387,7 +388,15 @@ describe('the entry points, run from the assembled image on Node 24', () => {
     writeFileSync(join(dir, 'password'), 'token-password\n');
     writeFileSync(
       join(dir, 'config.yaml'),
-      `registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n    credentials:\n      usernameFile: ${join(dir, 'username')}\n      passwordFile: ${join(dir, 'password')}\n`,
+      [
+        'registries:',
+        '  - server: myregistry.azurecr.io',
+        '    secretName: acr-myregistry',
+        '    credentials:',
+        `      usernameFile: ${join(dir, 'username')}`,
+        `      passwordFile: ${join(dir, 'password')}`,
+        '',
+      ].join('\n'),
     );
     const result = runInImage(MAIN(), [
       'sync-secrets',
@@ -418,7 +427,14 @@ describe('the entry points, run from the assembled image on Node 24', () => {
     writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
     writeFileSync(
       join(dir, 'config.yaml'),
-      'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n',
+      [
+        'registries:',
+        '  - server: myregistry.azurecr.io',
+        '    secretName: acr-myregistry',
+        '  - server: "*.azurecr.cn"',
+        '    secretName: acr-china',
+        '',
+      ].join('\n'),
     );
     const child = spawn(
       process.execPath,
