@@ -153,8 +153,5 @@ export async function runSyncSecrets(argv: readonly string[]): Promise<number> {
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
   });
-  // A watch request still waiting on a black-holed connection would keep the process up for its
-  // own timeout; this unref'd timer fires only if something like that is still pending.
-  setTimeout(() => process.exit(code), 2_000).unref();
   return code;
 }

@@ -3,7 +3,7 @@
 // after an apiserver restart or compaction) is replaced by a fresh list; errors back off and retry.
 // Every sign of life (a list, an event, a bookmark, a watch that ended normally) is recorded, so a
 // liveness probe can tell a quiet cluster from a watch that has silently stopped.
-import { Watch, type CoreV1Api, type KubeConfig, type V1Namespace } from '@kubernetes/client-node';
+import { KubeConfig, Watch, type CoreV1Api, type RequestContext, type V1Namespace } from '@kubernetes/client-node';
 import { BackoffTimer, jitter, sleep, type Backoff } from './backoff.ts';
 import { toKubeApiError } from './errors.ts';
 
@@ -34,6 +34,8 @@ export interface NamespaceWatcherOptions {
 }
 
 const LIST_PAGE_SIZE = 500;
+
+type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 
 export function namespaceInfo(namespace: V1Namespace): NamespaceInfo {
   return {
@@ -80,9 +82,28 @@ export class NamespaceWatcher {
   private progressAt = 0;
   private listed = false;
   private readonly wake = new AbortController();
+  /** The connection pool of the watch request in flight (client-node makes one per request). */
+  private pool: Dispatcher | undefined;
+  private readonly watchConfig: KubeConfig;
 
   constructor(options: NamespaceWatcherOptions) {
     this.options = options;
+    // client-node's abort handle for a watch exists only once response headers arrive; holding the
+    // request's own pool lets stop() end one still waiting on a black-holed connection at once.
+    const source = options.kubeConfig;
+    this.watchConfig = new KubeConfig();
+    this.watchConfig.loadFromOptions({
+      clusters: source.getClusters(),
+      users: source.getUsers(),
+      contexts: source.getContexts(),
+      currentContext: source.getCurrentContext(),
+    });
+    const apply = this.watchConfig.applySecurityAuthentication.bind(this.watchConfig);
+    this.watchConfig.applySecurityAuthentication = async (context) => {
+      await apply(context);
+      this.pool = context.getDispatcher();
+      if (this.stopped) this.pool?.destroy().catch(() => {});
+    };
   }
 
   /** Epoch ms of the last list, event, bookmark or normal end of a watch; 0 before the first list. */
@@ -99,11 +120,13 @@ export class NamespaceWatcher {
     this.running ??= this.run();
   }
 
-  /** Stops at once; a watch request still waiting for its response headers is aborted as soon as they come. */
+  /** Stops at once, ending the watch request in flight even before its response headers. */
   stop(): void {
     this.stopped = true;
     this.wake.abort();
     this.abort?.abort();
+    // Destroying a pool that is already closed or destroyed rejects; there is nothing left to end.
+    this.pool?.destroy().catch(() => {});
   }
 
   private progress(): void {
@@ -176,12 +199,14 @@ export class NamespaceWatcher {
         else this.options.handlers.onUpsert(info);
       };
       const onDone = (error: unknown): void => {
+        this.pool?.close().catch(() => {});
+        this.pool = undefined;
         if (end !== undefined) resolve(end);
         else if (error === null || error === undefined) resolve({ kind: 'closed' });
         else if ((error as { statusCode?: number }).statusCode === 410) resolve({ kind: 'expired' });
         else resolve({ kind: 'failed', message: toKubeApiError(error, 'watch namespaces').message });
       };
-      new Watch(this.options.kubeConfig)
+      new Watch(this.watchConfig)
         .watch('/api/v1/namespaces', { resourceVersion, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
         .then(
           (controller) => {

@@ -1,0 +1,60 @@
+// The namespace watcher against a loopback stand-in for the apiserver that lists and then never
+// answers the watch: stop() must end that request at once, not when client-node's 30 s timer fires.
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { afterEach, expect, test } from 'vitest';
+import { NamespaceWatcher } from './namespace-watch.ts';
+
+let server: Server | undefined;
+afterEach(async () => {
+  server?.closeAllConnections();
+  await new Promise((resolve) => server?.close(resolve));
+});
+
+test('stop() ends a watch request still waiting for its response headers', async () => {
+  let watchRequest: IncomingMessage | undefined;
+  const watching = new Promise<IncomingMessage>((resolve) => {
+    server = createServer((request, response) => {
+      const url = new URL(request.url ?? '/', 'http://apiserver');
+      if (url.searchParams.get('watch') === 'true') {
+        watchRequest = request;
+        resolve(request);
+        return; // Black-holed: no headers, ever.
+      }
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ kind: 'NamespaceList', metadata: { resourceVersion: '7' }, items: [] }));
+    });
+  });
+  await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
+  const { port } = server?.address() as AddressInfo;
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+    users: [{ name: 'u', token: 't' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
+  const lists: number[] = [];
+  const watcher = new NamespaceWatcher({
+    core: kubeConfig.makeApiClient(CoreV1Api),
+    kubeConfig,
+    handlers: { onList: (all) => lists.push(all.length), onUpsert: () => {}, onDelete: () => {}, onError: () => {} },
+    watchTimeoutSeconds: 60,
+    backoff: { duration: 10, factor: 2, jitter: 0, steps: Number.POSITIVE_INFINITY, cap: 100 },
+  });
+  watcher.start();
+  const request = await watching;
+  expect(lists).toEqual([0]);
+  expect(watcher.hasSynced()).toBe(true);
+
+  const closed = new Promise<number>((resolve) => {
+    const stoppedAt = Date.now();
+    request.socket.once('close', () => resolve(Date.now() - stoppedAt));
+  });
+  watcher.stop();
+  const afterMs = await Promise.race([closed, new Promise<number>((resolve) => setTimeout(() => resolve(-1), 5_000))]);
+  expect(watchRequest?.socket.destroyed).toBe(true);
+  expect(afterMs).toBeGreaterThanOrEqual(0);
+  expect(afterMs).toBeLessThan(1_000);
+}, 15_000);
