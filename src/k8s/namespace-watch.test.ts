@@ -14,20 +14,21 @@ afterEach(async () => {
 
 test('stop() ends a watch request still waiting for its response headers', async () => {
   let watchRequest: IncomingMessage | undefined;
-  const watching = new Promise<IncomingMessage>((resolve) => {
-    server = createServer((request, response) => {
-      const url = new URL(request.url ?? '/', 'http://apiserver');
-      if (url.searchParams.get('watch') === 'true') {
-        watchRequest = request;
-        resolve(request);
-        return; // Black-holed: no headers, ever.
-      }
-      response.writeHead(200, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ kind: 'NamespaceList', metadata: { resourceVersion: '7' }, items: [] }));
-    });
+  let resolveWatching: (request: IncomingMessage) => void = () => {};
+  const watching = new Promise<IncomingMessage>((resolve) => (resolveWatching = resolve));
+  const apiserver = createServer((request, response) => {
+    const url = new URL(request.url ?? '/', 'http://apiserver');
+    if (url.searchParams.get('watch') === 'true') {
+      watchRequest = request;
+      resolveWatching(request);
+      return; // Black-holed: no headers, ever.
+    }
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(JSON.stringify({ kind: 'NamespaceList', metadata: { resourceVersion: '7' }, items: [] }));
   });
-  await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
-  const { port } = server?.address() as AddressInfo;
+  server = apiserver;
+  await new Promise<void>((resolve) => apiserver.listen(0, '127.0.0.1', resolve));
+  const { port } = apiserver.address() as AddressInfo;
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromOptions({
     clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
