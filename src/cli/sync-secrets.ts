@@ -1,9 +1,9 @@
 // `acr-pull-webhook sync-secrets`: flags, wiring, signals and exit codes. The work is in src/sync/:
 // run-once.ts (--once, --dry-run) and run-watch.ts (--watch). Logs go to stderr so that stdout
 // carries only the product: the --once summary or the --dry-run manifests.
-import pino, { type Logger } from 'pino';
 import { loadConfig } from '../config/config.ts';
 import { DEFAULTS, ENV, SYNC_DEFAULTS, SYNC_ENV } from '../constants.ts';
+import { stderrLogger } from '../process/crash.ts';
 import { UsageError, parseFlags, parseInteger, parseLogLevel } from '../process/flags.ts';
 import { readCredentials } from '../sync/credentials.ts';
 import { dryRunManifests } from '../sync/manifests.ts';
@@ -112,17 +112,9 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
   };
 }
 
-/** pino JSON lines on stderr, written synchronously so nothing is lost when --once exits. */
-export function createSyncLogger(level: string): Logger {
-  return pino(
-    { level, base: { service: 'acr-pull-webhook', command: 'sync-secrets' } },
-    pino.destination({ dest: 2, sync: true }),
-  );
-}
-
 export async function runSyncSecrets(argv: readonly string[]): Promise<number> {
   const options = parseSyncSecretsArgs(argv, process.env);
-  const logger = createSyncLogger(options.logLevel);
+  const logger = stderrLogger({ service: 'acr-pull-webhook', command: 'sync-secrets' }, options.logLevel);
   const config = loadConfig(options.config);
   // Fails here, before any cluster call, naming the entry and the file.
   const credentials = readCredentials(config.registries, options.config);

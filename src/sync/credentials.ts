@@ -5,7 +5,7 @@
 // decided by comparing bytes (as the serving certificate source does).
 import { readFileSync } from 'node:fs';
 import { ConfigError, type RegistryEntry } from '../config/config.ts';
-import { watchFiles } from '../files/watch-files.ts';
+import { ReloadingFiles, type FileBytes } from '../files/reloading-files.ts';
 
 /** One configured registry with the credential read from its files. */
 export interface RegistryCredential {
@@ -13,11 +13,6 @@ export interface RegistryCredential {
   readonly secretName: string;
   readonly username: string;
   readonly password: string;
-}
-
-interface FileBytes {
-  readonly path: string;
-  readonly bytes: Buffer;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -97,67 +92,43 @@ export interface CredentialSourceOptions {
   readonly onReject: (reason: string) => void;
 }
 
+/** The credentials, kept fresh from their files by the shared reloading-file source. */
 export class CredentialSource {
-  private snapshot: Snapshot;
-  private readonly options: CredentialSourceOptions;
-  private stopWatching: (() => void) | undefined;
-  private lastRejection: string | undefined;
+  private readonly files: ReloadingFiles<readonly RegistryCredential[]>;
 
   /** Reads the initial credentials; throws ConfigError when one cannot be used. */
   constructor(options: CredentialSourceOptions) {
-    this.options = options;
-    this.snapshot = readSnapshot(options.registries, options.source);
+    this.files = new ReloadingFiles({
+      load: () => {
+        const snapshot = readSnapshot(options.registries, options.source);
+        return { value: snapshot.credentials, files: snapshot.files };
+      },
+      pollIntervalMs: options.pollIntervalMs,
+      onChange: options.onChange,
+      onReject: options.onReject,
+      // A rotation that writes the username and password files one after the other is briefly half
+      // done: each distinct problem is reported once, and the credentials in use stay.
+      rejections: 'once-per-reason',
+    });
   }
 
   current(): readonly RegistryCredential[] {
-    return this.snapshot.credentials;
+    return this.files.current();
   }
 
   /** Re-reads the files; reports a change only when some file's bytes differ and the new set is usable. */
   reload(): 'unchanged' | 'changed' | 'rejected' {
-    if (this.sameBytes()) {
-      this.lastRejection = undefined;
-      return 'unchanged';
-    }
-    let next: Snapshot;
-    try {
-      next = readSnapshot(this.options.registries, this.options.source);
-    } catch (error) {
-      // A rotation that writes the username and password files one after the other is briefly
-      // half done; report each distinct problem once, and keep the credentials in use.
-      const reason = (error as Error).message;
-      if (reason !== this.lastRejection) this.options.onReject(reason);
-      this.lastRejection = reason;
-      return 'rejected';
-    }
-    this.lastRejection = undefined;
-    this.snapshot = next;
-    this.options.onChange(next.credentials);
-    return 'changed';
-  }
-
-  private sameBytes(): boolean {
-    return this.snapshot.files.every((file) => {
-      try {
-        return readFileSync(file.path).equals(file.bytes);
-      } catch {
-        return false;
-      }
-    });
+    const result = this.files.reload();
+    return typeof result === 'string' ? result : 'rejected';
   }
 
   /** Watches the credential directories and polls the files. Idempotent. */
   start(): void {
-    this.stopWatching ??= watchFiles(
-      this.snapshot.files.map((file) => file.path),
-      this.options.pollIntervalMs,
-      () => void this.reload(),
-    );
+    this.files.start();
   }
 
   stop(): void {
-    this.stopWatching?.();
-    this.stopWatching = undefined;
+    this.files.stop();
   }
 }
 

@@ -1,9 +1,7 @@
 // `sync-secrets --watch`: wires the credential source, the namespace watch, leader election, the
 // work queue and the health port, and stops them in the order that keeps two replicas from ever
-// writing at once. Resolves once the health port listens; config, credential and kubeconfig errors
-// throw first.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+// writing at once. Resolves once the health port listens; config, credential, kubeconfig and port
+// errors throw first, after closing whatever had been opened.
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.ts';
 import { SYNC_DEFAULTS, SYNC_LEASE_NAME } from '../constants.ts';
@@ -12,11 +10,12 @@ import { inClusterNamespace } from '../k8s/kube-config.ts';
 import { defaultIdentity, LeaderElector } from '../k8s/leader-election.ts';
 import { NamespaceWatcher } from '../k8s/namespace-watch.ts';
 import { secretStore } from '../k8s/secrets.ts';
+import { startOrUndo } from '../process/startup.ts';
 import { connect } from './connect.ts';
 import { REQUEUE_BACKOFF, SyncController } from './controller.ts';
 import { CredentialSource, credentialRedactor, secretValues } from './credentials.ts';
 import { desiredSecrets } from './desired.ts';
-import { healthListener, watchStallReason } from './health.ts';
+import { startHealthServer, watchStallReason } from './health.ts';
 import { createSyncMetrics } from './metrics.ts';
 import { Reconciler, WRITE_BACKOFF } from './reconciler.ts';
 
@@ -50,7 +49,11 @@ export interface RunningSync {
   readonly shutdown: (signal: string) => Promise<void>;
 }
 
-export async function watch(options: WatchOptions): Promise<RunningSync> {
+export function watch(options: WatchOptions): Promise<RunningSync> {
+  return startOrUndo((undo) => start(options, undo));
+}
+
+async function start(options: WatchOptions, undo: (close: () => unknown) => void): Promise<RunningSync> {
   const { config, logger } = options;
   const startedAt = Date.now();
   let shuttingDown = false;
@@ -85,6 +88,7 @@ export async function watch(options: WatchOptions): Promise<RunningSync> {
   });
   const cluster = connect(options.kubeconfig, options.env);
   const { clients } = cluster;
+  undo(() => clients.close());
   const leaseNamespace = options.leaseNamespace ?? inClusterNamespace() ?? SYNC_DEFAULTS.leaseNamespace;
   const elector = new LeaderElector({
     coordination: clients.coordination,
@@ -137,8 +141,9 @@ export async function watch(options: WatchOptions): Promise<RunningSync> {
     backoff: WATCH_BACKOFF,
   });
   const stallMs = options.watchStallSeconds * 1000;
-  const health: Server = createServer(
-    healthListener({
+  // The last step that can fail: nothing below has started yet when the port is taken.
+  const health = await startHealthServer(
+    {
       notLiveReason: () => watchStallReason(watcher.lastProgressAt(), startedAt, stallMs),
       notReadyReason: () => {
         if (shuttingDown) return 'shutting down';
@@ -146,14 +151,10 @@ export async function watch(options: WatchOptions): Promise<RunningSync> {
         return undefined;
       },
       registry: metrics.registry,
-    }),
+    },
+    { host: options.host, port: options.healthPort },
   );
-  await new Promise<void>((resolve, reject) => {
-    health.once('error', reject);
-    health.listen(options.healthPort, options.host, () => resolve());
-  });
-  const address = health.address() as AddressInfo;
-  const healthUrl = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const healthUrl = health.url;
 
   controller.start();
   credentials.start();
@@ -181,9 +182,7 @@ export async function watch(options: WatchOptions): Promise<RunningSync> {
     await controller.stop();
     // Last, so a successor takes over only after this replica has stopped writing.
     await elector.stop();
-    const closed = new Promise<void>((resolve) => health.close(() => resolve()));
-    health.closeAllConnections();
-    await closed;
+    await health.close();
     await clients.close();
     logger.info('stopped');
   };
