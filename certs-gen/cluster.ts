@@ -130,7 +130,8 @@ class NotFound extends ClusterError {}
 
 /** One line for a failed call: unreachable server, 401, 403 (naming the verb and resource), 404, 409, others. */
 export function describeFailure(error: unknown, request: Request, server: string, credentials: string): Error {
-  const target = `${request.resource} "${request.name}"${request.namespace === undefined ? '' : ` in namespace "${request.namespace}"`}`;
+  const where = request.namespace === undefined ? '' : ` in namespace "${request.namespace}"`;
+  const target = `${request.resource} "${request.name}"${where}`;
   const failure: KubeApiError = toKubeApiError(error, `${request.verb} ${target}`);
   const status = failure.status;
   if (status === undefined) {
@@ -156,12 +157,15 @@ export function describeFailure(error: unknown, request: Request, server: string
     // lets only whoever may delete an object set its ownerReferences.
     if (message.includes('cannot set an ownerRef')) {
       return new ClusterError(
-        `forbidden (403): ${who} may not set the ownerReferences of ${target}: the OwnerReferencesPermissionEnforcement admission plugin also requires verb "delete" on ${request.resource} (see certs-gen/README.md, RBAC)`,
+        `forbidden (403): ${who} may not set the ownerReferences of ${target}: ` +
+          `the OwnerReferencesPermissionEnforcement admission plugin also requires verb "delete" on ` +
+          `${request.resource} (see certs-gen/README.md, RBAC)`,
         { cause: failure },
       );
     }
     return new ClusterError(
-      `forbidden (403): ${who} may not ${request.verb} ${target}; grant verb "${request.verb}" on ${request.resource} (see deploy/rbac/certs-gen.yaml)`,
+      `forbidden (403): ${who} may not ${request.verb} ${target}; ` +
+        `grant verb "${request.verb}" on ${request.resource} (see deploy/rbac/certs-gen.yaml)`,
       { cause: failure },
     );
   }

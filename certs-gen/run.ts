@@ -84,18 +84,24 @@ export async function runCreate(
     const ca = inspectCertificate(next.caCertPem ?? '');
     return {
       step,
-      summary: `${summarize(step, where)}; tls.crt valid until ${serving.notAfter.toISOString()}, ca.crt ${shortFingerprint(ca.fingerprintSha256)} valid until ${ca.notAfter.toISOString()}`,
+      summary:
+        `${summarize(step, where)}; tls.crt valid until ${serving.notAfter.toISOString()}, ` +
+        `ca.crt ${shortFingerprint(ca.fingerprintSha256)} valid until ${ca.notAfter.toISOString()}`,
     };
   }
   throw new ClusterError(
-    `${where} changed under every one of ${WRITE_ATTEMPTS} attempts to write it; is another certs-gen running in a loop?`,
+    `${where} changed under every one of ${WRITE_ATTEMPTS} attempts to write it; ` +
+      'is another certs-gen running in a loop?',
   );
 }
 
 function summarize(step: CreateStep, where: string): string {
   switch (step.step) {
     case 'keep':
-      return `kept ${where}: tls.crt is valid until ${step.servingNotAfter.toISOString()} and is renewed from ${step.renewFrom.toISOString()}`;
+      return (
+        `kept ${where}: tls.crt is valid until ${step.servingNotAfter.toISOString()} ` +
+        `and is renewed from ${step.renewFrom.toISOString()}`
+      );
     case 'create':
       return `created ${where} with a new CA and serving certificate`;
     case 'replace-all':
@@ -239,7 +245,9 @@ async function setOwner(
             : '';
         return {
           step: step.step,
-          summary: `${where} now has an ownerReference to the configuration (uid ${configuration.uid}${stale}), so the Secret is garbage-collected with it`,
+          summary:
+            `${where} now has an ownerReference to the configuration (uid ${configuration.uid}${stale}), ` +
+            'so the Secret is garbage-collected with it',
         };
       }
     }

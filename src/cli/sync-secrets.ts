@@ -8,7 +8,8 @@ import { UsageError, parseFlags, parseInteger, parseLogLevel } from '../process/
 import { readCredentials } from '../sync/credentials.ts';
 import { dryRunManifests } from '../sync/manifests.ts';
 
-export const SYNC_SECRETS_USAGE = `Usage: acr-pull-webhook sync-secrets --config FILE (--once | --watch | --dry-run) [options]
+export const SYNC_SECRETS_USAGE = `\
+Usage: acr-pull-webhook sync-secrets --config FILE (--once | --watch | --dry-run) [options]
 
 Creates and updates the pull secrets (type kubernetes.io/dockerconfigjson) named in the config, from
 each entry's credentials files, in every namespace labelled with the opt-in label
@@ -26,12 +27,14 @@ Modes:
 Options (each also read from the environment variable shown):
   --config FILE           registries and credentials (YAML or JSON)   ${ENV.config}
   --kubeconfig FILE       cluster credentials (default: $KUBECONFIG, in-cluster, ~/.kube/config)
-  --health-port N         --watch: /healthz, /readyz and /metrics (default ${SYNC_DEFAULTS.healthPort})  ${SYNC_ENV.healthPort}
+  --health-port N         --watch: /healthz, /readyz and /metrics (default ${SYNC_DEFAULTS.healthPort}) \
+ ${SYNC_ENV.healthPort}
   --host ADDR             address the health port binds (default ${DEFAULTS.host})  ${ENV.host}
   --lease-namespace NS    --watch: namespace of the Lease (default: the pod's)  ${SYNC_ENV.leaseNamespace}
   --lease-identity ID     --watch: this replica's name in the Lease (default: host + random) ${SYNC_ENV.identity}
   --resync-period S       --watch: full reconcile every S seconds (default ${SYNC_DEFAULTS.resyncSeconds})
-  --watch-stall-timeout S --watch: /healthz fails after S seconds without watch progress (default ${SYNC_DEFAULTS.watchStallSeconds})
+  --watch-stall-timeout S --watch: /healthz fails after S seconds without watch progress \
+(default ${SYNC_DEFAULTS.watchStallSeconds})
   --log-level LEVEL       fatal|error|warn|info|debug (default ${DEFAULTS.logLevel})   ${ENV.logLevel}
 `;
 

@@ -4,7 +4,10 @@
 // the grammar below follows distribution/reference's regexp.go and normalize.go term by term.
 
 export interface ImageReference {
-  /** Registry host as written, with port if any: `myregistry.azurecr.io`, `localhost:5000`, `[::1]:5000`, `docker.io`. */
+  /**
+   * Registry host as written, with port if any: `myregistry.azurecr.io`, `localhost:5000`,
+   * `[::1]:5000`, `docker.io`.
+   */
   readonly domain: string;
   /** Repository path without the domain: `team/app`, `library/nginx`. */
   readonly path: string;
@@ -39,7 +42,10 @@ const anchoredIdentifierRegexp = /^[a-f0-9]{64}$/;
 // Algorithms go-digest registers, with the hex length each requires.
 const DIGEST_HEX_LENGTH: Readonly<Record<string, number>> = { sha256: 64, sha384: 96, sha512: 128 };
 
-/** Splits off the registry host the way the Docker CLI does: the first component is a host only if it looks like one. */
+/**
+ * Splits off the registry host the way the Docker CLI does: the first component is a host only if it
+ * looks like one.
+ */
 function splitDockerDomain(image: string): { domain: string; remainder: string } {
   const slash = image.indexOf('/');
   const first = slash === -1 ? '' : image.slice(0, slash);

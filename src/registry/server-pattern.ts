@@ -59,7 +59,10 @@ function splitHostPort(hostPort: string): { host: string; port: string } {
   return { host: hostPort.slice(0, colon), port: hostPort.slice(colon + 1) };
 }
 
-/** Compiles a configured `server`; returns undefined when it is not `host[:port][/path]` with `*` only inside host labels. */
+/**
+ * Compiles a configured `server`; returns undefined when it is not `host[:port][/path]` with `*` only
+ * inside host labels.
+ */
 export function compileServerPattern(server: string): ServerPattern | undefined {
   const groups = SERVER_SYNTAX.exec(server)?.groups;
   if (groups === undefined) return undefined;

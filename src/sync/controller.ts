@@ -44,7 +44,10 @@ export interface SyncControllerOptions {
 /** A full pass in progress: the namespaces it still waits for. */
 interface Pass {
   readonly remaining: Set<string>;
-  /** Only reconciles started from this sequence number on count: one already in flight read the state before the pass began. */
+  /**
+   * Only reconciles started from this sequence number on count: one already in flight read the state
+   * before the pass began.
+   */
   readonly since: number;
   failed: boolean;
 }

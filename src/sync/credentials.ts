@@ -67,7 +67,8 @@ function readSnapshot(registries: readonly RegistryEntry[], source: string): Sna
     // The kubelet splits the `auth` field at the first ':' into username and password.
     if (username.includes(':')) {
       throw new ConfigError(
-        `${label}: credentials.usernameFile ${usernameFile.path}: must not contain ':' (the kubelet splits user:password at the first one)`,
+        `${label}: credentials.usernameFile ${usernameFile.path}: must not contain ':' ` +
+          '(the kubelet splits user:password at the first one)',
       );
     }
     files.push(usernameFile, passwordFile);
@@ -88,7 +89,10 @@ export interface CredentialSourceOptions {
   readonly pollIntervalMs: number;
   /** Called with the new credentials when any file's bytes changed and all of them are usable. */
   readonly onChange: (credentials: readonly RegistryCredential[]) => void;
-  /** Called (with a message naming the file, never its content) when changed files cannot be used; the previous credentials stay. */
+  /**
+   * Called (with a message naming the file, never its content) when changed files cannot be used; the
+   * previous credentials stay.
+   */
   readonly onReject: (reason: string) => void;
 }
 

@@ -33,7 +33,8 @@ export function emptySummary(): Summary {
 /** The one-line result of `--once`; `pruned=` appears only when pruning is enabled. */
 export function formatSummary(summary: Summary, prune: boolean): string {
   const { namespaces, created, updated, unchanged, skipped, failed, pruned } = summary;
-  return `namespaces=${namespaces} created=${created} updated=${updated} unchanged=${unchanged} skipped=${skipped} failed=${failed}${prune ? ` pruned=${pruned}` : ''}`;
+  const counts = `created=${created} updated=${updated} unchanged=${unchanged} skipped=${skipped} failed=${failed}`;
+  return `namespaces=${namespaces} ${counts}${prune ? ` pruned=${pruned}` : ''}`;
 }
 
 export function isOptedIn(namespace: NamespaceInfo, optIn: OptIn): boolean {
