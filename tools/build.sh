@@ -198,7 +198,7 @@ build_pause() {
 }
 
 node_tools=(kube-controller-manager kube-scheduler kubelet kube-proxy containerd runc cni registry crane pause
-  busybox nft)
+  busybox nft htpasswd)
 
 tools=("$@")
 ((${#tools[@]})) || tools=(etcd helm kube-apiserver keychain-check)
@@ -231,6 +231,8 @@ for t in "${tools[@]}"; do
     busybox) ensure_deb busybox-static /bin/busybox ;;
     # kube-proxy runs in nftables mode inside the cluster's network namespace.
     nft) ensure_deb nftables /usr/sbin/nft ;;
+    # bcrypt lines for the registries' htpasswd files.
+    htpasswd) ensure_deb apache2-utils /usr/bin/htpasswd ;;
   esac
 done
 log "all done: $(cd "$bin_dir" && ls | tr '\n' ' ')"
