@@ -19,7 +19,8 @@ const USER_FILE = file('username', `${USERNAME}\n`);
 const PASS_FILE = file('password', PASSWORD);
 const CONFIG = file(
   'config.yaml',
-  `registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n    credentials: {usernameFile: ${USER_FILE}, passwordFile: ${PASS_FILE}}\n`,
+  'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n' +
+    `    credentials: {usernameFile: ${USER_FILE}, passwordFile: ${PASS_FILE}}\n`,
 );
 
 function run(args: string[], env: Record<string, string> = {}) {
@@ -91,7 +92,8 @@ describe('acr-pull-webhook sync-secrets', () => {
     expect(result.stdout).toContain('--once');
     expect(result.stdout).toContain('--watch');
     expect(result.stdout).toContain(
-      '  --health-port N         --watch: /healthz, /readyz and /metrics (default 8081)  ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT\n',
+      '  --health-port N         --watch: /healthz, /readyz and /metrics (default 8081)  ' +
+        'ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT\n',
     );
   });
 
@@ -145,7 +147,8 @@ describe('acr-pull-webhook sync-secrets', () => {
     const result = run(['--config', CONFIG, '--dry-run'], { KUBECONFIG: '' });
     expect(result.status).toBe(1);
     expect(result.stderr.trim()).toBe(
-      'acr-pull-webhook sync-secrets: no cluster credentials: not running in a cluster, and neither --kubeconfig, KUBECONFIG nor ~/.kube/config',
+      'acr-pull-webhook sync-secrets: no cluster credentials: not running in a cluster, ' +
+        'and neither --kubeconfig, KUBECONFIG nor ~/.kube/config',
     );
   });
 
@@ -155,17 +158,20 @@ describe('acr-pull-webhook sync-secrets', () => {
       config: () =>
         file('no-credentials.yaml', 'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n'),
       line: (path: string) =>
-        `acr-pull-webhook sync-secrets: config ${path}: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials: is required by sync-secrets (usernameFile and passwordFile)`,
+        `acr-pull-webhook sync-secrets: config ${path}: registries[0] (myregistry.azurecr.io -> acr-myregistry): ` +
+        'credentials: is required by sync-secrets (usernameFile and passwordFile)',
     },
     {
       why: 'a password file is empty',
       config: () =>
         file(
           'empty-password.yaml',
-          `registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n    credentials: {usernameFile: ${USER_FILE}, passwordFile: ${file('empty', '')}}\n`,
+          'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n' +
+            `    credentials: {usernameFile: ${USER_FILE}, passwordFile: ${file('empty', '')}}\n`,
         ),
       line: (path: string) =>
-        `acr-pull-webhook sync-secrets: config ${path}: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials.passwordFile ${join(dir, 'empty')}: is empty`,
+        `acr-pull-webhook sync-secrets: config ${path}: registries[0] (myregistry.azurecr.io -> acr-myregistry): ` +
+        `credentials.passwordFile ${join(dir, 'empty')}: is empty`,
     },
   ])('fails at start, before any cluster call, when $why', ({ config, line }) => {
     const path = config();

@@ -72,7 +72,7 @@ describe('LeaderElector terms', () => {
     expect(events).toEqual(['started']);
   });
 
-  test('a renewal that lands after the deadline ends the term and starts a new one, so queued work is picked up again', async () => {
+  test('a renewal after the deadline ends the term and starts another, so queued work is picked up again', async () => {
     const store = leaseStore();
     const { elector: running, events } = start(store);
     await timeUntil('leadership', async () => running.isLeader(), 5000);

@@ -144,7 +144,7 @@ describe('the --watch metrics', () => {
     await sample(m, 'acr_pull_webhook_sync_passes_total{result="failure"}'),
   ];
 
-  test('a full pass is counted once every opted-in namespace in it is done, and sets the last-success time', async () => {
+  test('a full pass counts once every opted-in namespace in it is done, and sets the last-success time', async () => {
     const m = metrics();
     const { controller } = setup({ metrics: m, now: () => NOW_MS, delayMs: 30 });
     controller.handlers.onList([ns('a'), ns('b'), ns('c', false)]);
@@ -157,7 +157,7 @@ describe('the --watch metrics', () => {
     expect(await sample(m, 'acr_pull_webhook_sync_secret_reconciles_total{result="unchanged"}')).toBe(2);
   });
 
-  test('every secret result is counted, a pass with a failed secret is a failure and keeps the old timestamp, and the next full pass succeeds', async () => {
+  test('each secret result counts; a pass with a failure fails, keeps the timestamp; the next succeeds', async () => {
     const m = metrics();
     let now = NOW_MS;
     const outcomes: Record<string, Outcome[]> = {

@@ -22,6 +22,8 @@ const entry = (usernameFile: string, passwordFile: string): RegistryEntry => ({
   secretName: 'acr-myregistry',
   credentials: { usernameFile, passwordFile },
 });
+/** How every message about the first registry entry starts. */
+const FIRST = 'config c.yaml: registries[0] (myregistry.azurecr.io -> acr-myregistry)';
 const USER = file('user', '2c6d5e8f-0a1b-4c3d-9e8f-7a6b5c4d3e2f\n');
 const PASS = file('pass', 'Xy8Q~secret:ä\r\n');
 
@@ -52,37 +54,40 @@ describe('reading credentials', () => {
       why: 'an entry has no credentials',
       entries: (): RegistryEntry[] => [entry(USER, PASS), { server: '*.azurecr.cn', secretName: 'acr-china' }],
       message:
-        'config c.yaml: registries[1] (*.azurecr.cn -> acr-china): credentials: is required by sync-secrets (usernameFile and passwordFile)',
+        'config c.yaml: registries[1] (*.azurecr.cn -> acr-china): ' +
+        'credentials: is required by sync-secrets (usernameFile and passwordFile)',
     },
     {
       why: 'the password file is missing',
       entries: () => [entry(USER, join(dir, 'nope'))],
-      message: `config c.yaml: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials.passwordFile ${join(dir, 'nope')}: cannot be read (ENOENT)`,
+      message: `${FIRST}: credentials.passwordFile ${join(dir, 'nope')}: cannot be read (ENOENT)`,
     },
     {
       why: 'the username file is empty',
       entries: () => [entry(file('empty', ''), PASS)],
-      message: `config c.yaml: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials.usernameFile ${join(dir, 'empty')}: is empty`,
+      message: `${FIRST}: credentials.usernameFile ${join(dir, 'empty')}: is empty`,
     },
     {
       why: 'the password file holds only a line break',
       entries: () => [entry(USER, file('newline', '\n'))],
-      message: `config c.yaml: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials.passwordFile ${join(dir, 'newline')}: is empty`,
+      message: `${FIRST}: credentials.passwordFile ${join(dir, 'newline')}: is empty`,
     },
     {
       why: 'the password file is not UTF-8',
       entries: () => [entry(USER, file('latin1', Buffer.from([0x70, 0xe4, 0x77])))],
-      message: `config c.yaml: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials.passwordFile ${join(dir, 'latin1')}: is not valid UTF-8`,
+      message: `${FIRST}: credentials.passwordFile ${join(dir, 'latin1')}: is not valid UTF-8`,
     },
     {
       why: 'the username contains a colon',
       entries: () => [entry(file('colon', 'a:b'), PASS)],
-      message: `config c.yaml: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials.usernameFile ${join(dir, 'colon')}: must not contain ':' (the kubelet splits user:password at the first one)`,
+      message:
+        `${FIRST}: credentials.usernameFile ${join(dir, 'colon')}: must not contain ':' ` +
+        '(the kubelet splits user:password at the first one)',
     },
     {
       why: 'the password file is a directory',
       entries: () => [entry(USER, dir)],
-      message: `config c.yaml: registries[0] (myregistry.azurecr.io -> acr-myregistry): credentials.passwordFile ${dir}: cannot be read (EISDIR)`,
+      message: `${FIRST}: credentials.passwordFile ${dir}: cannot be read (EISDIR)`,
     },
   ])('fails naming the entry and the file when $why', ({ entries, message }) => {
     expect(errorOf(() => readCredentials(entries(), 'c.yaml'))).toBe(message);
