@@ -18,28 +18,34 @@ describe('describeFailure', () => {
       'a 403 names the user, the verb and the resource',
       status(
         403,
-        'secrets "hook-tls" is forbidden: User "system:serviceaccount:acr:certs-gen" cannot get resource "secrets" in API group "" in the namespace "acr"',
+        'secrets "hook-tls" is forbidden: User "system:serviceaccount:acr:certs-gen" ' +
+          'cannot get resource "secrets" in API group "" in the namespace "acr"',
       ),
       getSecret,
       ClusterError,
-      'forbidden (403): "system:serviceaccount:acr:certs-gen" may not get secrets "hook-tls" in namespace "acr"; grant verb "get" on secrets (see deploy/rbac/certs-gen.yaml)',
+      'forbidden (403): "system:serviceaccount:acr:certs-gen" may not get secrets "hook-tls" in namespace "acr"; ' +
+        'grant verb "get" on secrets (see deploy/rbac/certs-gen.yaml)',
     ],
     [
       'a 403 on a cluster-scoped object has no namespace',
       status(
         403,
-        'mutatingwebhookconfigurations.admissionregistration.k8s.io "hook" is forbidden: User "u" cannot patch resource',
+        'mutatingwebhookconfigurations.admissionregistration.k8s.io "hook" is forbidden: ' +
+          'User "u" cannot patch resource',
       ),
       patchConfig,
       ClusterError,
-      'forbidden (403): "u" may not patch mutatingwebhookconfigurations "hook"; grant verb "patch" on mutatingwebhookconfigurations (see deploy/rbac/certs-gen.yaml)',
+      'forbidden (403): "u" may not patch mutatingwebhookconfigurations "hook"; ' +
+        'grant verb "patch" on mutatingwebhookconfigurations (see deploy/rbac/certs-gen.yaml)',
     ],
     [
       'a 403 from OwnerReferencesPermissionEnforcement says that setting an ownerReference needs delete',
       status(403, 'secrets "hook-tls" is forbidden: cannot set an ownerRef on a resource you can\'t delete: , <nil>'),
       { verb: 'update', resource: 'secrets', name: 'hook-tls', namespace: 'acr' },
       ClusterError,
-      'forbidden (403): these credentials may not set the ownerReferences of secrets "hook-tls" in namespace "acr": the OwnerReferencesPermissionEnforcement admission plugin also requires verb "delete" on secrets (see certs-gen/README.md, RBAC)',
+      'forbidden (403): these credentials may not set the ownerReferences of secrets "hook-tls" in namespace "acr": ' +
+        'the OwnerReferencesPermissionEnforcement admission plugin also requires verb "delete" on secrets ' +
+        '(see certs-gen/README.md, RBAC)',
     ],
     [
       'a 401 names where the credentials came from',
@@ -67,21 +73,24 @@ describe('describeFailure', () => {
       fetchFailed(refused),
       getSecret,
       ClusterError,
-      `cannot reach the Kubernetes API at ${server} (get secrets "hook-tls" in namespace "acr"): connect ECONNREFUSED 10.0.0.1:443`,
+      `cannot reach the Kubernetes API at ${server} (get secrets "hook-tls" in namespace "acr"): ` +
+        'connect ECONNREFUSED 10.0.0.1:443',
     ],
     [
       'an unknown host says the API is unreachable',
       fetchFailed(unknownHost),
       getSecret,
       ClusterError,
-      `cannot reach the Kubernetes API at ${server} (get secrets "hook-tls" in namespace "acr"): getaddrinfo ENOTFOUND api.example`,
+      `cannot reach the Kubernetes API at ${server} (get secrets "hook-tls" in namespace "acr"): ` +
+        'getaddrinfo ENOTFOUND api.example',
     ],
     [
       'a timeout says how long it waited',
       timeout,
       patchConfig,
       ClusterError,
-      `cannot reach the Kubernetes API at ${server} (patch mutatingwebhookconfigurations "hook"): no answer within 10 s`,
+      `cannot reach the Kubernetes API at ${server} (patch mutatingwebhookconfigurations "hook"): ` +
+        'no answer within 10 s',
     ],
   ])('%s', (_case, error, request, type, message) => {
     const described = describeFailure(error, request, server, 'kubeconfig /k');

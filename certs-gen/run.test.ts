@@ -141,7 +141,7 @@ describe('runCreate', () => {
     expect(cluster.writes).toEqual([]);
   });
 
-  it('with --webhook-config naming a configuration that does not exist (yet), renews at once: no webhook is called, nothing can fail', async () => {
+  it('with --webhook-config naming no existing configuration, renews at once: no webhook is called', async () => {
     const cluster = new FakeCluster();
     await runCreate(cluster, options, clock);
     const result = await runCreate(
@@ -152,7 +152,7 @@ describe('runCreate', () => {
     expect(result.step.step).toBe('renew-serving');
   });
 
-  it('fills a Secret made beforehand, empty but labelled as ours, with an update (so RBAC needs no create)', async () => {
+  it('fills a Secret made beforehand, empty but labelled ours, with an update (so RBAC needs no create)', async () => {
     const cluster = new FakeCluster();
     cluster.secret = {
       metadata: {
@@ -171,7 +171,7 @@ describe('runCreate', () => {
     expect(cluster.writes).toEqual(['update']);
   });
 
-  it('with --webhook-config, renews only once the caBundle trusts the CA, and reads the configuration only then', async () => {
+  it('with --webhook-config, renews once the caBundle trusts the CA, reading the configuration then', async () => {
     const cluster = new FakeCluster();
     await runCreate(cluster, options, clock);
     const gated = { ...options, webhookConfig: 'hook', dnsNames: ['renamed'] };
@@ -205,7 +205,11 @@ describe('runPatch', () => {
     cluster.configuration = configurationWith('a.acr-pull-webhook.io', 'b.acr-pull-webhook.io');
     const first = await runPatch(cluster, patchOptions, clock);
     expect(first.summary).toMatch(
-      /^patched the caBundle of 2 of 2 webhooks in MutatingWebhookConfiguration hook to [0-9A-F:]{23}; Secret ns\/hook-tls now has an ownerReference to the configuration \(uid uid-1\), so the Secret is garbage-collected with it$/,
+      new RegExp(
+        '^patched the caBundle of 2 of 2 webhooks in MutatingWebhookConfiguration hook to [0-9A-F:]{23}; ' +
+          'Secret ns/hook-tls now has an ownerReference to the configuration \\(uid uid-1\\), ' +
+          'so the Secret is garbage-collected with it$',
+      ),
     );
     expect(first.owner).toBe('add');
     const ca = inspectCertificate(storedFromSecret(cluster.secret ?? {}).caCertPem ?? '').fingerprintSha256;
@@ -232,7 +236,7 @@ describe('runPatch', () => {
     ]);
   });
 
-  it('sets the ownerReference even when every caBundle is already right (a release upgraded from before it was set)', async () => {
+  it('sets the ownerReference even when every caBundle is right (a release from before it was set)', async () => {
     const cluster = new FakeCluster();
     await runCreate(cluster, options, clock);
     cluster.configuration = configurationWith('a.acr-pull-webhook.io');
@@ -247,7 +251,7 @@ describe('runPatch', () => {
     expect(cluster.secret?.metadata?.ownerReferences?.map((reference) => reference.uid)).toEqual(['uid-1']);
   });
 
-  it('replaces the ownerReference of a configuration deleted and created again (its uid changed), keeping other owners', async () => {
+  it('replaces the ownerReference of a configuration made again (new uid), keeping other owners', async () => {
     const cluster = new FakeCluster();
     await runCreate(cluster, options, clock);
     cluster.configuration = configurationWith('a.acr-pull-webhook.io');
@@ -265,7 +269,7 @@ describe('runPatch', () => {
     expect(cluster.secret?.metadata?.ownerReferences?.map((reference) => reference.uid)).toEqual(['uid-cm', 'uid-2']);
   });
 
-  it('when the Secret changes between read and owner update (a create renewing it), reads it again and keeps the renewal', async () => {
+  it('when the Secret changes before the owner update (a renewal), reads again and keeps the renewal', async () => {
     const cluster = new FakeCluster();
     await runCreate(cluster, options, clock);
     cluster.configuration = configurationWith('a.acr-pull-webhook.io');
@@ -293,7 +297,7 @@ describe('runPatch', () => {
     expect(cluster.secret?.metadata?.ownerReferences?.map((reference) => reference.uid)).toEqual(['uid-1']);
   });
 
-  it('patches the caBundle from a Secret not labelled as ours, but does not make it die with the configuration', async () => {
+  it('patches the caBundle from a Secret not labelled ours, but does not tie it to the configuration', async () => {
     const cluster = new FakeCluster();
     await runCreate(cluster, options, clock);
     const secret = cluster.secret ?? {};
@@ -305,13 +309,16 @@ describe('runPatch', () => {
     const result = await runPatch(cluster, patchOptions, clock);
     expect(result).toMatchObject({ changed: ['a.acr-pull-webhook.io'], owner: 'not-ours' });
     expect(result.summary).toMatch(
-      /; Secret ns\/hook-tls is not labelled app.kubernetes.io\/managed-by=acr-pull-webhook, so it gets no ownerReference$/,
+      new RegExp(
+        '; Secret ns/hook-tls is not labelled app.kubernetes.io/managed-by=acr-pull-webhook, ' +
+          'so it gets no ownerReference$',
+      ),
     );
     expect(cluster.writes).toEqual(['create', 'patch a.acr-pull-webhook.io']);
     expect(cluster.secret?.metadata?.ownerReferences).toBeUndefined();
   });
 
-  it('when the configuration changes between read and patch, reads it again and patches the current version', async () => {
+  it('when the configuration changes between read and patch, reads it again and patches the current one', async () => {
     const cluster = new FakeCluster();
     await runCreate(cluster, options, clock);
     cluster.configuration = configurationWith('a.acr-pull-webhook.io');
