@@ -1,14 +1,26 @@
 import { configDefaults, defineConfig } from 'vitest/config';
 
-// Tests that run a program this repository does not build from node_modules: kubectl from PATH, to
-// compare the pull secrets with the ones it makes. They belong in test/integration/ (their owners move them).
-const NEEDS_KUBECTL = ['src/sync/docker-config.test.ts', 'src/cli/sync-secrets.test.ts'];
+// Tests that start a program (the CLIs, openssl, kubectl) but live beside the code or in test/unit/: they
+// run in the integration tier, and belong in test/integration/ (their owners move them).
+const STARTS_PROGRAMS = [
+  'certs-gen/cli.test.ts',
+  'certs-gen/local.test.ts',
+  'src/cli/sync-secrets.test.ts',
+  'src/sync/docker-config.test.ts',
+  'test/unit/cli.test.ts',
+  'test/unit/crash-logging.test.ts',
+  'test/unit/graceful-shutdown.test.ts',
+  'test/unit/serve-modules.test.ts',
+  'test/unit/startup-failures.test.ts',
+  'test/unit/sync-startup-failure.test.ts',
+  'test/unit/tls-probe.test.ts',
+];
 
 // Three tiers, run one after another (sequence.groupOrder) so that the unit tier's timing bounds never
 // share the two cores with helm, npm ci or the e2e suite. `npm test` runs each tier in its own vitest run,
 // so the control plane (started by the e2e globalSetup before any file runs) is not even up during the others.
-// - unit: no network, no binary from tools/build.sh, no control plane; seconds.
-// - integration: helm (from tools/build.sh), the npm registry, kubectl; no control plane.
+// - unit: in-process only (servers on loopback allowed): no child process, no network, no tools/build.sh binary.
+// - integration: real processes (the CLIs, openssl, kubectl, helm from tools/build.sh, npm ci); no control plane.
 // - e2e: one real control plane (etcd + kube-apiserver from tools/), started once by its globalSetup.
 export default defineConfig({
   test: {
@@ -17,14 +29,18 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['src/**/*.test.ts', 'certs-gen/**/*.test.ts', 'test/unit/**/*.test.ts'],
-          exclude: [...configDefaults.exclude, ...NEEDS_KUBECTL],
+          exclude: [...configDefaults.exclude, ...STARTS_PROGRAMS],
+          // In-process tests only: every core (vitest's default leaves one free, which on 2 cores is half).
+          maxWorkers: '100%',
           sequence: { groupOrder: 0 },
         },
       },
       {
         test: {
           name: 'integration',
-          include: ['test/integration/**/*.test.ts', ...NEEDS_KUBECTL],
+          include: ['test/integration/**/*.test.ts', ...STARTS_PROGRAMS],
+          // A test here starts programs; on a busy 2-core machine one start alone can take seconds.
+          testTimeout: 30_000,
           sequence: { groupOrder: 1 },
         },
       },
