@@ -9,6 +9,7 @@ import { delimiter, join } from 'node:path';
 import { isIPv6 } from 'node:net';
 import { KubeConfig, type Cluster, type Context, type User } from '@kubernetes/client-node';
 import { SYNC_ENV } from '../constants.ts';
+import { oneLine } from './errors.ts';
 
 /** Files the kubelet mounts for a pod's ServiceAccount (projected token, CA, namespace). */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -63,7 +64,7 @@ function readFile(file: string): KubeConfig {
     kubeConfig.loadFromFile(file);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    throw new KubeConfigError(`cannot load kubeconfig ${file}: ${message.replaceAll(/\s*\n\s*/g, ' ')}`);
+    throw new KubeConfigError(`cannot load kubeconfig ${file}: ${oneLine(message)}`);
   }
   return kubeConfig;
 }
