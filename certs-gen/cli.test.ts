@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,8 +18,12 @@ interface Outcome {
 const scratch = await mkdtemp(join(tmpdir(), 'certs-gen-cli-'));
 
 function certsGen(...args: string[]): Promise<Outcome> {
+  return run([cli, ...args]);
+}
+
+function run(argv: string[], env?: NodeJS.ProcessEnv): Promise<Outcome> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args], { cwd: scratch }, (error, stdout, stderr) => {
+    execFile(process.execPath, argv, { cwd: scratch, env }, (error, stdout, stderr) => {
       const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
       resolve({ code, stdout, stderr });
     });
@@ -195,6 +199,23 @@ describe('certs-gen', () => {
     expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
     expect(stderr).toMatch(new RegExp(`^certs-gen: cannot load kubeconfig ${missing}: ENOENT[^\\n]*\\n$`));
   });
+
+  it('loads the Kubernetes API client only for create and patch: local and --help never do', async () => {
+    const recorder = fileURLToPath(new URL('../test/support/record-modules.mjs', import.meta.url));
+    const loaded = async (...args: string[]): Promise<string[]> => {
+      const modulesFile = join(scratch, `modules-${args[0]}.txt`);
+      const env = { PATH: process.env['PATH'] ?? '', RECORD_MODULES_FILE: modulesFile };
+      const { code } = await run(['--import', recorder, cli, ...args], env);
+      expect(code).not.toBe(-1);
+      return (await readFile(modulesFile, 'utf8')).split('\n').filter((url) => url.includes('/@kubernetes/'));
+    };
+    expect(await loaded('--help')).toEqual([]);
+    expect(await loaded('local', '--out', join(scratch, 'modules-local'))).toEqual([]);
+    // The recorder sees the client when a verb needs it.
+    const missing = join(scratch, 'missing.kubeconfig');
+    const patch = ['patch', '--webhook-config', 'w', '--namespace', 'n', '--secret-name', 's', '--kubeconfig', missing];
+    expect(await loaded(...patch)).not.toEqual([]);
+  }, 30_000);
 
   it('reports a directory it cannot create as a failure: exit 1, one line on stderr', async () => {
     const { code, stdout, stderr } = await certsGen('local', '--out', join(scratch, 'missing', 'parent'));

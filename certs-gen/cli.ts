@@ -2,15 +2,13 @@
 // certs-gen entry point: parses the verb and its flags, runs it, and owns the exit code.
 // Verbs live in the table below: `local` writes files; `create` and `patch` talk to the cluster.
 import type { ParseArgsOptionsConfig } from 'node:util';
-import { loadKubeConfig } from '../src/k8s/kube-config.ts';
 import { isDnsLabel, isDnsSubdomain } from '../src/names.ts';
 import { exitOnCrash, reportLingering } from '../src/process/crash.ts';
 import { parseFlags, UsageError } from '../src/process/flags.ts';
 import { oneLine } from '../src/process/startup.ts';
-import { connect } from './cluster.ts';
+import type { Cluster } from './cluster.ts';
 import { checkSubjectAltNames, inspectCertificate, serviceDnsNames } from './generate.ts';
 import { CA_VALIDITY_FACTOR, LOCAL_DEFAULT_VALIDITY_DAYS, buildLocalCertificates, writeLocalFiles } from './local.ts';
-import { runCreate, runPatch } from './run.ts';
 
 const HELP = `Usage: certs-gen <verb> [options]
 
@@ -128,7 +126,8 @@ const verbs: Record<string, Verb> = {
         throw new UsageError(`create: ${messageOf(error)}`);
       }
       const validityDays = parseValidity(values['validity']);
-      const cluster = connect(loadKubeConfig({ flag: optionalString(values['kubeconfig']), env: process.env }));
+      const cluster = await connectCluster(values);
+      const { runCreate } = await import('./run.ts');
       const result = await runCreate(cluster, {
         namespace,
         secretName,
@@ -152,7 +151,8 @@ const verbs: Record<string, Verb> = {
       const webhookConfig = requiredName(values, verb, 'webhook-config', DNS_SUBDOMAIN);
       const namespace = requiredName(values, verb, 'namespace', DNS_LABEL);
       const secretName = requiredName(values, verb, 'secret-name', DNS_SUBDOMAIN);
-      const cluster = connect(loadKubeConfig({ flag: optionalString(values['kubeconfig']), env: process.env }));
+      const cluster = await connectCluster(values);
+      const { runPatch } = await import('./run.ts');
       const result = await runPatch(cluster, { namespace, secretName, webhookConfig });
       process.stdout.write(`${result.summary}\n`);
     },
@@ -178,6 +178,15 @@ function requiredName(values: Values, verb: string, flag: string, rule: NameRule
 
 function optionalName(values: Values, verb: string, flag: string): string | undefined {
   return values[flag] === undefined ? undefined : requiredName(values, verb, flag, DNS_SUBDOMAIN);
+}
+
+/** Loaded only by create and patch: the API client takes most of a second to load, and local never needs it. */
+async function connectCluster(values: Values): Promise<Cluster> {
+  const [{ loadKubeConfig }, { connect }] = await Promise.all([
+    import('../src/k8s/kube-config.ts'),
+    import('./cluster.ts'),
+  ]);
+  return connect(loadKubeConfig({ flag: optionalString(values['kubeconfig']), env: process.env }));
 }
 
 function optionalString(value: unknown): string | undefined {
