@@ -38,7 +38,11 @@ export function dockerConfigJson(auths: readonly DockerAuth[]): string {
     .map((entry) => {
       const auth = Buffer.from(`${entry.username}:${entry.password}`, 'utf8').toString('base64');
       // email is omitted: kubectl declares it `omitempty` and pull secrets for ACR never need one.
-      return `${goJsonString(entry.server)}:{"username":${goJsonString(entry.username)},"password":${goJsonString(entry.password)},"auth":${goJsonString(auth)}}`;
+      const { username, password } = entry;
+      return (
+        `${goJsonString(entry.server)}:{"username":${goJsonString(username)},` +
+        `"password":${goJsonString(password)},"auth":${goJsonString(auth)}}`
+      );
     });
   return `{"auths":{${entries.join(',')}}}`;
 }

@@ -75,7 +75,9 @@ export function createSyncMetrics(options: SyncMetricsOptions): SyncMetrics {
     passes,
     lastSuccess: new Gauge({
       name: METRIC_SYNC_LAST_SUCCESS,
-      help: 'Unix seconds when a full pass last reconciled every opted-in namespace without a failure; 0 before (and on followers).',
+      help:
+        'Unix seconds when a full pass last reconciled every opted-in namespace without a failure; ' +
+        '0 before (and on followers).',
       registers: [registry],
     }),
     credentialReloads,

@@ -105,7 +105,10 @@ function kubectlAuths(server: string, username: string, password: string): strin
 /** What kubectl writes for each entry, merged into one secret as Go orders map keys. */
 function expectedDockerConfigJson(entries: { server: string; username: string; password: string }[]): string {
   const sorted = [...entries].sort((a, b) => Buffer.compare(Buffer.from(a.server), Buffer.from(b.server)));
-  return `{"auths":{${sorted.map((e) => kubectlAuths(e.server, e.username, e.password).slice('{"auths":{'.length, -'}}'.length)).join(',')}}}`;
+  const auths = sorted.map((e) =>
+    kubectlAuths(e.server, e.username, e.password).slice('{"auths":{'.length, -'}}'.length),
+  );
+  return `{"auths":{${auths.join(',')}}}`;
 }
 const expected = () => ({
   'acr-myregistry': expectedDockerConfigJson([
@@ -210,7 +213,7 @@ describe('sync-secrets --once', () => {
   const out = unique('sync-out');
   let unmanagedBefore = '';
 
-  test('opted-in namespaces get every configured secret, equal to kubectl; others get none; a same-named unmanaged one is reported and untouched', async () => {
+  test('opted-in namespaces get every secret, as kubectl makes it; others get none; unmanaged ones stay', async () => {
     await createNamespace(kc, inA, optedIn);
     await createNamespace(kc, inB, optedIn);
     await createNamespace(kc, out, { [OPT_IN]: 'disabled' });
@@ -245,7 +248,7 @@ describe('sync-secrets --once', () => {
     expect(await readSecret(core, out, 'acr-china')).toBeUndefined();
   });
 
-  test("the kubelet's view: go-containerregistry's Kubernetes keychain resolves the expected credential for each image the webhook matched, and none for the others", async () => {
+  test("the kubelet's view: ggcr's keychain finds each matched image's credential, and none for others", async () => {
     const webhookRules = loadConfig(CONFIG).rules;
     const images: { image: string; expect: { username: string; password: string } | null }[] = [
       { image: 'myregistry.azurecr.io/team/app:v1', expect: { username: SP.username, password: spPassword } },
@@ -414,7 +417,7 @@ describe('sync-secrets --watch', () => {
     expect(after.text).toMatch(/^process_cpu_user_seconds_total \d/m);
   });
 
-  test('a namespace that gets the label later gets its secrets within seconds, and an unmanaged one is left alone', async () => {
+  test('a namespace labelled later gets its secrets within seconds, and an unmanaged one is left alone', async () => {
     const namespace = unique('sync-label');
     await createNamespace(kc, namespace);
     unmanagedBefore = await createUnmanaged(namespace, 'acr-china');
@@ -669,7 +672,7 @@ describe('sync-secrets under the shipped RBAC, as a ServiceAccount with a TokenR
     await coordination.deleteNamespacedLease({ namespace: release, name: NAME }).catch(() => undefined);
   });
 
-  test('it syncs, --once and --watch, and can neither read another Secret nor write one the policy does not allow', async () => {
+  test('it syncs, --once and --watch, and can neither read another Secret nor write what policy forbids', async () => {
     await createNamespace(kc, release);
     apply(shipped('sync-secrets.yaml'));
     apply(shipped('sync-secrets-vap.yaml'));

@@ -4,7 +4,10 @@ export interface Scrape {
   readonly status: number;
   readonly contentType: string | null;
   readonly text: string;
-  /** The value of one series exactly as printed (`name` or `name{label="value"}`); throws when it is missing, so an absent series never reads as 0. */
+  /**
+   * The value of one series exactly as printed (`name` or `name{label="value"}`); throws when it is
+   * missing, so an absent series never reads as 0.
+   */
   value(series: string): number;
 }
 

@@ -28,7 +28,10 @@ function spawnSync(args: readonly string[], env: Record<string, string>): ChildP
   });
 }
 
-/** Runs to completion (--once, --dry-run). `keepStdout: false` leaves --dry-run manifests out of everythingPrinted(). */
+/**
+ * Runs to completion (--once, --dry-run). `keepStdout: false` leaves --dry-run manifests out of
+ * everythingPrinted().
+ */
 export async function runSync(
   args: readonly string[],
   options: { env?: Record<string, string>; keepStdout?: boolean; timeoutMs?: number } = {},
