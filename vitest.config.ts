@@ -1,20 +1,4 @@
-import { configDefaults, defineConfig } from 'vitest/config';
-
-// Tests that start a program (the CLIs, openssl, kubectl) but live beside the code or in test/unit/: they
-// run in the integration tier, and belong in test/integration/ (their owners move them).
-const STARTS_PROGRAMS = [
-  'certs-gen/cli.test.ts',
-  'certs-gen/local.test.ts',
-  'src/cli/sync-secrets.test.ts',
-  'src/sync/docker-config.test.ts',
-  'test/unit/cli.test.ts',
-  'test/unit/crash-logging.test.ts',
-  'test/unit/graceful-shutdown.test.ts',
-  'test/unit/serve-modules.test.ts',
-  'test/unit/startup-failures.test.ts',
-  'test/unit/sync-startup-failure.test.ts',
-  'test/unit/tls-probe.test.ts',
-];
+import { defineConfig } from 'vitest/config';
 
 // Three tiers, run one after another (sequence.groupOrder) so that the unit tier's timing bounds never
 // share the two cores with helm, npm ci or the e2e suite. `npm test` runs each tier in its own vitest run,
@@ -29,7 +13,6 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['src/**/*.test.ts', 'certs-gen/**/*.test.ts', 'test/unit/**/*.test.ts'],
-          exclude: [...configDefaults.exclude, ...STARTS_PROGRAMS],
           // In-process tests only: every core (vitest's default leaves one free, which on 2 cores is half).
           maxWorkers: '100%',
           sequence: { groupOrder: 0 },
@@ -38,7 +21,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['test/integration/**/*.test.ts', ...STARTS_PROGRAMS],
+          include: ['test/integration/**/*.test.ts'],
           // A test here starts programs; on a busy 2-core machine one start alone can take seconds.
           testTimeout: 30_000,
           sequence: { groupOrder: 1 },

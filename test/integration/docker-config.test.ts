@@ -1,7 +1,7 @@
 // The `.dockerconfigjson` must be byte for byte what kubectl writes: these run the real kubectl.
 import { execFileSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
-import { dockerConfigJson, goJsonString } from './docker-config.ts';
+import { dockerConfigJson, goJsonString } from '../../src/sync/docker-config.ts';
 
 /** `kubectl create secret docker-registry ... --dry-run=client -o json`, decoded. */
 function kubectlDockerConfigJson(server: string, username: string, password: string): string {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
-const cli = fileURLToPath(new URL('./cli.ts', import.meta.url));
+const cli = fileURLToPath(new URL('../../certs-gen/cli.ts', import.meta.url));
 
 interface Outcome {
   code: number;
@@ -201,7 +201,7 @@ describe('certs-gen', () => {
   });
 
   it('loads the Kubernetes API client only for create and patch: local and --help never do', async () => {
-    const recorder = fileURLToPath(new URL('../test/support/record-modules.mjs', import.meta.url));
+    const recorder = fileURLToPath(new URL('../support/record-modules.mjs', import.meta.url));
     const loaded = async (...args: string[]): Promise<string[]> => {
       const modulesFile = join(scratch, `modules-${args[0]}.txt`);
       const env = { PATH: process.env['PATH'] ?? '', RECORD_MODULES_FILE: modulesFile };

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inspectCertificate } from './generate.ts';
-import { buildLocalCertificates, writeLocalFiles } from './local.ts';
+import { inspectCertificate } from '../../certs-gen/generate.ts';
+import { buildLocalCertificates, writeLocalFiles } from '../../certs-gen/local.ts';
 
 const run = promisify(execFile);
 const at = new Date('2026-03-01T12:00:00.000Z');

@@ -5,9 +5,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { parseSyncSecretsArgs } from './sync-secrets.ts';
+import { parseSyncSecretsArgs } from '../../src/cli/sync-secrets.ts';
 
-const MAIN = join(import.meta.dirname, 'main.ts');
+const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 const dir = mkdtempSync(join(tmpdir(), 'sync-cli-'));
 const file = (name: string, content: string): string => {
   writeFileSync(join(dir, name), content);
