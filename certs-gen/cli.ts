@@ -42,7 +42,7 @@ Options for create:
   --validity DAYS        as for local; renewal starts when a third of it is left
   --webhook-config NAME  issue a serving certificate only from a CA that every caBundle in
                          this MutatingWebhookConfiguration already trusts (recommended)
-  --kubeconfig FILE      credentials; default: in-cluster, else KUBECONFIG, else ~/.kube/config
+  --kubeconfig FILE      credentials; default: KUBECONFIG, else in-cluster, else ~/.kube/config
 
 Options for patch:
   --webhook-config NAME  the MutatingWebhookConfiguration (required)
