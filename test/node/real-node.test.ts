@@ -1,0 +1,457 @@
+// The whole story on a real node: sync-secrets writes the pull secrets, the webhook (reached by the
+// apiserver through its Service and kube-proxy, as in a cluster) patches the pods, and the kubelet
+// with containerd pulls a private image from an ACR-named registry only because of that secret.
+// The cluster is test/support/node/cluster.ts (build it with `bash tools/build.sh node`).
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  DiscoveryV1Api,
+  type KubeConfig,
+  type V1Pod,
+  type CoreV1Event,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { stringify as toYaml } from 'yaml';
+import { MUTATE_PATH } from '../../src/constants.ts';
+import {
+  NODE_IP,
+  REGISTRY_HOSTS,
+  TEST_IMAGE_PATH,
+  cgroupV1Controllers,
+  netnsMembers,
+  startNodeCluster,
+  type NodeCluster,
+} from '../support/node/cluster.ts';
+import { SecretVolume } from '../support/secret-volume.ts';
+import { startSyncWatcher, type SyncWatcher } from '../support/sync-process.ts';
+import { webhookConfiguration } from '../support/webhook-configuration.ts';
+import { MAIN } from '../support/webhook-process.ts';
+
+const SECRET_NAMES = ['acr-e2etest', 'acr-e2etest2'] as const;
+const IMAGES = REGISTRY_HOSTS.map((host) => `${host}/${TEST_IMAGE_PATH}`);
+const WEBHOOK = { namespace: 'acr-system', service: 'acr-pull-webhook', port: 8443 };
+/** Bound on a pod reaching Running or a pull failure on this node (a pull is local and small). */
+const POD_MS = 90_000;
+
+let cluster: NodeCluster;
+let kc: KubeConfig;
+let core: CoreV1Api;
+let sync: SyncWatcher | undefined;
+const volumes: SecretVolume[] = [];
+const timings: string[] = [];
+const record = (what: string, ms: number): void => {
+  timings.push(`${what}: ${(ms / 1000).toFixed(1)} s`);
+  process.stderr.write(`[node e2e] ${what}: ${(ms / 1000).toFixed(1)} s\n`);
+};
+const unique = (prefix: string): string => `${prefix}-${randomBytes(3).toString('hex')}`;
+
+/** What the machine looks like outside the cluster's namespaces, before and after. */
+interface HostState {
+  netns: string;
+  links: string;
+  nft: string;
+  mounts: string;
+}
+let before: HostState;
+
+function sh(cmd: string, args: string[]): Promise<string> {
+  return new Promise((ok, fail) =>
+    execFile(cmd, args, { timeout: 30_000 }, (err, stdout, stderr) =>
+      err ? fail(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`)) : ok(stdout),
+    ),
+  );
+}
+
+async function hostState(): Promise<HostState> {
+  return {
+    netns: await sh('ip', ['netns', 'list']),
+    links: (await sh('ip', ['-o', 'link', 'show']))
+      .split('\n')
+      .map((line) => line.split(':')[1]?.trim())
+      .join(' '),
+    nft: await sh('nft', ['list', 'ruleset']),
+    mounts: readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter((line) => /acr-node-|kubelet|containerd/.test(line))
+      .join('\n'),
+  };
+}
+
+beforeAll(async () => {
+  before = await hostState();
+  const started = Date.now();
+  cluster = await startNodeCluster({ log: (line) => process.stderr.write(`[node e2e] ${line}\n`) });
+  record('cluster start', Date.now() - started);
+  kc = cluster.kubeConfig;
+  core = kc.makeApiClient(CoreV1Api);
+
+  // Credentials as sync-secrets reads them from its mounted Secret, one pair per registry.
+  const [one, two] = cluster.registries;
+  for (const registry of [one, two])
+    volumes.push(new SecretVolume({ username: registry.username, password: registry.password }));
+  const configPath = join(cluster.dir, 'acr-pull-webhook.yaml');
+  writeFileSync(
+    configPath,
+    toYaml({
+      registries: REGISTRY_HOSTS.map((server, i) => ({
+        server,
+        secretName: SECRET_NAMES[i],
+        credentials: { usernameFile: volumes[i]?.path('username'), passwordFile: volumes[i]?.path('password') },
+      })),
+    }),
+  );
+
+  // The webhook inside the cluster's network namespace, behind a Service the apiserver resolves.
+  const pair = cluster.servingPair([
+    `${WEBHOOK.service}.${WEBHOOK.namespace}.svc`,
+    `${WEBHOOK.service}.${WEBHOOK.namespace}.svc.cluster.local`,
+  ]);
+  const webhookDir = join(cluster.dir, 'webhook');
+  mkdirSync(webhookDir);
+  writeFileSync(join(webhookDir, 'tls.crt'), pair.certPem);
+  writeFileSync(join(webhookDir, 'tls.key'), pair.keyPem);
+  const webhook = cluster.spawnInside('webhook', [
+    process.execPath,
+    MAIN,
+    'serve',
+    '--config',
+    configPath,
+    '--tls-cert',
+    join(webhookDir, 'tls.crt'),
+    '--tls-key',
+    join(webhookDir, 'tls.key'),
+    '--host',
+    NODE_IP,
+    '--port',
+    String(WEBHOOK.port),
+    '--health-port',
+    '8080',
+    '--drain-delay',
+    '0',
+  ]);
+  await until(
+    'the webhook listening',
+    async () => readFileSync(webhook.logPath, 'utf8').includes('"listening"'),
+    30_000,
+  );
+
+  await core.createNamespace({ body: { metadata: { name: WEBHOOK.namespace } } });
+  await core.createNamespacedService({
+    namespace: WEBHOOK.namespace,
+    body: {
+      metadata: { name: WEBHOOK.service },
+      spec: { ports: [{ name: 'https', port: 443, targetPort: WEBHOOK.port as never }] },
+    },
+  });
+  // No selector: the webhook is not a pod here, so its endpoint is written by hand, as for any
+  // backend outside the cluster's pods.
+  await kc.makeApiClient(DiscoveryV1Api).createNamespacedEndpointSlice({
+    namespace: WEBHOOK.namespace,
+    body: {
+      metadata: { name: WEBHOOK.service, labels: { 'kubernetes.io/service-name': WEBHOOK.service } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: [NODE_IP], conditions: { ready: true } }],
+      ports: [{ name: 'https', port: WEBHOOK.port, protocol: 'TCP' }],
+    },
+  });
+  const configuration = webhookConfiguration({
+    name: 'acr-pull-webhook',
+    port: 0,
+    caPem: cluster.caPem,
+    failurePolicy: 'Fail',
+  });
+  for (const hook of configuration.webhooks ?? []) {
+    hook.clientConfig = {
+      service: { namespace: WEBHOOK.namespace, name: WEBHOOK.service, path: MUTATE_PATH, port: 443 },
+      caBundle: Buffer.from(cluster.caPem).toString('base64'),
+    };
+  }
+  await kc.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({ body: configuration });
+
+  sync = await startSyncWatcher({
+    config: configPath,
+    kubeconfig: cluster.kubeconfigPath,
+    leaseNamespace: WEBHOOK.namespace,
+    identity: 'node-e2e',
+    args: ['--resync-period', '30'],
+  });
+
+  const probe = await optedInNamespace('probe');
+  await until(
+    'the webhook patching pods through its Service',
+    async () => {
+      const pod = await core.createNamespacedPod({
+        namespace: probe,
+        dryRun: 'All',
+        body: {
+          metadata: { generateName: 'probe-' },
+          spec: { containers: [{ name: 'c', image: IMAGES[0] as string }] },
+        },
+      });
+      return (pod.spec?.imagePullSecrets ?? []).length > 0;
+    },
+    60_000,
+  );
+  record('webhook and sync-secrets ready', Date.now() - started);
+}, 900_000);
+
+afterAll(async () => {
+  await sync?.stop();
+  await cluster?.stop();
+  for (const volume of volumes) volume.remove();
+  process.stderr.write(`[node e2e] timings:\n  ${timings.join('\n  ')}\n`);
+}, 120_000);
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
+  const started = Date.now();
+  let last = '';
+  for (;;) {
+    try {
+      if (await check()) return Date.now() - started;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms ${last.slice(0, 500)}`);
+    await sleep(250);
+  }
+}
+
+async function optedInNamespace(prefix: string): Promise<string> {
+  const name = unique(prefix);
+  await core.createNamespace({ body: { metadata: { name, labels: { 'acr-pull-webhook/inject': 'enabled' } } } });
+  // sync-secrets writes both secrets; the webhook only adds secrets that exist.
+  await until(
+    `pull secrets in ${name}`,
+    async () => {
+      for (const secret of SECRET_NAMES) await core.readNamespacedSecret({ name: secret, namespace: name });
+      return true;
+    },
+    30_000,
+  );
+  return name;
+}
+
+function kubectl(...args: string[]): Promise<string> {
+  return sh('kubectl', ['--kubeconfig', cluster.kubeconfigPath, ...args]);
+}
+
+async function podOf(namespace: string, app: string): Promise<V1Pod> {
+  const pods = await core.listNamespacedPod({ namespace, labelSelector: `app=${app}` });
+  const pod = pods.items[0];
+  if (pod === undefined) throw new Error(`no pod of ${app} in ${namespace} yet`);
+  return pod;
+}
+
+async function waitRunning(namespace: string, name: string): Promise<V1Pod> {
+  let pod: V1Pod | undefined;
+  await until(
+    `pod ${namespace}/${name} Running`,
+    async () => {
+      pod = await core.readNamespacedPod({ name, namespace });
+      return pod.status?.phase === 'Running';
+    },
+    POD_MS,
+  );
+  return pod as V1Pod;
+}
+
+/** Waits until a container of the pod is waiting on a pull failure; returns the reason. */
+async function waitPullFailure(namespace: string, name: string): Promise<string> {
+  let reason = '';
+  await until(
+    `pull failure of ${namespace}/${name}`,
+    async () => {
+      const pod = await core.readNamespacedPod({ name, namespace });
+      const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
+      reason =
+        statuses.map((s) => s.state?.waiting?.reason ?? '').find((r) => /ErrImagePull|ImagePullBackOff/.test(r)) ?? '';
+      return reason !== '';
+    },
+    POD_MS,
+  );
+  return reason;
+}
+
+async function eventsOf(namespace: string, pod: string): Promise<CoreV1Event[]> {
+  const events = await core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${pod}` });
+  return events.items;
+}
+
+async function deployment(namespace: string, image: string): Promise<V1Pod> {
+  const app = unique('app');
+  await kubectl('create', 'deployment', app, `--image=${image}`, '-n', namespace);
+  let pod: V1Pod | undefined;
+  await until(
+    `a pod of deployment ${app}`,
+    async () => {
+      pod = await podOf(namespace, app);
+      return true;
+    },
+    30_000,
+  );
+  return pod as V1Pod;
+}
+
+function podSpec(name: string, image: string, extra: Partial<V1Pod['spec']> = {}): V1Pod {
+  return {
+    metadata: { name },
+    spec: { terminationGracePeriodSeconds: 0, containers: [{ name: 'main', image }], ...extra },
+  };
+}
+
+describe('a private ACR-named image on a real node', () => {
+  test('a: in an opted-in namespace the deployment runs, with the injected secret, and the kubelet pulled the image', async () => {
+    const started = Date.now();
+    const namespace = await optedInNamespace('opted-in');
+    const pod = await deployment(namespace, IMAGES[0] as string);
+    expect(pod.spec?.imagePullSecrets).toEqual([{ name: 'acr-e2etest' }]);
+    const running = await waitRunning(namespace, pod.metadata?.name as string);
+    expect(running.status?.containerStatuses?.[0]?.imageID).toContain(`${REGISTRY_HOSTS[0]}/e2e/busybox@sha256:`);
+    const events = await eventsOf(namespace, pod.metadata?.name as string);
+    expect(events.map((e) => `${e.source?.component ?? e.reportingComponent}: ${e.reason}`)).toEqual(
+      expect.arrayContaining(['kubelet: Pulling', 'kubelet: Pulled', 'kubelet: Started']),
+    );
+    record('a: opted-in namespace to Running', Date.now() - started);
+  });
+
+  test('b: without the label the same deployment cannot pull: the registry answers 401', async () => {
+    const started = Date.now();
+    const namespace = unique('not-opted-in');
+    await core.createNamespace({ body: { metadata: { name: namespace } } });
+    const pod = await deployment(namespace, IMAGES[0] as string);
+    expect(pod.spec?.imagePullSecrets).toBeUndefined();
+    expect(await waitPullFailure(namespace, pod.metadata?.name as string)).toMatch(/ErrImagePull|ImagePullBackOff/);
+    const failed = (await eventsOf(namespace, pod.metadata?.name as string)).filter((e) => e.reason === 'Failed');
+    expect(failed.map((e) => e.message).join('\n')).toMatch(
+      /401 Unauthorized|pull access denied, repository does not exist or may require authorization/,
+    );
+    record('b: refused pull seen', Date.now() - started);
+  });
+
+  test('c: an init container from one registry and a container from the other: both pulled, both secrets in configuration order', async () => {
+    const started = Date.now();
+    const namespace = await optedInNamespace('two-registries');
+    const created = await core.createNamespacedPod({
+      namespace,
+      body: podSpec('two', IMAGES[0] as string, {
+        initContainers: [{ name: 'init', image: IMAGES[1] as string, command: ['/bin/sh', '-c', 'echo init done'] }],
+      }),
+    });
+    expect(created.spec?.imagePullSecrets).toEqual([{ name: 'acr-e2etest' }, { name: 'acr-e2etest2' }]);
+    const running = await waitRunning(namespace, 'two');
+    expect(running.status?.initContainerStatuses?.[0]?.imageID).toContain(`${REGISTRY_HOSTS[1]}/e2e/busybox@sha256:`);
+    expect(running.status?.containerStatuses?.[0]?.imageID).toContain(`${REGISTRY_HOSTS[0]}/e2e/busybox@sha256:`);
+    record('c: two registries to Running', Date.now() - started);
+  });
+
+  test('d: a rotated password reaches the pull secret in place, and a new pull uses it', async () => {
+    const started = Date.now();
+    const namespace = await optedInNamespace('rotation');
+    const [registry] = cluster.registries;
+    const original = await core.readNamespacedSecret({ name: 'acr-e2etest', namespace });
+    const newPassword = randomBytes(18).toString('base64url');
+    await registry.setPassword(newPassword);
+
+    // The secret still holds the old password: the registry now refuses it.
+    await core.createNamespacedPod({
+      namespace,
+      body: podSpec('old', IMAGES[0] as string, {
+        containers: [{ name: 'main', image: IMAGES[0] as string, imagePullPolicy: 'Always' }],
+      }),
+    });
+    await waitPullFailure(namespace, 'old');
+
+    volumes[0]?.update({ username: registry.username, password: newPassword });
+    await until(
+      'the pull secret rewritten',
+      async () => {
+        const secret = await core.readNamespacedSecret({ name: 'acr-e2etest', namespace });
+        return secret.data?.['.dockerconfigjson'] !== original.data?.['.dockerconfigjson'];
+      },
+      30_000,
+    );
+    const rotated = await core.readNamespacedSecret({ name: 'acr-e2etest', namespace });
+    expect(rotated.metadata?.uid).toBe(original.metadata?.uid);
+
+    await core.createNamespacedPod({
+      namespace,
+      body: podSpec('new', IMAGES[0] as string, {
+        containers: [{ name: 'main', image: IMAGES[0] as string, imagePullPolicy: 'Always' }],
+      }),
+    });
+    await waitRunning(namespace, 'new');
+    record('d: rotation to Running', Date.now() - started);
+  });
+
+  test('e: a namespace labelled while everything runs gets its secret and a Running pod', async () => {
+    const namespace = unique('labelled-later');
+    await core.createNamespace({ body: { metadata: { name: namespace } } });
+    const started = Date.now();
+    await core.patchNamespace(
+      { name: namespace, body: { metadata: { labels: { 'acr-pull-webhook/inject': 'enabled' } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    await until(
+      'secrets in the newly labelled namespace',
+      async () => {
+        for (const secret of SECRET_NAMES) await core.readNamespacedSecret({ name: secret, namespace });
+        return true;
+      },
+      30_000,
+    );
+    record('e: label to secrets', Date.now() - started);
+    await core.createNamespacedPod({ namespace, body: podSpec('late', IMAGES[0] as string) });
+    await waitRunning(namespace, 'late');
+    record('e: label to Running', Date.now() - started);
+  });
+
+  test('f: a pod that opts out is not patched, and its pull is refused', async () => {
+    const started = Date.now();
+    const namespace = await optedInNamespace('opt-out');
+    const created = await core.createNamespacedPod({
+      namespace,
+      body: {
+        ...podSpec('out', IMAGES[0] as string),
+        metadata: { name: 'out', labels: { 'acr-pull-webhook/inject': 'disabled' } },
+      },
+    });
+    expect(created.spec?.imagePullSecrets).toBeUndefined();
+    await waitPullFailure(namespace, 'out');
+    const failed = (await eventsOf(namespace, 'out')).filter((e) => e.reason === 'Failed');
+    expect(failed.map((e) => e.message).join('\n')).toMatch(
+      /401 Unauthorized|pull access denied, repository does not exist or may require authorization/,
+    );
+    record('f: opt-out refused', Date.now() - started);
+  });
+
+  test('stop() leaves no process, namespace, link, mount, cgroup or nft rule behind', async () => {
+    const { dir, netns, cgroupRoot } = cluster;
+    await sync?.stop();
+    sync = undefined;
+    const started = Date.now();
+    await cluster.stop();
+    record('stop', Date.now() - started);
+    expect(netnsMembers(netns)).toEqual([]);
+    const mentioning = readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir);
+        } catch {
+          return false;
+        }
+      });
+    expect(mentioning).toEqual([]);
+    for (const controller of cgroupV1Controllers())
+      expect(existsSync(join('/sys/fs/cgroup', controller, cgroupRoot))).toBe(false);
+    expect(existsSync(dir)).toBe(false);
+    expect(await hostState()).toEqual(before);
+  });
+});
