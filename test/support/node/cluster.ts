@@ -13,6 +13,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
+  type Dirent,
   closeSync,
   existsSync,
   mkdirSync,
@@ -588,7 +589,21 @@ async function pushImages(
   for (const registry of registries) {
     await crane('auth', 'login', registry.host, '-u', registry.username, '-p', registry.password);
     const ref = `${registry.host}/${TEST_IMAGE_PATH}`;
-    await crane('append', '--new_layer', join(imageDir, 'busybox.tar'), '--new_tag', ref);
+    // A second layer naming the registry, so the two images differ and a pod's imageID shows
+    // which registry its image came from (identical images would share one digest).
+    const nameDir = join(imageDir, registry.host);
+    mkdirSync(join(nameDir, 'etc'), { recursive: true });
+    writeFileSync(join(nameDir, 'etc', 'registry'), `${registry.host}\n`);
+    await runInside(['tar', '-C', nameDir, '-cf', `${nameDir}.tar`, 'etc']);
+    await crane(
+      'append',
+      '--new_layer',
+      join(imageDir, 'busybox.tar'),
+      '--new_layer',
+      `${nameDir}.tar`,
+      '--new_tag',
+      ref,
+    );
     // mutate pushes by digest unless told the tag; os/arch must be set for containerd's platform match.
     await crane(
       'mutate',
@@ -711,8 +726,13 @@ function cgroupDirs(root: string): string[] {
   const out: string[] = [];
   const walk = (path: string): void => {
     if (!existsSync(path)) return;
-    for (const entry of readdirSync(path, { withFileTypes: true }))
-      if (entry.isDirectory()) walk(join(path, entry.name));
+    let entries: Dirent[] = [];
+    try {
+      entries = readdirSync(path, { withFileTypes: true });
+    } catch {
+      return; // removed meanwhile
+    }
+    for (const entry of entries) if (entry.isDirectory()) walk(join(path, entry.name));
     out.push(path); // children first
   };
   for (const controller of cgroupV1Controllers()) walk(join('/sys/fs/cgroup', controller, root));
@@ -724,8 +744,13 @@ async function killCgroupTree(root: string): Promise<void> {
   for (;;) {
     const pids = new Set<number>();
     for (const path of cgroupDirs(root)) {
-      for (const line of readFileSync(join(path, 'cgroup.procs'), 'utf8').split('\n'))
-        if (line.trim() !== '') pids.add(Number(line));
+      let procs = '';
+      try {
+        procs = readFileSync(join(path, 'cgroup.procs'), 'utf8');
+      } catch {
+        continue; // removed meanwhile by runc or the kubelet
+      }
+      for (const line of procs.split('\n')) if (line.trim() !== '') pids.add(Number(line));
     }
     if (pids.size === 0 || Date.now() > deadline) return;
     for (const pid of pids) {
