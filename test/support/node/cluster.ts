@@ -51,6 +51,8 @@ const SANDBOX_IMAGE = `${REGISTRY_HOSTS[0]}/e2e/pause:1`;
 /** The test image, in both registries: Debian's static busybox, entrypoint `sleep 3600`. */
 export const TEST_IMAGE_PATH = 'e2e/busybox:1';
 
+const dirPrefix = 'acr-node-';
+const ownerFile = 'owner.pid';
 const startTimeoutMs = 120_000;
 const stopGraceMs = 5_000;
 
@@ -108,9 +110,11 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     if (!existsSync(join(binDir, bin)))
       throw new Error(`${join(binDir, bin)} is missing: run 'bash tools/build.sh node' first`);
   }
+  await sweepOrphans(log);
   const id = randomBytes(4).toString('hex');
-  const dir = join(tmpdir(), `acr-node-${id}`);
+  const dir = join(tmpdir(), `${dirPrefix}${id}`);
   mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, ownerFile), `${process.pid}\n`);
   const timings: Record<string, number> = {};
   let phaseStart = Date.now();
   const phase = (name: string): void => {
@@ -121,7 +125,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
   };
 
   const procs = new Set<Proc>();
-  const cgroupRoot = `/acr-node-${id}`;
+  const cgroupRoot = `/${dirPrefix}${id}`;
   let holder: ChildProcess | undefined;
   let holderNetns = '';
   const hostForwards: net.Server[] = [];
@@ -201,22 +205,39 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
 
   const stop = (): Promise<void> =>
     (stopped ??= (async () => {
-      for (const server of hostForwards) server.close();
-      for (const socket of hostSockets) socket.destroy();
+      // Every step runs even if an earlier one failed: a half-done teardown leaves shims and cgroups.
+      const errors: string[] = [];
+      const step = async (what: string, run: () => Promise<void> | void): Promise<void> => {
+        try {
+          await run();
+        } catch (err) {
+          errors.push(`${what}: ${(err as Error).message}`);
+        }
+      };
+      await step('close forwards', () => {
+        for (const server of hostForwards) server.close();
+        for (const socket of hostSockets) socket.destroy();
+      });
       // Controllers first so nothing recreates what is being torn down.
       for (const name of ['kubelet', 'kube-proxy', 'kube-scheduler', 'kube-controller-manager']) {
-        for (const proc of procs) if (proc.name === name) await terminate(proc);
+        for (const proc of procs) if (proc.name === name) await step(name, () => terminate(proc));
       }
-      await killCgroupTree(cgroupRoot);
+      await step('pods', () => killCgroupTree(cgroupRoot));
       // Everything left in the network namespace: containerd, its shims, registries, etcd, apiserver.
-      if (holderNetns !== '') await killNetnsMembers(holderNetns, holder?.pid);
-      for (const proc of [...procs]) await terminate(proc);
-      if (holder) {
+      if (holderNetns !== '') await step('namespace members', () => killNetnsMembers(holderNetns, holder?.pid));
+      for (const proc of [...procs]) await step(proc.name, () => terminate(proc));
+      await step('shims', () => killMentioning(dir));
+      await step('holder', async () => {
+        if (!holder || holder.exitCode !== null || holder.signalCode !== null) return;
+        const exited = new Promise<void>((done) => holder?.once('exit', () => done()));
         holder.kill('SIGKILL');
-        await new Promise<void>((done) => (holder?.exitCode !== null ? done() : holder.once('exit', () => done())));
-      }
-      await removeCgroupTree(cgroupRoot);
-      if (!options.keepDir) rmSync(dir, { recursive: true, force: true });
+        await Promise.race([exited, sleep(stopGraceMs)]);
+      });
+      await step('cgroups', () => removeCgroupTree(cgroupRoot));
+      // A kept dir loses its owner file, so that the next start's sweep leaves it alone.
+      await step('dir', () => rmSync(options.keepDir ? join(dir, ownerFile) : dir, { recursive: true, force: true }));
+      process.removeListener('exit', onExit);
+      if (errors.length > 0) throw new Error(`node cluster teardown: ${errors.join('; ')}`);
     })());
   const onExit = (): void => {
     for (const proc of procs) proc.child.kill('SIGKILL');
@@ -814,6 +835,57 @@ async function killNetnsMembers(netns: string, spare: number | undefined): Promi
         // gone
       }
     }
+  }
+}
+
+/** SIGKILLs every process whose command line mentions `text` (the shims name the run's socket). */
+async function killMentioning(text: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const pids = readdirSync('/proc').filter((entry) => {
+      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) return false;
+      try {
+        return readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text);
+      } catch {
+        return false;
+      }
+    });
+    if (pids.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`processes still running: ${pids.join(' ')}`);
+    for (const pid of pids) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    await sleep(100);
+  }
+}
+
+/** Cleans up after runs whose test process died without stop() (SIGKILL, a crash): the pdeathsig
+ *  watchdog killed the components it started, but not containerd's shims, the pods, their cgroups. */
+async function sweepOrphans(log: (line: string) => void): Promise<void> {
+  for (const entry of readdirSync(tmpdir())) {
+    if (!entry.startsWith(dirPrefix)) continue;
+    const dir = join(tmpdir(), entry);
+    let owner: number;
+    try {
+      owner = Number.parseInt(readFileSync(join(dir, ownerFile), 'utf8'), 10);
+    } catch {
+      continue; // kept on purpose, or not ours
+    }
+    try {
+      process.kill(owner, 0);
+      continue; // still running
+    } catch {
+      // owner gone
+    }
+    log(`removing an orphaned node cluster: ${dir}`);
+    await killMentioning(dir);
+    await killCgroupTree(`/${entry}`);
+    await removeCgroupTree(`/${entry}`);
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
