@@ -299,6 +299,17 @@ async function deployment(namespace: string, image: string): Promise<V1Pod> {
   return pod as V1Pod;
 }
 
+/** The container logs the kubelet wrote for a pod (in the cluster's dir), for failure messages. */
+function podLogs(namespace: string, pod: string): string {
+  const root = join(cluster.dir, 'pod-logs');
+  const dirs = existsSync(root) ? readdirSync(root).filter((d) => d.startsWith(`${namespace}_${pod}_`)) : [];
+  return dirs
+    .flatMap((d) => readdirSync(join(root, d)).map((c) => join(root, d, c, '0.log')))
+    .filter((f) => existsSync(f))
+    .map((f) => `${f}:\n${readFileSync(f, 'utf8')}`)
+    .join('\n');
+}
+
 function podSpec(name: string, image: string, extra: Partial<V1Pod['spec']> = {}): V1Pod {
   return {
     metadata: { name },
@@ -429,6 +440,39 @@ describe('a private ACR-named image on a real node', () => {
       /401 Unauthorized|pull access denied, repository does not exist or may require authorization/,
     );
     record('f: opt-out refused', Date.now() - started);
+  });
+
+  test('g: a pod reaches the apiserver through the kubernetes Service (ClusterIP, kube-proxy), as in-cluster clients do', async () => {
+    const namespace = await optedInNamespace('in-cluster');
+    // The kubelet injects KUBERNETES_SERVICE_HOST/PORT (the Service's ClusterIP); anonymous /version is public.
+    // A TCP connect is what this static busybox can do (its wget segfaults without glibc's NSS
+    // libraries); the ClusterIP's only endpoint is the apiserver's, as the assertion below shows.
+    const script = 'nc -w 5 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT </dev/null && echo connected';
+    await core.createNamespacedPod({
+      namespace,
+      body: podSpec('client', IMAGES[0] as string, {
+        restartPolicy: 'Never',
+        containers: [{ name: 'main', image: IMAGES[0] as string, command: ['/bin/sh', '-c', script] }],
+      }),
+    });
+    let phase = '';
+    await until(
+      'the client pod finished',
+      async () => {
+        phase = (await core.readNamespacedPod({ name: 'client', namespace })).status?.phase ?? '';
+        return phase === 'Succeeded' || phase === 'Failed';
+      },
+      POD_MS,
+    );
+    expect(phase, podLogs(namespace, 'client')).toBe('Succeeded');
+    expect(podLogs(namespace, 'client')).toContain('connected');
+    const service = await core.readNamespacedService({ name: 'kubernetes', namespace: 'default' });
+    expect(service.spec?.clusterIP).toBe('10.0.0.1');
+    const slices = await kc.makeApiClient(DiscoveryV1Api).listNamespacedEndpointSlice({
+      namespace: 'default',
+      labelSelector: 'kubernetes.io/service-name=kubernetes',
+    });
+    expect(slices.items.flatMap((slice) => slice.endpoints.flatMap((e) => e.addresses))).toEqual([NODE_IP]);
   });
 
   test('stop() leaves no process, namespace, link, mount, cgroup or nft rule behind', async () => {

@@ -598,7 +598,7 @@ async function pushImages(
   const busyboxRoot = join(imageDir, 'busybox', 'bin');
   mkdirSync(busyboxRoot, { recursive: true });
   copyFileSync('/bin/busybox', join(busyboxRoot, 'busybox'));
-  for (const applet of ['sh', 'sleep', 'echo', 'cat', 'ls']) symlinkSync('busybox', join(busyboxRoot, applet));
+  for (const applet of ['sh', 'sleep', 'echo', 'cat', 'ls', 'nc']) symlinkSync('busybox', join(busyboxRoot, applet));
   mkdirSync(join(imageDir, 'pause'), { recursive: true });
   copyFileSync(join(binDir, 'pause'), join(imageDir, 'pause', 'pause'));
   await runInside(['tar', '-C', join(imageDir, 'busybox'), '-cf', join(imageDir, 'busybox.tar'), 'bin']);
