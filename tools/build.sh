@@ -123,7 +123,8 @@ kube_ldflags() {
   v="$(module_version "${root}/tools/kube-apiserver" k8s.io/kubernetes)"
   [[ "$v" =~ ^v([0-9]+)\.([0-9]+)\.[0-9]+$ ]] || die "unexpected k8s.io/kubernetes version '${v}'"
   local cb=k8s.io/component-base/version
-  printf '%s' "-s -w -X ${cb}.gitVersion=${v} -X ${cb}.gitMajor=${BASH_REMATCH[1]} -X ${cb}.gitMinor=${BASH_REMATCH[2]} -X ${cb}.gitTreeState=clean"
+  printf '%s' "-s -w -X ${cb}.gitVersion=${v} -X ${cb}.gitMajor=${BASH_REMATCH[1]}" \
+    " -X ${cb}.gitMinor=${BASH_REMATCH[2]} -X ${cb}.gitTreeState=clean"
 }
 
 # The node components come from the kube-apiserver module itself (more `tool` lines in its go.mod),
@@ -141,7 +142,8 @@ build_containerd() {
   # Static with CGO_ENABLED=0: the btrfs snapshotter (the only cgo part) is left out by its build tag.
   local tags="no_btrfs urfave_cli_no_docs"
   build_tool containerd "$dir" github.com/containerd/containerd/v2/cmd/containerd 3 "$tags" "$ldflags"
-  build_tool containerd-shim-runc-v2 "$dir" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 1 "$tags" "$ldflags"
+  build_tool containerd-shim-runc-v2 "$dir" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 1 \
+    "$tags" "$ldflags"
   build_tool ctr "$dir" github.com/containerd/containerd/v2/cmd/ctr 1 "$tags" "$ldflags"
 }
 
@@ -162,7 +164,8 @@ build_runc() {
   # runc needs cgo (its nsenter is C) and libseccomp for the seccomp profiles pods run with.
   ensure_deb libseccomp-dev /usr/include/seccomp.h
   command -v gcc > /dev/null || die "gcc is needed for runc (cgo): apt-get install -y gcc"
-  CGO_ENABLED=1 build_tool runc "${root}/tools/runc" github.com/opencontainers/runc 1 "seccomp urfave_cli_no_docs" "-s -w"
+  CGO_ENABLED=1 build_tool runc "${root}/tools/runc" github.com/opencontainers/runc 1 \
+    "seccomp urfave_cli_no_docs" "-s -w"
 }
 
 build_cni() {
@@ -175,7 +178,8 @@ build_cni() {
 build_registry() {
   local dir="${root}/tools/registry" v
   v="$(module_version "$dir" github.com/distribution/distribution/v3)"
-  build_tool registry "$dir" github.com/distribution/distribution/v3/cmd/registry 1 "" "-s -w -X github.com/distribution/distribution/v3/version.version=${v}"
+  build_tool registry "$dir" github.com/distribution/distribution/v3/cmd/registry 1 "" \
+    "-s -w -X github.com/distribution/distribution/v3/version.version=${v}"
 }
 
 build_crane() {

@@ -318,7 +318,7 @@ function podSpec(name: string, image: string, extra: Partial<V1Pod['spec']> = {}
 }
 
 describe('a private ACR-named image on a real node', () => {
-  test('a: in an opted-in namespace the deployment runs, with the injected secret, and the kubelet pulled the image', async () => {
+  test('a: in an opted-in namespace the deployment runs with the injected secret; the kubelet pulled it', async () => {
     const started = Date.now();
     const namespace = await optedInNamespace('opted-in');
     const pod = await deployment(namespace, IMAGES[0] as string);
@@ -346,7 +346,7 @@ describe('a private ACR-named image on a real node', () => {
     record('b: refused pull seen', Date.now() - started);
   });
 
-  test('c: an init container from one registry and a container from the other: both pulled, both secrets in configuration order', async () => {
+  test('c: init container and container from the two registries: both pulled, secrets in config order', async () => {
     const started = Date.now();
     const namespace = await optedInNamespace('two-registries');
     const created = await core.createNamespacedPod({
@@ -442,7 +442,7 @@ describe('a private ACR-named image on a real node', () => {
     record('f: opt-out refused', Date.now() - started);
   });
 
-  test('g: a pod reaches the apiserver through the kubernetes Service (ClusterIP, kube-proxy), as in-cluster clients do', async () => {
+  test('g: a pod reaches the apiserver through the kubernetes Service (ClusterIP, kube-proxy)', async () => {
     const namespace = await optedInNamespace('in-cluster');
     // The kubelet injects KUBERNETES_SERVICE_HOST/PORT (the Service's ClusterIP); anonymous /version is public.
     // A TCP connect is what this static busybox can do (its wget segfaults without glibc's NSS

@@ -274,7 +274,12 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     writeFileSync(join(dir, 'tokens.csv'), `${adminToken},admin,admin,system:masters\n`, { mode: 0o600 });
     writeFileSync(
       join(dir, 'hosts'),
-      `127.0.0.1 localhost\n${NODE_IP} ${NODE_NAME}\n${REGISTRY_IPS.map((ip, i) => `${ip} ${REGISTRY_HOSTS[i]}`).join('\n')}\n`,
+      [
+        '127.0.0.1 localhost',
+        `${NODE_IP} ${NODE_NAME}`,
+        ...REGISTRY_IPS.map((ip, i) => `${ip} ${REGISTRY_HOSTS[i]}`),
+        '',
+      ].join('\n'),
     );
     // Pods get no cluster DNS; an empty resolv.conf keeps the machine's resolvers out of them.
     writeFileSync(join(dir, 'resolv.conf'), '');
@@ -670,7 +675,8 @@ function writeContainerdConfig(dir: string, caPath: string): void {
     mkdirSync(join(hostsDir, host), { recursive: true });
     writeFileSync(
       join(hostsDir, host, 'hosts.toml'),
-      `server = "https://${host}"\n\n[host."https://${host}"]\n  capabilities = ["pull", "resolve"]\n  ca = "${caPath}"\n`,
+      `server = "https://${host}"\n\n[host."https://${host}"]\n` +
+        `  capabilities = ["pull", "resolve"]\n  ca = "${caPath}"\n`,
     );
   }
   const cniConf = join(dir, 'cni', 'net.d');
