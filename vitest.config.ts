@@ -6,6 +6,7 @@ import { defineConfig } from 'vitest/config';
 // - unit: in-process only (servers on loopback allowed): no child process, no network, no tools/build.sh binary.
 // - integration: real processes (the CLIs, openssl, kubectl, helm from tools/build.sh, npm ci); no control plane.
 // - e2e: one real control plane (etcd + kube-apiserver from tools/), started once by its globalSetup.
+// - node: a one-node cluster (kubelet, containerd, kube-proxy, registries) in namespaces of its own.
 export default defineConfig({
   test: {
     projects: [
@@ -37,6 +38,18 @@ export default defineConfig({
           // One apiserver for all files; files run one after another so timing assertions hold on 2 cores.
           fileParallelism: false,
           sequence: { groupOrder: 2 },
+        },
+      },
+      {
+        test: {
+          name: 'node',
+          include: ['test/node/**/*.test.ts'],
+          // One real node (test/support/node/cluster.ts) per file: starting it takes seconds, pulls and
+          // pod starts on 2 busy cores take longer than an apiserver round trip.
+          testTimeout: 180_000,
+          hookTimeout: 900_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 3 },
         },
       },
     ],

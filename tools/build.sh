@@ -154,6 +154,11 @@ ensure_deb() {
   [[ -e "$file" ]] && return 0
   if ((EUID == 0)) && command -v apt-get > /dev/null; then
     log "${pkg}: ${file} missing, running apt-get install -y ${pkg}"
+    # A fresh machine's package lists may be missing or stale: refresh them once, then install.
+    if [[ -z "${apt_updated:-}" ]]; then
+      DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || die "apt-get update failed"
+      apt_updated=1
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg" >&2 || die "apt-get install -y ${pkg} failed"
   else
     die "${file} is missing: install Debian's ${pkg} (apt-get install -y ${pkg})"
@@ -205,13 +210,15 @@ node_tools=(kube-controller-manager kube-scheduler kubelet kube-proxy containerd
   busybox nft htpasswd)
 
 tools=("$@")
-((${#tools[@]})) || tools=(etcd helm kube-apiserver keychain-check)
+# Default: everything the tests and the demo run, the one-node cluster included.
+((${#tools[@]})) || tools=(etcd helm kube-apiserver keychain-check node)
 if [[ " ${tools[*]} " == *" node "* ]]; then
   expanded=()
   for t in "${tools[@]}"; do
     if [[ "$t" == node ]]; then expanded+=(etcd kube-apiserver "${node_tools[@]}"); else expanded+=("$t"); fi
   done
-  tools=("${expanded[@]}")
+  tools=()
+  for t in "${expanded[@]}"; do [[ " ${tools[*]} " == *" ${t} "* ]] || tools+=("$t"); done
 fi
 for t in "${tools[@]}"; do
   [[ " etcd helm kube-apiserver keychain-check ${node_tools[*]} " == *" ${t} "* ]] ||
