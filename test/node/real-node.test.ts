@@ -4,11 +4,9 @@
 // The cluster is test/support/node/cluster.ts (build it with `bash tools/build.sh node`).
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  AdmissionregistrationV1Api,
   CoreV1Api,
   DiscoveryV1Api,
   type KubeConfig,
@@ -18,33 +16,23 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { stringify as toYaml } from 'yaml';
-import { MUTATE_PATH } from '../../src/constants.ts';
 import {
   NODE_IP,
   REGISTRY_HOSTS,
-  TEST_IMAGE_PATH,
   cgroupV1Controllers,
   netnsMembers,
   startNodeCluster,
   type NodeCluster,
 } from '../support/node/cluster.ts';
-import { SecretVolume } from '../support/secret-volume.ts';
-import { startSyncWatcher, type SyncWatcher } from '../support/sync-process.ts';
-import { webhookConfiguration } from '../support/webhook-configuration.ts';
-import { MAIN } from '../support/webhook-process.ts';
+import { createOptedInNamespace, IMAGES, SECRET_NAMES, startStory, type Story, until } from '../support/node/story.ts';
 
-const SECRET_NAMES = ['acr-e2etest', 'acr-e2etest2'] as const;
-const IMAGES = REGISTRY_HOSTS.map((host) => `${host}/${TEST_IMAGE_PATH}`);
-const WEBHOOK = { namespace: 'acr-system', service: 'acr-pull-webhook', port: 8443 };
 /** Bound on a pod reaching Running or a pull failure on this node (a pull is local and small). */
 const POD_MS = 90_000;
 
 let cluster: NodeCluster;
 let kc: KubeConfig;
 let core: CoreV1Api;
-let sync: SyncWatcher | undefined;
-const volumes: SecretVolume[] = [];
+let story: Story;
 const timings: string[] = [];
 const record = (what: string, ms: number): void => {
   timings.push(`${what}: ${(ms / 1000).toFixed(1)} s`);
@@ -92,149 +80,19 @@ beforeAll(async () => {
   kc = cluster.kubeConfig;
   core = kc.makeApiClient(CoreV1Api);
 
-  // Credentials as sync-secrets reads them from its mounted Secret, one pair per registry.
-  const [one, two] = cluster.registries;
-  for (const registry of [one, two])
-    volumes.push(new SecretVolume({ username: registry.username, password: registry.password }));
-  const configPath = join(cluster.dir, 'acr-pull-webhook.yaml');
-  writeFileSync(
-    configPath,
-    toYaml({
-      registries: REGISTRY_HOSTS.map((server, i) => ({
-        server,
-        secretName: SECRET_NAMES[i],
-        credentials: { usernameFile: volumes[i]?.path('username'), passwordFile: volumes[i]?.path('password') },
-      })),
-    }),
-  );
-
-  // The webhook inside the cluster's network namespace, behind a Service the apiserver resolves.
-  const pair = cluster.servingPair([
-    `${WEBHOOK.service}.${WEBHOOK.namespace}.svc`,
-    `${WEBHOOK.service}.${WEBHOOK.namespace}.svc.cluster.local`,
-  ]);
-  const webhookDir = join(cluster.dir, 'webhook');
-  mkdirSync(webhookDir);
-  writeFileSync(join(webhookDir, 'tls.crt'), pair.certPem);
-  writeFileSync(join(webhookDir, 'tls.key'), pair.keyPem);
-  const webhook = cluster.spawnInside('webhook', [
-    process.execPath,
-    MAIN,
-    'serve',
-    '--config',
-    configPath,
-    '--tls-cert',
-    join(webhookDir, 'tls.crt'),
-    '--tls-key',
-    join(webhookDir, 'tls.key'),
-    '--host',
-    NODE_IP,
-    '--port',
-    String(WEBHOOK.port),
-    '--health-port',
-    '8080',
-    '--drain-delay',
-    '0',
-  ]);
-  await until(
-    'the webhook listening',
-    async () => readFileSync(webhook.logPath, 'utf8').includes('"listening"'),
-    30_000,
-  );
-
-  await core.createNamespace({ body: { metadata: { name: WEBHOOK.namespace } } });
-  await core.createNamespacedService({
-    namespace: WEBHOOK.namespace,
-    body: {
-      metadata: { name: WEBHOOK.service },
-      spec: { ports: [{ name: 'https', port: 443, targetPort: WEBHOOK.port as never }] },
-    },
-  });
-  // No selector: the webhook is not a pod here, so its endpoint is written by hand, as for any
-  // backend outside the cluster's pods.
-  await kc.makeApiClient(DiscoveryV1Api).createNamespacedEndpointSlice({
-    namespace: WEBHOOK.namespace,
-    body: {
-      metadata: { name: WEBHOOK.service, labels: { 'kubernetes.io/service-name': WEBHOOK.service } },
-      addressType: 'IPv4',
-      endpoints: [{ addresses: [NODE_IP], conditions: { ready: true } }],
-      ports: [{ name: 'https', port: WEBHOOK.port, protocol: 'TCP' }],
-    },
-  });
-  const configuration = webhookConfiguration({
-    name: 'acr-pull-webhook',
-    port: 0,
-    caPem: cluster.caPem,
-    failurePolicy: 'Fail',
-  });
-  for (const hook of configuration.webhooks ?? []) {
-    hook.clientConfig = {
-      service: { namespace: WEBHOOK.namespace, name: WEBHOOK.service, path: MUTATE_PATH, port: 443 },
-      caBundle: Buffer.from(cluster.caPem).toString('base64'),
-    };
-  }
-  await kc.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({ body: configuration });
-
-  sync = await startSyncWatcher({
-    config: configPath,
-    kubeconfig: cluster.kubeconfigPath,
-    leaseNamespace: WEBHOOK.namespace,
-    identity: 'node-e2e',
-    args: ['--resync-period', '30'],
-  });
-
-  const probe = await optedInNamespace('probe');
-  await until(
-    'the webhook patching pods through its Service',
-    async () => {
-      const pod = await core.createNamespacedPod({
-        namespace: probe,
-        dryRun: 'All',
-        body: {
-          metadata: { generateName: 'probe-' },
-          spec: { containers: [{ name: 'c', image: IMAGES[0] as string }] },
-        },
-      });
-      return (pod.spec?.imagePullSecrets ?? []).length > 0;
-    },
-    60_000,
-  );
+  story = await startStory(cluster, (line) => process.stderr.write(`[node e2e] ${line}\n`));
   record('webhook and sync-secrets ready', Date.now() - started);
 }, 900_000);
 
 afterAll(async () => {
-  await sync?.stop();
+  await story?.stop();
   await cluster?.stop();
-  for (const volume of volumes) volume.remove();
   process.stderr.write(`[node e2e] timings:\n  ${timings.join('\n  ')}\n`);
 }, 120_000);
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
-  const started = Date.now();
-  let last = '';
-  for (;;) {
-    try {
-      if (await check()) return Date.now() - started;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms ${last.slice(0, 500)}`);
-    await sleep(250);
-  }
-}
-
 async function optedInNamespace(prefix: string): Promise<string> {
   const name = unique(prefix);
-  await core.createNamespace({ body: { metadata: { name, labels: { 'acr-pull-webhook/inject': 'enabled' } } } });
-  // sync-secrets writes both secrets; the webhook only adds secrets that exist.
-  await until(
-    `pull secrets in ${name}`,
-    async () => {
-      for (const secret of SECRET_NAMES) await core.readNamespacedSecret({ name: secret, namespace: name });
-      return true;
-    },
-    30_000,
-  );
+  await createOptedInNamespace(cluster, name);
   return name;
 }
 
@@ -379,7 +237,7 @@ describe('a private ACR-named image on a real node', () => {
     });
     await waitPullFailure(namespace, 'old');
 
-    volumes[0]?.update({ username: registry.username, password: newPassword });
+    story.volumes[0]?.update({ username: registry.username, password: newPassword });
     await until(
       'the pull secret rewritten',
       async () => {
@@ -472,13 +330,12 @@ describe('a private ACR-named image on a real node', () => {
       namespace: 'default',
       labelSelector: 'kubernetes.io/service-name=kubernetes',
     });
-    expect(slices.items.flatMap((slice) => slice.endpoints.flatMap((e) => e.addresses))).toEqual([NODE_IP]);
+    expect(slices.items.flatMap((slice) => (slice.endpoints ?? []).flatMap((e) => e.addresses))).toEqual([NODE_IP]);
   });
 
   test('stop() leaves no process, namespace, link, mount, cgroup or nft rule behind', async () => {
     const { dir, netns, cgroupRoot } = cluster;
-    await sync?.stop();
-    sync = undefined;
+    await story.stopSync();
     const started = Date.now();
     await cluster.stop();
     record('stop', Date.now() - started);
