@@ -35,8 +35,11 @@ FROM ${NODE_RUNTIME_IMAGE}
 ARG VERSION=0.0.0-dev
 ARG REVISION=unknown
 ARG CREATED=unknown
+# Continuation lines keep their leading whitespace: the description's continue in column 1 so no space is added.
 LABEL org.opencontainers.image.title="acr-pull-webhook" \
-      org.opencontainers.image.description="Kubernetes mutating admission webhook that adds Azure Container Registry imagePullSecrets to pods, the job that keeps those pull secrets in opted-in namespaces, and certs-gen for its TLS." \
+      org.opencontainers.image.description="Kubernetes mutating admission webhook that adds Azure Container \
+Registry imagePullSecrets to pods, the job that keeps those pull secrets in opted-in namespaces, and certs-gen \
+for its TLS." \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \

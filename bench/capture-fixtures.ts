@@ -59,7 +59,8 @@ try {
     throw new Error('recorded review is not the typical pod');
   writeFileSync(TYPICAL_FIXTURE, raw);
   say(
-    `captured the review of pod ${NAMESPACE}/${created.metadata?.name ?? '?'}: ${Buffer.byteLength(raw)} bytes -> ${TYPICAL_FIXTURE}`,
+    `captured the review of pod ${NAMESPACE}/${created.metadata?.name ?? '?'}: ` +
+      `${Buffer.byteLength(raw)} bytes -> ${TYPICAL_FIXTURE}`,
   );
 } finally {
   await recorder.close();

@@ -71,7 +71,8 @@ const dir = mkdtempSync(join(tmpdir(), 'acr-pull-webhook-memory-'));
 const files = writeServerFiles(dir, testPki().serving);
 const rows: Row[] = [];
 say(
-  `limit ${(limitBytes / MiB).toFixed(0)} MiB, ${bodyName} body (${(body.length / 1024).toFixed(0)} KiB), ${durationSeconds} s per run, node ${nodeArgs.join(' ')}`,
+  `limit ${(limitBytes / MiB).toFixed(0)} MiB, ${bodyName} body (${(body.length / 1024).toFixed(0)} KiB), ` +
+    `${durationSeconds} s per run, node ${nodeArgs.join(' ')}`,
 );
 try {
   for (const connections of connectionCounts) {
@@ -107,9 +108,11 @@ try {
         rows.push(row);
         await server.stop();
         say(
-          `  ${String(connections).padStart(3)} connections, ${spec.name.padEnd(7)}: ${load.requestsPerSecond.toFixed(0).padStart(4)} req/s, ` +
+          `  ${String(connections).padStart(3)} connections, ${spec.name.padEnd(7)}: ` +
+            `${load.requestsPerSecond.toFixed(0).padStart(4)} req/s, ` +
             `${load.responses} answered, ${load.errors} errors, p99 ${load.latencyMs.p99.toFixed(0)} ms, ` +
-            `peak charged ${(row.peakChargedBytes / MiB).toFixed(0)} MiB, peak RSS ${(peakRssBytes / MiB).toFixed(0)} MiB, ` +
+            `peak charged ${(row.peakChargedBytes / MiB).toFixed(0)} MiB, ` +
+            `peak RSS ${(peakRssBytes / MiB).toFixed(0)} MiB, ` +
             `OOM kills ${row.oomKills}${ended === undefined ? '' : `, ended: ${ended}`}`,
         );
       } finally {
@@ -123,13 +126,16 @@ try {
 
 say('');
 say(
-  `| connections | server | req/s | errors | p99 ms | peak charged MiB (of ${(limitBytes / MiB).toFixed(0)}) | peak RSS MiB | OOM kills |`,
+  '| connections | server | req/s | errors | p99 ms | ' +
+    `peak charged MiB (of ${(limitBytes / MiB).toFixed(0)}) | peak RSS MiB | OOM kills |`,
 );
 say('|---|---|---|---|---|---|---|---|');
 for (const row of rows) {
   say(
-    `| ${row.connections} | ${row.server} | ${row.load.requestsPerSecond.toFixed(0)} | ${row.load.errors} | ${row.load.latencyMs.p99.toFixed(0)} | ` +
-      `${(row.peakChargedBytes / MiB).toFixed(0)} | ${(row.peakRssBytes / MiB).toFixed(0)} | ${row.oomKills}${row.ended === undefined ? '' : ` (${row.ended})`} |`,
+    `| ${row.connections} | ${row.server} | ${row.load.requestsPerSecond.toFixed(0)} | ${row.load.errors} | ` +
+      `${row.load.latencyMs.p99.toFixed(0)} | ` +
+      `${(row.peakChargedBytes / MiB).toFixed(0)} | ${(row.peakRssBytes / MiB).toFixed(0)} | ` +
+      `${row.oomKills}${row.ended === undefined ? '' : ` (${row.ended})`} |`,
   );
 }
 mkdirSync(dirname(flags.out), { recursive: true });

@@ -1,7 +1,7 @@
-// CPU profile of a server under a keep-alive load (the typical pod unless --body says otherwise): where its time goes, next to the
-// floor's. Starts each server with `node --cpu-prof`, warms it up, drives it for --duration
-// seconds with autocannon (same settings as run.ts), stops it (the profile is written on exit)
-// and prints self time by category and the hottest functions.
+// CPU profile of a server under a keep-alive load (the typical pod unless --body says otherwise):
+// where its time goes, next to the floor's. Starts each server with `node --cpu-prof`, warms it up,
+// drives it for --duration seconds with autocannon (same settings as run.ts), stops it (the profile
+// is written on exit) and prints self time by category and the hottest functions.
 //
 //   node bench/profile.ts [--duration S] [--connections N] [--webhook-main PATH] [--top N] [--floor]
 //                         [--body small|typical|large]
@@ -85,7 +85,8 @@ export function summarize(profile: CpuProfile, top: number, window?: readonly [n
     const { functionName, url, lineNumber } = node.callFrame;
     const cat = category(url, functionName);
     byCategory.set(cat, (byCategory.get(cat) ?? 0) + micros);
-    const key = `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/(src|bench)\//, '$1/')}:${lineNumber + 1}`;
+    const source = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/(src|bench)\//, '$1/');
+    const key = `${functionName || '(anonymous)'} ${source}:${lineNumber + 1}`;
     byFunction.set(key, (byFunction.get(key) ?? 0) + micros);
   }
   const idle = byCategory.get('idle') ?? 0;
@@ -93,7 +94,8 @@ export function summarize(profile: CpuProfile, top: number, window?: readonly [n
   const lines: string[] = [];
   const pct = (micros: number, of: number): string => `${((micros / of) * 100).toFixed(1).padStart(5)}%`;
   lines.push(
-    `profile: ${(total / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(1)} s (${pct(busy, total)} of the main thread)`,
+    `profile: ${(total / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(1)} s ` +
+      `(${pct(busy, total)} of the main thread)`,
   );
   lines.push('self time by category (% of busy):');
   for (const [cat, micros] of [...byCategory]
@@ -156,7 +158,8 @@ try {
     }
     writeFileSync(`${file}.window.json`, JSON.stringify([from, to]));
     say(
-      `\n== ${spec.name}: ${load.requestsPerSecond.toFixed(0)} req/s, p99 ${load.latencyMs.p99.toFixed(2)} ms under the profiler ==`,
+      `\n== ${spec.name}: ${load.requestsPerSecond.toFixed(0)} req/s, ` +
+        `p99 ${load.latencyMs.p99.toFixed(2)} ms under the profiler ==`,
     );
     say(`profile: ${file} (summary: the measured load only, not start-up or warm-up)`);
     say(summarize(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, Number(flags.top), [from, to]));

@@ -146,7 +146,9 @@ interface RunRecord {
   readonly server: string;
   readonly round: number;
   readonly load: LoadResult;
-  /** Server CPU time (all threads, user + system) per answered request, µs: steadier than req/s on a shared machine. */
+  /**
+   * Server CPU time (all threads, user + system) per answered request, µs: steadier than req/s on a shared machine.
+   */
   readonly cpuMicrosPerRequest: number;
   /** Largest VmRSS sampled during the run. */
   readonly peakRssBytes: number;
@@ -225,9 +227,12 @@ async function measure(
   runs.push(record);
   const l = load.latencyMs;
   say(
-    `  ${scenario.padEnd(8)} ${server.spec.name.padEnd(8)} round ${round}: ${load.requestsPerSecond.toFixed(0).padStart(6)} req/s, ` +
-      `CPU ${cpuMicrosPerRequest.toFixed(0)} µs/req, p50 ${l.p50.toFixed(2)} p99 ${l.p99.toFixed(2)} p99.9 ${l.p999.toFixed(2)} ms, ` +
-      `RSS ${(peakRssBytes / 2 ** 20).toFixed(0)} MiB, ELD p99 ${(eventLoop.p99 * 1000).toFixed(1)} ms, load ${record.loadAverage1m.toFixed(1)}` +
+    `  ${scenario.padEnd(8)} ${server.spec.name.padEnd(8)} round ${round}: ` +
+      `${load.requestsPerSecond.toFixed(0).padStart(6)} req/s, ` +
+      `CPU ${cpuMicrosPerRequest.toFixed(0)} µs/req, ` +
+      `p50 ${l.p50.toFixed(2)} p99 ${l.p99.toFixed(2)} p99.9 ${l.p999.toFixed(2)} ms, ` +
+      `RSS ${(peakRssBytes / 2 ** 20).toFixed(0)} MiB, ELD p99 ${(eventLoop.p99 * 1000).toFixed(1)} ms, ` +
+      `load ${record.loadAverage1m.toFixed(1)}` +
       (load.non2xx + load.errors > 0 ? `, ${load.non2xx} non-2xx, ${load.errors} errors` : '') +
       (record.serverDurationMs ? `, server p99 ${record.serverDurationMs.p99.toFixed(3)} ms` : ''),
   );
@@ -304,14 +309,17 @@ async function runScenario(scenario: Scenario): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 
 const started = new Date();
-const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}`;
+const machine =
+  `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
+  `Linux ${release()}, Node ${process.version}`;
 say(
   `acr-pull-webhook benchmark on ${machine}; load average ${loadavg()
     .map((v) => v.toFixed(2))
     .join(' ')}`,
 );
 say(
-  `bodies: ${BODY_NAMES.map((name) => `${name} ${bodies[name].length} B`).join(', ')}; webhook ${webhookMain}, logging at info to a file in ${dir}`,
+  `bodies: ${BODY_NAMES.map((name) => `${name} ${bodies[name].length} B`).join(', ')}; ` +
+    `webhook ${webhookMain}, logging at info to a file in ${dir}`,
 );
 
 // Ready time: fresh processes, alternating (every scenario's start adds a sample too).
@@ -467,21 +475,25 @@ say(
     .join(' ')}`,
 );
 say(
-  '| scenario | server | req/s | × floor | CPU µs/req | p50 ms | p99 ms | p99.9 ms | peak RSS MiB (anon) | event-loop p99 ms |',
+  '| scenario | server | req/s | × floor | CPU µs/req | p50 ms | p99 ms | p99.9 ms | ' +
+    'peak RSS MiB (anon) | event-loop p99 ms |',
 );
 say('|---|---|---|---|---|---|---|---|---|---|');
 for (const scenario of ran) {
   for (const s of summaries[scenario.name] ?? []) {
     const isFloor = s.server === 'floor';
     say(
-      `| ${scenario.label} | ${s.server} | ${fmtSpread(s.requestsPerSecond, (v) => v.toFixed(0))} | ${isFloor ? '1' : fmtSpread(s.ratioToFloor, (v) => v.toFixed(2))} | ` +
-        `${fmtSpread(s.cpuMicrosPerRequest, (v) => v.toFixed(0))} | ${fmtSpread(s.p50Ms, ms)} | ${fmtSpread(s.p99Ms, ms)} | ${fmtSpread(s.p999Ms, ms)} | ` +
+      `| ${scenario.label} | ${s.server} | ${fmtSpread(s.requestsPerSecond, (v) => v.toFixed(0))} | ` +
+        `${isFloor ? '1' : fmtSpread(s.ratioToFloor, (v) => v.toFixed(2))} | ` +
+        `${fmtSpread(s.cpuMicrosPerRequest, (v) => v.toFixed(0))} | ${fmtSpread(s.p50Ms, ms)} | ` +
+        `${fmtSpread(s.p99Ms, ms)} | ${fmtSpread(s.p999Ms, ms)} | ` +
         `${s.processPeakRssMiB.toFixed(0)} (${s.rssAnonMiB.median.toFixed(0)}) | ${fmtSpread(s.eventLoopP99Ms, ms)} |`,
     );
   }
 }
 say(
-  "CPU µs/req: the server process's CPU time (all threads) per answer; floor CPU / server CPU is the throughput ratio a server-bound, otherwise idle machine would show.",
+  "CPU µs/req: the server process's CPU time (all threads) per answer; " +
+    'floor CPU / server CPU is the throughput ratio a server-bound, otherwise idle machine would show.',
 );
 say(
   `CPU ratio (floor µs / server µs): ${ran
@@ -497,13 +509,18 @@ say(
 for (const s of summaries[`rate-${RATE}`] ?? []) {
   if (s.serverP99Ms) {
     say(
-      `server-side at ${RATE} req/s (${s.server}, durationMs log field): p99 ${fmtSpread(s.serverP99Ms, (v) => v.toFixed(3))} ms; ` +
-        `share ≤ 5 ms in its own histogram ${fmtSpread(s.serverShareUnder5ms as Spread, (v) => `${(v * 100).toFixed(2)}%`)}`,
+      `server-side at ${RATE} req/s (${s.server}, durationMs log field): ` +
+        `p99 ${fmtSpread(s.serverP99Ms, (v) => v.toFixed(3))} ms; ` +
+        'share ≤ 5 ms in its own histogram ' +
+        fmtSpread(s.serverShareUnder5ms as Spread, (v) => `${(v * 100).toFixed(2)}%`),
     );
   }
 }
 say(
-  `ready after start, ms, median (range) over ${(readyMs.get('floor') ?? []).length} starts: ${specs.map((spec) => `${spec.name} ${fmtSpread(spread(readyMs.get(spec.name) ?? []), (v) => v.toFixed(0))}`).join('; ')}`,
+  `ready after start, ms, median (range) over ${(readyMs.get('floor') ?? []).length} starts: ` +
+    specs
+      .map((spec) => `${spec.name} ${fmtSpread(spread(readyMs.get(spec.name) ?? []), (v) => v.toFixed(0))}`)
+      .join('; '),
 );
 
 let controlPlaneSummary: Record<string, unknown> | undefined;
@@ -575,7 +592,8 @@ if (controlPlane) {
   apiserverComparison = { ...apiserverObserved, hasFloor: floorP.length > 0 };
   const table = (observer: string, c: typeof clientObserved): void => {
     say(
-      `\ncontrol plane: ${controlPlane?.ratePerSecond} pod creates/s (typical pod), ${controlPlane?.phaseSeconds} s per phase, ${observer}; median over rounds (range):`,
+      `\ncontrol plane: ${controlPlane?.ratePerSecond} pod creates/s (typical pod), ` +
+        `${controlPlane?.phaseSeconds} s per phase, ${observer}; median over rounds (range):`,
     );
     say('| | p50 ms | p99 ms |');
     say('|---|---|---|');
@@ -585,27 +603,37 @@ if (controlPlane) {
     if (floorP.length > 0) {
       say(`| with the floor registered instead | ${fmtSpread(c.floorP50Ms, ms)} | ${fmtSpread(c.floorP99Ms, ms)} |`);
       say(
-        `| added by the floor (paired by round) | ${fmtSpread(c.floorAddedP50Ms, ms)} | ${fmtSpread(c.floorAddedP99Ms, ms)} |`,
+        `| added by the floor (paired by round) | ${fmtSpread(c.floorAddedP50Ms, ms)} | ` +
+          `${fmtSpread(c.floorAddedP99Ms, ms)} |`,
       );
       say(
-        `| webhook minus floor (paired by round) | ${fmtSpread(c.overFloorP50Ms, ms)} | ${fmtSpread(c.overFloorP99Ms, ms)} |`,
+        `| webhook minus floor (paired by round) | ${fmtSpread(c.overFloorP50Ms, ms)} | ` +
+          `${fmtSpread(c.overFloorP99Ms, ms)} |`,
       );
     }
   };
   table('client-observed', clientObserved);
   table(
-    `apiserver-observed (audit log: request received to response complete, ${summary.apiserverAudited} of ${controlPlane.phases.reduce((sum, p) => sum + p.created, 0)} creates found)`,
+    'apiserver-observed (audit log: request received to response complete, ' +
+      `${summary.apiserverAudited} of ${controlPlane.phases.reduce((sum, p) => sum + p.created, 0)} creates found)`,
     apiserverObserved,
   );
   say(
-    `apiserver_admission_webhook_admission_duration_seconds (${summary.apiserverWebhookCalls} calls): mean ${fmtSpread(summary.apiserverWebhookMeanMs, ms)} ms${floorP.length > 0 ? ` (floor ${fmtSpread(summary.floorApiserverMeanMs, ms)} ms)` : ''}, ` +
-      `${fmtSpread(summary.apiserverWebhookShareUnder5ms, (v) => `${(v * 100).toFixed(1)}%`)} ≤ 5 ms, p99 ≤ ${fmtSpread(summary.apiserverWebhookP99BoundMs, (v) => v.toFixed(0))} ms (bucket bound); ` +
-      `the webhook's own p99 ${fmtSpread(summary.webhookServerP99Ms, (v) => v.toFixed(3))} ms, its longest event-loop delay ${fmtSpread(summary.webhookEventLoopMaxMs, ms)} ms; ${summary.unpatchedWith} creates unpatched with the webhook, ${summary.failed} failed; ` +
+    `apiserver_admission_webhook_admission_duration_seconds (${summary.apiserverWebhookCalls} calls): ` +
+      `mean ${fmtSpread(summary.apiserverWebhookMeanMs, ms)} ms` +
+      `${floorP.length > 0 ? ` (floor ${fmtSpread(summary.floorApiserverMeanMs, ms)} ms)` : ''}, ` +
+      `${fmtSpread(summary.apiserverWebhookShareUnder5ms, (v) => `${(v * 100).toFixed(1)}%`)} ≤ 5 ms, ` +
+      `p99 ≤ ${fmtSpread(summary.apiserverWebhookP99BoundMs, (v) => v.toFixed(0))} ms (bucket bound); ` +
+      `the webhook's own p99 ${fmtSpread(summary.webhookServerP99Ms, (v) => v.toFixed(3))} ms, ` +
+      `its longest event-loop delay ${fmtSpread(summary.webhookEventLoopMaxMs, ms)} ms; ` +
+      `${summary.unpatchedWith} creates unpatched with the webhook, ${summary.failed} failed; ` +
       `driver start lag ≤ ${summary.maxStartLagMs.toFixed(1)} ms`,
   );
   const pct = (v: number): string => `${(v * 100).toFixed(0)}%`;
   say(
-    `machine CPU busy (both cores, everything on the machine): ${fmtSpread(summary.machineBusyWithout, pct)} without, ${fmtSpread(summary.machineBusyWith, pct)} with the webhook; ` +
+    'machine CPU busy (both cores, everything on the machine): ' +
+      `${fmtSpread(summary.machineBusyWithout, pct)} without, ` +
+      `${fmtSpread(summary.machineBusyWith, pct)} with the webhook; ` +
       `the webhook used ${fmtSpread(summary.webhookCpuMicrosPerReview, (v) => v.toFixed(0))} µs of CPU per review`,
   );
 }
@@ -630,7 +658,9 @@ if (typicalWebhook) {
   const mb = (mib: number): string => `${((mib * 2 ** 20) / 1e6).toFixed(0)} MB`;
   targets.push({
     target: 'RSS ≤ 100 MB under load (typical pod, keep-alive; peak VmHWM)',
-    measured: `${mb(typicalWebhook.processPeakRssMiB)} (floor ${mb(summaryOf('typical', 'floor')?.processPeakRssMiB ?? Number.NaN)})`,
+    measured:
+      `${mb(typicalWebhook.processPeakRssMiB)} ` +
+      `(floor ${mb(summaryOf('typical', 'floor')?.processPeakRssMiB ?? Number.NaN)})`,
     met: typicalWebhook.processPeakRssMiB * 2 ** 20 <= 100e6,
   });
 }
@@ -646,7 +676,9 @@ const webhookReady = spread(readyMs.get('webhook') ?? []);
 if (webhookReady.values.length > 0) {
   targets.push({
     target: 'ready ≤ 1 s after start (every start)',
-    measured: `${(webhookReady.median / 1000).toFixed(2)} s, slowest ${(webhookReady.max / 1000).toFixed(2)} s (floor ${(spread(readyMs.get('floor') ?? []).median / 1000).toFixed(2)} s)`,
+    measured:
+      `${(webhookReady.median / 1000).toFixed(2)} s, slowest ${(webhookReady.max / 1000).toFixed(2)} s ` +
+      `(floor ${(spread(readyMs.get('floor') ?? []).median / 1000).toFixed(2)} s)`,
     met: webhookReady.max <= 1000,
   });
 }
@@ -657,7 +689,8 @@ if (apiserverComparison && controlPlane) {
     measured:
       `${fmtSpread(c.addedP99Ms, ms)} ms` +
       (c.hasFloor
-        ? ` (the floor answering with the same patch adds ${fmtSpread(c.floorAddedP99Ms, ms)}; webhook minus floor ${fmtSpread(c.overFloorP99Ms, ms)})`
+        ? ` (the floor answering with the same patch adds ${fmtSpread(c.floorAddedP99Ms, ms)}; ` +
+          `webhook minus floor ${fmtSpread(c.overFloorP99Ms, ms)})`
         : ''),
     met: c.addedP99Ms.median <= 10,
   });

@@ -31,9 +31,8 @@ describe('desiredBundle', () => {
       desiredBundle({ current: newCa.certPem, previous: oldCa.certPem }, now).caBundle,
       'base64',
     ).toString();
-    expect(text).toMatch(
-      /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n$/,
-    );
+    const pem = '-----BEGIN CERTIFICATE-----\\n[A-Za-z0-9+/=\\n]+-----END CERTIFICATE-----\\n';
+    expect(text).toMatch(new RegExp(`^${pem}${pem}$`));
     expect(text).not.toContain('\r');
   });
 

@@ -322,33 +322,41 @@ describe('carryOut', () => {
     expect(verifies(next, next?.previousCaCertPem)).toEqual({ ok: true });
   });
 
-  it('switches tls.crt to the new CA and keeps the previous CA for a day, or until the old certificate ends if sooner', () => {
-    const next = carryOut({ step: 'switch-serving', reason: '' }, staged, want, now);
-    expect(verifies(next, newCa.certPem)).toEqual({ ok: true });
-    expect(next).toMatchObject({
-      caCertPem: newCa.certPem,
-      previousCaCertPem: agingCa.certPem,
-      previousCaUntil: later(DAY),
-    });
-    const endsSoon = leaf(agingCa, daysAgo(29.5));
-    const sooner = carryOut(
-      { step: 'switch-serving', reason: '' },
-      stored(endsSoon, newCa, { previousCaCertPem: agingCa.certPem }),
-      want,
-      now,
-    );
-    expect(sooner?.previousCaUntil).toEqual(inspectCertificate(endsSoon.certPem).notAfter);
-  });
+  it(
+    'switches tls.crt to the new CA and keeps the previous CA for a day, or until the old certificate ' +
+      'ends if sooner',
+    () => {
+      const next = carryOut({ step: 'switch-serving', reason: '' }, staged, want, now);
+      expect(verifies(next, newCa.certPem)).toEqual({ ok: true });
+      expect(next).toMatchObject({
+        caCertPem: newCa.certPem,
+        previousCaCertPem: agingCa.certPem,
+        previousCaUntil: later(DAY),
+      });
+      const endsSoon = leaf(agingCa, daysAgo(29.5));
+      const sooner = carryOut(
+        { step: 'switch-serving', reason: '' },
+        stored(endsSoon, newCa, { previousCaCertPem: agingCa.certPem }),
+        want,
+        now,
+      );
+      expect(sooner?.previousCaUntil).toEqual(inspectCertificate(endsSoon.certPem).notAfter);
+    },
+  );
 
-  it('keeps a previous CA for a day when a broken pair is renewed mid-rotation, since a replica may still serve an older one', () => {
-    const next = carryOut(
-      { step: 'renew-serving', reason: '' },
-      stored(expiredFromAging, newCa, { previousCaCertPem: agingCa.certPem }),
-      want,
-      now,
-    );
-    expect(next).toMatchObject({ previousCaCertPem: agingCa.certPem, previousCaUntil: later(DAY) });
-  });
+  it(
+    'keeps a previous CA for a day when a broken pair is renewed mid-rotation, since a replica may still ' +
+      'serve an older one',
+    () => {
+      const next = carryOut(
+        { step: 'renew-serving', reason: '' },
+        stored(expiredFromAging, newCa, { previousCaCertPem: agingCa.certPem }),
+        want,
+        now,
+      );
+      expect(next).toMatchObject({ previousCaCertPem: agingCa.certPem, previousCaUntil: later(DAY) });
+    },
+  );
 
   it('drops the previous CA and its annotation, and nothing else', () => {
     const next = carryOut({ step: 'drop-previous-ca', reason: '' }, switched(later(-1)), want, now);
@@ -380,32 +388,36 @@ describe('the Secret', () => {
     expect(storedFromSecret(secretManifest('ns', 'hook-tls', full))).toEqual(full);
   });
 
-  it("on update keeps the resourceVersion read and others' labels and annotations, and drops the annotation once the previous CA goes", () => {
-    const existing = {
-      metadata: {
+  it(
+    "on update keeps the resourceVersion read and others' labels and annotations, and drops the " +
+      'annotation once the previous CA goes',
+    () => {
+      const existing = {
+        metadata: {
+          name: 'hook-tls',
+          namespace: 'ns',
+          resourceVersion: '42',
+          labels: { team: 'a', 'app.kubernetes.io/managed-by': 'acr-pull-webhook' },
+          annotations: { note: 'x', [PREVIOUS_CA_UNTIL_ANNOTATION]: 'old' },
+          managedFields: [{ manager: 'kubectl' }],
+        },
+      };
+      const secret = secretManifest(
+        'ns',
+        'hook-tls',
+        { ...full, previousCaCertPem: undefined, previousCaUntil: undefined },
+        existing,
+      );
+      expect(secret.metadata).toEqual({
         name: 'hook-tls',
         namespace: 'ns',
         resourceVersion: '42',
         labels: { team: 'a', 'app.kubernetes.io/managed-by': 'acr-pull-webhook' },
-        annotations: { note: 'x', [PREVIOUS_CA_UNTIL_ANNOTATION]: 'old' },
-        managedFields: [{ manager: 'kubectl' }],
-      },
-    };
-    const secret = secretManifest(
-      'ns',
-      'hook-tls',
-      { ...full, previousCaCertPem: undefined, previousCaUntil: undefined },
-      existing,
-    );
-    expect(secret.metadata).toEqual({
-      name: 'hook-tls',
-      namespace: 'ns',
-      resourceVersion: '42',
-      labels: { team: 'a', 'app.kubernetes.io/managed-by': 'acr-pull-webhook' },
-      annotations: { note: 'x' },
-    });
-    expect(Object.keys(secret.data ?? {})).not.toContain('ca-previous.crt');
-  });
+        annotations: { note: 'x' },
+      });
+      expect(Object.keys(secret.data ?? {})).not.toContain('ca-previous.crt');
+    },
+  );
 
   it('reads empty values and an unreadable annotation as absent', () => {
     const state = storedFromSecret({

@@ -93,7 +93,9 @@ export function decideCreate(
     if (!trusted.has(ca.fingerprintSha256)) {
       return {
         step: 'wait-for-bundle',
-        reason: `${step.reason}, but not every caBundle trusts the CA ${shortFingerprint(ca.fingerprintSha256)} yet: run patch first`,
+        reason:
+          `${step.reason}, but not every caBundle trusts the CA ${shortFingerprint(ca.fingerprintSha256)} yet: ` +
+          'run patch first',
       };
     }
   }
@@ -149,7 +151,9 @@ function decideUngated(stored: StoredCertificates | undefined, want: Wanted, now
       ? { step: 'renew-serving', reason: renewal.reason }
       : {
           step: 'stage-ca',
-          reason: `${renewal.reason}, and the CA ends (${ca.info.notAfter.toISOString()}) before a new serving certificate would`,
+          reason:
+            `${renewal.reason}, and the CA ends (${ca.info.notAfter.toISOString()}) ` +
+            'before a new serving certificate would',
         };
   }
   if (previous !== undefined) {
@@ -233,7 +237,10 @@ export function ownershipProblem(secret: V1Secret): string | undefined {
   const where = `Secret ${secret.metadata?.namespace ?? ''}/${secret.metadata?.name ?? ''}`;
   const owner = secret.metadata?.labels?.[MANAGED_BY_LABEL];
   if (owner !== MANAGED_BY_VALUE) {
-    return `${where} exists but is not managed by certs-gen (label ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE} missing); refusing to overwrite it`;
+    return (
+      `${where} exists but is not managed by certs-gen (label ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE} missing); ` +
+      'refusing to overwrite it'
+    );
   }
   if (secret.type !== 'kubernetes.io/tls') return `${where} has type ${secret.type ?? '(none)'}, not kubernetes.io/tls`;
   if (secret.immutable === true) return `${where} is immutable`;

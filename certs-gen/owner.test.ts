@@ -22,15 +22,19 @@ const meta = (ownerReferences?: V1OwnerReference[], labels: Record<string, strin
 });
 
 describe('ownerReferenceTo', () => {
-  it("names the configuration by group/version, kind, name and uid; not a controller, and blockOwnerDeletion left out (it needs update on the owner's finalizers)", () => {
-    expect(ownerReferenceTo(configuration)).toStrictEqual({
-      apiVersion: 'admissionregistration.k8s.io/v1',
-      kind: 'MutatingWebhookConfiguration',
-      name: 'hook',
-      uid: 'uid-live',
-      controller: false,
-    });
-  });
+  it(
+    'names the configuration by group/version, kind, name and uid; not a controller, and ' +
+      "blockOwnerDeletion left out (it needs update on the owner's finalizers)",
+    () => {
+      expect(ownerReferenceTo(configuration)).toStrictEqual({
+        apiVersion: 'admissionregistration.k8s.io/v1',
+        kind: 'MutatingWebhookConfiguration',
+        name: 'hook',
+        uid: 'uid-live',
+        controller: false,
+      });
+    },
+  );
 });
 
 describe('decideOwner', () => {

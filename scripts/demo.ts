@@ -17,7 +17,8 @@ const runDir = join(root, '.run', 'demo');
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
 say(
-  '==> Building the control-plane tools if missing (the first build takes about 10 minutes on 2 cores; later runs take seconds)',
+  '==> Building the control-plane tools if missing ' +
+    '(the first build takes about 10 minutes on 2 cores; later runs take seconds)',
 );
 const build = spawnSync('bash', [join(root, 'tools', 'build.sh')], { stdio: 'inherit' });
 if (build.status !== 0) {
@@ -85,17 +86,20 @@ try {
   });
   const stored = await core.readNamespacedPod({ name: 'web', namespace: 'demo' });
   say(
-    '==> Created pod demo/web (images myregistry.azurecr.io/team/app:v1, contoso.azurecr.cn/tools/migrate:2.1, nginx:1.27).',
+    '==> Created pod demo/web ' +
+      '(images myregistry.azurecr.io/team/app:v1, contoso.azurecr.cn/tools/migrate:2.1, nginx:1.27).',
   );
   say(`    The apiserver stored: spec.imagePullSecrets = ${JSON.stringify(stored.spec?.imagePullSecrets ?? [])}`);
   say('');
   say('Try it yourself (the control plane keeps running until Ctrl-C):');
   say(`  export KUBECONFIG=${controlPlane.kubeconfigPath}`);
   say(
-    `  kubectl run hello -n demo --image=myregistry.azurecr.io/hello:1 && kubectl get pod hello -n demo -o jsonpath='{.spec.imagePullSecrets}'`,
+    '  kubectl run hello -n demo --image=myregistry.azurecr.io/hello:1 && ' +
+      "kubectl get pod hello -n demo -o jsonpath='{.spec.imagePullSecrets}'",
   );
   say(
-    `  curl -s --cacert ${join(certDir, 'ca.crt')} -H 'Content-Type: application/json' --data @examples/admission-review.json https://127.0.0.1:8443/mutate`,
+    `  curl -s --cacert ${join(certDir, 'ca.crt')} -H 'Content-Type: application/json' ` +
+      '--data @examples/admission-review.json https://127.0.0.1:8443/mutate',
   );
   say('  curl -s http://127.0.0.1:8080/metrics | grep acr_pull_webhook');
   say(`  webhook log: ${webhook.logFile}`);

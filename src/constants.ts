@@ -2,7 +2,10 @@
 // variables — lives here, with a line on who reads it. Tests pin these with literal strings, so a
 // rename here that would break installed clusters fails a test instead of shipping silently.
 
-/** Label key that opts a namespace in (value {@link INJECT_ENABLED}) or a pod out (value {@link INJECT_DISABLED}). Read by the chart's namespaceSelector/objectSelector, by the server, and by sync-secrets. */
+/**
+ * Label key that opts a namespace in (value {@link INJECT_ENABLED}) or a pod out (value {@link INJECT_DISABLED}). Read
+ * by the chart's namespaceSelector/objectSelector, by the server, and by sync-secrets.
+ */
 export const INJECT_LABEL = 'acr-pull-webhook/inject';
 /** Namespace label value that opts the namespace in. */
 export const INJECT_ENABLED = 'enabled';
@@ -87,30 +90,54 @@ export const DEFAULTS = {
 export const DOCKERCONFIGJSON_TYPE = 'kubernetes.io/dockerconfigjson';
 /** The one data key of a {@link DOCKERCONFIGJSON_TYPE} Secret; the kubelet reads credentials from it. */
 export const DOCKERCONFIGJSON_KEY = '.dockerconfigjson';
-/** Annotation on written pull secrets: `sha256:<hex>` of the `.dockerconfigjson` bytes, so drift and rotation are visible without reading data. */
+/**
+ * Annotation on written pull secrets: `sha256:<hex>` of the `.dockerconfigjson` bytes, so drift and rotation are
+ * visible without reading data.
+ */
 export const CONTENT_HASH_ANNOTATION = 'acr-pull-webhook/content-hash';
-/** coordination.k8s.io/v1 Lease that elects the one `sync-secrets --watch` replica allowed to write; lives in the release namespace. The RBAC in deploy/rbac names it. */
+/**
+ * coordination.k8s.io/v1 Lease that elects the one `sync-secrets --watch` replica allowed to write; lives in the
+ * release namespace. The RBAC in deploy/rbac names it.
+ */
 export const SYNC_LEASE_NAME = 'acr-pull-webhook-sync-secrets';
 
-/** Results of reconciling one pull secret in one namespace: what the `--once` summary counts, and the label values of {@link METRIC_SYNC_SECRETS}. */
+/**
+ * Results of reconciling one pull secret in one namespace: what the `--once` summary counts, and the label values of
+ * {@link METRIC_SYNC_SECRETS}.
+ */
 export const SYNC_SECRET_RESULTS = ['created', 'updated', 'unchanged', 'skipped', 'failed', 'pruned'] as const;
 export type SyncSecretResult = (typeof SYNC_SECRET_RESULTS)[number];
 
 // `sync-secrets --watch` metrics, served at {@link METRICS_PATH} on its health port.
-/** Counter: pull secrets reconciled by --watch (one per namespace and secret name), by result (see {@link SYNC_SECRET_RESULTS}). */
+/**
+ * Counter: pull secrets reconciled by --watch (one per namespace and secret name), by result
+ * (see {@link SYNC_SECRET_RESULTS}).
+ */
 export const METRIC_SYNC_SECRETS = 'acr_pull_webhook_sync_secret_reconciles_total';
-/** Counter: full passes over every opted-in namespace (leadership, (re)list, credential change, resync), by result (success | failure). */
+/**
+ * Counter: full passes over every opted-in namespace (leadership, (re)list, credential change, resync), by result
+ * (success | failure).
+ */
 export const METRIC_SYNC_PASSES = 'acr_pull_webhook_sync_passes_total';
-/** Gauge: Unix seconds when a full pass last reconciled every opted-in namespace without a failure; 0 until then (and on followers). Alert on its age. */
+/**
+ * Gauge: Unix seconds when a full pass last reconciled every opted-in namespace without a failure; 0 until then (and on
+ * followers). Alert on its age.
+ */
 export const METRIC_SYNC_LAST_SUCCESS = 'acr_pull_webhook_sync_last_success_timestamp_seconds';
 /** Gauge: 1 while this replica holds the Lease and may write, else 0. */
 export const METRIC_SYNC_LEADER = 'acr_pull_webhook_sync_leader';
 /** Gauge: opted-in namespaces (not terminating) this replica knows from its namespace list/watch. */
 export const METRIC_SYNC_NAMESPACES = 'acr_pull_webhook_sync_opted_in_namespaces';
-/** Counter: changed credential files, by result (loaded | rejected; a rejected set is counted once per distinct problem). */
+/**
+ * Counter: changed credential files, by result (loaded | rejected; a rejected set is counted once per distinct
+ * problem).
+ */
 export const METRIC_SYNC_CREDENTIAL_RELOADS = 'acr_pull_webhook_sync_credential_reloads_total';
 
-/** Environment variables `sync-secrets` reads when the matching flag is absent ({@link ENV} `config`, `host` and `logLevel` apply too). */
+/**
+ * Environment variables `sync-secrets` reads when the matching flag is absent ({@link ENV} `config`, `host` and
+ * `logLevel` apply too).
+ */
 export const SYNC_ENV = {
   healthPort: 'ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT',
   kubeconfig: 'KUBECONFIG',
@@ -128,11 +155,17 @@ export const SYNC_DEFAULTS = {
   leaseNamespace: 'default',
   /** Full reconcile of every namespace, in addition to watch events (catches Secrets edited or deleted by hand). */
   resyncSeconds: 300,
-  /** /healthz fails when the namespace list/watch has made no progress (list, event, bookmark, clean close) for this long. */
+  /**
+   * /healthz fails when the namespace list/watch has made no progress (list, event, bookmark, clean close) for this
+   * long.
+   */
   watchStallSeconds: 60,
   /** Credential files are re-read this often in addition to fs.watch (Secret volumes swap a `..data` symlink). */
   credentialPollMs: 2_000,
-  /** Server-side timeout of one namespace watch (at most a third of the stall timeout), jittered up to +20%; under client-node's 30 s inactivity abort. */
+  /**
+   * Server-side timeout of one namespace watch (at most a third of the stall timeout), jittered up to +20%; under
+   * client-node's 30 s inactivity abort.
+   */
   watchTimeoutSeconds: 20,
   /** Attempts per Secret write before it counts as failed; waits double from retryBaseMs up to retryMaxMs. */
   writeAttempts: 5,
@@ -142,10 +175,16 @@ export const SYNC_DEFAULTS = {
   watchBackoffMaxMs: 5_000,
   /** Namespaces reconciled concurrently. */
   concurrency: 4,
-  /** In --watch, a namespace whose reconcile failed after all attempts is tried again after this long, doubling per further failure up to requeueMaxMs. */
+  /**
+   * In --watch, a namespace whose reconcile failed after all attempts is tried again after this long, doubling per
+   * further failure up to requeueMaxMs.
+   */
   requeueMs: 2_000,
   requeueMaxMs: 300_000,
-  /** Lease timings (as client-go's leader election): a holder that stops renewing loses the lease after leaseDurationSeconds; */
+  /**
+   * Lease timings (as client-go's leader election): a holder that stops renewing loses the lease after
+   * leaseDurationSeconds;
+   */
   leaseDurationSeconds: 15,
   /** the leader stops writing if it could not renew for this long (< leaseDuration, so two never write at once); */
   renewDeadlineMs: 10_000,

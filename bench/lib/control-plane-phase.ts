@@ -1,14 +1,15 @@
 // What the webhook adds to a pod create on a real kube-apiserver: pods created at a steady rate
 // (open loop: a create starts every 1/rate seconds whether or not earlier ones have finished) with
 // no MutatingWebhookConfiguration at all ("without"), with the webhook registered as the chart
-// registers it, CEL matchConditions included ("with"), and, if given, with the floor (bench/floor.ts) registered the same way
-// ("floor"): what any webhook on this stack costs the apiserver. Each round runs every phase, in an
-// order rotated from round to round, each from an empty namespace. Latency is measured twice: the
-// client's, from writing the POST to reading the whole response, over a keep-alive HTTPS agent with
-// the admin client certificate; and the apiserver's, from its audit log (batched, off the request
-// path): requestReceivedTimestamp to stageTimestamp of ResponseComplete, in microseconds, which
-// leaves out the driver's own delays on the shared cores. The apiserver's view of the webhook
-// calls comes from its /metrics: apiserver_admission_webhook_admission_duration_seconds.
+// registers it, CEL matchConditions included ("with"), and, if given, with the floor
+// (bench/floor.ts) registered the same way ("floor"): what any webhook on this stack costs the
+// apiserver. Each round runs every phase, in an order rotated from round to round, each from an
+// empty namespace. Latency is measured twice: the client's, from writing the POST to reading the
+// whole response, over a keep-alive HTTPS agent with the admin client certificate; and the
+// apiserver's, from its audit log (batched, off the request path): requestReceivedTimestamp to
+// stageTimestamp of ResponseComplete, in microseconds, which leaves out the driver's own delays on
+// the shared cores. The apiserver's view of the webhook calls comes from its /metrics:
+// apiserver_admission_webhook_admission_duration_seconds.
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'node:https';
@@ -164,7 +165,9 @@ const AUDIT_POLICY = {
   ],
 };
 
-/** Milliseconds since the epoch of an RFC 3339 time with up to nanosecond digits (Date.parse keeps only milliseconds). */
+/**
+ * Milliseconds since the epoch of an RFC 3339 time with up to nanosecond digits (Date.parse keeps only milliseconds).
+ */
 export function microTimeMs(text: string): number {
   const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z$/.exec(text);
   if (!match) return Number.NaN;
@@ -181,7 +184,9 @@ interface AuditEvent {
   stageTimestamp?: string;
 }
 
-/** Apiserver latencies (ms) of the pod creates in the namespace received within [fromMs, toMs], from audit log lines. */
+/**
+ * Apiserver latencies (ms) of the pod creates in the namespace received within [fromMs, toMs], from audit log lines.
+ */
 export function auditedCreateLatencies(text: string, fromMs: number, toMs: number): number[] {
   const latencies: number[] = [];
   // The log is read while the apiserver appends to it: a last line without its newline is not whole yet.
@@ -318,7 +323,10 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
           spec: { containers: [{ name: 'probe', image: 'myregistry.azurecr.io/probe' }] },
         },
       });
-    /** Registers `target` (none: deletes the configuration), then waits until a dry-run create reaches it and no other server. */
+    /**
+     * Registers `target` (none: deletes the configuration), then waits until a dry-run create reaches it and no other
+     * server.
+     */
     const register = async (target: ServerProcess | undefined): Promise<void> => {
       await admission.deleteMutatingWebhookConfiguration({ name: CONFIGURATION }).catch(() => undefined);
       if (target)
@@ -359,7 +367,8 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
         await register(targets[phase]);
         const label = { without: 'without a webhook', with: 'with the webhook', floor: 'with the floor' }[phase];
         log(
-          `control plane: round ${round}, ${label}: ${options.warmupSeconds} s warm-up, ${options.phaseSeconds} s at ${options.ratePerSecond} creates/s`,
+          `control plane: round ${round}, ${label}: ${options.warmupSeconds} s warm-up, ` +
+            `${options.phaseSeconds} s at ${options.ratePerSecond} creates/s`,
         );
         await drive(options.warmupSeconds);
         const before = parseWebhookHistogram((await call('GET', '/metrics')).text);

@@ -101,35 +101,38 @@ describe('for any pod', () => {
     );
   });
 
-  test('the patch applies without creating parents, adds only our names once each, and a second review adds nothing', () => {
-    let patchedRuns = 0;
-    fc.assert(
-      fc.property(pod, (object) => {
-        const { review } = handleReview(reviewOf(object, 'u'), RULES);
-        if (review.response.patch === undefined) return;
-        patchedRuns++;
-        const ops = decodePatch(review.response.patch);
-        expect(ops.every((op) => op.op === 'add')).toBe(true);
-        // validateOperation rejects an add whose parent is missing, as evanphx/json-patch v4 does.
-        const patched = jsonpatch.applyPatch(structuredClone(object), ops, true, false).newDocument;
-        const before = object.spec.imagePullSecrets ?? [];
-        const after = (patched.spec.imagePullSecrets ?? []) as { name: string }[];
-        expect(after.slice(0, before.length)).toEqual(before);
-        const names = after.map((entry) => entry.name);
-        expect(new Set(names).size).toBe(names.length);
-        expect(names.slice(before.length).every((name) => OUR_NAMES.includes(name))).toBe(true);
-        expect(handleReview(reviewOf(patched, 'u2'), RULES).review.response.patch).toBeUndefined();
-        // Nothing outside spec.imagePullSecrets changed.
-        expect({ ...patched, spec: { ...patched.spec, imagePullSecrets: undefined } }).toEqual({
-          ...object,
-          spec: { ...object.spec, imagePullSecrets: undefined },
-        });
-      }),
-      { numRuns: 1000 },
-    );
-    // The generator must reach the interesting case often, or the property proves little.
-    expect(patchedRuns).toBeGreaterThan(100);
-  });
+  test(
+    'the patch applies without creating parents, adds only our names once each, ' + 'and a second review adds nothing',
+    () => {
+      let patchedRuns = 0;
+      fc.assert(
+        fc.property(pod, (object) => {
+          const { review } = handleReview(reviewOf(object, 'u'), RULES);
+          if (review.response.patch === undefined) return;
+          patchedRuns++;
+          const ops = decodePatch(review.response.patch);
+          expect(ops.every((op) => op.op === 'add')).toBe(true);
+          // validateOperation rejects an add whose parent is missing, as evanphx/json-patch v4 does.
+          const patched = jsonpatch.applyPatch(structuredClone(object), ops, true, false).newDocument;
+          const before = object.spec.imagePullSecrets ?? [];
+          const after = (patched.spec.imagePullSecrets ?? []) as { name: string }[];
+          expect(after.slice(0, before.length)).toEqual(before);
+          const names = after.map((entry) => entry.name);
+          expect(new Set(names).size).toBe(names.length);
+          expect(names.slice(before.length).every((name) => OUR_NAMES.includes(name))).toBe(true);
+          expect(handleReview(reviewOf(patched, 'u2'), RULES).review.response.patch).toBeUndefined();
+          // Nothing outside spec.imagePullSecrets changed.
+          expect({ ...patched, spec: { ...patched.spec, imagePullSecrets: undefined } }).toEqual({
+            ...object,
+            spec: { ...object.spec, imagePullSecrets: undefined },
+          });
+        }),
+        { numRuns: 1000 },
+      );
+      // The generator must reach the interesting case often, or the property proves little.
+      expect(patchedRuns).toBeGreaterThan(100);
+    },
+  );
 
   test('any JSON value as the object is answered allowed without throwing', () => {
     fc.assert(

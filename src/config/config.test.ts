@@ -7,7 +7,9 @@ import { ConfigError, loadConfig, parseConfig } from './config.ts';
 describe('a valid configuration', () => {
   test('YAML gives the registries and compiled rules in file order', () => {
     const config = parseConfig(
-      'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n',
+      'registries:\n' +
+        '  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n' +
+        '  - server: "*.azurecr.cn"\n    secretName: acr-china\n',
       'c.yaml',
     );
     expect(config.registries).toEqual([
@@ -44,7 +46,8 @@ describe('a valid configuration', () => {
 
   test('the opt-in label, its value and pruning can be set', () => {
     const config = parseConfig(
-      'registries: [{server: a.io, secretName: s}]\noptIn: {label: example.com/pull-secrets, value: "yes_1.0"}\nprune: true',
+      'registries: [{server: a.io, secretName: s}]\n' +
+        'optIn: {label: example.com/pull-secrets, value: "yes_1.0"}\nprune: true',
       'c.yaml',
     );
     expect(config.optIn).toEqual({ label: 'example.com/pull-secrets', value: 'yes_1.0' });
@@ -86,17 +89,22 @@ describe('an invalid configuration stops the process with one line naming the fi
       why: 'a secret name is not a valid Secret name',
       text: 'registries: [{server: a.io, secretName: s}, {server: b.io, secretName: ACR_B}]',
       message:
-        'config c.yaml: registries[1].secretName: "ACR_B" must be a valid Secret name (lowercase RFC 1123 subdomain, at most 253 characters)',
+        'config c.yaml: registries[1].secretName: "ACR_B" must be a valid Secret name ' +
+        '(lowercase RFC 1123 subdomain, at most 253 characters)',
     },
     {
       why: 'a server has a scheme',
       text: 'registries: [{server: "https://a.azurecr.io", secretName: s}]',
-      message: `config c.yaml: registries[0].server: "https://a.azurecr.io" must be host[:port][/path-prefix] in lowercase, without a scheme; '*' is allowed only inside host labels`,
+      message:
+        'config c.yaml: registries[0].server: "https://a.azurecr.io" must be host[:port][/path-prefix] in lowercase, ' +
+        "without a scheme; '*' is allowed only inside host labels",
     },
     {
       why: 'a server is a bad pattern',
       text: 'registries: [{server: "a..azurecr.io", secretName: s}]',
-      message: `config c.yaml: registries[0].server: "a..azurecr.io" must be host[:port][/path-prefix] in lowercase, without a scheme; '*' is allowed only inside host labels`,
+      message:
+        'config c.yaml: registries[0].server: "a..azurecr.io" must be host[:port][/path-prefix] in lowercase, ' +
+        "without a scheme; '*' is allowed only inside host labels",
     },
     {
       why: 'a server is a number',
@@ -116,12 +124,16 @@ describe('an invalid configuration stops the process with one line naming the fi
     {
       why: 'the opt-in label is not a label key',
       text: 'registries: [{server: a.io, secretName: s}]\noptIn: {label: "a b"}',
-      message: `config c.yaml: optIn.label: "a b" must be a valid label key ([prefix/]name, name at most 63 characters of alphanumerics, '-', '_', '.')`,
+      message:
+        'config c.yaml: optIn.label: "a b" must be a valid label key ' +
+        "([prefix/]name, name at most 63 characters of alphanumerics, '-', '_', '.')",
     },
     {
       why: 'the opt-in label name is longer than 63 characters',
       text: `registries: [{server: a.io, secretName: s}]\noptIn: {label: "x/${'n'.repeat(64)}"}`,
-      message: `config c.yaml: optIn.label: "x/${'n'.repeat(64)}" must be a valid label key ([prefix/]name, name at most 63 characters of alphanumerics, '-', '_', '.')`,
+      message:
+        `config c.yaml: optIn.label: "x/${'n'.repeat(64)}" must be a valid label key ` +
+        "([prefix/]name, name at most 63 characters of alphanumerics, '-', '_', '.')",
     },
     {
       why: 'the opt-in label prefix is longer than 253 characters',
@@ -131,7 +143,9 @@ describe('an invalid configuration stops the process with one line naming the fi
     {
       why: 'the opt-in value is empty',
       text: 'registries: [{server: a.io, secretName: s}]\noptIn: {value: ""}',
-      message: `config c.yaml: optIn.value: "" must be a non-empty label value (at most 63 characters of alphanumerics, '-', '_', '.', alphanumeric at both ends)`,
+      message:
+        'config c.yaml: optIn.value: "" must be a non-empty label value ' +
+        "(at most 63 characters of alphanumerics, '-', '_', '.', alphanumeric at both ends)",
     },
     {
       why: 'the opt-in has an unknown key',

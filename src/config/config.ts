@@ -71,7 +71,8 @@ export const CONFIG_SCHEMA = {
             maxLength: 512,
             pattern: SERVER_PATTERN_SOURCE,
             'x-hint':
-              "must be host[:port][/path-prefix] in lowercase, without a scheme; '*' is allowed only inside host labels",
+              'must be host[:port][/path-prefix] in lowercase, without a scheme; ' +
+              "'*' is allowed only inside host labels",
           },
           secretName: {
             type: 'string',
@@ -106,7 +107,8 @@ export const CONFIG_SCHEMA = {
           type: 'string',
           pattern: LABEL_VALUE_PATTERN,
           'x-hint':
-            "must be a non-empty label value (at most 63 characters of alphanumerics, '-', '_', '.', alphanumeric at both ends)",
+            'must be a non-empty label value ' +
+            "(at most 63 characters of alphanumerics, '-', '_', '.', alphanumeric at both ends)",
         },
       },
     },

@@ -30,8 +30,10 @@ const MATCHED: MatchResult = { matched: true };
 // host: labels of lowercase letters, digits, '-' and '*'; optional port; optional path prefix.
 // The kubelet compares hosts case-sensitively and image hosts are lowercase in practice, so an
 // uppercase pattern could only ever match by accident: it is refused.
-const SERVER_SYNTAX =
-  /^(?<host>[a-z0-9*](?:[a-z0-9*-]*[a-z0-9*])?(?:\.[a-z0-9*](?:[a-z0-9*-]*[a-z0-9*])?)*)(?::(?<port>[0-9]{1,5}))?(?<path>\/[a-z0-9._/-]*)?$/;
+const HOST_LABEL = '[a-z0-9*](?:[a-z0-9*-]*[a-z0-9*])?';
+const SERVER_SYNTAX = new RegExp(
+  `^(?<host>${HOST_LABEL}(?:\\.${HOST_LABEL})*)(?::(?<port>[0-9]{1,5}))?(?<path>\\/[a-z0-9._/-]*)?$`,
+);
 
 /** The pattern syntax accepted for `server`, for use in the config schema. */
 export const SERVER_PATTERN_SOURCE = SERVER_SYNTAX.source.replace(/\(\?<[a-z]+>/g, '(');

@@ -59,7 +59,9 @@ const pullSecretNames = (pod: V1Pod): string[] => (pod.spec?.imagePullSecrets ??
 
 beforeAll(async () => {
   const config =
-    'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n  - server: "*.azurecr.cn"\n    secretName: acr-china\n';
+    'registries:\n' +
+    '  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n' +
+    '  - server: "*.azurecr.cn"\n    secretName: acr-china\n';
   webhook = await startWebhookProcess(writeServeFiles(pki, { dir, config }));
   recorder = await startReviewRecorder(pki.serving);
   await admission.createMutatingWebhookConfiguration({
@@ -96,18 +98,21 @@ afterAll(async () => {
 });
 
 describe('in an opted-in namespace', () => {
-  test('pods with ACR images in containers and init containers are stored with the matching secrets, in config order', async () => {
-    const namespace = await optedInNamespace();
-    const stored = await createPod(namespace, {
-      metadata: { name: 'web' },
-      spec: podSpec({
-        initContainers: ['contoso.azurecr.cn/tools/migrate:2.1'],
-        containers: ['myregistry.azurecr.io/team/app:v1', 'nginx:1.27'],
-      }),
-    });
-    expect(stored.spec?.imagePullSecrets).toEqual([{ name: 'acr-myregistry' }, { name: 'acr-china' }]);
-    expect(stored.spec?.containers.map((c) => c.image)).toEqual(['myregistry.azurecr.io/team/app:v1', 'nginx:1.27']);
-  });
+  test(
+    'pods with ACR images in containers and init containers are stored with the matching secrets, in ' + 'config order',
+    async () => {
+      const namespace = await optedInNamespace();
+      const stored = await createPod(namespace, {
+        metadata: { name: 'web' },
+        spec: podSpec({
+          initContainers: ['contoso.azurecr.cn/tools/migrate:2.1'],
+          containers: ['myregistry.azurecr.io/team/app:v1', 'nginx:1.27'],
+        }),
+      });
+      expect(stored.spec?.imagePullSecrets).toEqual([{ name: 'acr-myregistry' }, { name: 'acr-china' }]);
+      expect(stored.spec?.containers.map((c) => c.image)).toEqual(['myregistry.azurecr.io/team/app:v1', 'nginx:1.27']);
+    },
+  );
 
   test('entries the pod already lists are kept first, and a name already listed is not added again', async () => {
     const namespace = await optedInNamespace();
@@ -200,31 +205,34 @@ describe('pods that are left unchanged', () => {
     expect(stored.spec?.imagePullSecrets).toBeUndefined();
   });
 
-  test('a pod in kube-system, even when kube-system carries the opt-in label, is never sent to the webhook', async () => {
-    await core
-      .patchNamespace(
-        { name: 'kube-system', body: { metadata: { labels: { 'acr-pull-webhook/inject': 'enabled' } } } },
-        { headers: { 'Content-Type': 'application/merge-patch+json' } } as never,
-      )
-      .catch(async () => {
-        const ns = await core.readNamespace({ name: 'kube-system' });
-        ns.metadata = { ...ns.metadata, labels: { ...ns.metadata?.labels, 'acr-pull-webhook/inject': 'enabled' } };
-        await core.replaceNamespace({ name: 'kube-system', body: ns });
+  test(
+    'a pod in kube-system, even when kube-system carries the opt-in label, is never sent to the ' + 'webhook',
+    async () => {
+      await core
+        .patchNamespace(
+          { name: 'kube-system', body: { metadata: { labels: { 'acr-pull-webhook/inject': 'enabled' } } } },
+          { headers: { 'Content-Type': 'application/merge-patch+json' } } as never,
+        )
+        .catch(async () => {
+          const ns = await core.readNamespace({ name: 'kube-system' });
+          ns.metadata = { ...ns.metadata, labels: { ...ns.metadata?.labels, 'acr-pull-webhook/inject': 'enabled' } };
+          await core.replaceNamespace({ name: 'kube-system', body: ns });
+        });
+      await core
+        .createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name: 'default' } } })
+        .catch(() => undefined);
+      const name = unique('sys');
+      const reviewsBefore = (await webhook.settledLogLines()).filter((line) => line['msg'] === 'review').length;
+      const stored = await createPod('kube-system', {
+        metadata: { name },
+        spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }),
       });
-    await core
-      .createNamespacedServiceAccount({ namespace: 'kube-system', body: { metadata: { name: 'default' } } })
-      .catch(() => undefined);
-    const name = unique('sys');
-    const reviewsBefore = (await webhook.settledLogLines()).filter((line) => line['msg'] === 'review').length;
-    const stored = await createPod('kube-system', {
-      metadata: { name },
-      spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }),
-    });
-    expect(stored.spec?.imagePullSecrets).toBeUndefined();
-    const after = await webhook.settledLogLines();
-    expect(after.filter((line) => line['msg'] === 'review' && line['namespace'] === 'kube-system')).toEqual([]);
-    expect(after.filter((line) => line['msg'] === 'review').length).toBe(reviewsBefore);
-  });
+      expect(stored.spec?.imagePullSecrets).toBeUndefined();
+      const after = await webhook.settledLogLines();
+      expect(after.filter((line) => line['msg'] === 'review' && line['namespace'] === 'kube-system')).toEqual([]);
+      expect(after.filter((line) => line['msg'] === 'review').length).toBe(reviewsBefore);
+    },
+  );
 });
 
 describe('the review the apiserver really sends', () => {
@@ -255,49 +263,55 @@ describe('the review the apiserver really sends', () => {
 });
 
 describe('fail-safe', () => {
-  test('with the webhook process killed, Ignore lets pods through within the timeout and Fail rejects them', async () => {
-    const namespace = await optedInNamespace();
-    await webhook.kill();
-    try {
-      const started = Date.now();
-      const stored = await createPod(namespace, {
-        metadata: { name: 'while-down' },
-        spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }),
-      });
-      expect(stored.spec?.imagePullSecrets).toBeUndefined();
-      expect(Date.now() - started).toBeLessThan(3_000 + 2_000);
+  test(
+    'with the webhook process killed, Ignore lets pods through within the timeout and Fail rejects ' + 'them',
+    async () => {
+      const namespace = await optedInNamespace();
+      await webhook.kill();
+      try {
+        const started = Date.now();
+        const stored = await createPod(namespace, {
+          metadata: { name: 'while-down' },
+          spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }),
+        });
+        expect(stored.spec?.imagePullSecrets).toBeUndefined();
+        expect(Date.now() - started).toBeLessThan(3_000 + 2_000);
 
-      await admission.patchMutatingWebhookConfiguration(
-        { name: CONFIG_NAME, body: [{ op: 'replace', path: '/webhooks/0/failurePolicy', value: 'Fail' }] },
-        { headers: { 'Content-Type': 'application/json-patch+json' } } as never,
-      );
-      let rejected: unknown;
-      for (let attempt = 0; attempt < 40 && rejected === undefined; attempt++) {
-        await core
-          .createNamespacedPod({
-            namespace,
-            dryRun: 'All',
-            body: { metadata: { generateName: 'fail-' }, spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }) },
-          })
-          .then(() => new Promise((r) => setTimeout(r, 250)))
-          .catch((error: unknown) => (rejected = error));
+        await admission.patchMutatingWebhookConfiguration(
+          { name: CONFIG_NAME, body: [{ op: 'replace', path: '/webhooks/0/failurePolicy', value: 'Fail' }] },
+          { headers: { 'Content-Type': 'application/json-patch+json' } } as never,
+        );
+        let rejected: unknown;
+        for (let attempt = 0; attempt < 40 && rejected === undefined; attempt++) {
+          await core
+            .createNamespacedPod({
+              namespace,
+              dryRun: 'All',
+              body: {
+                metadata: { generateName: 'fail-' },
+                spec: podSpec({ containers: ['myregistry.azurecr.io/app'] }),
+              },
+            })
+            .then(() => new Promise((r) => setTimeout(r, 250)))
+            .catch((error: unknown) => (rejected = error));
+        }
+        expect(rejected).toBeInstanceOf(ApiException);
+        expect(String((rejected as ApiException<unknown>).body)).toContain('failed calling webhook');
+      } finally {
+        webhook = await startWebhookProcess({
+          config: join(dir, 'config.yaml'),
+          certFile: join(dir, 'tls.crt'),
+          keyFile: join(dir, 'tls.key'),
+          dir,
+        });
+        await registerWebhook(kc, {
+          name: CONFIG_NAME,
+          port: webhook.port,
+          caPem: pki.ca.certPem,
+          probeNamespace: namespace,
+        });
+        await waitUntilLive(kc, namespace);
       }
-      expect(rejected).toBeInstanceOf(ApiException);
-      expect(String((rejected as ApiException<unknown>).body)).toContain('failed calling webhook');
-    } finally {
-      webhook = await startWebhookProcess({
-        config: join(dir, 'config.yaml'),
-        certFile: join(dir, 'tls.crt'),
-        keyFile: join(dir, 'tls.key'),
-        dir,
-      });
-      await registerWebhook(kc, {
-        name: CONFIG_NAME,
-        port: webhook.port,
-        caPem: pki.ca.certPem,
-        probeNamespace: namespace,
-      });
-      await waitUntilLive(kc, namespace);
-    }
-  });
+    },
+  );
 });

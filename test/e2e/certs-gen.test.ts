@@ -222,31 +222,34 @@ afterAll(async () => {
 });
 
 describe('create, then patch', () => {
-  test('create keeps a kubernetes.io/tls Secret with a CA and a serving certificate for the Service names', async () => {
-    expect(firstCreate).toMatchObject({
-      code: 0,
-      stderr: '',
-      stdout: expect.stringMatching(new RegExp(`^created Secret ${serviceNamespace}/${SECRET} with a new CA`)),
-    });
-    const secret = await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET });
-    expect(secret.type).toBe('kubernetes.io/tls');
-    expect(secret.metadata?.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'acr-pull-webhook' });
-    expect(Object.keys(secret.data ?? {}).sort()).toEqual(['ca.crt', 'ca.key', 'tls.crt', 'tls.key']);
-    const state = storedFromSecret(secret);
-    expect(inspectCertificate(state.servingCertPem ?? '').dnsNames).toEqual([
-      SERVICE,
-      `${SERVICE}.${serviceNamespace}`,
-      `${SERVICE}.${serviceNamespace}.svc`,
-      `${SERVICE}.${serviceNamespace}.svc.cluster.local`,
-    ]);
-    expect(
-      verifyServingPair(
-        { certPem: state.servingCertPem ?? '', keyPem: state.servingKeyPem ?? '' },
-        state.caCertPem ?? '',
-        new Date(),
-      ),
-    ).toEqual({ ok: true });
-  });
+  test(
+    'create keeps a kubernetes.io/tls Secret with a CA and a serving certificate for the Service ' + 'names',
+    async () => {
+      expect(firstCreate).toMatchObject({
+        code: 0,
+        stderr: '',
+        stdout: expect.stringMatching(new RegExp(`^created Secret ${serviceNamespace}/${SECRET} with a new CA`)),
+      });
+      const secret = await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET });
+      expect(secret.type).toBe('kubernetes.io/tls');
+      expect(secret.metadata?.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'acr-pull-webhook' });
+      expect(Object.keys(secret.data ?? {}).sort()).toEqual(['ca.crt', 'ca.key', 'tls.crt', 'tls.key']);
+      const state = storedFromSecret(secret);
+      expect(inspectCertificate(state.servingCertPem ?? '').dnsNames).toEqual([
+        SERVICE,
+        `${SERVICE}.${serviceNamespace}`,
+        `${SERVICE}.${serviceNamespace}.svc`,
+        `${SERVICE}.${serviceNamespace}.svc.cluster.local`,
+      ]);
+      expect(
+        verifyServingPair(
+          { certPem: state.servingCertPem ?? '', keyPem: state.servingKeyPem ?? '' },
+          state.caCertPem ?? '',
+          new Date(),
+        ),
+      ).toEqual({ ok: true });
+    },
+  );
 
   test('patch sets the caBundle of every webhook in the configuration to that CA', async () => {
     const { uid } = (await admission.readMutatingWebhookConfiguration({ name: CONFIG })).metadata ?? {};
@@ -254,36 +257,45 @@ describe('create, then patch', () => {
       code: 0,
       stderr: '',
       stdout:
-        `patched the caBundle of 2 of 2 webhooks in MutatingWebhookConfiguration ${CONFIG} to ${fingerprint((await stored()).caCertPem).slice(0, 23)}; ` +
-        `Secret ${serviceNamespace}/${SECRET} now has an ownerReference to the configuration (uid ${uid}), so the Secret is garbage-collected with it\n`,
+        `patched the caBundle of 2 of 2 webhooks in MutatingWebhookConfiguration ${CONFIG} ` +
+        `to ${fingerprint((await stored()).caCertPem).slice(0, 23)}; ` +
+        `Secret ${serviceNamespace}/${SECRET} now has an ownerReference to the configuration (uid ${uid}), ` +
+        'so the Secret is garbage-collected with it\n',
     });
     const ca = fingerprint((await stored()).caCertPem);
     expect(await bundles()).toEqual([[ca], [ca]]);
   });
 
-  test('patch makes the configuration the owner of the Secret, with its live uid, so the garbage collector deletes the Secret with it', async () => {
-    const configuration = await admission.readMutatingWebhookConfiguration({ name: CONFIG });
-    const secret = await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET });
-    // The apiserver accepted a cluster-scoped owner for a namespaced Secret, and stored it as sent.
-    expect(secret.metadata?.ownerReferences).toEqual([
-      {
-        apiVersion: 'admissionregistration.k8s.io/v1',
-        kind: 'MutatingWebhookConfiguration',
-        name: CONFIG,
-        uid: configuration.metadata?.uid,
-        controller: false,
-      },
-    ]);
-  });
+  test(
+    'patch makes the configuration the owner of the Secret, with its live uid, so the garbage collector ' +
+      'deletes the Secret with it',
+    async () => {
+      const configuration = await admission.readMutatingWebhookConfiguration({ name: CONFIG });
+      const secret = await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET });
+      // The apiserver accepted a cluster-scoped owner for a namespaced Secret, and stored it as sent.
+      expect(secret.metadata?.ownerReferences).toEqual([
+        {
+          apiVersion: 'admissionregistration.k8s.io/v1',
+          kind: 'MutatingWebhookConfiguration',
+          name: CONFIG,
+          uid: configuration.metadata?.uid,
+          controller: false,
+        },
+      ]);
+    },
+  );
 
-  test('the apiserver calls the webhook through its Service name, verifying the certificate, and pods are patched', async () => {
-    const state = await stored();
-    // What the apiserver checks: the chain to ca.crt and the name SVC.NS.svc.
-    expect(await servedFingerprint({ ca: state.caCertPem ?? '' })).toBe(fingerprint(state.servingCertPem));
-    const created = await core.createNamespacedPod({ namespace: podNamespace, body: pod });
-    expect(created.spec?.imagePullSecrets).toEqual([{ name: 'acr-myregistry' }]);
-    await webhook.waitForLogLine((line) => line['msg'] === 'review' && line['namespace'] === podNamespace);
-  });
+  test(
+    'the apiserver calls the webhook through its Service name, verifying the certificate, and pods are ' + 'patched',
+    async () => {
+      const state = await stored();
+      // What the apiserver checks: the chain to ca.crt and the name SVC.NS.svc.
+      expect(await servedFingerprint({ ca: state.caCertPem ?? '' })).toBe(fingerprint(state.servingCertPem));
+      const created = await core.createNamespacedPod({ namespace: podNamespace, body: pod });
+      expect(created.spec?.imagePullSecrets).toEqual([{ name: 'acr-myregistry' }]);
+      await webhook.waitForLogLine((line) => line['msg'] === 'review' && line['namespace'] === podNamespace);
+    },
+  );
 
   test('a second create and a second patch change nothing: same resourceVersions', async () => {
     const secretVersion = (await core.readNamespacedSecret({ namespace: serviceNamespace, name: SECRET })).metadata
@@ -324,36 +336,40 @@ describe('create, then patch', () => {
 });
 
 describe('renewal', () => {
-  test('a serving certificate close to expiry is renewed by the same CA, served by the webhook, and the caBundle stays', async () => {
-    const before = await stored();
-    const ca = { certPem: before.caCertPem ?? '', keyPem: before.caKeyPem ?? '' };
-    // A one-day certificate issued 20 hours ago: 4 of its 24 hours left, under a third.
-    const old = generateServingCertificate(ca, {
-      dnsNames: serviceDnsNames(SERVICE, serviceNamespace),
-      ipAddresses: [],
-      validityDays: 1,
-      now: new Date(Date.now() - 20 * HOUR),
-    });
-    await writeStored({ 'tls.crt': old.certPem, 'tls.key': old.keyPem });
-    await waitUntilServed(fingerprint(old.certPem));
-    const bundleBefore = await bundles();
+  test(
+    'a serving certificate close to expiry is renewed by the same CA, served by the webhook, and the ' +
+      'caBundle stays',
+    async () => {
+      const before = await stored();
+      const ca = { certPem: before.caCertPem ?? '', keyPem: before.caKeyPem ?? '' };
+      // A one-day certificate issued 20 hours ago: 4 of its 24 hours left, under a third.
+      const old = generateServingCertificate(ca, {
+        dnsNames: serviceDnsNames(SERVICE, serviceNamespace),
+        ipAddresses: [],
+        validityDays: 1,
+        now: new Date(Date.now() - 20 * HOUR),
+      });
+      await writeStored({ 'tls.crt': old.certPem, 'tls.key': old.keyPem });
+      await waitUntilServed(fingerprint(old.certPem));
+      const bundleBefore = await bundles();
 
-    const renewed = await asAdmin(createArgs('--webhook-config', CONFIG));
-    expect(renewed).toMatchObject({
-      code: 0,
-      stdout: expect.stringMatching(
-        /^renewed the serving certificate in Secret .* \(less than a third of the validity left/,
-      ),
-    });
-    const after = await stored();
-    expect(after.caCertPem).toBe(before.caCertPem);
-    expect(inspectCertificate(after.servingCertPem ?? '').notAfter.getTime()).toBeGreaterThan(Date.now() + 29 * DAY);
-    await waitUntilServed(fingerprint(after.servingCertPem));
-    expect(await asAdmin(patchArgs)).toMatchObject({ code: 0, stdout: expect.stringMatching(/^unchanged/) });
-    expect(await bundles()).toEqual(bundleBefore);
-    const created = await core.createNamespacedPod({ namespace: podNamespace, body: pod });
-    expect(created.spec?.imagePullSecrets).toEqual([{ name: 'acr-myregistry' }]);
-  });
+      const renewed = await asAdmin(createArgs('--webhook-config', CONFIG));
+      expect(renewed).toMatchObject({
+        code: 0,
+        stdout: expect.stringMatching(
+          /^renewed the serving certificate in Secret .* \(less than a third of the validity left/,
+        ),
+      });
+      const after = await stored();
+      expect(after.caCertPem).toBe(before.caCertPem);
+      expect(inspectCertificate(after.servingCertPem ?? '').notAfter.getTime()).toBeGreaterThan(Date.now() + 29 * DAY);
+      await waitUntilServed(fingerprint(after.servingCertPem));
+      expect(await asAdmin(patchArgs)).toMatchObject({ code: 0, stdout: expect.stringMatching(/^unchanged/) });
+      expect(await bundles()).toEqual(bundleBefore);
+      const created = await core.createNamespacedPod({ namespace: podNamespace, body: pod });
+      expect(created.spec?.imagePullSecrets).toEqual([{ name: 'acr-myregistry' }]);
+    },
+  );
 });
 
 describe('CA rotation', () => {
@@ -487,7 +503,10 @@ describe('CA rotation', () => {
         );
     }
     expect(rejected).toMatch(
-      /^Internal error occurred: failed calling webhook "pods.acr-pull-webhook.io": .*x509: certificate signed by unknown authority/,
+      new RegExp(
+        '^Internal error occurred: failed calling webhook "pods.acr-pull-webhook.io": ' +
+          '.*x509: certificate signed by unknown authority',
+      ),
     );
     expect(await asAdmin(patchArgs)).toMatchObject({
       code: 0,
@@ -578,83 +597,97 @@ describe('RBAC: deploy/rbac/certs-gen.yaml, exactly', () => {
     nobodyKubeconfig = await tokenFor(`nobody-${run}`);
   });
 
-  test('with a ServiceAccount token bound to exactly these rules, create and patch work and are idempotent', async () => {
-    expect(await certsGen(args.create, kubeconfig)).toMatchObject({
-      code: 0,
-      stderr: '',
-      stdout: expect.stringMatching(/^created Secret/),
-    });
-    expect(await certsGen([...args.create, '--webhook-config', configName], kubeconfig)).toMatchObject({
-      code: 0,
-      stderr: '',
-      stdout: expect.stringMatching(/^kept Secret/),
-    });
-    expect(await certsGen(args.patch, kubeconfig)).toMatchObject({
-      code: 0,
-      stderr: '',
-      stdout: expect.stringMatching(
-        /^patched the caBundle of 1 of 1 webhooks .*; Secret .* now has an ownerReference to the configuration/,
-      ),
-    });
-    // Setting the ownerReference took `update` on the Secret alone (no blockOwnerDeletion, so no
-    // update on the configuration's finalizers).
-    const uid = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
-    const owners = (await core.readNamespacedSecret({ namespace, name: secretName })).metadata?.ownerReferences;
-    expect(owners?.map((owner) => [owner.kind, owner.name, owner.uid])).toEqual([
-      ['MutatingWebhookConfiguration', configName, uid],
-    ]);
-    expect(await certsGen(args.patch, kubeconfig)).toMatchObject({
-      code: 0,
-      stderr: '',
-      stdout: expect.stringMatching(
-        /^unchanged: every caBundle of the 1 webhooks in MutatingWebhookConfiguration \S+ holds \S+\n$/,
-      ),
-    });
-  });
+  test(
+    'with a ServiceAccount token bound to exactly these rules, create and patch work and are ' + 'idempotent',
+    async () => {
+      expect(await certsGen(args.create, kubeconfig)).toMatchObject({
+        code: 0,
+        stderr: '',
+        stdout: expect.stringMatching(/^created Secret/),
+      });
+      expect(await certsGen([...args.create, '--webhook-config', configName], kubeconfig)).toMatchObject({
+        code: 0,
+        stderr: '',
+        stdout: expect.stringMatching(/^kept Secret/),
+      });
+      expect(await certsGen(args.patch, kubeconfig)).toMatchObject({
+        code: 0,
+        stderr: '',
+        stdout: expect.stringMatching(
+          /^patched the caBundle of 1 of 1 webhooks .*; Secret .* now has an ownerReference to the configuration/,
+        ),
+      });
+      // Setting the ownerReference took `update` on the Secret alone (no blockOwnerDeletion, so no
+      // update on the configuration's finalizers).
+      const uid = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
+      const owners = (await core.readNamespacedSecret({ namespace, name: secretName })).metadata?.ownerReferences;
+      expect(owners?.map((owner) => [owner.kind, owner.name, owner.uid])).toEqual([
+        ['MutatingWebhookConfiguration', configName, uid],
+      ]);
+      expect(await certsGen(args.patch, kubeconfig)).toMatchObject({
+        code: 0,
+        stderr: '',
+        stdout: expect.stringMatching(
+          /^unchanged: every caBundle of the 1 webhooks in MutatingWebhookConfiguration \S+ holds \S+\n$/,
+        ),
+      });
+    },
+  );
 
-  test('after the configuration is deleted and created again, patch replaces the stale ownerReference with the new uid', async () => {
-    const before = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
-    await admission.deleteMutatingWebhookConfiguration({ name: configName });
-    // No controller-manager here, so no garbage collector: the Secret outlives its owner.
-    await admission.createMutatingWebhookConfiguration({
-      body: configuration(configName, `none-${run}`, ['pods.acr-pull-webhook.io']),
-    });
-    const after = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
-    expect(after).not.toBe(before);
-    expect(await certsGen(args.patch, kubeconfig)).toMatchObject({
-      code: 0,
-      stderr: '',
-      stdout: expect.stringContaining(
-        `now has an ownerReference to the configuration (uid ${after}, replacing stale uid ${before})`,
-      ),
-    });
-    const owners = (await core.readNamespacedSecret({ namespace, name: secretName })).metadata?.ownerReferences;
-    expect(owners?.map((owner) => owner.uid)).toEqual([after]);
-  });
+  test(
+    'after the configuration is deleted and created again, patch replaces the stale ownerReference with ' +
+      'the new uid',
+    async () => {
+      const before = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
+      await admission.deleteMutatingWebhookConfiguration({ name: configName });
+      // No controller-manager here, so no garbage collector: the Secret outlives its owner.
+      await admission.createMutatingWebhookConfiguration({
+        body: configuration(configName, `none-${run}`, ['pods.acr-pull-webhook.io']),
+      });
+      const after = (await admission.readMutatingWebhookConfiguration({ name: configName })).metadata?.uid;
+      expect(after).not.toBe(before);
+      expect(await certsGen(args.patch, kubeconfig)).toMatchObject({
+        code: 0,
+        stderr: '',
+        stdout: expect.stringContaining(
+          `now has an ownerReference to the configuration (uid ${after}, replacing stale uid ${before})`,
+        ),
+      });
+      const owners = (await core.readNamespacedSecret({ namespace, name: secretName })).metadata?.ownerReferences;
+      expect(owners?.map((owner) => owner.uid)).toEqual([after]);
+    },
+  );
 
-  test('the same token may not read another Secret or patch another webhook configuration, and says so in one line', async () => {
-    const user = `system:serviceaccount:${namespace}:${account}`;
-    expect(
-      await certsGen(
-        ['create', '--namespace', namespace, '--secret-name', 'other-tls', '--service', SERVICE],
-        kubeconfig,
-      ),
-    ).toMatchObject({
-      code: 1,
-      stdout: '',
-      stderr: `certs-gen: forbidden (403): "${user}" may not get secrets "other-tls" in namespace "${namespace}"; grant verb "get" on secrets (see deploy/rbac/certs-gen.yaml)\n`,
-    });
-    expect(
-      await certsGen(
-        ['patch', '--webhook-config', otherConfig, '--namespace', namespace, '--secret-name', secretName],
-        kubeconfig,
-      ),
-    ).toMatchObject({
-      code: 1,
-      stdout: '',
-      stderr: `certs-gen: forbidden (403): "${user}" may not get mutatingwebhookconfigurations "${otherConfig}"; grant verb "get" on mutatingwebhookconfigurations (see deploy/rbac/certs-gen.yaml)\n`,
-    });
-  });
+  test(
+    'the same token may not read another Secret or patch another webhook configuration, and says so in ' + 'one line',
+    async () => {
+      const user = `system:serviceaccount:${namespace}:${account}`;
+      expect(
+        await certsGen(
+          ['create', '--namespace', namespace, '--secret-name', 'other-tls', '--service', SERVICE],
+          kubeconfig,
+        ),
+      ).toMatchObject({
+        code: 1,
+        stdout: '',
+        stderr:
+          `certs-gen: forbidden (403): "${user}" may not get secrets "other-tls" in namespace "${namespace}"; ` +
+          'grant verb "get" on secrets (see deploy/rbac/certs-gen.yaml)\n',
+      });
+      expect(
+        await certsGen(
+          ['patch', '--webhook-config', otherConfig, '--namespace', namespace, '--secret-name', secretName],
+          kubeconfig,
+        ),
+      ).toMatchObject({
+        code: 1,
+        stdout: '',
+        stderr:
+          `certs-gen: forbidden (403): "${user}" may not get mutatingwebhookconfigurations "${otherConfig}"; ` +
+          'grant verb "get" on mutatingwebhookconfigurations (see deploy/rbac/certs-gen.yaml)\n',
+      });
+    },
+  );
 
   test.each([
     [

@@ -63,7 +63,8 @@ describe('local output', () => {
     ['X509v3 Extended Key Usage: \n                TLS Web Server Authentication'],
     ['X509v3 Key Usage: critical\n                Digital Signature, Key Encipherment'],
     [
-      'X509v3 Subject Alternative Name: \n                DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1\n',
+      'X509v3 Subject Alternative Name: \n' +
+        '                DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1\n',
     ],
     ['Signature Algorithm: sha256WithRSAEncryption'],
     ['Public-Key: (2048 bit)'],

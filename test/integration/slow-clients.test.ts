@@ -11,7 +11,9 @@ import { ACR_POD_CREATE_REVIEW } from '../support/reviews.ts';
 
 const pki = testPki();
 const REVIEW = ACR_POD_CREATE_REVIEW;
-const RAW_REQUEST = `POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(REVIEW)}\r\n\r\n${REVIEW}`;
+const RAW_REQUEST =
+  'POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+  `Content-Length: ${Buffer.byteLength(REVIEW)}\r\n\r\n${REVIEW}`;
 
 let webhook: WebhookProcess;
 const sockets: TLSSocket[] = [];
@@ -62,7 +64,8 @@ async function timedGoodRequest(): Promise<{ status: number; ms: number }> {
 }
 
 describe('slow and idle clients', () => {
-  test('slowloris: 100 sockets trickling headers are cut after the headers timeout; others are served meanwhile', async () => {
+  test('slowloris: 100 sockets trickling headers are cut after the headers timeout; others are served ' +
+    'meanwhile', async () => {
     const slow = await Promise.all(Array.from({ length: 100 }, open));
     const closed = new Set<TLSSocket>();
     for (const socket of slow) {
@@ -110,7 +113,8 @@ describe('slow and idle clients', () => {
     for (const socket of idle) socket.destroy();
   }, 30_000);
 
-  test('a client that sends 5,000 pipelined reviews and never reads leaves memory bounded and others served', async () => {
+  test('a client that sends 5,000 pipelined reviews and never reads leaves memory bounded and others ' +
+    'served', async () => {
     const before = rssMiB();
     const stalled = await open();
     stalled.pause();

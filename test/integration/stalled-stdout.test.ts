@@ -55,7 +55,8 @@ function post(agent: Agent, url: string): Promise<number> {
   });
 }
 
-test('with nobody reading its stdout, serve answers every review, stays ready, counts dropped lines and stops on SIGTERM', async () => {
+test('with nobody reading its stdout, serve answers every review, stays ready, counts dropped lines and ' +
+  'stops on SIGTERM', async () => {
   const { admission, health } = await listeningThenStall();
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY, ca: pki.ca.certPem });
   const statuses = new Map<number, number>();

@@ -32,7 +32,9 @@ if [[ ! -f "$upstream_gomod" ]]; then
 fi
 
 # Requirements written exactly `k8s.io/<m> v0.0.0` (not pseudo-versions such as kube-openapi's).
-mapfile -t staging < <(sed -nE 's/^[[:space:]]+(k8s\.io\/[^[:space:]]+) v0\.0\.0([[:space:]].*)?$/\1/p' "$upstream_gomod" | sort -u)
+mapfile -t staging < <(
+  sed -nE 's/^[[:space:]]+(k8s\.io\/[^[:space:]]+) v0\.0\.0([[:space:]].*)?$/\1/p' "$upstream_gomod" | sort -u
+)
 if (( ${#staging[@]} < 20 )); then
   echo "gen-replaces: found only ${#staging[@]} staging modules in ${upstream_gomod}; format changed?" >&2
   exit 1
