@@ -32,7 +32,11 @@ die() {
   log "ERROR: $*"
   exit 1
 }
-trap 'rc=$?; if ((rc != 0)); then log "FAILED (exit ${rc}); binaries already in .tools/bin were left as they were"; fi' EXIT
+on_exit() {
+  local rc=$?
+  ((rc == 0)) || log "FAILED (exit ${rc}); binaries already in .tools/bin were left as they were"
+}
+trap on_exit EXIT
 
 command -v go > /dev/null || die "the 'go' command is not on PATH (Go >= 1.26 is needed)"
 go_version="$(go env GOVERSION)" || die "'go env GOVERSION' failed"
@@ -89,7 +93,8 @@ build_kube_apiserver() {
   [[ "$v" =~ ^v([0-9]+)\.([0-9]+)\.[0-9]+$ ]] || die "unexpected k8s.io/kubernetes version '${v}'"
   # Without these, /version reports v0.0.0-master+$Format:...$ and Helm kubeVersion checks fail.
   local cb=k8s.io/component-base/version
-  local ldflags="-s -w -X ${cb}.gitVersion=${v} -X ${cb}.gitMajor=${BASH_REMATCH[1]} -X ${cb}.gitMinor=${BASH_REMATCH[2]} -X ${cb}.gitTreeState=clean"
+  local ldflags="-s -w -X ${cb}.gitVersion=${v} -X ${cb}.gitMajor=${BASH_REMATCH[1]}"
+  ldflags+=" -X ${cb}.gitMinor=${BASH_REMATCH[2]} -X ${cb}.gitTreeState=clean"
   # Tags as upstream's hack/lib/golang.sh builds release binaries.
   build_tool kube-apiserver "$dir" k8s.io/kubernetes/cmd/kube-apiserver 6 "selinux,notest" "$ldflags"
 }
@@ -105,7 +110,8 @@ build_helm() {
   local dir="${root}/tools/helm" v
   v="$(module_version "$dir" helm.sh/helm/v4)"
   # As helm's Makefile does; otherwise `helm version` prints only the minor (v4.3).
-  build_tool helm "$dir" helm.sh/helm/v4/cmd/helm 3 "" "-s -w -X helm.sh/helm/v4/internal/version.version=${v} -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+  local pkg=helm.sh/helm/v4/internal/version
+  build_tool helm "$dir" helm.sh/helm/v4/cmd/helm 3 "" "-s -w -X ${pkg}.version=${v} -X ${pkg}.gitTreeState=clean"
 }
 
 build_keychain_check() {
