@@ -4,11 +4,12 @@
 // deploys a private ACR-named image into an opted-in namespace and into a plain one, shows which pod
 // runs and which pull the registry refused, then keeps everything running until Ctrl-C tears it down.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppsV1Api, type CoreV1Event, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { INJECT_ENABLED, INJECT_LABEL } from '../src/constants.ts';
-import { type NodeCluster, startNodeCluster } from '../test/support/node/cluster.ts';
+import { type NodeCluster, netnsMembers, startNodeCluster } from '../test/support/node/cluster.ts';
 import { createOptedInNamespace, IMAGES, SECRET_NAMES, type Story, startStory } from '../test/support/node/story.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -244,12 +245,16 @@ async function cleanup(): Promise<void> {
   say('==> Stopping sync-secrets, the webhook, the pods, the node and the control plane');
   const started = Date.now();
   const errors: string[] = [];
+  const { netns, dir } = cluster ?? { netns: '', dir: '' };
   await story?.stop().catch((err: Error) => errors.push(err.message));
   await cluster?.stop().catch((err: Error) => errors.push(err.message));
   story = undefined;
   cluster = undefined;
+  const left = netns === '' ? [] : netnsMembers(netns);
+  if (left.length > 0) errors.push(`processes left in the cluster's network namespace: ${left.join(' ')}`);
+  if (dir !== '' && existsSync(dir)) errors.push(`${dir} is still there`);
   if (errors.length > 0) say(`    teardown problems: ${errors.join('; ')}`);
-  else say(`    stopped in ${seconds(Date.now() - started)}: no process, namespace, mount or cgroup left`);
+  else say(`    stopped in ${seconds(Date.now() - started)}: no process left in its namespace, ${dir} removed`);
 }
 
 let failed = false;
