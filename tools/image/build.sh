@@ -41,18 +41,29 @@ if ! command -v buildah >/dev/null || ! command -v mmdebstrap >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah mmdebstrap >/dev/null
 fi
 
+# overlay (native on this ext4) copies nothing per step; vfs (IMAGE_STORAGE_DRIVER=vfs) works everywhere
+# but copies every layer in full, several times slower and GBs larger.
+driver=${IMAGE_STORAGE_DRIVER:-overlay}
 mkdir -p "$out/stamps" "$out/cache"
-bh() { buildah --root "$out/storage" --runroot "$out/run" --storage-driver vfs "$@"; }
+bh() {
+  TMPDIR=$work buildah --root "$out/storage-$driver" --runroot "$out/run-$driver" --storage-driver "$driver" "$@"
+}
 has_image() { bh images --quiet "$1" >/dev/null 2>&1; }
 
 work=$(mktemp -d "$out/work.XXXXXX")
+# buildah's large temporary files, and the blob-info cache root's buildah always keeps in
+# /var/lib/containers/cache (no flag moves it): removed at exit unless it was there before.
+[[ -e /var/lib/containers ]] && var_lib_containers=keep || var_lib_containers=remove
 containers=()
 cleanup() {
   for ctr in "${containers[@]}"; do
+    [[ -n $ctr ]] || continue
     bh umount "$ctr" >/dev/null 2>&1 || true
     bh rm "$ctr" >/dev/null 2>&1 || true
   done
+  bh umount --all >/dev/null 2>&1 || true
   rm -rf "$work"
+  [[ $var_lib_containers == keep ]] || rm -rf /var/lib/containers
 }
 trap cleanup EXIT
 
