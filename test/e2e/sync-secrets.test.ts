@@ -202,6 +202,8 @@ async function optedInNamespaces(): Promise<number> {
 
 afterAll(async () => {
   await Promise.all(watchers.map((w) => w.kill()));
+  spVolume.remove();
+  tokenVolume.remove();
   if (measured.length > 0) process.stderr.write(`[sync-secrets e2e] measured:\n  ${measured.join('\n  ')}\n`);
 });
 
