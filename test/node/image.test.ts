@@ -1,36 +1,30 @@
 // The image as the chart runs it: built from the unchanged Dockerfile by tools/image/build.sh (buildah, on
 // the local stand-in bases; cached), pushed to the node's private registry, and run by the kubelet with the
 // chart's own command and security contexts: uid 65532, read-only root filesystem, no shell.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoreV1Api, type V1Container, type V1Pod, type V1PodSecurityContext } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  type V1Container,
+  type V1Pod,
+  type V1PodSecurityContext,
+  type V1SecurityContext,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startNodeCluster, type NodeCluster } from '../support/node/cluster.ts';
+import { buildImage, craneFor, pushImage } from '../support/node/image.ts';
 import { findObject, renderChart } from '../support/helm.ts';
 
-const REPO = join(import.meta.dirname, '../..');
-const ARCHIVE = join(REPO, '.tools/image/acr-pull-webhook.oci.tar');
-const CRANE = join(REPO, '.tools/bin/crane');
 /** Bound on a pod pulling the image (about 60 MiB, from a local registry) and exiting. */
 const POD_MS = 120_000;
 
 let cluster: NodeCluster;
 let core: CoreV1Api;
 let crane: (...args: string[]) => Promise<string>;
+let removeCrane = (): void => {};
 let image = '';
-const scratch = mkdtempSync(join(tmpdir(), 'image-node-'));
 const namespace = `image-${randomBytes(3).toString('hex')}`;
-
-function run(cmd: string, args: string[], timeout: number): Promise<string> {
-  return new Promise((ok, fail) =>
-    execFile(cmd, args, { timeout, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-      err ? fail(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`)) : ok(stdout),
-    ),
-  );
-}
 
 /** The webhook Deployment's container and pod security context, as the chart renders them. */
 function chartWebhook(): { container: V1Container; podSecurity: V1PodSecurityContext } {
@@ -54,7 +48,7 @@ function podLog(name: string): string {
 }
 
 /** Runs one pod of the image to completion; returns its phase, the container's termination and log. */
-async function runPod(name: string, container: Partial<V1Container>) {
+async function runPod(name: string, command: string[], args: string[], securityContext?: V1SecurityContext) {
   const { container: chart, podSecurity } = chartWebhook();
   await core.createNamespacedPod({
     namespace,
@@ -64,7 +58,9 @@ async function runPod(name: string, container: Partial<V1Container>) {
         restartPolicy: 'Never',
         imagePullSecrets: [{ name: 'registry' }],
         securityContext: podSecurity,
-        containers: [{ name: 'main', image, securityContext: chart.securityContext, ...container }],
+        containers: [
+          { name: 'main', image, command, args, securityContext: securityContext ?? chart.securityContext ?? {} },
+        ],
       },
     },
   });
@@ -82,22 +78,12 @@ async function runPod(name: string, container: Partial<V1Container>) {
 }
 
 beforeAll(async () => {
-  // Cached: about a second when no input of the image changed (5-6 min cold, docs/image.md).
-  await run('bash', [join(REPO, 'tools/image/build.sh')], 900_000);
+  await buildImage();
   cluster = await startNodeCluster({ log: (line) => process.stderr.write(`[image e2e] ${line}\n`) });
   core = cluster.kubeConfig.makeApiClient(CoreV1Api);
   const registry = cluster.registries[0];
-  image = `${registry.host}/acr-pull-webhook:dev`;
-  const dockerConfig = join(scratch, 'docker-config');
-  mkdirSync(dockerConfig);
-  // The registries' names resolve only inside the cluster's namespaces.
-  crane = (...args) =>
-    cluster.runInside([CRANE, ...args], { SSL_CERT_FILE: cluster.caPath, DOCKER_CONFIG: dockerConfig });
-  await crane('auth', 'login', registry.host, '-u', registry.username, '-p', registry.password);
-  const layout = join(scratch, 'layout');
-  mkdirSync(layout);
-  await run('tar', ['-C', layout, '-xf', ARCHIVE], 60_000);
-  await crane('push', layout, image);
+  image = await pushImage(cluster, registry);
+  ({ crane, remove: removeCrane } = await craneFor(cluster, registry));
 
   await core.createNamespace({ body: { metadata: { name: namespace } } });
   const auth = Buffer.from(`${registry.username}:${registry.password}`).toString('base64');
@@ -113,8 +99,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await core?.deleteNamespace({ name: namespace }).catch(() => {});
+  removeCrane();
   await cluster?.stop();
-  rmSync(scratch, { recursive: true, force: true });
 });
 
 describe('the image built from the Dockerfile, in the node registry', () => {
@@ -138,26 +124,24 @@ describe('the image built from the Dockerfile, in the node registry', () => {
     expect(container.command).toEqual(['/nodejs/bin/node', '/app/dist/src/cli/main.js']);
     expect(podSecurity.runAsNonRoot).toBe(true);
     expect(container.securityContext?.readOnlyRootFilesystem).toBe(true);
-    const result = await runPod('explain-help', {
-      command: container.command,
-      args: ['explain', '--help'],
-      securityContext: { ...container.securityContext, runAsUser: 65532, runAsGroup: 65532, runAsNonRoot: true },
+    const result = await runPod('explain-help', container.command ?? [], ['explain', '--help'], {
+      ...container.securityContext,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      runAsNonRoot: true,
     });
     expect(result.phase, JSON.stringify(result)).toBe('Succeeded');
     expect(result.log).toContain('Usage: acr-pull-webhook explain');
   });
 
   test('runs certs-gen from the same image', async () => {
-    const result = await runPod('certs-gen-help', {
-      command: ['/nodejs/bin/node', '/app/dist/certs-gen/cli.js'],
-      args: ['--help'],
-    });
+    const result = await runPod('certs-gen-help', ['/nodejs/bin/node', '/app/dist/certs-gen/cli.js'], ['--help']);
     expect(result.phase, JSON.stringify(result)).toBe('Succeeded');
     expect(result.log).toMatch(/^ {2}create\s/m);
   });
 
   test('has no shell: a container started with /bin/sh never runs', async () => {
-    const result = await runPod('no-shell', { command: ['/bin/sh', '-c', 'echo shell'] });
+    const result = await runPod('no-shell', ['/bin/sh', '-c', 'echo shell'], []);
     expect(result.log).not.toContain('shell');
     expect(result.phase === 'Failed' || /Error/.test(result.waiting), JSON.stringify(result)).toBe(true);
   });
