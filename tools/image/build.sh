@@ -45,6 +45,9 @@ fi
 # but copies every layer in full, several times slower and GBs larger.
 driver=${IMAGE_STORAGE_DRIVER:-overlay}
 mkdir -p "$out/stamps" "$out/cache"
+# One build at a time (a test and the demo may both ask for the image): the second waits, then finds it cached.
+exec 9>"$out/lock"
+flock 9
 bh() {
   TMPDIR=$work buildah --root "$out/storage-$driver" --runroot "$out/run-$driver" --storage-driver "$driver" "$@"
 }
