@@ -19,7 +19,15 @@ RUNTIME_BASE=localhost/acr-pull-webhook-standin/distroless-nodejs:24
 IMAGE=localhost/acr-pull-webhook:dev
 ARCHIVE=$out/acr-pull-webhook.oci.tar
 SUITE=bookworm
-MIRROR=http://deb.debian.org/debian
+# The Debian mirror the host's apt uses (deb822 sources first, then sources.list): the stand-ins come
+# from the same packages the machine already trusts.
+MIRROR=$(
+  {
+    grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' || true
+    grep -hs '^deb ' /etc/apt/sources.list | awk '$2 !~ /^\[/ {print $2}' || true
+  } | grep -v -- '-security' | head -n 1 || true
+)
+[[ -n $MIRROR ]] || { echo "tools/image/build.sh: no Debian mirror found in the host's apt sources" >&2; exit 1; }
 # npm for the build stand-in (node:24 images ship the npm bundled with their Node release).
 NPM_VERSION=11.19.1
 NODE_BIN=$(readlink -f "$repo/node_modules/node/bin/node")
@@ -70,8 +78,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# This machine reaches the npm registry through a TLS-intercepting egress proxy whose CA is installed
-# under /usr/local/share/ca-certificates; the build stand-in trusts the same CAs so `npm ci` works.
+# A host that reaches the npm registry through a TLS-intercepting proxy has its CA under
+# /usr/local/share/ca-certificates; the build stand-in trusts the same CAs so `npm ci` works there too.
 extra_cas=()
 for ca in /usr/local/share/ca-certificates/*.crt; do [[ -f $ca ]] && extra_cas+=("$ca"); done
 
