@@ -22,6 +22,7 @@ import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { loadConfig } from '../../src/config/config.ts';
 import { matchingSecrets } from '../../src/mutation/decide.ts';
 import { createNamespace, startControlPlane, toolPath } from '../support/control-plane.ts';
+import { kubectlDockerConfigJson } from '../support/kubectl-docker-config.ts';
 import { SecretVolume } from '../support/secret-volume.ts';
 import { scrapeMetrics, type Scrape } from '../support/sync-metrics.ts';
 import { everythingPrinted, runSync, startSyncWatcher, timeUntil, type SyncWatcher } from '../support/sync-process.ts';
@@ -83,25 +84,8 @@ const CONFIG = writeConfig('config.yaml', OPT_IN);
 const optedIn = { [OPT_IN]: 'enabled' };
 
 /** kubectl's .dockerconfigjson for one server, decoded. */
-function kubectlAuths(server: string, username: string, password: string): string {
-  const out = execFileSync(
-    'kubectl',
-    [
-      'create',
-      'secret',
-      'docker-registry',
-      'x',
-      `--docker-server=${server}`,
-      `--docker-username=${username}`,
-      `--docker-password=${password}`,
-      '--dry-run=client',
-      '-o',
-      'json',
-    ],
-    { encoding: 'utf8' },
-  );
-  return Buffer.from((JSON.parse(out) as V1Secret).data?.['.dockerconfigjson'] ?? '', 'base64').toString('utf8');
-}
+const kubectlAuths = (server: string, username: string, password: string): string =>
+  kubectlDockerConfigJson(server, username, password).dockerConfigJson;
 /** What kubectl writes for each entry, merged into one secret as Go orders map keys. */
 function expectedDockerConfigJson(entries: { server: string; username: string; password: string }[]): string {
   const sorted = [...entries].sort((a, b) => Buffer.compare(Buffer.from(a.server), Buffer.from(b.server)));

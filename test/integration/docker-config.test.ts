@@ -1,29 +1,13 @@
 // The `.dockerconfigjson` must be byte for byte what kubectl writes: these run the real kubectl.
-import { execFileSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import { dockerConfigJson, goJsonString } from '../../src/sync/docker-config.ts';
+import { kubectlDockerConfigJson as kubectlReference } from '../support/kubectl-docker-config.ts';
 
-/** `kubectl create secret docker-registry ... --dry-run=client -o json`, decoded. */
+/** kubectl's `.dockerconfigjson`, after checking the Secret type it gives. */
 function kubectlDockerConfigJson(server: string, username: string, password: string): string {
-  const out = execFileSync(
-    'kubectl',
-    [
-      'create',
-      'secret',
-      'docker-registry',
-      'x',
-      `--docker-server=${server}`,
-      `--docker-username=${username}`,
-      `--docker-password=${password}`,
-      '--dry-run=client',
-      '-o',
-      'json',
-    ],
-    { encoding: 'utf8' },
-  );
-  const secret = JSON.parse(out) as { type: string; data: Record<string, string> };
-  expect(secret.type).toBe('kubernetes.io/dockerconfigjson');
-  return Buffer.from(secret.data['.dockerconfigjson'] ?? '', 'base64').toString('utf8');
+  const reference = kubectlReference(server, username, password);
+  expect(reference.type).toBe('kubernetes.io/dockerconfigjson');
+  return reference.dockerConfigJson;
 }
 
 describe('.dockerconfigjson equals kubectl create secret docker-registry for', () => {
