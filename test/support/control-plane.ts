@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { ApiException, CoreV1Api, KubeConfig, type V1Namespace } from '@kubernetes/client-node';
 import forge from 'node-forge';
 import { stringify as toYaml } from 'yaml';
+import { terminate as terminateChild } from './child-process.ts';
 
 export interface ControlPlaneOptions {
   /** Directory to hold everything (created if missing). Default: a fresh temp dir. Removed by stop(). */
@@ -286,13 +287,8 @@ function launch(state: State, name: string, bin: string, args: string[]): Proc {
 
 /** SIGTERM, then SIGKILL after a grace period; resolves once the process has exited. */
 async function terminate(proc: Proc): Promise<void> {
-  if (proc.exitCode !== undefined) return;
-  proc.child.kill('SIGTERM');
-  const timedOut = await Promise.race([proc.exited.then(() => false), sleep(stopGraceMs, true)]);
-  if (timedOut) {
-    proc.child.kill('SIGKILL');
-    await proc.exited;
-  }
+  await terminateChild(proc.child, stopGraceMs);
+  await proc.exited;
 }
 
 async function stopState(state: State): Promise<void> {

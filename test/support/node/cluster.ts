@@ -34,6 +34,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import { generateCa, generateServingCertificate, type PemPair } from '../../../certs-gen/generate.ts';
+import { terminate as terminateChild } from '../child-process.ts';
 
 const repoRoot = resolve(import.meta.dirname, '..', '..', '..');
 const binDir = join(repoRoot, '.tools', 'bin');
@@ -896,13 +897,8 @@ async function sweepOrphans(log: (line: string) => void): Promise<void> {
 }
 
 async function terminate(proc: Proc): Promise<void> {
-  if (proc.exitCode !== undefined) return;
-  proc.child.kill('SIGTERM');
-  const timedOut = await Promise.race([proc.exited.then(() => false), sleep(stopGraceMs, true)]);
-  if (timedOut) {
-    proc.child.kill('SIGKILL');
-    await proc.exited;
-  }
+  await terminateChild(proc.child, stopGraceMs);
+  await proc.exited;
 }
 
 // ---------------------------------------------------------------------------------------------
