@@ -76,6 +76,8 @@ export interface NodeCluster {
   readonly dir: string;
   /** Admin kubeconfig for the test process: https://127.0.0.1:PORT, forwarded into the namespace. */
   readonly kubeconfigPath: string;
+  /** The same admin for programs run inside the namespaces (runInside): https://NODE_IP:6443. */
+  readonly insideKubeconfigPath: string;
   readonly kubeConfig: KubeConfig;
   readonly caPem: string;
   readonly caPath: string;
@@ -88,8 +90,8 @@ export interface NodeCluster {
   readonly timings: Record<string, number>;
   /** Starts a long-running process inside the cluster's namespaces (a webhook the apiserver calls). */
   spawnInside(name: string, argv: string[], env?: Record<string, string>): { child: ChildProcess; logPath: string };
-  /** Runs a command inside the namespaces to completion. */
-  runInside(argv: string[], env?: Record<string, string>): Promise<string>;
+  /** Runs a command inside the namespaces to completion (killed after timeoutMs, default 120 s). */
+  runInside(argv: string[], env?: Record<string, string>, timeoutMs?: number): Promise<string>;
   /** A 127.0.0.1 port in the test's namespace forwarded to HOST:PORT inside the cluster's. */
   forward(target: string): Promise<number>;
   /** A serving pair for `dnsNames`, signed by the cluster's CA. */
@@ -174,12 +176,12 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     return proc;
   };
 
-  const runInside = (argv: string[], env: Record<string, string> = {}): Promise<string> =>
+  const runInside = (argv: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<string> =>
     new Promise((ok, fail) => {
       execFile(
         nsPrefix()[0] as string,
         [...nsPrefix().slice(1), ...argv],
-        { env: { PATH: path, HOME: dir, ...env }, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 },
+        { env: { PATH: path, HOME: dir, ...env }, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
         (err, stdout, stderr) =>
           err ? fail(new Error(`${argv.join(' ')} failed: ${err.message}\n${stderr}`)) : ok(stdout),
       );
@@ -477,6 +479,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     return {
       dir,
       kubeconfigPath,
+      insideKubeconfigPath: insideKubeconfig,
       kubeConfig,
       caPem: ca.certPem,
       caPath,
