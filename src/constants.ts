@@ -83,6 +83,16 @@ export const DEFAULTS = {
   certPollMs: 5_000,
 } as const;
 
+/**
+ * `check-injection` (the chart's `helm test`): the repository and tag of its probe images (never pulled: the Pod is a
+ * dry run) and the generateName of its dry-run Pod, as the webhook sees them in its review logs.
+ */
+export const CHECK_INJECTION = {
+  repository: 'acr-pull-webhook-check',
+  tag: 'dry-run',
+  podGenerateName: 'acr-pull-webhook-check-',
+} as const;
+
 // ---------------------------------------------------------------------------------------------
 // sync-secrets: the pull-secret job
 

@@ -17,6 +17,7 @@ Commands:
   serve     serve the mutating admission webhook
   explain   show, offline, what the webhook would add to a Pod or workload
   sync-secrets  create and keep the pull secrets in every opted-in namespace
+  check-injection  check a running install: dry-run Pod injected, pull secrets present
 
 Run 'acr-pull-webhook <command> --help' for a command's options.
 Exit codes: 0 success, 1 failure (configuration, certificate, port, cluster), 2 usage error.
@@ -47,6 +48,13 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   'sync-secrets': async () => {
     const { SYNC_SECRETS_USAGE, runSyncSecrets } = await import('./sync-secrets.ts');
     return { usage: SYNC_SECRETS_USAGE, run: runSyncSecrets };
+  },
+  'check-injection': async () => {
+    const { CHECK_INJECTION_USAGE, runCheckInjection } = await import('./check-injection.ts');
+    return {
+      usage: CHECK_INJECTION_USAGE,
+      run: (argv) => runCheckInjection(argv, process.env, (line) => process.stdout.write(`${line}\n`)),
+    };
   },
 };
 
