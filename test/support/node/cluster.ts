@@ -268,6 +268,9 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     );
     writePair(dir, 'apiserver', apiserverPair);
     writePair(dir, 'registry', servingPair([...REGISTRY_HOSTS]));
+    // The apiserver's client certificate for the kubelet, which trusts clients signed by the CA: without one,
+    // pod logs through the API (kubectl logs, helm test --logs) are refused with 401.
+    await writeClientPair(dir, 'kubelet-client', ca, 'kube-apiserver-kubelet-client');
     const sa = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     writeFileSync(join(dir, 'sa.key'), sa.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
     writeFileSync(join(dir, 'sa.pub'), sa.publicKey.export({ type: 'spki', format: 'pem' }));
@@ -366,6 +369,8 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       `--tls-cert-file=${join(dir, 'apiserver.crt')}`,
       `--tls-private-key-file=${join(dir, 'apiserver.key')}`,
       `--client-ca-file=${caPath}`,
+      `--kubelet-client-certificate=${join(dir, 'kubelet-client.crt')}`,
+      `--kubelet-client-key=${join(dir, 'kubelet-client.key')}`,
       `--token-auth-file=${join(dir, 'tokens.csv')}`,
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       `--service-account-key-file=${join(dir, 'sa.pub')}`,
@@ -910,6 +915,40 @@ async function terminate(proc: Proc): Promise<void> {
 function writePair(dir: string, name: string, pair: PemPair): void {
   writeFileSync(join(dir, `${name}.crt`), pair.certPem);
   writeFileSync(join(dir, `${name}.key`), pair.keyPem, { mode: 0o600 });
+}
+
+/** A clientAuth certificate signed by `ca` (certs-gen makes serving certificates only), with openssl. */
+async function writeClientPair(dir: string, name: string, ca: PemPair, commonName: string): Promise<void> {
+  const caKey = join(dir, `${name}-ca.key`);
+  writeFileSync(caKey, ca.keyPem, { mode: 0o600 });
+  writeFileSync(join(dir, `${name}.ext`), 'extendedKeyUsage = clientAuth\nkeyUsage = critical, digitalSignature\n');
+  const openssl = (...args: string[]): Promise<void> =>
+    new Promise((ok, fail) =>
+      execFile('openssl', args, { cwd: dir }, (err, _out, stderr) =>
+        err ? fail(new Error(`openssl ${args[0]}: ${err.message}\n${stderr}`)) : ok(),
+      ),
+    );
+  await openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`);
+  await openssl('req', '-new', '-key', `${name}.key`, '-subj', `/CN=${commonName}`, '-out', `${name}.csr`);
+  await openssl(
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    caKey,
+    '-set_serial',
+    '1',
+    '-days',
+    '7',
+    '-extfile',
+    `${name}.ext`,
+    '-out',
+    `${name}.crt`,
+  );
+  rmSync(caKey);
 }
 
 function kubeconfigYaml(server: string, caPem: string, token: string): string {
