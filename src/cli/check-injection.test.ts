@@ -6,6 +6,7 @@ import { UsageError } from '../process/flags.ts';
 import {
   chooseNamespace,
   describeCreateFailure,
+  type InjectionAnswer,
   judgeInjection,
   parseCheckInjectionArgs,
   type Probe,
@@ -197,7 +198,7 @@ describe('the verdict', () => {
     });
   });
 
-  test.each([
+  test.each<{ why: string; answer: Pick<InjectionAnswer, 'injected' | 'secrets'>; line: string }>([
     {
       why: 'a Secret sync-secrets should have written is missing: it names the Secret and sync-secrets',
       answer: { injected: ['acr-a', 'acr-c'], secrets: { 'acr-a': 'present', 'acr-c': 'missing' } },
