@@ -188,7 +188,7 @@ describe('helm install from the OCI registry, hooks on, on the real node', () =>
     expect(serving.verify(ca.publicKey)).toBe(true);
   });
 
-  test('the sync-secrets --once hook wrote both pull secrets into the namespace labelled before the install', async () => {
+  test('the sync-secrets --once hook wrote both pull secrets into the namespace opted in before install', async () => {
     for (const name of SECRET_NAMES) {
       const secret = await core.readNamespacedSecret({ name, namespace: preLabelled });
       expect(secret.type).toBe('kubernetes.io/dockerconfigjson');
@@ -323,7 +323,7 @@ describe('the story from the chart install', () => {
 });
 
 describe('helm uninstall --wait', () => {
-  test('removes every object of the release and its TLS Secret; the pull secrets in opted-in namespaces stay', async () => {
+  test('removes every object of the release and its TLS Secret; pull secrets in opted-in namespaces stay', async () => {
     const manifest = await release.helm('get', 'manifest', release.name, '-n', release.namespace);
     const objects = parseAllDocuments(manifest)
       .map((doc) => doc.toJS() as { apiVersion: string; kind: string; metadata: { name: string } } | null)
