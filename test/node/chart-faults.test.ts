@@ -1,0 +1,341 @@
+// Faults on the real node, on the chart as a user installs it (from the OCI registry, hooks on), with the webhook's
+// failurePolicy Fail so that any missed admission is a failed create. Pods are created at a steady rate throughout
+// each fault (test/support/node/load.ts); every fault must end with 0 failed and 0 unpatched creates. Counts and
+// times go to stderr as `[faults] …` lines.
+import { execFile } from 'node:child_process';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  AdmissionregistrationV1Api,
+  BatchV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { generateServingCertificate, inspectCertificate } from '../../certs-gen/generate.ts';
+import { INJECT_ENABLED, INJECT_LABEL, SYNC_LEASE_NAME } from '../../src/constants.ts';
+import { startNodeCluster, type NodeCluster } from '../support/node/cluster.ts';
+import { describeCounts, type LoadCounts, startLoad } from '../support/node/load.ts';
+import { publishRelease, type Release } from '../support/node/release.ts';
+import { createOptedInNamespace, SECRET_NAMES, until } from '../support/node/story.ts';
+
+/** The release's object names: "<release>-<chart>". */
+const FULLNAME = 'acr-acr-pull-webhook';
+const WEBHOOK_SELECTOR = 'app.kubernetes.io/instance=acr,app.kubernetes.io/component=webhook';
+const SYNC_SELECTOR = 'app.kubernetes.io/instance=acr,app.kubernetes.io/component=sync-secrets';
+/** Every fault runs against this install; upgrades must keep it. */
+const VALUES = { webhook: { failurePolicy: 'Fail' }, syncSecrets: { watch: { replicas: 2 } } };
+/** Creates per second during each fault. */
+const RATE = 10;
+/** Bound on pods being replaced or rolled, and on the kubelet delivering a Secret update. */
+const ROLL_MS = 180_000;
+/** Load before and after each fault, so the counts cover the steady state on both sides. */
+const MARGIN_MS = 3_000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+let cluster: NodeCluster;
+let release: Release;
+let core: CoreV1Api;
+const results: string[] = [];
+const log = (line: string): void => {
+  process.stderr.write(`[faults] ${line}\n`);
+};
+const report = (fault: string, counts: LoadCounts, extra = ''): void => {
+  const line = `${fault}: ${describeCounts(counts)}${extra === '' ? '' : `; ${extra}`}`;
+  results.push(line);
+  log(line);
+};
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
+
+function kubectl(...args: string[]): Promise<string> {
+  return new Promise((ok, fail) =>
+    execFile('kubectl', ['--kubeconfig', cluster.kubeconfigPath, ...args], { timeout: 60_000 }, (err, out, stderr) =>
+      err ? fail(new Error(`kubectl ${args.join(' ')}: ${err.message}\n${stderr}`)) : ok(out),
+    ),
+  );
+}
+
+const isReady = (pod: V1Pod): boolean =>
+  pod.metadata?.deletionTimestamp === undefined &&
+  (pod.status?.conditions ?? []).some((condition) => condition.type === 'Ready' && condition.status === 'True');
+
+async function podsOf(labelSelector: string): Promise<V1Pod[]> {
+  return (await core.listNamespacedPod({ namespace: release.namespace, labelSelector })).items;
+}
+
+/** Waits until the webhook has exactly `replicas` pods, all Ready and none terminating; returns their names. */
+async function webhookSettled(replicas: number, what: string): Promise<string[]> {
+  let names: string[] = [];
+  await until(
+    what,
+    async () => {
+      const pods = await podsOf(WEBHOOK_SELECTOR);
+      names = pods.map((pod) => pod.metadata?.name as string);
+      if (pods.length !== replicas || !pods.every(isReady)) throw new Error(`pods: ${names.join(', ')}`);
+      return true;
+    },
+    ROLL_MS,
+  );
+  return names;
+}
+
+/** The SHA-256 fingerprint of the certificate each Ready webhook pod serves on its admission port, by pod name. */
+async function servedFingerprints(): Promise<Map<string, string>> {
+  const pods = (await podsOf(WEBHOOK_SELECTOR)).filter(isReady);
+  const script = pods
+    .map(
+      (pod) =>
+        `echo "${pod.metadata?.name} $(openssl s_client -connect ${pod.status?.podIP}:8443 </dev/null 2>/dev/null` +
+        ' | openssl x509 -noout -fingerprint -sha256)"',
+    )
+    .join('; ');
+  const out = await cluster.runInside(['sh', '-c', script]);
+  const served = new Map<string, string>();
+  for (const line of out.trim().split('\n')) {
+    const [name, fingerprint] = [line.split(' ')[0] as string, /Fingerprint=(\S+)/.exec(line)?.[1] ?? 'none'];
+    served.set(name, fingerprint);
+  }
+  return served;
+}
+
+/** Waits until every Ready webhook pod (at least two) serves `fingerprint`; returns the ms it took. */
+function untilServed(fingerprint: string, what: string): Promise<number> {
+  return until(
+    what,
+    async () => {
+      const served = await servedFingerprints();
+      const wrong = [...served].filter(([, seen]) => seen !== fingerprint);
+      if (served.size < 2 || wrong.length > 0) throw new Error(`served: ${JSON.stringify([...served])}`);
+      return true;
+    },
+    ROLL_MS,
+  );
+}
+
+async function tlsSecret(): Promise<{ cert: string; key: string; caCert: string; caKey: string }> {
+  const secret = await core.readNamespacedSecret({ name: `${FULLNAME}-tls`, namespace: release.namespace });
+  const text = (key: string): string => Buffer.from(secret.data?.[key] ?? '', 'base64').toString('utf8');
+  return { cert: text('tls.crt'), key: text('tls.key'), caCert: text('ca.crt'), caKey: text('ca.key') };
+}
+
+async function caBundle(): Promise<string> {
+  const configuration = await cluster.kubeConfig
+    .makeApiClient(AdmissionregistrationV1Api)
+    .readMutatingWebhookConfiguration({ name: FULLNAME });
+  return configuration.webhooks?.[0]?.clientConfig.caBundle ?? '';
+}
+
+/** Runs `fault` with pods created at RATE in a fresh opted-in namespace, from MARGIN_MS before to MARGIN_MS after. */
+async function underLoad<T>(fault: () => Promise<T>): Promise<{ counts: LoadCounts; result: T }> {
+  const namespace = `load-${randomBytes(3).toString('hex')}`;
+  await createOptedInNamespace(cluster, namespace);
+  const load = startLoad(cluster.kubeConfig, { namespace, ratePerSecond: RATE, expectSecrets: [SECRET_NAMES[0]] });
+  try {
+    await sleep(MARGIN_MS);
+    const result = await fault();
+    await sleep(MARGIN_MS);
+    return { counts: await load.stop(), result };
+  } finally {
+    await load.stop();
+    // Gated pods are not bound to the node: the namespace goes at once, without the kubelet.
+    await core.deleteNamespace({ name: namespace }).catch(() => {});
+  }
+}
+
+function expectNoMisses(counts: LoadCounts): void {
+  expect(counts.attempted).toBeGreaterThan(0);
+  expect({ failed: counts.failed, unpatched: counts.unpatched, firstFailures: counts.firstFailures }).toEqual({
+    failed: 0,
+    unpatched: 0,
+    firstFailures: [],
+  });
+  expect(counts.succeeded).toBe(counts.attempted);
+}
+
+beforeAll(async () => {
+  let started = Date.now();
+  cluster = await startNodeCluster({ log });
+  core = cluster.kubeConfig.makeApiClient(CoreV1Api);
+  log(`cluster start: ${seconds(Date.now() - started)}`);
+  started = Date.now();
+  release = await publishRelease(cluster, log);
+  log(`image and chart published: ${seconds(Date.now() - started)}`);
+  const install = await release.install(VALUES);
+  log(`helm install --wait (hooks on): ${seconds(install.ms)}`);
+  await webhookSettled(2, 'the webhook 2/2 Ready after the install');
+}, 900_000);
+
+afterAll(async () => {
+  log(`results:\n  ${results.join('\n  ')}`);
+  await cluster?.stop();
+}, 120_000);
+
+describe('faults on the real node under a steady pod-create load (failurePolicy Fail)', () => {
+  test('deleting one webhook pod (graceful) fails no create while a replacement comes up', async () => {
+    const [victim] = await webhookSettled(2, 'the webhook 2/2 Ready');
+    const { counts, result } = await underLoad(async () => {
+      const started = Date.now();
+      await core.deleteNamespacedPod({ name: victim as string, namespace: release.namespace });
+      // Until the victim is gone (its drain and close included) and two others are Ready.
+      const names = await webhookSettled(2, 'a replacement webhook pod Ready and the deleted one gone');
+      return { ms: Date.now() - started, names };
+    });
+    expect(result.names).not.toContain(victim);
+    report('delete one webhook pod', counts, `replacement Ready and old pod gone after ${seconds(result.ms)}`);
+    expectNoMisses(counts);
+  }, 600_000);
+
+  test('helm upgrade rolling the webhook Deployment fails no create', async () => {
+    const before = await webhookSettled(2, 'the webhook 2/2 Ready');
+    const { counts, result } = await underLoad(async () => {
+      const upgrade = await release.upgrade({
+        ...VALUES,
+        webhook: { ...VALUES.webhook, podAnnotations: { 'acr-pull-webhook.test/rolled': 'once' } },
+      });
+      const names = await webhookSettled(2, 'the rollout complete, old pods gone');
+      return { ms: upgrade.ms, names };
+    });
+    for (const name of before) expect(result.names).not.toContain(name);
+    const pods = await podsOf(WEBHOOK_SELECTOR);
+    expect(pods.map((pod) => pod.metadata?.annotations?.['acr-pull-webhook.test/rolled'])).toEqual(['once', 'once']);
+    report('helm upgrade rolling the webhook', counts, `helm upgrade --wait ${seconds(result.ms)}`);
+    expectNoMisses(counts);
+  }, 600_000);
+
+  test('certificate renewal by the CronJob: the pods reload it from the Secret volume, no admission fails', async () => {
+    const installed = await tlsSecret();
+    const names = inspectCertificate(installed.cert);
+    // A certificate from the same CA whose renewal is due, as time would make it: 5 of 30 days left.
+    const due = generateServingCertificate(
+      { certPem: installed.caCert, keyPem: installed.caKey },
+      {
+        dnsNames: names.dnsNames,
+        ipAddresses: names.ipAddresses,
+        validityDays: 30,
+        now: new Date(Date.now() - 25 * DAY_MS),
+      },
+    );
+    const dueFingerprint = new X509Certificate(due.certPem).fingerprint256;
+    const installedFingerprint = new X509Certificate(installed.cert).fingerprint256;
+    expect([...(await servedFingerprints()).values()]).toEqual([installedFingerprint, installedFingerprint]);
+    const caBundleBefore = await caBundle();
+
+    const { counts, result } = await underLoad(async () => {
+      let started = Date.now();
+      await core.patchNamespacedSecret(
+        {
+          name: `${FULLNAME}-tls`,
+          namespace: release.namespace,
+          body: {
+            data: {
+              'tls.crt': Buffer.from(due.certPem).toString('base64'),
+              'tls.key': Buffer.from(due.keyPem).toString('base64'),
+            },
+          },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      const dueServedMs = await untilServed(dueFingerprint, 'every webhook pod serving the due certificate');
+      log(`Secret updated by hand -> served by every webhook pod: ${seconds(Date.now() - started)}`);
+
+      started = Date.now();
+      const cronJob = `${FULLNAME}-certs-gen`;
+      await kubectl('create', 'job', '--from', `cronjob/${cronJob}`, 'renew-now', '-n', release.namespace);
+      const batch = cluster.kubeConfig.makeApiClient(BatchV1Api);
+      await until(
+        'the renewal Job complete',
+        async () => {
+          const job = await batch.readNamespacedJob({ name: 'renew-now', namespace: release.namespace });
+          const conditions = job.status?.conditions ?? [];
+          if (conditions.some((c) => c.type === 'Failed' && c.status === 'True'))
+            throw new Error(`renewal Job failed: ${JSON.stringify(job.status)}`);
+          if (!conditions.some((c) => c.type === 'Complete' && c.status === 'True'))
+            throw new Error(JSON.stringify(job.status));
+          return true;
+        },
+        ROLL_MS,
+      );
+      const jobMs = Date.now() - started;
+      const renewed = await tlsSecret();
+      const renewedFingerprint = new X509Certificate(renewed.cert).fingerprint256;
+      const servedMs = await untilServed(renewedFingerprint, 'every webhook pod serving the renewed certificate');
+      return { dueServedMs, jobMs, servedMs, renewed, renewedFingerprint };
+    });
+
+    const renewed = inspectCertificate(result.renewed.cert);
+    expect(result.renewedFingerprint).not.toBe(dueFingerprint);
+    expect(renewed.notAfter.getTime() - renewed.notBefore.getTime()).toBeGreaterThan(300 * DAY_MS);
+    expect(result.renewed.caCert).toBe(installed.caCert);
+    expect(new X509Certificate(result.renewed.cert).checkIssued(new X509Certificate(installed.caCert))).toBe(true);
+    expect(await caBundle()).toBe(caBundleBefore);
+    report(
+      'certificate renewal',
+      counts,
+      `Secret edit to served ${seconds(result.dueServedMs)}, renewal Job ${seconds(result.jobMs)}, ` +
+        `renewed certificate served ${seconds(result.servedMs)} after the Job completed`,
+    );
+    expectNoMisses(counts);
+  }, 900_000);
+
+  test('deleting the sync-secrets leader pod: the other replica takes the Lease; a new namespace gets its secrets', async () => {
+    const leases = cluster.kubeConfig.makeApiClient(CoordinationV1Api);
+    const holder = async (): Promise<string> =>
+      (await leases.readNamespacedLease({ name: SYNC_LEASE_NAME, namespace: release.namespace })).spec
+        ?.holderIdentity ?? '';
+    let replicas: string[] = [];
+    let leader = '';
+    await until(
+      'two sync-secrets pods Ready, one of them holding the Lease',
+      async () => {
+        const pods = await podsOf(SYNC_SELECTOR);
+        replicas = pods.filter(isReady).map((pod) => pod.metadata?.name as string);
+        leader = await holder();
+        if (pods.length !== 2 || replicas.length !== 2 || !replicas.includes(leader))
+          throw new Error(`pods ${replicas.join(', ')}, holder ${leader}`);
+        return true;
+      },
+      ROLL_MS,
+    );
+    const other = replicas.find((name) => name !== leader) as string;
+
+    const { counts, result } = await underLoad(async () => {
+      const started = Date.now();
+      await core.deleteNamespacedPod({ name: leader, namespace: release.namespace });
+      await until(
+        `the Lease held by ${other}`,
+        async () => {
+          const now = await holder();
+          if (now !== other) throw new Error(`holder ${now}`);
+          return true;
+        },
+        ROLL_MS,
+      );
+      const takeoverMs = Date.now() - started;
+      // Labelled right after the takeover: only the new leader can write its secrets.
+      const namespace = `after-takeover-${randomBytes(3).toString('hex')}`;
+      await core.createNamespace({
+        body: { metadata: { name: namespace, labels: { [INJECT_LABEL]: INJECT_ENABLED } } },
+      });
+      const secretsMs = await until(
+        `pull secrets in ${namespace}`,
+        async () => {
+          for (const name of SECRET_NAMES) await core.readNamespacedSecret({ name, namespace });
+          return true;
+        },
+        60_000,
+      );
+      await core.deleteNamespace({ name: namespace });
+      return { takeoverMs, secretsMs };
+    });
+    report(
+      'delete the sync-secrets leader',
+      counts,
+      `Lease to ${other} ${result.takeoverMs} ms after the delete; secrets in a namespace labelled then ` +
+        `${result.secretsMs} ms later`,
+    );
+    expectNoMisses(counts);
+  }, 600_000);
+});
