@@ -200,7 +200,7 @@ describe('check-injection on a live webhook', () => {
     expect(result.status).toBe(1);
   });
 
-  test('a webhook the apiserver cannot call (failurePolicy Fail) fails the check, pointing at caBundle and endpoints', async () => {
+  test('an uncallable webhook (failurePolicy Fail) fails the check, pointing at caBundle and endpoints', async () => {
     const value = `${run}-dead`;
     await register(DEAD_CONFIG_NAME, 1, 'Fail', value);
     const target = await namespace(value);
