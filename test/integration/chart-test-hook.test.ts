@@ -83,9 +83,9 @@ describe('helm test', () => {
       args: ['--exclude-namespace=kube-system', '--exclude-namespace=acr-system', '--exclude-namespace=monitoring'],
     },
     {
-      why: 'with tests.namespace it checks that namespace',
+      why: 'with tests.namespace it checks that namespace, unless the webhook skips it',
       values: { tests: { namespace: 'team-a' } },
-      args: ['--namespace=team-a'],
+      args: ['--namespace=team-a', '--exclude-namespace=kube-system', '--exclude-namespace=acr-system'],
     },
   ])('the pod runs check-injection on the chart configuration; $why', ({ values, args }) => {
     const pod = podOf(renderChart({ values }));
