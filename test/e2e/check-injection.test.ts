@@ -192,6 +192,16 @@ describe('check-injection on a live webhook', () => {
     expect(result.status).toBe(1);
   });
 
+  test('without a configuration it is a usage error: exit 2, before any cluster call', async () => {
+    const result = await check(['--namespace', 'team-a']);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      'acr-pull-webhook check-injection: --config (or ACR_PULL_WEBHOOK_CONFIG) is required\n' +
+        "Run 'acr-pull-webhook check-injection --help' for usage.\n",
+    );
+    expect(result.status).toBe(2);
+  });
+
   test('with no opted-in namespace at all, it fails saying to label one', async () => {
     const result = await check(['--config', writeConfig(`${run}-nobody`)]);
     expect(result.stdout).toBe(
