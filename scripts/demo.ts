@@ -1,16 +1,19 @@
-// `npm start`: the whole story on a one-node cluster that really runs pods (test/support/node/cluster.ts).
-// Builds what is missing (one line per tool: a first build takes about 25 minutes on 2 cores), starts
-// the cluster, installs the webhook and sync-secrets as the node suite does (test/support/node/story.ts),
-// deploys a private ACR-named image into an opted-in namespace and into a plain one, shows which pod
-// runs and which pull the registry refused, then keeps everything running until Ctrl-C tears it down.
+// `npm start`: the product as a user installs it, on a one-node cluster that really runs pods
+// (test/support/node/cluster.ts). Builds what is missing (the cluster's tools, then the image from the
+// Dockerfile: both cached), starts the cluster, pushes the image and the packaged chart to its ACR-named
+// private registry, `helm install`s from there with hooks on (test/support/node/release.ts), deploys a
+// private image unchanged into an opted-in namespace and into a plain one, shows which pod runs and which
+// pull the registry refused, then keeps everything running until Ctrl-C tears it down.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppsV1Api, type CoreV1Event, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { INJECT_ENABLED, INJECT_LABEL } from '../src/constants.ts';
 import { type NodeCluster, netnsMembers, startNodeCluster } from '../test/support/node/cluster.ts';
-import { createOptedInNamespace, IMAGES, SECRET_NAMES, type Story, startStory } from '../test/support/node/story.ts';
+import { publishRelease, type Release } from '../test/support/node/release.ts';
+import { IMAGES, SECRET_NAMES } from '../test/support/node/story.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
@@ -20,24 +23,43 @@ const OPTED_IN = 'demo';
 const PLAIN = 'plain';
 /** Bound on the demo's pods reaching Running or a refused pull (the registry is local). */
 const POD_MS = 90_000;
+/** Bound on sync-secrets --watch writing the pull secrets into a namespace labelled just now. */
+const SYNC_MS = 60_000;
 
-/** `bash tools/build.sh node`, one tool at a time, with first-build times on 2 cores (tools/README.md). */
-const BUILD_STEPS: readonly (readonly [tool: string, what: string, cost: string])[] = [
-  ['etcd', 'etcd', 'first build ~1.5 min'],
-  ['kube-apiserver', 'kube-apiserver', 'first build ~6 min'],
-  ['kube-controller-manager', 'kube-controller-manager', 'first build ~6 min'],
-  ['kube-scheduler', 'kube-scheduler', 'first build ~1 min'],
-  ['kubelet', 'kubelet', 'first build ~2 min'],
-  ['kube-proxy', 'kube-proxy', 'first build ~1 min'],
-  ['containerd', 'containerd, its runc shim and ctr', 'first build ~2.5 min'],
-  ['runc', 'runc (cgo; apt-get installs libseccomp-dev if missing)', 'first build ~30 s'],
-  ['cni', 'CNI plugins bridge, host-local, loopback', 'first build ~20 s'],
-  ['registry', 'the private registry (distribution)', 'first build ~3.5 min'],
-  ['crane', 'crane, which pushes the test image', 'first build ~15 s'],
-  ['pause', 'the pod sandbox binary (gcc)', 'first build < 1 s'],
-  ['busybox', "Debian's busybox-static, the test image's only file", 'apt-get if missing, seconds'],
-  ['nft', "Debian's nftables, for kube-proxy", 'apt-get if missing, seconds'],
-  ['htpasswd', "Debian's apache2-utils, for the registries' passwords", 'apt-get if missing, seconds'],
+/** One build step: a command and what it makes, with its first-build time on 2 cores (tools/README.md,
+ *  docs/image.md). */
+interface BuildStep {
+  readonly argv: readonly string[];
+  readonly what: string;
+  readonly cost: string;
+}
+const tool = (name: string, what: string, cost: string): BuildStep => ({
+  argv: [join(root, 'tools', 'build.sh'), name],
+  what,
+  cost,
+});
+const BUILD_STEPS: readonly BuildStep[] = [
+  tool('etcd', 'etcd', 'first build ~1.5 min'),
+  tool('kube-apiserver', 'kube-apiserver', 'first build ~6 min'),
+  tool('kube-controller-manager', 'kube-controller-manager', 'first build ~6 min'),
+  tool('kube-scheduler', 'kube-scheduler', 'first build ~1 min'),
+  tool('kubelet', 'kubelet', 'first build ~2 min'),
+  tool('kube-proxy', 'kube-proxy', 'first build ~1 min'),
+  tool('containerd', 'containerd, its runc shim and ctr', 'first build ~2.5 min'),
+  tool('runc', 'runc (cgo; apt-get installs libseccomp-dev if missing)', 'first build ~30 s'),
+  tool('cni', 'CNI plugins bridge, host-local, loopback', 'first build ~20 s'),
+  tool('registry', 'the private registry (distribution)', 'first build ~3.5 min'),
+  tool('crane', 'crane, which pushes the images', 'first build ~15 s'),
+  tool('helm', 'helm, which pushes and installs the chart', 'first build ~3 min'),
+  tool('pause', 'the pod sandbox binary (gcc)', 'first build < 1 s'),
+  tool('busybox', "Debian's busybox-static, the private test image's only file", 'apt-get if missing, seconds'),
+  tool('nft', "Debian's nftables, for kube-proxy", 'apt-get if missing, seconds'),
+  tool('htpasswd', "Debian's apache2-utils, for the registries' passwords", 'apt-get if missing, seconds'),
+  {
+    argv: [join(root, 'tools', 'image', 'build.sh')],
+    what: 'the acr-pull-webhook image from the Dockerfile (buildah)',
+    cost: 'first build ~2.5 min, ~15 s after a source change',
+  },
 ];
 
 class Interrupted extends Error {}
@@ -61,13 +83,10 @@ const checkpoint = (): void => {
   if (interrupted) throw new Interrupted('interrupted');
 };
 
-/** Runs `bash tools/build.sh TOOL` in its own process group (Ctrl-C stops the whole go build). */
-function buildStep(tool: string): Promise<{ ok: boolean; built: boolean; output: string }> {
+/** Runs one build step in its own process group (Ctrl-C stops the whole go build). */
+function buildStep(step: BuildStep): Promise<{ ok: boolean; built: boolean; output: string }> {
   return new Promise((done) => {
-    const child = spawn('bash', [join(root, 'tools', 'build.sh'), tool], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
+    const child = spawn('bash', [...step.argv], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     building = child;
     let output = '';
     child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
@@ -75,27 +94,25 @@ function buildStep(tool: string): Promise<{ ok: boolean; built: boolean; output:
     child.once('error', (err) => done({ ok: false, built: false, output: err.message }));
     child.once('close', (code) => {
       building = undefined;
-      done({ ok: code === 0, built: /: building |apt-get install/.test(output), output });
+      done({ ok: code === 0, built: /: building |apt-get install|image built in|bases built in/.test(output), output });
     });
   });
 }
 
 async function build(): Promise<void> {
-  say('==> Building the one-node cluster with tools/build.sh (first time about 25 min on 2 cores; then seconds)');
-  const started = Date.now();
-  for (const [index, [tool, what, cost]] of BUILD_STEPS.entries()) {
+  say('==> Building the one-node cluster and the image (first time about 30 min on 2 cores; then seconds)');
+  for (const [index, step] of BUILD_STEPS.entries()) {
     checkpoint();
     const stepStarted = Date.now();
-    process.stdout.write(`    [${index + 1}/${BUILD_STEPS.length}] ${what} (${cost}) ... `);
-    const result = await buildStep(tool);
+    process.stdout.write(`    [${index + 1}/${BUILD_STEPS.length}] ${step.what} (${step.cost}) ... `);
+    const result = await buildStep(step);
     checkpoint();
     if (!result.ok) {
       say('failed');
-      throw new Error(`bash tools/build.sh ${tool} failed:\n${result.output.trimEnd()}`);
+      throw new Error(`bash ${step.argv.join(' ')} failed:\n${result.output.trimEnd()}`);
     }
     say(result.built ? `built in ${seconds(Date.now() - stepStarted)}` : 'up to date');
   }
-  say(`    all built in ${seconds(Date.now() - started)}`);
 }
 
 /** Polls until `check` returns a value; stops at once on Ctrl-C. */
@@ -142,7 +159,7 @@ async function showPod(core: CoreV1Api, namespace: string, pod: V1Pod): Promise<
 }
 
 function deployment(name: string, image: string) {
-  // What `kubectl create deployment web --image=IMAGE` creates.
+  // What `kubectl create deployment web --image=IMAGE` creates: nothing about pull secrets.
   const labels = { app: name };
   return {
     metadata: { name, labels },
@@ -157,8 +174,28 @@ function deployment(name: string, image: string) {
   };
 }
 
+/** The release's pods, one line each: name, phase, ready containers. */
+async function showReleasePods(core: CoreV1Api, release: Release): Promise<void> {
+  const pods = await core.listNamespacedPod({
+    namespace: release.namespace,
+    labelSelector: `app.kubernetes.io/instance=${release.name}`,
+  });
+  for (const pod of pods.items) {
+    const statuses = pod.status?.containerStatuses ?? [];
+    const ready = `${statuses.filter((s) => s.ready).length}/${statuses.length}`;
+    say(`    ${pod.metadata?.name}: ${pod.status?.phase} ${ready} ready, image ${pod.spec?.containers[0]?.image}`);
+  }
+}
+
 let cluster: NodeCluster | undefined;
-let story: Story | undefined;
+const timings: [phase: string, ms: number][] = [];
+async function timed<T>(phase: string, work: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  const result = await work();
+  timings.push([phase, Date.now() - started]);
+  checkpoint();
+  return result;
+}
 
 async function run(): Promise<void> {
   if (process.getuid?.() !== 0)
@@ -167,94 +204,141 @@ async function run(): Promise<void> {
         'run it as root in a VM or a container with full capabilities',
     );
   const started = Date.now();
-  await build();
+  await timed('build (cluster tools and image)', build);
 
   say('==> Starting the one-node cluster (etcd, kube-apiserver, controllers, kubelet, containerd, registries)');
-  const clusterStarted = Date.now();
-  cluster = await startNodeCluster({ log: (line) => say(`    ${line}`) });
-  say(`    cluster up in ${seconds(Date.now() - clusterStarted)}; component logs in ${cluster.dir}`);
-  checkpoint();
-  const kc = cluster.kubeConfig;
+  const node = await timed('cluster start', async () => {
+    cluster = await startNodeCluster({ log: (line) => say(`    ${line}`) });
+    return cluster;
+  });
+  say(`    component logs in ${node.dir}`);
+  const kc = node.kubeConfig;
   const core = kc.makeApiClient(CoreV1Api);
   const apps = kc.makeApiClient(AppsV1Api);
 
-  say('==> Installing acr-pull-webhook: the webhook behind its Service, and sync-secrets --watch');
-  const storyStarted = Date.now();
-  story = await startStory(cluster, (line) => say(`    ${line}`));
-  say(`    ready in ${seconds(Date.now() - storyStarted)}`);
-  checkpoint();
+  say(`==> Publishing to the private registry ${node.registries[0].host}: the image and the chart`);
+  const release = await timed('publish (image and chart pushed, release namespace)', () =>
+    publishRelease(node, (line) => say(`    ${line}`)),
+  );
+
+  say(`==> helm install ${release.name} ${release.chartRef} --version ${release.version}`);
+  say(`      --namespace ${release.namespace} --wait (hooks on; the node pulls ${release.image})`);
+  const installed = await timed('helm install --wait, to Ready', () => release.install());
+  for (const line of installed.output.trimEnd().split('\n')) say(`    | ${line}`);
+  await showReleasePods(core, release);
 
   say(`==> Namespace "${OPTED_IN}" labelled ${INJECT_LABEL}=${INJECT_ENABLED}; namespace "${PLAIN}" without it`);
-  await createOptedInNamespace(cluster, OPTED_IN);
+  await timed('sync-secrets writes the pull secrets into the labelled namespace', async () => {
+    await core.createNamespace({ body: { metadata: { name: OPTED_IN, labels: { [INJECT_LABEL]: INJECT_ENABLED } } } });
+    await waitFor(
+      `pull secrets in ${OPTED_IN}`,
+      async () => {
+        for (const name of SECRET_NAMES) await core.readNamespacedSecret({ name, namespace: OPTED_IN });
+        return true;
+      },
+      SYNC_MS,
+    );
+  });
   say(`    sync-secrets wrote ${SECRET_NAMES.join(' and ')} into "${OPTED_IN}"`);
   await core.createNamespace({ body: { metadata: { name: PLAIN } } });
 
-  say(`==> Deployment "web" of the private image ${IMAGE} in both namespaces`);
-  const deployed = Date.now();
-  for (const namespace of [OPTED_IN, PLAIN])
-    await apps.createNamespacedDeployment({ namespace, body: deployment('web', IMAGE) });
+  say(`==> Deployment "web" of the private image ${IMAGE}, unchanged, in both namespaces`);
   const podOf = async (namespace: string): Promise<V1Pod | undefined> =>
     (await core.listNamespacedPod({ namespace, labelSelector: 'app=web' })).items[0];
-  const [running, refused] = await Promise.all([
-    waitFor(
-      `a Running pod in ${OPTED_IN}`,
-      async () => {
-        const pod = await podOf(OPTED_IN);
-        return pod?.status?.phase === 'Running' ? pod : undefined;
-      },
-      POD_MS,
-    ),
-    waitFor(
-      `a refused pull in ${PLAIN}`,
-      async () => {
-        const pod = await podOf(PLAIN);
-        if (pod === undefined || !/ErrImagePull|ImagePullBackOff/.test(stateOf(pod))) return undefined;
-        const events = await core.listNamespacedEvent({
-          namespace: PLAIN,
-          fieldSelector: `involvedObject.name=${pod.metadata?.name}`,
-        });
-        return events.items.some((e) => e.reason === 'Failed') ? pod : undefined;
-      },
-      POD_MS,
-    ),
-  ]);
-  say(`    both settled in ${seconds(Date.now() - deployed)}:`);
+  const [running, refused] = await timed('Deployment to pod Running (and the refused pull)', async () => {
+    for (const namespace of [OPTED_IN, PLAIN])
+      await apps.createNamespacedDeployment({ namespace, body: deployment('web', IMAGE) });
+    return Promise.all([
+      waitFor(
+        `a Running pod in ${OPTED_IN}`,
+        async () => {
+          const pod = await podOf(OPTED_IN);
+          return pod?.status?.phase === 'Running' ? pod : undefined;
+        },
+        POD_MS,
+      ),
+      waitFor(
+        `a refused pull in ${PLAIN}`,
+        async () => {
+          const pod = await podOf(PLAIN);
+          if (pod === undefined || !/ErrImagePull|ImagePullBackOff/.test(stateOf(pod))) return undefined;
+          const events = await core.listNamespacedEvent({
+            namespace: PLAIN,
+            fieldSelector: `involvedObject.name=${pod.metadata?.name}`,
+          });
+          return events.items.some((e) => e.reason === 'Failed') ? pod : undefined;
+        },
+        POD_MS,
+      ),
+    ]);
+  });
   await showPod(core, OPTED_IN, running);
   await showPod(core, PLAIN, refused);
   say(
-    `    The pod in "${OPTED_IN}" runs because the webhook added the secret sync-secrets wrote there; ` +
+    `    The pod in "${OPTED_IN}" runs because the webhook added the secrets sync-secrets wrote there; ` +
       `the same pull in "${PLAIN}" has no secret and the registry refuses it.`,
   );
 
-  const kubeconfig = cluster.kubeconfigPath;
   say('');
-  say(`All of it took ${seconds(Date.now() - started)}. Try it yourself (the cluster keeps running until Ctrl-C):`);
-  say(`  export KUBECONFIG=${kubeconfig}`);
+  say('Timings:');
+  for (const [phase, ms] of timings) say(`  ${phase.padEnd(66)} ${seconds(ms).padStart(8)}`);
+  say(`  ${'all'.padEnd(66)} ${seconds(Date.now() - started).padStart(8)}`);
+  say('');
+  say('Try it yourself (the cluster keeps running until Ctrl-C):');
+  const ns = release.namespace;
+  say(`  export KUBECONFIG=${node.kubeconfigPath}`);
+  say(`  alias helm=${join(root, '.tools', 'bin', 'helm')}`);
   say('  kubectl get pods -A -o wide');
+  say(
+    `  helm test ${release.name} -n ${ns} --logs                     # a dry-run pod in "${OPTED_IN}" gets its secrets`,
+  );
   say(`  kubectl describe pod -n ${PLAIN} -l app=web                       # the refused pull`);
   say(`  kubectl label namespace ${PLAIN} ${INJECT_LABEL}=${INJECT_ENABLED}  # sync-secrets writes the secrets`);
   say(`  kubectl delete pod -n ${PLAIN} -l app=web                         # its replacement is patched and runs`);
   say(`  kubectl create deployment hello -n ${OPTED_IN} --image=${IMAGE}`);
   say(`  kubectl get pod -n ${OPTED_IN} -l app=hello -o jsonpath='{.items[*].spec.imagePullSecrets}'`);
-  say(`  webhook log: ${story.webhookLogPath}`);
+  // The registry's name resolves only inside the cluster's namespaces: upgrade from this checkout's chart.
+  say(`  helm upgrade ${release.name} ${join(root, 'charts', 'acr-pull-webhook')} -n ${ns} --reuse-values \\`);
+  say('    --set webhook.replicas=3 --wait');
+  say(`  kubectl logs -n ${ns} -l app.kubernetes.io/component=webhook`);
+}
+
+/** Mount points under `dir` in this process's mount namespace (the cluster's own are in its namespace). */
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4] ?? '')
+    .filter((point) => point.startsWith(dir));
 }
 
 async function cleanup(): Promise<void> {
   // A start cut short has already torn down what it had started (startNodeCluster's own stop()).
-  if (story === undefined && cluster === undefined) return;
-  say('==> Stopping sync-secrets, the webhook, the pods, the node and the control plane');
+  if (cluster === undefined) return;
+  say('==> Stopping the pods, the node, the registries and the control plane');
   const started = Date.now();
   const errors: string[] = [];
-  const { netns, dir } = cluster ?? { netns: '', dir: '' };
-  await story?.stop().catch((err: Error) => errors.push(err.message));
-  await cluster?.stop().catch((err: Error) => errors.push(err.message));
-  story = undefined;
+  const { netns, dir } = cluster;
+  await cluster.stop().catch((err: Error) => errors.push(err.message));
   cluster = undefined;
-  const left = netns === '' ? [] : netnsMembers(netns);
+  const left = netnsMembers(netns);
   if (left.length > 0) errors.push(`processes left in the cluster's network namespace: ${left.join(' ')}`);
-  if (dir !== '' && existsSync(dir)) errors.push(`${dir} is still there`);
+  const mounts = mountsUnder(dir);
+  if (mounts.length > 0) errors.push(`mounts left: ${mounts.join(' ')}`);
+  if (existsSync(dir)) errors.push(`${dir} is still there`);
+  // Other runs' clusters may be up at the same time: only this process's count.
+  const ours = readdirSync(tmpdir()).filter((entry) => {
+    const owner = join(tmpdir(), entry, 'owner.pid');
+    return (
+      entry.startsWith('acr-node-') && existsSync(owner) && readFileSync(owner, 'utf8').trim() === `${process.pid}`
+    );
+  });
+  if (ours.length > 0) errors.push(`cluster directories left in ${tmpdir()}: ${ours.join(' ')}`);
   if (errors.length > 0) say(`    teardown problems: ${errors.join('; ')}`);
-  else say(`    stopped in ${seconds(Date.now() - started)}: no process left in its namespace, ${dir} removed`);
+  else
+    say(
+      `    stopped in ${seconds(Date.now() - started)}: no process left in its network namespace, ` +
+        `no mount, ${dir} removed`,
+    );
 }
 
 let failed = false;
