@@ -260,7 +260,7 @@ describe('helm upgrade with changed values', () => {
     };
   };
 
-  test('applies them (failurePolicy Fail, one replica: no PDB), keeps what certs-gen and the leader wrote', async () => {
+  test('applies them (failurePolicy Fail, 1 replica: no PDB), keeps what certs-gen and the leader wrote', async () => {
     // What certs-gen patch and the sync-secrets leader write on a real cluster, written here by hand.
     const caBundle = Buffer.from('-----BEGIN CERTIFICATE-----\ne2e\n-----END CERTIFICATE-----\n').toString('base64');
     await admission.patchMutatingWebhookConfiguration(
