@@ -139,6 +139,28 @@ async function pullSecretsIn(namespace: string): Promise<boolean> {
   return true;
 }
 
+/** Each object's events of the install (reasons, in order), in seconds from its start (the events' resolution). */
+async function installTimeline(since: number): Promise<string[]> {
+  const spans = new Map<string, { first: number; last: number; reasons: string[] }>();
+  const events = (await core.listNamespacedEvent({ namespace: release.namespace })).items;
+  const at = (time: Date | string | undefined): number => new Date(time ?? 0).getTime() - since;
+  events.sort((a, b) => at(a.firstTimestamp ?? a.eventTime) - at(b.firstTimestamp ?? b.eventTime));
+  for (const event of events) {
+    const first = at(event.firstTimestamp ?? event.eventTime);
+    const last = at(event.lastTimestamp ?? event.eventTime);
+    const key = `${event.involvedObject.kind} ${event.involvedObject.name}`;
+    const span = spans.get(key) ?? { first, last, reasons: [] };
+    span.first = Math.min(span.first, first);
+    span.last = Math.max(span.last, last);
+    span.reasons.push(`${event.reason}${(event.count ?? 1) > 1 ? ` x${event.count}` : ''}`);
+    spans.set(key, span);
+  }
+  const seconds = (ms: number): string => `+${(ms / 1000).toFixed(0)} s`;
+  return [...spans]
+    .sort((a, b) => a[1].first - b[1].first)
+    .map(([key, span]) => `${key}: ${seconds(span.first)} .. ${seconds(span.last)} (${span.reasons.join(', ')})`);
+}
+
 beforeAll(async () => {
   let started = Date.now();
   cluster = await startNodeCluster({ log });
@@ -150,9 +172,11 @@ beforeAll(async () => {
   // Opted in before the install, so the sync-secrets --once hook has a namespace to write into.
   await core.createNamespace({ body: { metadata: { name: preLabelled, labels: { [INJECT_LABEL]: INJECT_ENABLED } } } });
   // Fail: a webhook call that misses shows as a failed create instead of a pod without its secret.
+  const installStarted = Date.now();
   const install = await release.install({ webhook: { failurePolicy: 'Fail' } });
   installMs = install.ms;
   record('helm install --wait (hooks on) to Ready', install.ms);
+  for (const line of await installTimeline(installStarted)) log(`  install events: ${line}`);
 }, 900_000);
 
 afterAll(async () => {
@@ -228,12 +252,20 @@ describe('helm install from the OCI registry, hooks on, on the real node', () =>
   });
 
   test('the sync-secrets Lease is held by a running sync-secrets pod', async () => {
-    const lease = await cluster.kubeConfig
-      .makeApiClient(CoordinationV1Api)
-      .readNamespacedLease({ name: SYNC_LEASE_NAME, namespace: release.namespace });
-    const sync = await podsOf(release.namespace, `${INSTANCE_SELECTOR},app.kubernetes.io/component=sync-secrets`);
-    const runningNames = sync.filter((pod) => pod.status?.phase === 'Running').map((pod) => pod.metadata?.name);
-    expect(runningNames).toContain(lease.spec?.holderIdentity);
+    const coordination = cluster.kubeConfig.makeApiClient(CoordinationV1Api);
+    // A ready replica may still be acquiring the Lease: bounded, failing with what it saw.
+    await until(
+      'a running sync-secrets pod holding the Lease',
+      async () => {
+        const lease = await coordination.readNamespacedLease({ name: SYNC_LEASE_NAME, namespace: release.namespace });
+        const sync = await podsOf(release.namespace, `${INSTANCE_SELECTOR},app.kubernetes.io/component=sync-secrets`);
+        const running = sync.filter((pod) => pod.status?.phase === 'Running').map((pod) => pod.metadata?.name);
+        if (!running.includes(lease.spec?.holderIdentity))
+          throw new Error(`holder ${lease.spec?.holderIdentity}, running ${running.join(', ')}`);
+        return true;
+      },
+      30_000,
+    );
   });
 
   test('the hook Jobs were deleted on success (their delete policy) and their pods are gone', async () => {
