@@ -188,6 +188,8 @@ async function showReleasePods(core: CoreV1Api, release: Release): Promise<void>
 }
 
 let cluster: NodeCluster | undefined;
+/** Settles when startNodeCluster does: a start cut short by Ctrl-C tears down what it had started. */
+let clusterStart: Promise<unknown> = Promise.resolve();
 const timings: [phase: string, ms: number][] = [];
 async function timed<T>(phase: string, work: () => Promise<T>): Promise<T> {
   const started = Date.now();
@@ -208,7 +210,9 @@ async function run(): Promise<void> {
 
   say('==> Starting the one-node cluster (etcd, kube-apiserver, controllers, kubelet, containerd, registries)');
   const node = await timed('cluster start', async () => {
-    cluster = await startNodeCluster({ log: (line) => say(`    ${line}`) });
+    const starting = startNodeCluster({ log: (line) => say(`    ${line}`) });
+    clusterStart = starting.catch(() => undefined);
+    cluster = await starting;
     return cluster;
   });
   say(`    component logs in ${node.dir}`);
@@ -289,12 +293,11 @@ async function run(): Promise<void> {
   say(`  export KUBECONFIG=${node.kubeconfigPath}`);
   say(`  alias helm=${join(root, '.tools', 'bin', 'helm')}`);
   say('  kubectl get pods -A -o wide');
-  say(
-    `  helm test ${release.name} -n ${ns} --logs                     # a dry-run pod in "${OPTED_IN}" gets its secrets`,
-  );
-  say(`  kubectl describe pod -n ${PLAIN} -l app=web                       # the refused pull`);
-  say(`  kubectl label namespace ${PLAIN} ${INJECT_LABEL}=${INJECT_ENABLED}  # sync-secrets writes the secrets`);
-  say(`  kubectl delete pod -n ${PLAIN} -l app=web                         # its replacement is patched and runs`);
+  const next = (command: string, why: string): void => say(`  ${command.padEnd(62)} # ${why}`);
+  next(`helm test ${release.name} -n ${ns} --logs`, `a dry-run pod in "${OPTED_IN}" gets its secrets`);
+  next(`kubectl describe pod -n ${PLAIN} -l app=web`, 'the refused pull');
+  next(`kubectl label namespace ${PLAIN} ${INJECT_LABEL}=${INJECT_ENABLED}`, 'sync-secrets writes the secrets');
+  next(`kubectl delete pod -n ${PLAIN} -l app=web`, 'its replacement is patched and runs');
   say(`  kubectl create deployment hello -n ${OPTED_IN} --image=${IMAGE}`);
   say(`  kubectl get pod -n ${OPTED_IN} -l app=hello -o jsonpath='{.items[*].spec.imagePullSecrets}'`);
   // The registry's name resolves only inside the cluster's namespaces: upgrade from this checkout's chart.
@@ -311,9 +314,23 @@ function mountsUnder(dir: string): string[] {
     .filter((point) => point.startsWith(dir));
 }
 
+/** This process's cluster directories (other runs' clusters may be up at the same time). */
+function ownDirs(): string[] {
+  return readdirSync(tmpdir()).filter((entry) => {
+    const owner = join(tmpdir(), entry, 'owner.pid');
+    return (
+      entry.startsWith('acr-node-') && existsSync(owner) && readFileSync(owner, 'utf8').trim() === `${process.pid}`
+    );
+  });
+}
+
 async function cleanup(): Promise<void> {
-  // A start cut short has already torn down what it had started (startNodeCluster's own stop()).
-  if (cluster === undefined) return;
+  if (cluster === undefined) {
+    // A start cut short tears down what it had started itself (startNodeCluster's own stop()).
+    const left = ownDirs();
+    if (left.length > 0) say(`    teardown problems: cluster directories left in ${tmpdir()}: ${left.join(' ')}`);
+    return;
+  }
   say('==> Stopping the pods, the node, the registries and the control plane');
   const started = Date.now();
   const errors: string[] = [];
@@ -324,15 +341,8 @@ async function cleanup(): Promise<void> {
   if (left.length > 0) errors.push(`processes left in the cluster's network namespace: ${left.join(' ')}`);
   const mounts = mountsUnder(dir);
   if (mounts.length > 0) errors.push(`mounts left: ${mounts.join(' ')}`);
-  if (existsSync(dir)) errors.push(`${dir} is still there`);
-  // Other runs' clusters may be up at the same time: only this process's count.
-  const ours = readdirSync(tmpdir()).filter((entry) => {
-    const owner = join(tmpdir(), entry, 'owner.pid');
-    return (
-      entry.startsWith('acr-node-') && existsSync(owner) && readFileSync(owner, 'utf8').trim() === `${process.pid}`
-    );
-  });
-  if (ours.length > 0) errors.push(`cluster directories left in ${tmpdir()}: ${ours.join(' ')}`);
+  const dirs = new Set([...(existsSync(dir) ? [dir] : []), ...ownDirs().map((entry) => join(tmpdir(), entry))]);
+  if (dirs.size > 0) errors.push(`still there: ${[...dirs].join(' ')}`);
   if (errors.length > 0) say(`    teardown problems: ${errors.join('; ')}`);
   else
     say(
@@ -342,15 +352,17 @@ async function cleanup(): Promise<void> {
 }
 
 let failed = false;
-try {
-  await run();
-  await stopRequested;
-} catch (err) {
-  // Ctrl-C also reaches the components (same process group): their exits are not the demo's failure.
-  if (!interrupted) {
+const story = run().then(
+  () => stopRequested,
+  (err: unknown) => {
+    // Ctrl-C also reaches the components (same process group): their exits are not the demo's failure.
+    if (interrupted) return;
     failed = true;
     say(`\ndemo failed: ${err instanceof Error ? err.message : String(err)}`);
-  }
-}
+  },
+);
+// Ctrl-C does not wait for a phase to finish (helm install --wait may take minutes): only for a cluster
+// start under way, so that stop() has the whole cluster to stop.
+await Promise.race([story, stopRequested.then(() => clusterStart)]);
 await cleanup();
 process.exit(failed ? 1 : 0);
