@@ -20,9 +20,9 @@ import {
 } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { INJECT_ENABLED, INJECT_LABEL, SYNC_LEASE_NAME } from '../../src/constants.ts';
+import { INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL, SYNC_LEASE_NAME } from '../../src/constants.ts';
 import { cgroupV1Controllers, REGISTRY_HOSTS, startNodeCluster, type NodeCluster } from '../support/node/cluster.ts';
-import { publishRelease, type Release } from '../support/node/release.ts';
+import { CREDENTIALS_SECRETS, IMAGE_PULL_SECRET, publishRelease, type Release } from '../support/node/release.ts';
 import { IMAGES, SECRET_NAMES, until } from '../support/node/story.ts';
 
 /** Bound on a pod reaching Running or a pull failure (a local registry, a small image). */
@@ -132,6 +132,25 @@ async function deployment(namespace: string, image: string): Promise<V1Pod> {
   );
   return pod as V1Pod;
 }
+
+/** Waits until the pod's container waits on a pull failure, then returns the kubelet's Failed event messages. */
+async function refusedPull(namespace: string, name: string): Promise<string> {
+  await until(
+    `pull failure of ${namespace}/${name}`,
+    async () => {
+      const status = (await core.readNamespacedPod({ name, namespace })).status;
+      const reason = status?.containerStatuses?.[0]?.state?.waiting?.reason ?? '';
+      if (!/ErrImagePull|ImagePullBackOff/.test(reason)) throw new Error(`saw ${JSON.stringify(status)}`);
+      return true;
+    },
+    POD_MS,
+  );
+  const failed = (await eventsOf(namespace, name)).filter((event) => event.reason === 'Failed');
+  return failed.map((event) => event.message).join('\n');
+}
+
+/** The registry's answer to a pull without (valid) credentials, as containerd reports it. */
+const REFUSED = /401 Unauthorized|pull access denied, repository does not exist or may require authorization/;
 
 /** Both pull secrets exist in the namespace (throws naming the missing one). */
 async function pullSecretsIn(namespace: string): Promise<boolean> {
@@ -336,21 +355,97 @@ describe('the story from the chart install', () => {
     await core.createNamespace({ body: { metadata: { name: namespace } } });
     const pod = await deployment(namespace, IMAGES[0] as string);
     expect(pod.spec?.imagePullSecrets).toBeUndefined();
-    const name = pod.metadata?.name as string;
+    expect(await refusedPull(namespace, pod.metadata?.name as string)).toMatch(REFUSED);
+  });
+
+  test('a pod with an init container from the second registry gets both secrets, in configuration order', async () => {
+    const namespace = optedIn[1] as string;
+    const started = Date.now();
+    const created = await core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name: 'two-registries' },
+        spec: {
+          terminationGracePeriodSeconds: 0,
+          initContainers: [{ name: 'init', image: IMAGES[1] as string, command: ['/bin/sh', '-c', 'echo init'] }],
+          containers: [{ name: 'main', image: IMAGES[0] as string }],
+        },
+      },
+    });
+    expect(created.spec?.imagePullSecrets).toEqual([{ name: SECRET_NAMES[0] }, { name: SECRET_NAMES[1] }]);
+    const running = await waitRunning(namespace, 'two-registries');
+    expect(running.status?.initContainerStatuses?.[0]?.imageID).toContain(`${REGISTRY_HOSTS[1]}/e2e/busybox@sha256:`);
+    expect(running.status?.containerStatuses?.[0]?.imageID).toContain(`${REGISTRY_HOSTS[0]}/e2e/busybox@sha256:`);
+    record('two registries to Running', Date.now() - started);
+  });
+
+  test('a pod labelled inject=disabled is not sent to the webhook, and its pull is refused', async () => {
+    const namespace = optedIn[1] as string;
+    const created = await core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name: 'opted-out', labels: { [INJECT_LABEL]: INJECT_DISABLED } },
+        spec: { terminationGracePeriodSeconds: 0, containers: [{ name: 'main', image: IMAGES[0] as string }] },
+      },
+    });
+    expect(created.spec?.imagePullSecrets).toBeUndefined();
+    expect(await refusedPull(namespace, 'opted-out')).toMatch(REFUSED);
+  });
+
+  test('a rotated password in the credentials Secret reaches the pull secret in place; new pulls use it', async () => {
+    const namespace = optedIn[1] as string;
+    const [registry] = cluster.registries;
+    const original = await core.readNamespacedSecret({ name: SECRET_NAMES[0], namespace });
+    const password = randomBytes(18).toString('base64url');
+    await registry.setPassword(password);
+    // What the user does: new credentials into the Secrets they manage (existingSecret, and the image pull Secret).
+    const started = Date.now();
+    await core.replaceNamespacedSecret({
+      name: CREDENTIALS_SECRETS[0] as string,
+      namespace: release.namespace,
+      body: {
+        metadata: { name: CREDENTIALS_SECRETS[0] as string },
+        stringData: { username: registry.username, password },
+      },
+    });
+    const auth = Buffer.from(`${registry.username}:${password}`).toString('base64');
+    await core.replaceNamespacedSecret({
+      name: IMAGE_PULL_SECRET,
+      namespace: release.namespace,
+      body: {
+        metadata: { name: IMAGE_PULL_SECRET },
+        type: 'kubernetes.io/dockerconfigjson',
+        stringData: { '.dockerconfigjson': JSON.stringify({ auths: { [registry.host]: { auth } } }) },
+      },
+    });
+    // The kubelet updates the projected volume (its sync period and Secret cache), sync-secrets re-reads it.
     await until(
-      `pull failure of ${namespace}/${name}`,
+      'the pull secret rewritten with the new password',
       async () => {
-        const status = (await core.readNamespacedPod({ name, namespace })).status;
-        const reason = status?.containerStatuses?.[0]?.state?.waiting?.reason ?? '';
-        if (!/ErrImagePull|ImagePullBackOff/.test(reason)) throw new Error(`saw ${JSON.stringify(status)}`);
+        const secret = await core.readNamespacedSecret({ name: SECRET_NAMES[0], namespace });
+        const config = Buffer.from(secret.data?.['.dockerconfigjson'] ?? '', 'base64').toString('utf8');
+        if (!config.includes(auth)) throw new Error(`still the old credentials (uid ${secret.metadata?.uid})`);
         return true;
       },
-      POD_MS,
+      120_000,
     );
-    const failed = (await eventsOf(namespace, name)).filter((event) => event.reason === 'Failed');
-    expect(failed.map((event) => event.message).join('\n')).toMatch(
-      /401 Unauthorized|pull access denied, repository does not exist or may require authorization/,
+    record(
+      'credentials Secret update to pull secret rewritten (kubelet volume update + sync-secrets)',
+      Date.now() - started,
     );
+    const rotated = await core.readNamespacedSecret({ name: SECRET_NAMES[0], namespace });
+    expect(rotated.metadata?.uid).toBe(original.metadata?.uid);
+    await core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name: 'after-rotation' },
+        spec: {
+          terminationGracePeriodSeconds: 0,
+          containers: [{ name: 'main', image: IMAGES[0] as string, imagePullPolicy: 'Always' }],
+        },
+      },
+    });
+    await waitRunning(namespace, 'after-rotation');
   });
 });
 
