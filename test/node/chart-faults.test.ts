@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { generateServingCertificate, inspectCertificate } from '../../certs-gen/generate.ts';
 import { INJECT_ENABLED, INJECT_LABEL, SYNC_LEASE_NAME } from '../../src/constants.ts';
 import { startNodeCluster, type NodeCluster } from '../support/node/cluster.ts';
+import { apiserverMetrics, sampleSum } from '../support/apiserver-metrics.ts';
 import { describeCounts, type LoadCounts, startLoad } from '../support/node/load.ts';
 import { publishRelease, type Release } from '../support/node/release.ts';
 import { createOptedInNamespace, SECRET_NAMES, until } from '../support/node/story.ts';
@@ -35,6 +36,17 @@ const ROLL_MS = 180_000;
 /** Load before and after each fault, so the counts cover the steady state on both sides. */
 const MARGIN_MS = 3_000;
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** The webhook's name in the MutatingWebhookConfiguration, as the apiserver's metrics label it. */
+const WEBHOOK_NAME = 'pods.acr-pull-webhook.io';
+const DURATION = 'apiserver_admission_webhook_admission_duration_seconds';
+
+/** The apiserver's own account of its calls to the webhook: calls, rejections, and the duration histogram. */
+interface WebhookCalls {
+  readonly calls: number;
+  readonly rejected: number;
+  /** Cumulative count per bucket bound (seconds). */
+  readonly buckets: ReadonlyMap<number, number>;
+}
 
 let cluster: NodeCluster;
 let release: Release;
@@ -43,8 +55,10 @@ const results: string[] = [];
 const log = (line: string): void => {
   process.stderr.write(`[faults] ${line}\n`);
 };
-const report = (fault: string, counts: LoadCounts, extra = ''): void => {
-  const line = `${fault}: ${describeCounts(counts)}${extra === '' ? '' : `; ${extra}`}`;
+const report = (fault: string, run: { counts: LoadCounts; apiserver: ReturnType<typeof callsBetween> }, extra = '') => {
+  const { calls, rejected, within } = run.apiserver;
+  const apiserver = `apiserver: ${calls} webhook calls, ${rejected} rejected, ${within}`;
+  const line = `${fault}: ${describeCounts(run.counts)}; ${apiserver}${extra === '' ? '' : `; ${extra}`}`;
   results.push(line);
   log(line);
 };
@@ -128,16 +142,48 @@ async function caBundle(): Promise<string> {
   return configuration.webhooks?.[0]?.clientConfig.caBundle ?? '';
 }
 
+async function webhookCalls(): Promise<WebhookCalls> {
+  const text = await apiserverMetrics(cluster.kubeConfig);
+  const labels = { name: WEBHOOK_NAME };
+  // Bucket bounds as the apiserver writes them (le="0.005", le="1", ...), read rather than assumed.
+  const bounds = new Set<string>();
+  for (const match of text.matchAll(new RegExp(`^${DURATION}_bucket\\{.*le="([^"]+)"`, 'gm')))
+    if (match[1] !== '+Inf') bounds.add(match[1] as string);
+  const buckets = new Map<number, number>();
+  for (const le of [...bounds].sort((a, b) => Number(a) - Number(b)))
+    buckets.set(Number(le), sampleSum(text, `${DURATION}_bucket`, { ...labels, le }));
+  return {
+    calls: sampleSum(text, `${DURATION}_count`, labels),
+    rejected: sampleSum(text, 'apiserver_admission_webhook_rejection_count', labels),
+    buckets,
+  };
+}
+
+/** What the apiserver counted between two readings: calls, rejections, and the bound on the slowest call. */
+function callsBetween(before: WebhookCalls, after: WebhookCalls): { calls: number; rejected: number; within: string } {
+  const calls = after.calls - before.calls;
+  const bound = [...after.buckets].find(([le, count]) => count - (before.buckets.get(le) ?? 0) === calls)?.[0];
+  return {
+    calls,
+    rejected: after.rejected - before.rejected,
+    within: bound === undefined ? 'some over the largest bucket' : `all within ${bound} s`,
+  };
+}
+
 /** Runs `fault` with pods created at RATE in a fresh opted-in namespace, from MARGIN_MS before to MARGIN_MS after. */
-async function underLoad<T>(fault: () => Promise<T>): Promise<{ counts: LoadCounts; result: T }> {
+async function underLoad<T>(
+  fault: () => Promise<T>,
+): Promise<{ counts: LoadCounts; apiserver: ReturnType<typeof callsBetween>; result: T }> {
   const namespace = `load-${randomBytes(3).toString('hex')}`;
   await createOptedInNamespace(cluster, namespace);
+  const before = await webhookCalls();
   const load = startLoad(cluster.kubeConfig, { namespace, ratePerSecond: RATE, expectSecrets: [SECRET_NAMES[0]] });
   try {
     await sleep(MARGIN_MS);
     const result = await fault();
     await sleep(MARGIN_MS);
-    return { counts: await load.stop(), result };
+    const counts = await load.stop();
+    return { counts, apiserver: callsBetween(before, await webhookCalls()), result };
   } finally {
     await load.stop();
     // Gated pods are not bound to the node: the namespace goes at once, without the kubelet.
@@ -145,7 +191,8 @@ async function underLoad<T>(fault: () => Promise<T>): Promise<{ counts: LoadCoun
   }
 }
 
-function expectNoMisses(counts: LoadCounts): void {
+/** No create failed or came back without its secret, and the apiserver saw no webhook call fail. */
+function expectNoMisses(counts: LoadCounts, apiserver: { calls: number; rejected: number }): void {
   expect(counts.attempted).toBeGreaterThan(0);
   expect({ failed: counts.failed, unpatched: counts.unpatched, firstFailures: counts.firstFailures }).toEqual({
     failed: 0,
@@ -153,6 +200,8 @@ function expectNoMisses(counts: LoadCounts): void {
     firstFailures: [],
   });
   expect(counts.succeeded).toBe(counts.attempted);
+  expect(apiserver.rejected).toBe(0);
+  expect(apiserver.calls).toBeGreaterThanOrEqual(counts.attempted);
 }
 
 beforeAll(async () => {
@@ -176,21 +225,21 @@ afterAll(async () => {
 describe('faults on the real node under a steady pod-create load (failurePolicy Fail)', () => {
   test('deleting one webhook pod (graceful) fails no create while a replacement comes up', async () => {
     const [victim] = await webhookSettled(2, 'the webhook 2/2 Ready');
-    const { counts, result } = await underLoad(async () => {
+    const run = await underLoad(async () => {
       const started = Date.now();
       await core.deleteNamespacedPod({ name: victim as string, namespace: release.namespace });
       // Until the victim is gone (its drain and close included) and two others are Ready.
       const names = await webhookSettled(2, 'a replacement webhook pod Ready and the deleted one gone');
       return { ms: Date.now() - started, names };
     });
-    expect(result.names).not.toContain(victim);
-    report('delete one webhook pod', counts, `replacement Ready and old pod gone after ${seconds(result.ms)}`);
-    expectNoMisses(counts);
+    expect(run.result.names).not.toContain(victim);
+    report('delete one webhook pod', run, `replacement Ready and old pod gone after ${seconds(run.result.ms)}`);
+    expectNoMisses(run.counts, run.apiserver);
   }, 600_000);
 
   test('helm upgrade rolling the webhook Deployment fails no create', async () => {
     const before = await webhookSettled(2, 'the webhook 2/2 Ready');
-    const { counts, result } = await underLoad(async () => {
+    const run = await underLoad(async () => {
       const upgrade = await release.upgrade({
         ...VALUES,
         webhook: { ...VALUES.webhook, podAnnotations: { 'acr-pull-webhook.test/rolled': 'once' } },
@@ -198,11 +247,11 @@ describe('faults on the real node under a steady pod-create load (failurePolicy 
       const names = await webhookSettled(2, 'the rollout complete, old pods gone');
       return { ms: upgrade.ms, names };
     });
-    for (const name of before) expect(result.names).not.toContain(name);
+    for (const name of before) expect(run.result.names).not.toContain(name);
     const pods = await podsOf(WEBHOOK_SELECTOR);
     expect(pods.map((pod) => pod.metadata?.annotations?.['acr-pull-webhook.test/rolled'])).toEqual(['once', 'once']);
-    report('helm upgrade rolling the webhook', counts, `helm upgrade --wait ${seconds(result.ms)}`);
-    expectNoMisses(counts);
+    report('helm upgrade rolling the webhook', run, `helm upgrade --wait ${seconds(run.result.ms)}`);
+    expectNoMisses(run.counts, run.apiserver);
   }, 600_000);
 
   test('certificate renewal by the CronJob: the pods reload it from the Secret volume, no admission fails', async () => {
@@ -223,7 +272,7 @@ describe('faults on the real node under a steady pod-create load (failurePolicy 
     expect([...(await servedFingerprints()).values()]).toEqual([installedFingerprint, installedFingerprint]);
     const caBundleBefore = await caBundle();
 
-    const { counts, result } = await underLoad(async () => {
+    const run = await underLoad(async () => {
       let started = Date.now();
       await core.patchNamespacedSecret(
         {
@@ -265,19 +314,19 @@ describe('faults on the real node under a steady pod-create load (failurePolicy 
       return { dueServedMs, jobMs, servedMs, renewed, renewedFingerprint };
     });
 
-    const renewed = inspectCertificate(result.renewed.cert);
-    expect(result.renewedFingerprint).not.toBe(dueFingerprint);
+    const renewed = inspectCertificate(run.result.renewed.cert);
+    expect(run.result.renewedFingerprint).not.toBe(dueFingerprint);
     expect(renewed.notAfter.getTime() - renewed.notBefore.getTime()).toBeGreaterThan(300 * DAY_MS);
-    expect(result.renewed.caCert).toBe(installed.caCert);
-    expect(new X509Certificate(result.renewed.cert).checkIssued(new X509Certificate(installed.caCert))).toBe(true);
+    expect(run.result.renewed.caCert).toBe(installed.caCert);
+    expect(new X509Certificate(run.result.renewed.cert).checkIssued(new X509Certificate(installed.caCert))).toBe(true);
     expect(await caBundle()).toBe(caBundleBefore);
     report(
       'certificate renewal',
-      counts,
-      `Secret edit to served ${seconds(result.dueServedMs)}, renewal Job ${seconds(result.jobMs)}, ` +
-        `renewed certificate served ${seconds(result.servedMs)} after the Job completed`,
+      run,
+      `Secret edit to served ${seconds(run.result.dueServedMs)}, renewal Job ${seconds(run.result.jobMs)}, ` +
+        `renewed certificate served ${seconds(run.result.servedMs)} after the Job completed`,
     );
-    expectNoMisses(counts);
+    expectNoMisses(run.counts, run.apiserver);
   }, 900_000);
 
   test('deleting the sync-secrets leader pod: the other replica takes the Lease; a new namespace gets its secrets', async () => {
@@ -301,7 +350,7 @@ describe('faults on the real node under a steady pod-create load (failurePolicy 
     );
     const other = replicas.find((name) => name !== leader) as string;
 
-    const { counts, result } = await underLoad(async () => {
+    const run = await underLoad(async () => {
       const started = Date.now();
       await core.deleteNamespacedPod({ name: leader, namespace: release.namespace });
       await until(
@@ -332,10 +381,10 @@ describe('faults on the real node under a steady pod-create load (failurePolicy 
     });
     report(
       'delete the sync-secrets leader',
-      counts,
-      `Lease to ${other} ${result.takeoverMs} ms after the delete; secrets in a namespace labelled then ` +
-        `${result.secretsMs} ms later`,
+      run,
+      `Lease to ${other} ${run.result.takeoverMs} ms after the delete; secrets in a namespace labelled then ` +
+        `${run.result.secretsMs} ms later`,
     );
-    expectNoMisses(counts);
+    expectNoMisses(run.counts, run.apiserver);
   }, 600_000);
 });

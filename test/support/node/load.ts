@@ -58,11 +58,16 @@ export function describeCounts(counts: LoadCounts): string {
   );
 }
 
+/** The apiserver's own message (a Status in the body) when there is one, else the client's. */
 function errorMessage(err: unknown): string {
-  const body = (err as { body?: unknown }).body;
-  const text = typeof body === 'string' ? body : body === undefined ? '' : JSON.stringify(body);
-  const message = (err as Error).message ?? String(err);
-  return (text !== '' && !message.includes(text) ? `${message} ${text}` : message).slice(0, 400);
+  const { code, body } = err as { code?: number; body?: unknown };
+  try {
+    const status = JSON.parse(String(body)) as { message?: string };
+    if (typeof status.message === 'string') return `${code ?? ''} ${status.message}`.trim().slice(0, 400);
+  } catch {
+    // not a Status: a connection error or a client-side failure
+  }
+  return ((err as Error).message ?? String(err)).slice(0, 400);
 }
 
 export function startLoad(kubeConfig: KubeConfig, options: LoadOptions): Load {
