@@ -379,7 +379,7 @@ describe('the story from the chart install', () => {
     record('two registries to Running', Date.now() - started);
   });
 
-  test('a pod labelled inject=disabled is not sent to the webhook, and its pull is refused', async () => {
+  test('a pod labelled inject=disabled never reaches the webhook (objectSelector); its pull is refused', async () => {
     const namespace = optedIn[1] as string;
     const created = await core.createNamespacedPod({
       namespace,
@@ -390,6 +390,18 @@ describe('the story from the chart install', () => {
     });
     expect(created.spec?.imagePullSecrets).toBeUndefined();
     expect(await refusedPull(namespace, 'opted-out')).toMatch(REFUSED);
+    // The webhook would opt the pod out itself too: its review log shows the apiserver never asked. The pod of
+    // the test before is the control (review lines are flushed within 250 ms; the pull failure took longer).
+    const reviews = await kubectl(
+      'logs',
+      '-n',
+      release.namespace,
+      '-l',
+      'app.kubernetes.io/component=webhook',
+      '--tail=-1',
+    );
+    expect(reviews).toContain(`"namespace":"${namespace}","pod":"two-registries"`);
+    expect(reviews).not.toContain(`"pod":"opted-out"`);
   });
 
   test('a rotated password in the credentials Secret reaches the pull secret in place; new pulls use it', async () => {
