@@ -270,6 +270,22 @@ describe('helm install from the OCI registry, hooks on, on the real node', () =>
     }
   });
 
+  test('the release namespace enforces Pod Security restricted: a pod without those settings is refused', async () => {
+    // So the chart's pods running there is the proof that their security contexts pass "restricted".
+    const refused = await core
+      .createNamespacedPod({
+        namespace: release.namespace,
+        dryRun: 'All',
+        body: { metadata: { name: 'unrestricted' }, spec: { containers: [{ name: 'main', image: release.image }] } },
+      })
+      .then(
+        () => 'created',
+        // The client's message is the status code; the apiserver's reason is the body's Status message.
+        (err: Error & { body?: unknown }) => (JSON.parse(String(err.body)) as { message: string }).message,
+      );
+    expect(refused).toMatch(/violates PodSecurity "restricted:latest"/);
+  });
+
   test('the sync-secrets Lease is held by a running sync-secrets pod', async () => {
     const coordination = cluster.kubeConfig.makeApiClient(CoordinationV1Api);
     // A ready replica may still be acquiring the Lease: bounded, failing with what it saw.
