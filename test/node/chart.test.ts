@@ -37,6 +37,8 @@ let cluster: NodeCluster;
 let release: Release;
 let core: CoreV1Api;
 let installMs = 0;
+/** The first install's serving certificate, to tell a reinstall's new one from it. */
+let firstServingCert = '';
 const preLabelled = `pre-labelled-${randomBytes(3).toString('hex')}`;
 const optedIn: string[] = [preLabelled];
 const timings: string[] = [];
@@ -217,6 +219,7 @@ describe('helm install from the OCI registry, hooks on, on the real node', () =>
     expect(secret.type).toBe('kubernetes.io/tls');
     const decode = (key: string): string => Buffer.from(secret.data?.[key] ?? '', 'base64').toString('utf8');
     const serving = new X509Certificate(decode('tls.crt'));
+    firstServingCert = serving.fingerprint256;
     expect(serving.subjectAltName).toContain(`DNS:${FULLNAME}.${release.namespace}.svc`);
 
     const configuration = await cluster.kubeConfig
@@ -542,5 +545,23 @@ describe('helm uninstall --wait', () => {
     expect(labelled).toBe('');
 
     for (const namespace of optedIn) expect(await pullSecretsIn(namespace)).toBe(true);
+  });
+
+  test('installed again once the TLS Secret is gone (README): a new certificate, pods get their secrets', async () => {
+    // After the rotation above this also shows a fresh registry login pulling the chart.
+    const { ms } = await release.install({ webhook: { failurePolicy: 'Fail' } });
+    record('helm install again, to Ready', ms);
+    const secret = await core.readNamespacedSecret({ name: `${FULLNAME}-tls`, namespace: release.namespace });
+    const serving = new X509Certificate(Buffer.from(secret.data?.['tls.crt'] ?? '', 'base64').toString('utf8'));
+    expect(serving.fingerprint256).not.toBe(firstServingCert);
+    const pod = await core.createNamespacedPod({
+      namespace: preLabelled,
+      dryRun: 'All',
+      body: {
+        metadata: { name: 'after-reinstall' },
+        spec: { containers: [{ name: 'main', image: IMAGES[0] as string }] },
+      },
+    });
+    expect(pod.spec?.imagePullSecrets).toEqual([{ name: SECRET_NAMES[0] }]);
   });
 });

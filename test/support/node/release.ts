@@ -99,18 +99,22 @@ export async function publishRelease(cluster: NodeCluster, log: (line: string) =
     }
   };
 
+  // Logs in with the registry's password of the moment: a test may rotate it (Registry.setPassword).
+  const login = (): Promise<string> =>
+    helm(
+      'registry',
+      'login',
+      registry.host,
+      '--ca-file',
+      cluster.caPath,
+      '-u',
+      registry.username,
+      '-p',
+      registry.password,
+    );
+
   started = Date.now();
-  await helm(
-    'registry',
-    'login',
-    registry.host,
-    '--ca-file',
-    cluster.caPath,
-    '-u',
-    registry.username,
-    '-p',
-    registry.password,
-  );
+  await login();
   await helm('package', CHART_DIR, '--destination', home);
   const chartRepo = `oci://${registry.host}/charts`;
   await helm('push', join(home, `${chart.name}-${chart.version}.tgz`), chartRepo, '--ca-file', cluster.caPath);
@@ -177,12 +181,24 @@ export async function publishRelease(cluster: NodeCluster, log: (line: string) =
     writeFileSync(path, JSON.stringify(values(overrides), null, 2));
     return path;
   };
-  const timed = async (args: string[]): Promise<{ ms: number; output: string }> => {
+  const timed = async (args: string[], pullsChart = false): Promise<{ ms: number; output: string }> => {
+    if (pullsChart) await login();
     const start = Date.now();
     const output = await helm(...args);
     return { ms: Date.now() - start, output };
   };
   const common = ['--namespace', namespace, '--wait=watcher', '--timeout', HELM_TIMEOUT];
+  const fromRegistry = (overrides: Values): string[] => [
+    RELEASE.name,
+    chartRef,
+    '--version',
+    chart.version,
+    '--ca-file',
+    cluster.caPath,
+    ...common,
+    '-f',
+    valuesFile(overrides),
+  ];
 
   return {
     name: RELEASE.name,
@@ -192,32 +208,8 @@ export async function publishRelease(cluster: NodeCluster, log: (line: string) =
     image,
     helm,
     values,
-    install: (overrides = {}) =>
-      timed([
-        'install',
-        RELEASE.name,
-        chartRef,
-        '--version',
-        chart.version,
-        '--ca-file',
-        cluster.caPath,
-        ...common,
-        '-f',
-        valuesFile(overrides),
-      ]),
-    upgrade: (overrides = {}) =>
-      timed([
-        'upgrade',
-        RELEASE.name,
-        chartRef,
-        '--version',
-        chart.version,
-        '--ca-file',
-        cluster.caPath,
-        ...common,
-        '-f',
-        valuesFile(overrides),
-      ]),
+    install: (overrides = {}) => timed(['install', ...fromRegistry(overrides)], true),
+    upgrade: (overrides = {}) => timed(['upgrade', ...fromRegistry(overrides)], true),
     uninstall: () => timed(['uninstall', RELEASE.name, ...common]),
   };
 }
