@@ -4,6 +4,7 @@
 // times go to stderr as `[faults] …` lines.
 import { execFile } from 'node:child_process';
 import { randomBytes, X509Certificate } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -194,6 +195,20 @@ function callsBetween(before: WebhookCalls, after: WebhookCalls): { calls: numbe
   };
 }
 
+/** A container's output in the (first) pod of a Job in the release namespace, as the kubelet wrote it. */
+async function jobContainerLog(job: string, container: string): Promise<string> {
+  const pod = (await podsOf(`batch.kubernetes.io/job-name=${job}`))[0]?.metadata?.name ?? '(none)';
+  const root = join(cluster.dir, 'pod-logs');
+  const dirs = existsSync(root)
+    ? readdirSync(root).filter((dir) => dir.startsWith(`${release.namespace}_${pod}_`))
+    : [];
+  return dirs
+    .map((dir) => join(root, dir, container, '0.log'))
+    .filter((file) => existsSync(file))
+    .map((file) => readFileSync(file, 'utf8'))
+    .join('\n');
+}
+
 /** Runs `fault` with pods created at RATE in a fresh opted-in namespace, from MARGIN_MS before to MARGIN_MS after. */
 async function underLoad<T>(
   fault: () => Promise<T>,
@@ -331,13 +346,18 @@ describe('faults on the real node under a steady pod-create load (failurePolicy 
         ROLL_MS,
       );
       const jobMs = Date.now() - started;
+      const renewLog = await jobContainerLog('renew-now', 'renew');
       const renewed = await tlsSecret();
       const renewedFingerprint = new X509Certificate(renewed.cert).fingerprint256;
       const deliveredMs = await untilDelivered(renewedFingerprint, 'the renewed certificate in every pod volume');
       const servedMs = await untilServed(renewedFingerprint, 'every webhook pod serving the renewed certificate');
-      return { dueDeliveredMs, dueServedMs, jobMs, deliveredMs, servedMs, renewed, renewedFingerprint };
+      return { dueDeliveredMs, dueServedMs, jobMs, deliveredMs, servedMs, renewed, renewedFingerprint, renewLog };
     });
 
+    // Renewed because it was due, not because the edited certificate failed to verify.
+    expect(run.result.renewLog).toMatch(
+      /renewed the serving certificate in .*\(less than a third of the validity left/,
+    );
     const renewed = inspectCertificate(run.result.renewed.cert);
     expect(run.result.renewedFingerprint).not.toBe(dueFingerprint);
     expect(renewed.notAfter.getTime() - renewed.notBefore.getTime()).toBeGreaterThan(300 * DAY_MS);
