@@ -201,3 +201,25 @@ export const SYNC_DEFAULTS = {
   /** and every replica tries to acquire or renew this often. */
   retryPeriodMs: 2_000,
 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// Azure credentials (issue #16): Entra ID client credentials exchanged for an ACR refresh token
+
+/** Entra ID token request grant (Microsoft identity platform, OAuth 2.0 client credentials flow). */
+export const ENTRA_GRANT_TYPE = 'client_credentials';
+/** client_assertion_type of a federated (workload identity) credential: the assertion is a ServiceAccount token. */
+export const ENTRA_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+/** Entra ID v2.0 token endpoint below the authority host, after the tenant: `/{tenant}/oauth2/v2.0/token`. */
+export const ENTRA_TOKEN_PATH = 'oauth2/v2.0/token';
+/** Path on the registry host exchanging an Entra access token for an ACR refresh token (Azure/acr AAD-OAuth.md). */
+export const ACR_EXCHANGE_PATH = '/oauth2/exchange';
+/** grant_type of the ACR exchange: an Entra access token in, an ACR refresh token out. */
+export const ACR_EXCHANGE_GRANT_TYPE = 'access_token';
+/** Pull-secret username telling the registry the password is an ACR refresh token (Azure/acr AAD-OAuth, login). */
+export const ACR_REFRESH_TOKEN_USERNAME = '00000000-0000-0000-0000-000000000000';
+/** The Azure clouds a registry's `azure.cloud` may name (the Azure SDKs' names). */
+export const AZURE_CLOUDS = ['AzurePublicCloud', 'AzureChinaCloud', 'AzureUSGovernment'] as const;
+/** Gauge: Unix seconds when the ACR refresh token in a registry's pull secrets expires (its JWT `exp`), by server. */
+export const METRIC_SYNC_TOKEN_EXPIRY = 'acr_pull_webhook_sync_token_expiry_timestamp_seconds';
+/** Counter: token requests (Entra ID and then ACR) per registry, by server and result. */
+export const METRIC_SYNC_TOKEN_REQUESTS = 'acr_pull_webhook_sync_token_requests_total';

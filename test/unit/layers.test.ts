@@ -11,6 +11,7 @@ const ROOT = resolve(import.meta.dirname, '../..');
 /** Lowest first: a module may import from its own layer and the layers before it. */
 const LAYERS: readonly { readonly layer: string; readonly holds: readonly string[] }[] = [
   { layer: 'the wire names and name patterns', holds: ['src/constants.ts', 'src/names.ts'] },
+  { layer: 'Azure token rules (clouds, JWT times, refresh timing, request bodies)', holds: ['src/azure/'] },
   { layer: 'process plumbing (flags, start-up, crashes)', holds: ['src/process/'] },
   { layer: 'registry and image references', holds: ['src/registry/'] },
   { layer: 'the mutation decision', holds: ['src/mutation/'] },
