@@ -11,6 +11,7 @@
 //
 // Tests run in order: the upgrade switches failurePolicy to Fail, which the matchCondition table needs.
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AdmissionregistrationV1Api,
   ApiException,
@@ -226,10 +227,11 @@ describe('each ServiceAccount may do what its program needs and nothing more', (
 
   test("the chart's ValidatingAdmissionPolicy stops sync-secrets creating other Secrets RBAC allows", async () => {
     const asSync = asServiceAccount(`${FULLNAME}-sync-secrets`);
-    const attempt = (name: string, type: string): Promise<unknown> =>
+    const attempt = (name: string, type: string, dryRun?: 'All'): Promise<unknown> =>
       asSync
         .createNamespacedSecret({
           namespace: optedIn,
+          dryRun,
           body: {
             metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' } },
             type,
@@ -237,6 +239,13 @@ describe('each ServiceAccount may do what its program needs and nothing more', (
           },
         })
         .catch((error: unknown) => error);
+    // The apiserver compiles a new policy and its binding asynchronously (a second or so after helm created them):
+    // wait with dry runs, which the policy judges too, so nothing is written while it is not yet in force.
+    const inForce = Date.now() + 10_000;
+    while (!((await attempt('not-configured', 'kubernetes.io/dockerconfigjson', 'All')) instanceof ApiException)) {
+      if (Date.now() > inForce) throw new Error('the policy did not refuse a dry run within 10 s of the install');
+      await sleep(200);
+    }
     const otherName = await attempt('not-configured', 'kubernetes.io/dockerconfigjson');
     expect(otherName).toBeInstanceOf(ApiException);
     expect(messageOf(otherName)).toContain('sync-secrets may write only the configured pull secrets');
