@@ -105,11 +105,16 @@ const entra = (form: Record<string, string>): Promise<Reply> =>
   });
 const withAssertion = (jwt: string) => ({ client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: jwt });
 
-/** The whole passwordless leg: assertion → Entra access token → ACR refresh token. */
-async function refreshToken(): Promise<string> {
-  const token = await entra(withAssertion(assertion()));
+/** The passwordless leg: an assertion (a client secret for another service) → Entra → ACR refresh token. */
+async function refreshToken(from: AcrTokenService = service): Promise<string> {
+  const token =
+    from === service
+      ? await entra(withAssertion(assertion()))
+      : await call(`${from.url}/${TENANT}/oauth2/v2.0/token`, {
+          form: { grant_type: 'client_credentials', client_id: CLIENT, scope: ACR_SCOPE, client_secret: SECRET },
+        });
   expect(token.status).toBe(200);
-  const exchange = await call(`${service.url}/oauth2/exchange`, {
+  const exchange = await call(`${from.url}/oauth2/exchange`, {
     form: { grant_type: 'access_token', service: host, tenant: TENANT, access_token: String(token.json.access_token) },
   });
   expect(exchange.status).toBe(200);
@@ -199,7 +204,7 @@ describe('the registry trusts only the token service', () => {
     expect(reply.headers['www-authenticate']).toBe(`Bearer realm="${service.realm}",service="${host}"`);
   });
 
-  test('an access token signed by another token service with the same claims is refused', async () => {
+  test('its token opens the catalog; one signed by another token service with the same claims does not', async () => {
     const impostor = await startAcrTokenService({
       tenantId: TENANT,
       clientId: CLIENT,
@@ -208,32 +213,18 @@ describe('the registry trusts only the token service', () => {
       clientSecret: SECRET,
     });
     try {
-      const token = await call(`${impostor.url}/${TENANT}/oauth2/v2.0/token`, {
-        form: { grant_type: 'client_credentials', client_id: CLIENT, scope: ACR_SCOPE, client_secret: SECRET },
-      });
-      const refresh = await call(`${impostor.url}/oauth2/exchange`, {
-        form: {
-          grant_type: 'access_token',
-          service: host,
-          tenant: TENANT,
-          access_token: String(token.json.access_token),
-        },
-      });
-      const access = await call(`${impostor.url}/oauth2/token`, {
-        form: {
-          grant_type: 'refresh_token',
-          service: host,
-          scope: 'registry:catalog:*',
-          refresh_token: String(refresh.json.refresh_token),
-        },
-      });
-      expect(access.status).toBe(200);
-      const reply = await call(`https://${host}/v2/_catalog`, {
-        headers: { authorization: `Bearer ${access.json.access_token}` },
-      });
-      expect(reply.status).toBe(401);
-      // The genuine service's refresh token is refused by the impostor, too: each checks its own signature.
-      const crossed = await call(`${impostor.url}/oauth2/token`, {
+      const catalog = async (from: AcrTokenService, refresh: string): Promise<number> => {
+        const access = await call(from.realm, {
+          form: { grant_type: 'refresh_token', service: host, scope: 'registry:catalog:*', refresh_token: refresh },
+        });
+        expect(access.status).toBe(200);
+        const auth = { authorization: `Bearer ${access.json.access_token}` };
+        return (await call(`https://${host}/v2/_catalog`, { headers: auth })).status;
+      };
+      expect(await catalog(service, await refreshToken(service))).toBe(200);
+      expect(await catalog(impostor, await refreshToken(impostor))).toBe(401);
+      // Each service also refuses the other's refresh token: it checks its own signature.
+      const crossed = await call(impostor.realm, {
         form: {
           grant_type: 'refresh_token',
           service: host,
@@ -287,7 +278,7 @@ describe('a workload identity assertion reaches the registry', () => {
     expect(asked.some((r) => r.method === 'GET')).toBe(false);
   });
 
-  test("containerd's first try, a password grant for the null-GUID user, gets a token the registry accepts", async () => {
+  test("containerd's first try, a password grant as the null GUID, gets a token the registry accepts", async () => {
     const access = await call(service.realm, {
       form: {
         scope: 'repository:team/hello:pull',
@@ -306,6 +297,25 @@ describe('a workload identity assertion reaches the registry', () => {
       },
     });
     expect(manifest.status).toBe(200);
+  });
+
+  test('with the password grant refused as ACR did (400), the GET with basic auth still answers', async () => {
+    const refresh = await refreshToken();
+    const form = { scope: 'repository:team/hello:pull', service: host, client_id: 'containerd-client' };
+    service.passwordGrant = false;
+    try {
+      const post = await call(service.realm, {
+        form: { ...form, grant_type: 'password', username: ACR_NULL_USER, password: refresh },
+      });
+      expect(post.status).toBe(400);
+    } finally {
+      service.passwordGrant = true;
+    }
+    const basic = Buffer.from(`${ACR_NULL_USER}:${refresh}`).toString('base64');
+    const query = new URLSearchParams({ service: host, scope: form.scope });
+    const get = await call(`${service.realm}?${query}`, { headers: { authorization: `Basic ${basic}` } });
+    expect(get.status).toBe(200);
+    expect(get.json.access_token).toMatch(/^eyJ/);
   });
 
   test('an expired refresh token is refused by the token service, so crane cannot pull', async () => {

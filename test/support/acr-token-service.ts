@@ -73,6 +73,8 @@ export interface AcrTokenService {
   readonly requests: RecordedRequest[];
   readonly issued: { entra: number; refresh: number; access: number };
   refreshTokenLifetimeSeconds: number;
+  /** Whether POST grant_type=password is served; false answers 400 as real ACR did (see route()). */
+  passwordGrant: boolean;
   stop(): Promise<void>;
   start(): Promise<void>;
 }
@@ -341,11 +343,13 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
       record({ grantType: grantType ?? undefined });
       if (grantType === 'refresh_token')
         return accessToken(form.get('refresh_token'), form.get('service'), form.getAll('scope'));
-      // containerd sends this one first when it holds a username and secret (authorizer.go: fetchToken ->
-      // auth.FetchTokenWithOAuth, client_id=containerd-client); its comment says real ACR answers 400
-      // (January 2022), after which containerd retries with GET and basic auth. Served here as documented
-      // for the null-GUID user, so both flows work; the request log shows which one a client used.
+      // containerd sends this one first when it holds a username and secret (~/go/pkg/mod/github.com/
+      // containerd/containerd/v2@v2.3.7/core/remotes/docker/authorizer.go: fetchToken -> auth/fetch.go
+      // FetchTokenWithOAuth, client_id=containerd-client). Its comment says real ACR answers 400 (January
+      // 2022), and on 400 it retries with GET and basic auth. Served unless `passwordGrant` is false, so
+      // tests can take either road; the request log shows which one a client used.
       if (grantType === 'password') {
+        if (!service.passwordGrant) throw acrError(400, 'UNSUPPORTED', 'unsupported grant_type');
         if (form.get('username') !== ACR_NULL_USER) throw acrError(401, 'UNAUTHORIZED', 'unknown user');
         return accessToken(form.get('password'), form.get('service'), form.getAll('scope'));
       }
@@ -408,6 +412,7 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
     requests,
     issued,
     refreshTokenLifetimeSeconds: options.refreshTokenLifetimeSeconds ?? 3 * 3600,
+    passwordGrant: true,
     async stop() {
       const s = server;
       server = undefined;
