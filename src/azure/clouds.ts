@@ -1,8 +1,7 @@
 // Which Entra ID authority and which ACR token scope a registry's credentials use, per Azure cloud.
-// Sources: the ACR audience scope is Microsoft Learn's "Azure Container Registry Entra permissions and role
-// assignments" (`https://containerregistry.azure.net/.default`); the China and US Government hosts and scopes
-// are the Azure Go SDK's sdk/containers/azcontainerregistry/cloud_config.go and azidentity's cloud.go (not
-// confirmed in Microsoft's docs, see ../shared/notes/acr-tokens.md).
+// Sources: hosts and scopes as in the Azure Go SDK's sdk/containers/azcontainerregistry/cloud_config.go and in
+// Ratify's Azure auth provider (which also uses these three cloud names); the ACR audience, not ARM, as
+// cloud-provider-azure #8592 moved to. Not confirmed in Microsoft Learn (see ../shared/notes/acr-tokens.md).
 import { AZURE_CLOUDS } from '../constants.ts';
 
 export type AzureCloudName = (typeof AZURE_CLOUDS)[number];
