@@ -86,7 +86,8 @@ const OAUTH_ERRORS = new Set([
 
 /**
  * AADSTS codes of this flow and what to check (Microsoft Learn, "Microsoft Entra authentication and authorization
- * error codes"; 70021 also in azure-workload-identity's troubleshooting page).
+ * error codes"; 70021 also in azure-workload-identity's troubleshooting page). Microsoft may renumber codes: an
+ * unknown one is still shown, with the hint of its OAuth `error`.
  */
 const AADSTS_HINTS: ReadonlyMap<number, string> = new Map([
   [70021, 'no federated credential matches the ServiceAccount token: check its issuer, subject and audience'],
