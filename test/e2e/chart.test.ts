@@ -231,7 +231,7 @@ describe('each ServiceAccount may do what its program needs and nothing more', (
       asSync
         .createNamespacedSecret({
           namespace: optedIn,
-          dryRun,
+          ...(dryRun === undefined ? {} : { dryRun }),
           body: {
             metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' } },
             type,
