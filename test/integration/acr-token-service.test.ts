@@ -62,6 +62,8 @@ function call(url: string, init: { method?: string; form?: Record<string, string
       {
         method: init.method ?? (body ? 'POST' : 'GET'),
         ca: pki.ca.certPem,
+        // A fresh connection each time, so a stopped service is seen as refusing, not as a dead pooled socket.
+        agent: false,
         headers: { ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}), ...init.headers },
       },
       (res) => {
@@ -142,12 +144,14 @@ beforeAll(async () => {
   writeFileSync(caPath, pki.ca.certPem);
   writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
   writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
-  host = `127.0.0.1:${await freePort()}`;
+  // The registry listens on a port of its own; the token service is the one origin clients see (as on
+  // ACR, where /v2/ and /oauth2/ share the registry's host) and passes /v2/ requests through to it.
+  const registryAddress = `127.0.0.1:${await freePort()}`;
   service = await startAcrTokenService({
     tenantId: TENANT,
     clientId: CLIENT,
-    service: host,
     tls: pki.serving,
+    upstream: { url: `https://${registryAddress}`, ca: pki.ca.certPem },
     clientSecret: SECRET,
     federated: {
       issuer: ISSUER,
@@ -155,6 +159,7 @@ beforeAll(async () => {
       jwks: { keys: [{ ...issuerKeys.publicKey.export({ format: 'jwk' }), kid: 'issuer-key-1', alg: 'RS256' }] },
     },
   });
+  host = service.host;
   writeFileSync(join(dir, 'token-signer.crt'), service.signingCertificatePem);
   writeFileSync(
     join(dir, 'registry.yaml'),
@@ -163,7 +168,9 @@ beforeAll(async () => {
       log: { level: 'info' },
       storage: { filesystem: { rootdirectory: join(dir, 'storage') } },
       http: {
-        addr: host,
+        addr: registryAddress,
+        // Upload locations relative, so they stay on the origin the client used.
+        relativeurls: true,
         secret: 'not-shared-with-anyone',
         tls: { certificate: join(dir, 'tls.crt'), key: join(dir, 'tls.key') },
       },
@@ -335,10 +342,26 @@ describe('a workload identity assertion reaches the registry', () => {
     expect(asked.map((r) => `${r.method} ${r.status} ${r.error}`)).toContain('GET 401 UNAUTHORIZED');
   });
 
+  test('an Entra outage answers 503 and issues nothing; the registry on the same origin still answers', async () => {
+    const issued = service.issued.entra;
+    service.unavailable.add('entra');
+    try {
+      expect((await entra(withAssertion(assertion()))).status).toBe(503);
+      expect((await call(`https://${host}/v2/`, {})).status).toBe(401);
+    } finally {
+      service.unavailable.delete('entra');
+    }
+    expect(service.issued.entra).toBe(issued);
+    expect((await entra(withAssertion(assertion()))).status).toBe(200);
+  });
+
   test('a stopped service refuses connections and answers again at the same address once started', async () => {
     await service.stop();
-    await expect(entra(withAssertion(assertion()))).rejects.toThrow(/ECONNREFUSED/);
-    await service.start();
+    try {
+      await expect(entra(withAssertion(assertion()))).rejects.toThrow(/ECONNREFUSED/);
+    } finally {
+      await service.start();
+    }
     expect((await entra(withAssertion(assertion()))).status).toBe(200);
   });
 });

@@ -15,7 +15,7 @@ import {
   randomUUID,
   X509Certificate,
 } from 'node:crypto';
-import { createServer, type Server } from 'node:https';
+import { createServer, request as httpsRequest, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { generateCa, type PemPair } from '../../certs-gen/generate.ts';
 
@@ -35,8 +35,14 @@ export interface JsonWebKeySet {
 export interface AcrTokenServiceOptions {
   readonly tenantId: string;
   readonly clientId: string;
-  /** The registry's `service` (its host[:port]): the refresh and access tokens' `aud`. */
-  readonly service: string;
+  /** The registry's `service`, the tokens' `aud`; by default this service's own host:port, as in ACR. */
+  readonly service?: string;
+  /**
+   * The registry behind this origin: every request that is not a token endpoint is passed there with its
+   * Host header, so registry and token endpoints share one host:port as on ACR (the realm is
+   * `https://<registry>/oauth2/token`, Azure/acr docs/AAD-OAuth.md).
+   */
+  readonly upstream?: { readonly url: string; readonly ca: string };
   readonly tls: PemPair;
   /** What the federated identity credential trusts: the assertion's issuer, subject and signing keys. */
   readonly federated?: {
@@ -66,6 +72,8 @@ export interface RecordedRequest {
 export interface AcrTokenService {
   /** https://127.0.0.1:PORT: the authority host and the realm's origin. The port survives stop/start. */
   readonly url: string;
+  /** The `service` the tokens name (host:port); the registry's `auth.token.service`. */
+  readonly host: string;
   /** The registry's `realm`. */
   readonly realm: string;
   /** The certificate that signs refresh and access tokens: the registry's `rootcertbundle`. */
@@ -75,6 +83,8 @@ export interface AcrTokenService {
   refreshTokenLifetimeSeconds: number;
   /** Whether POST grant_type=password is served; false answers 400 as real ACR did (see route()). */
   passwordGrant: boolean;
+  /** Endpoints answering 503 while the listener stays up (an outage of one side, not of the registry). */
+  readonly unavailable: Set<'entra' | 'exchange' | 'token'>;
   stop(): Promise<void>;
   start(): Promise<void>;
 }
@@ -103,6 +113,8 @@ function entraError(error: string, code: number, description: string): Refusal {
     `AADSTS${code}`,
   );
 }
+
+const unavailable = (): Refusal => new Refusal(503, { error: 'temporarily_unavailable' }, 'unavailable');
 
 /** distribution's error envelope, which ACR also uses (Azure/acr docs/AAD-OAuth.md shows it on a 401). */
 function acrError(status: number, code: string, message: string): Refusal {
@@ -165,6 +177,7 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
   };
 
   const issued = { entra: 0, refresh: 0, access: 0 };
+  let serviceName = options.service ?? '';
   const requests: RecordedRequest[] = [];
   const accessLifetime = options.accessTokenLifetimeSeconds ?? 300;
   const entraLifetime = options.entraTokenLifetimeSeconds ?? 3600;
@@ -267,7 +280,7 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
   function exchange(form: URLSearchParams): unknown {
     if (form.get('grant_type') !== 'access_token')
       throw acrError(400, 'UNSUPPORTED', 'grant_type must be access_token (the other grants are deprecated)');
-    if (form.get('service') !== options.service) throw acrError(400, 'INVALID_SERVICE', 'unknown service');
+    if (form.get('service') !== serviceName) throw acrError(400, 'INVALID_SERVICE', 'unknown service');
     if (form.get('tenant') !== options.tenantId) throw acrError(401, 'UNAUTHORIZED', 'tenant does not match');
     const entra = ownToken(form.get('access_token') ?? '', ACR_AUDIENCE);
     if (!entra || entra.tid !== options.tenantId) throw acrError(401, 'UNAUTHORIZED', 'invalid access token');
@@ -281,7 +294,7 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
         exp: now + service.refreshTokenLifetimeSeconds,
         iat: now,
         iss: ACR_ISSUER,
-        aud: options.service,
+        aud: serviceName,
         version: '1.0',
         grant_type: 'refresh_token',
         tenant: options.tenantId,
@@ -295,9 +308,9 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
    * /oauth2/token: an ACR refresh token for a registry access token scoped as asked. The claim set follows
    * Azure/acr docs/AAD-OAuth.md; `access` is distribution's ResourceActions (registry/auth/token/token.go).
    */
-  function accessToken(refreshToken: string | null, serviceName: string | null, scopes: string[]): unknown {
-    if (serviceName !== options.service) throw acrError(400, 'INVALID_SERVICE', 'unknown service');
-    const refresh = refreshToken === null ? undefined : ownToken(refreshToken, options.service);
+  function accessToken(refreshToken: string | null, asked: string | null, scopes: string[]): unknown {
+    if (asked !== serviceName) throw acrError(400, 'INVALID_SERVICE', 'unknown service');
+    const refresh = refreshToken === null ? undefined : ownToken(refreshToken, serviceName);
     if (refresh?.grant_type !== 'refresh_token')
       throw acrError(401, 'UNAUTHORIZED', 'the refresh token is invalid or expired');
     const access = scopes
@@ -319,7 +332,7 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
         exp: now + accessLifetime,
         iat: now,
         iss: ACR_ISSUER,
-        aud: options.service,
+        aud: serviceName,
         version: '1.0',
         access,
         roles: [],
@@ -332,15 +345,18 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
     const form = new URLSearchParams(body);
     if (req.method === 'POST' && /^\/[^/]+\/oauth2\/v2\.0\/token$/.test(url.pathname)) {
       record({ grantType: form.get('grant_type') ?? undefined });
+      if (service.unavailable.has('entra')) throw unavailable();
       return entraToken(url.pathname, form);
     }
     if (req.method === 'POST' && url.pathname === '/oauth2/exchange') {
       record({ grantType: form.get('grant_type') ?? undefined });
+      if (service.unavailable.has('exchange')) throw unavailable();
       return exchange(form);
     }
     if (url.pathname === '/oauth2/token' && req.method === 'POST') {
       const grantType = form.get('grant_type');
       record({ grantType: grantType ?? undefined });
+      if (service.unavailable.has('token')) throw unavailable();
       if (grantType === 'refresh_token')
         return accessToken(form.get('refresh_token'), form.get('service'), form.getAll('scope'));
       // containerd sends this one first when it holds a username and secret (~/go/pkg/mod/github.com/
@@ -362,6 +378,7 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
       const colon = decoded?.indexOf(':') ?? -1;
       const user = decoded !== undefined && colon >= 0 ? decoded.slice(0, colon) : undefined;
       record({ basicAuthUser: user });
+      if (service.unavailable.has('token')) throw unavailable();
       if (user !== ACR_NULL_USER) throw acrError(401, 'UNAUTHORIZED', 'basic auth with the null-GUID user required');
       return accessToken(
         decoded?.slice(colon + 1) ?? null,
@@ -372,7 +389,28 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
     throw acrError(404, 'NOT_FOUND', 'no such endpoint');
   }
 
+  const ownPath = (path: string): boolean => path.startsWith('/oauth2/') || /^\/[^/]+\/oauth2\//.test(path);
+
+  function proxy(req: IncomingMessage, res: ServerResponse, upstream: { url: string; ca: string }): void {
+    const target = new URL(req.url ?? '/', upstream.url);
+    const out = httpsRequest(
+      target,
+      { method: req.method, headers: req.headers, ca: upstream.ca, agent: false },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    out.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
+    req.pipe(out);
+  }
+
   function handle(req: IncomingMessage, res: ServerResponse): void {
+    const path = new URL(req.url ?? '/', 'https://127.0.0.1').pathname;
+    if (options.upstream && !ownPath(path)) {
+      proxy(req, res, options.upstream);
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -404,15 +442,18 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
     server = s;
   };
   await listen();
+  serviceName ||= `127.0.0.1:${port}`;
 
   const service: AcrTokenService = {
     url: `https://127.0.0.1:${port}`,
+    host: serviceName,
     realm: `https://127.0.0.1:${port}/oauth2/token`,
     signingCertificatePem: signing.certPem,
     requests,
     issued,
     refreshTokenLifetimeSeconds: options.refreshTokenLifetimeSeconds ?? 3 * 3600,
     passwordGrant: true,
+    unavailable: new Set(),
     async stop() {
       const s = server;
       server = undefined;
