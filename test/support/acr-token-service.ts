@@ -43,6 +43,8 @@ export interface AcrTokenServiceOptions {
    * `https://<registry>/oauth2/token`, Azure/acr docs/AAD-OAuth.md).
    */
   readonly upstream?: { readonly url: string; readonly ca: string };
+  /** Where to listen: 127.0.0.1 and a free port by default (the node tier may want its registry address). */
+  readonly listen?: { readonly address: string; readonly port: number };
   readonly tls: PemPair;
   /** What the federated identity credential trusts: the assertion's issuer, subject and signing keys. */
   readonly federated?: {
@@ -70,7 +72,7 @@ export interface RecordedRequest {
 }
 
 export interface AcrTokenService {
-  /** https://127.0.0.1:PORT: the authority host and the realm's origin. The port survives stop/start. */
+  /** https://ADDRESS:PORT: the authority host and the realm's origin. The port survives stop/start. */
   readonly url: string;
   /** The `service` the tokens name (host:port); the registry's `auth.token.service`. */
   readonly host: string;
@@ -431,23 +433,25 @@ export async function startAcrTokenService(options: AcrTokenServiceOptions): Pro
   }
 
   let server: Server | undefined;
-  let port = 0;
+  const address = options.listen?.address ?? '127.0.0.1';
+  let port = options.listen?.port ?? 0;
   const listen = async (): Promise<void> => {
     const s = createServer({ key: options.tls.keyPem, cert: options.tls.certPem }, handle);
     await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
-      s.listen(port, '127.0.0.1', () => resolve());
+      s.listen(port, address, () => resolve());
     });
     port = (s.address() as { port: number }).port;
     server = s;
   };
   await listen();
-  serviceName ||= `127.0.0.1:${port}`;
+  const origin = `${address.includes(':') ? `[${address}]` : address}:${port}`;
+  serviceName ||= origin;
 
   const service: AcrTokenService = {
-    url: `https://127.0.0.1:${port}`,
+    url: `https://${origin}`,
     host: serviceName,
-    realm: `https://127.0.0.1:${port}/oauth2/token`,
+    realm: `https://${origin}/oauth2/token`,
     signingCertificatePem: signing.certPem,
     requests,
     issued,
