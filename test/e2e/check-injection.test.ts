@@ -20,6 +20,7 @@ import {
 import { stringify as toYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
+import { tokenKubeconfig } from '../support/certs-gen-cli.ts';
 import { createNamespace } from '../support/control-plane.ts';
 import { findObject, renderChart, type Manifest } from '../support/helm.ts';
 import { timeUntil } from '../support/sync-process.ts';
@@ -293,27 +294,7 @@ describe("the chart's test hook RBAC and policy", () => {
       name: account,
       body: { spec: { audiences: [], expirationSeconds: 600 } },
     });
-    const kubeconfig = join(dir, 'check-injection.kubeconfig');
-    writeFileSync(
-      kubeconfig,
-      toYaml({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [
-          {
-            name: 'e2e',
-            cluster: {
-              server: inject('server'),
-              'certificate-authority-data': Buffer.from(inject('caPem')).toString('base64'),
-            },
-          },
-        ],
-        users: [{ name: account, user: { token: token.status?.token } }],
-        contexts: [{ name: account, context: { cluster: 'e2e', user: account } }],
-        'current-context': account,
-      }),
-      { mode: 0o600 },
-    );
+    const kubeconfig = tokenKubeconfig(dir, inject('server'), inject('caPem'), token.status?.token ?? '');
     const asAccount = (() => {
       const config = new KubeConfig();
       config.loadFromFile(kubeconfig);

@@ -21,6 +21,7 @@ import { afterAll, describe, expect, inject, test } from 'vitest';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { loadConfig } from '../../src/config/config.ts';
 import { matchingSecrets } from '../../src/mutation/decide.ts';
+import { tokenKubeconfig } from '../support/certs-gen-cli.ts';
 import { createNamespace, startControlPlane, toolPath } from '../support/control-plane.ts';
 import { kubectlDockerConfigJson } from '../support/kubectl-docker-config.ts';
 import { SecretVolume } from '../support/secret-volume.ts';
@@ -667,27 +668,7 @@ describe('sync-secrets under the shipped RBAC, as a ServiceAccount with a TokenR
       name: NAME,
       body: { spec: { audiences: [], expirationSeconds: 600 } },
     });
-    saKubeconfig = join(dir, 'serviceaccount.kubeconfig');
-    writeFileSync(
-      saKubeconfig,
-      toYaml({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [
-          {
-            name: 'e2e',
-            cluster: {
-              server: inject('server'),
-              'certificate-authority-data': Buffer.from(inject('caPem')).toString('base64'),
-            },
-          },
-        ],
-        users: [{ name: NAME, user: { token: token.status?.token } }],
-        contexts: [{ name: NAME, context: { cluster: 'e2e', user: NAME } }],
-        'current-context': NAME,
-      }),
-      { mode: 0o600 },
-    );
+    saKubeconfig = tokenKubeconfig(dir, inject('server'), inject('caPem'), token.status?.token ?? '');
     const saConfig = new KubeConfig();
     saConfig.loadFromFile(saKubeconfig);
     sa = saConfig.makeApiClient(CoreV1Api);
