@@ -35,7 +35,7 @@ describe('a valid configuration', () => {
       }),
       'c.json',
     );
-    expect(config.registries[0]?.credentials).toEqual({ usernameFile: '/u', passwordFile: '/p' });
+    expect(config.registries[0]?.credentials).toEqual({ kind: 'files', usernameFile: '/u', passwordFile: '/p' });
   });
 
   test('sync-secrets opts namespaces in with acr-pull-webhook/inject=enabled and does not prune unless told', () => {

@@ -4,17 +4,29 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { INJECT_ENABLED, INJECT_LABEL } from '../constants.ts';
-import { DNS_SUBDOMAIN_BODY, DNS_SUBDOMAIN_PATTERN } from '../names.ts';
+import type { AzureCredentials } from '../azure/azure-credentials.ts';
+import { AZURE_CLOUDS, INJECT_ENABLED, INJECT_LABEL } from '../constants.ts';
+import { DNS_SUBDOMAIN_BODY, DNS_SUBDOMAIN_MAX_LENGTH, DNS_SUBDOMAIN_PATTERN } from '../names.ts';
 import type { RegistryRule } from '../registry/registry-rule.ts';
 import { compileServerPattern, SERVER_PATTERN_SOURCE } from '../registry/server-pattern.ts';
+import { buildCredentials, CLOUD_LIST, type CredentialsDocument, GUID_PATTERN } from './registry-credentials.ts';
 
-export interface Credentials {
+/** A user name and password read from files: a service principal's or an ACR token's. */
+export interface FileCredentials {
+  readonly kind: 'files';
   /** File holding the username: a service principal's application (client) ID or an ACR token name. */
   readonly usernameFile: string;
   /** File holding the password: the client secret or one of the token's passwords. */
   readonly passwordFile: string;
 }
+
+/** Entra ID client credentials that sync-secrets exchanges for an ACR refresh token. */
+export interface AzureRegistryCredentials {
+  readonly kind: 'azure';
+  readonly azure: AzureCredentials;
+}
+
+export type Credentials = FileCredentials | AzureRegistryCredentials;
 
 export interface RegistryEntry {
   readonly server: string;
@@ -37,6 +49,11 @@ export interface Config {
   readonly optIn: OptIn;
   /** Read by sync-secrets: delete its own Secrets from namespaces that are no longer opted in. Default false. */
   readonly prune: boolean;
+  /**
+   * Read by serve: DNS suffixes (lowercase, no leading dot) whose hosts are Azure container registries too, beyond
+   * azurecr.io, azurecr.cn and azurecr.us. Default none.
+   */
+  readonly acrHostSuffixes: readonly string[];
 }
 
 export class ConfigError extends Error {
@@ -51,6 +68,8 @@ const SECRET_NAME_PATTERN = DNS_SUBDOMAIN_PATTERN;
 const LABEL_NAME = '[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?';
 const LABEL_KEY_PATTERN = `^(${DNS_SUBDOMAIN_BODY}/)?${LABEL_NAME}$`;
 const LABEL_VALUE_PATTERN = `^${LABEL_NAME}$`;
+const GUID_HINT = 'must be a GUID (8-4-4-4-12 hexadecimal digits)';
+const PATH_HINT = 'must be a file path';
 
 export const CONFIG_SCHEMA = {
   type: 'object',
@@ -80,13 +99,26 @@ export const CONFIG_SCHEMA = {
             pattern: SECRET_NAME_PATTERN,
             'x-hint': 'must be a valid Secret name (lowercase RFC 1123 subdomain, at most 253 characters)',
           },
+          // Either form's keys, all optional: which combinations are valid is checked in registry-credentials.ts.
           credentials: {
             type: 'object',
             additionalProperties: false,
-            required: ['usernameFile', 'passwordFile'],
             properties: {
               usernameFile: { type: 'string', minLength: 1 },
               passwordFile: { type: 'string', minLength: 1 },
+              azure: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['tenantId', 'clientId'],
+                properties: {
+                  tenantId: { type: 'string', pattern: GUID_PATTERN, 'x-hint': GUID_HINT },
+                  clientId: { type: 'string', pattern: GUID_PATTERN, 'x-hint': GUID_HINT },
+                  federatedTokenFile: { type: 'string', minLength: 1, 'x-hint': PATH_HINT },
+                  clientSecretFile: { type: 'string', minLength: 1, 'x-hint': PATH_HINT },
+                  cloud: { type: 'string', enum: AZURE_CLOUDS, 'x-hint': `must be one of ${CLOUD_LIST}` },
+                  authorityHost: { type: 'string' },
+                },
+              },
             },
           },
         },
@@ -113,6 +145,15 @@ export const CONFIG_SCHEMA = {
       },
     },
     prune: { type: 'boolean' },
+    acrHostSuffixes: {
+      type: 'array',
+      items: {
+        type: 'string',
+        maxLength: DNS_SUBDOMAIN_MAX_LENGTH,
+        pattern: DNS_SUBDOMAIN_PATTERN,
+        'x-hint': 'must be a lowercase DNS name without a leading dot or wildcard (such as "registry.example.com")',
+      },
+    },
   },
 } as const;
 
@@ -149,7 +190,9 @@ export function buildConfig(document: unknown, source: string): Config {
     const first = validate.errors?.[0];
     throw new ConfigError(`config ${source}: ${first ? describe(first) : 'is invalid'}`);
   }
-  const registries = document.registries as readonly RegistryEntry[];
+  const registries = (document.registries as readonly RegistryDocument[]).map((entry, index) =>
+    registryEntry(entry, `${source}: registries[${index}]`),
+  );
   const optInDocument = (document as { optIn?: { label?: string; value?: string } }).optIn;
   const optIn = { label: optInDocument?.label ?? INJECT_LABEL, value: optInDocument?.value ?? INJECT_ENABLED };
   // The pattern cannot also bound the prefix length (a DNS subdomain, at most 253 characters).
@@ -173,7 +216,26 @@ export function buildConfig(document: unknown, source: string): Config {
     if (pattern === undefined) throw new ConfigError(`config ${source}: registries[${index}].server: is invalid`);
     return { pattern, secretName: entry.secretName };
   });
-  return { registries, rules, optIn, prune: (document as { prune?: boolean }).prune ?? false };
+  const { prune, acrHostSuffixes } = document as { prune?: boolean; acrHostSuffixes?: readonly string[] };
+  return { registries, rules, optIn, prune: prune ?? false, acrHostSuffixes: acrHostSuffixes ?? [] };
+}
+
+interface RegistryDocument {
+  readonly server: string;
+  readonly secretName: string;
+  readonly credentials?: CredentialsDocument;
+}
+
+/** The typed entry; `field` is `FILE: registries[i]` for messages. */
+function registryEntry(entry: RegistryDocument, field: string): RegistryEntry {
+  const { server, secretName } = entry;
+  if (entry.credentials === undefined) return { server, secretName };
+  const credentials = buildCredentials(entry.credentials, server);
+  if (!credentials.ok) {
+    const path = credentials.field === '' ? 'credentials' : `credentials.${credentials.field}`;
+    throw new ConfigError(`config ${field}.${path}: ${credentials.problem}`);
+  }
+  return { server, secretName, credentials: credentials.value };
 }
 
 /** Parses YAML or JSON text (JSON is YAML) and validates it. */

@@ -314,15 +314,10 @@ describe.each(SCENARIOS)('rendered with %s', (scenario) => {
       config.registries.forEach((entry, index) => {
         const existing = registries[index]?.credentials['existingSecret'];
         const expectedSecret = existing?.name ?? `${fullname(values)}-credentials`;
+        const files = entry.credentials?.kind === 'files' ? entry.credentials : undefined;
         for (const [file, key] of [
-          [
-            entry.credentials?.usernameFile,
-            existing ? (existing.usernameKey ?? 'username') : `registry-${index}-username`,
-          ],
-          [
-            entry.credentials?.passwordFile,
-            existing ? (existing.passwordKey ?? 'password') : `registry-${index}-password`,
-          ],
+          [files?.usernameFile, existing ? (existing.usernameKey ?? 'username') : `registry-${index}-username`],
+          [files?.passwordFile, existing ? (existing.passwordKey ?? 'password') : `registry-${index}-password`],
         ] as const) {
           const relative = file?.slice(`${mount?.mountPath ?? '?'}/`.length);
           const source = sources.find((candidate) => candidate.secret?.items?.some((item) => item.path === relative));
