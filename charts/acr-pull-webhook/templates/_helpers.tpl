@@ -112,6 +112,15 @@ imagePullSecrets:
 {{/* Where sync-secrets finds entry i's credentials (a projected volume, see credentialsVolume). */}}
 {{- define "acr-pull-webhook.credentialsDir" -}}/var/run/acr-pull-webhook/credentials{{- end }}
 
+{{/* The workload identity token: the volume name, directory and file the azure-workload-identity webhook uses
+(up to v1.5.1), so that webhook, where it runs, recognises them as its own (see values.yaml). */}}
+{{- define "acr-pull-webhook.azureTokenVolume" -}}azure-identity-token{{- end }}
+{{- define "acr-pull-webhook.azureTokenDir" -}}/var/run/secrets/azure/tokens{{- end }}
+{{- define "acr-pull-webhook.azureTokenFile" -}}azure-identity-token{{- end }}
+
+{{/* syncSecrets.trustedCA, mounted in a directory of its own, always as ca.crt. */}}
+{{- define "acr-pull-webhook.trustedCADir" -}}/var/run/acr-pull-webhook/trusted-ca{{- end }}
+
 {{/*
 The configuration file (see the project README, "The configuration file"). `serve` reads
 registries[].server/secretName; sync-secrets also reads credentials, optIn and prune.
@@ -125,9 +134,34 @@ registries:
     {{- if and $root.Values.syncSecrets.enabled $entry.credentials }}
     credentials:
       {{- $dir := include "acr-pull-webhook.credentialsDir" $root }}
+      {{- with $entry.credentials.azure }}
+      {{- $identity := $root.Values.syncSecrets.workloadIdentity }}
+      azure:
+        tenantId: {{ .tenantId | default $identity.tenantId | quote }}
+        clientId: {{ .clientId | default $identity.clientId | quote }}
+        {{- if .workloadIdentity }}
+        federatedTokenFile: {{ printf "%s/%s"
+          (include "acr-pull-webhook.azureTokenDir" $root) (include "acr-pull-webhook.azureTokenFile" $root) | quote }}
+        {{- else }}
+        clientSecretFile: {{ printf "%s/registry-%d/client-secret" $dir $index | quote }}
+        {{- end }}
+        {{- with .cloud }}
+        cloud: {{ . | quote }}
+        {{- end }}
+        {{- with .authorityHost }}
+        authorityHost: {{ . | quote }}
+        {{- end }}
+      {{- else }}
       usernameFile: {{ printf "%s/registry-%d/username" $dir $index | quote }}
       passwordFile: {{ printf "%s/registry-%d/password" $dir $index | quote }}
+      {{- end }}
     {{- end }}
+{{- end }}
+{{- with .Values.acrHostSuffixes }}
+acrHostSuffixes:
+{{- range . }}
+  - {{ . | quote }}
+{{- end }}
 {{- end }}
 optIn:
   label: {{ .Values.optIn.label | quote }}
@@ -149,11 +183,40 @@ objects they protect; `fail` stops install, upgrade and template alike.
   "the kubelet would kill pods that are still draining") $grace $drain) }}
 {{- end }}
 {{- if .Values.syncSecrets.enabled }}
+{{- $identity := .Values.syncSecrets.workloadIdentity }}
+{{- if and $identity.enabled (not (and $identity.clientId $identity.tenantId)) }}
+{{- fail (cat
+  "syncSecrets.workloadIdentity.enabled needs syncSecrets.workloadIdentity.clientId and tenantId"
+  "(the identity whose federated credential names the sync-secrets ServiceAccount)") }}
+{{- end }}
 {{- range $index, $entry := .Values.registries }}
 {{- if not $entry.credentials }}
 {{- fail (printf (cat
   "registries[%d] (%s): credentials are required while syncSecrets.enabled is true"
   "(or set syncSecrets.enabled=false and create the pull secrets yourself)") $index $entry.server) }}
+{{- end }}
+{{- with $entry.credentials.azure }}
+{{- if contains "*" $entry.server }}
+{{- fail (printf (cat
+  "registries[%d] (%s): credentials.azure needs one registry, not a '*' pattern:"
+  "its tokens are issued for one registry name") $index $entry.server) }}
+{{- end }}
+{{- $suffix := regexReplaceAll "^[^/:]*\\.azurecr\\.(io|cn|us)(:[0-9]+)?(/.*)?$" $entry.server "${1}" }}
+{{- $cloudOfServer := get (dict "io" "AzurePublicCloud" "cn" "AzureChinaCloud" "us" "AzureUSGovernment") $suffix }}
+{{- if and (not .cloud) (not $cloudOfServer) }}
+{{- fail (printf (cat
+  "registries[%d] (%s): credentials.azure.cloud is required: the server is not named *.azurecr.io,"
+  "*.azurecr.cn or *.azurecr.us, so its cloud cannot be told from the name") $index $entry.server) }}
+{{- end }}
+{{- if and .cloud $cloudOfServer (ne .cloud $cloudOfServer) }}
+{{- fail (printf "registries[%d] (%s): credentials.azure.cloud %s does not match the server, an %s registry"
+  $index $entry.server .cloud $cloudOfServer) }}
+{{- end }}
+{{- if and .workloadIdentity (not $identity.enabled) }}
+{{- fail (printf (cat
+  "registries[%d] (%s): credentials.azure.workloadIdentity needs syncSecrets.workloadIdentity.enabled"
+  "(the projected ServiceAccount token it sends)") $index $entry.server) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -272,20 +335,27 @@ affinity:
 {{- end }}
 
 {{/* The projected volume holding each registries[i] entry's username and password as registry-<i>/username
-and registry-<i>/password. */}}
+and registry-<i>/password, or an azure clientSecret entry's secret as registry-<i>/client-secret. Empty when no
+entry has a file to mount (workload identity only). */}}
 {{- define "acr-pull-webhook.credentialsVolume" -}}
 {{- $root := . -}}
 {{- $inline := list -}}
 {{- $existing := list -}}
+{{- $clientSecrets := list -}}
 {{- range $index, $entry := .Values.registries -}}
 {{- with $entry.credentials -}}
 {{- if .existingSecret -}}
 {{- $existing = append $existing (dict "index" $index "secret" .existingSecret) -}}
+{{- else if .azure -}}
+{{- with .azure.clientSecret -}}
+{{- $clientSecrets = append $clientSecrets (dict "index" $index "secret" .existingSecret) -}}
+{{- end -}}
 {{- else -}}
 {{- $inline = append $inline $index -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if or $inline $existing $clientSecrets -}}
 - name: credentials
   projected:
     defaultMode: 0440
@@ -310,11 +380,20 @@ and registry-<i>/password. */}}
             - key: {{ .secret.passwordKey | default "password" }}
               path: registry-{{ .index }}/password
       {{- end }}
+      {{- range $clientSecrets }}
+      - secret:
+          name: {{ .secret.name }}
+          items:
+            - key: {{ .secret.key | default "client-secret" }}
+              path: registry-{{ .index }}/client-secret
+      {{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The sync-secrets pod spec for both modes; .root is the chart context, .mode "once" or "watch". */}}
 {{- define "acr-pull-webhook.syncPodSpec" -}}
 {{- $values := .root.Values.syncSecrets -}}
+{{- $credentials := include "acr-pull-webhook.credentialsVolume" .root -}}
 serviceAccountName: {{ include "acr-pull-webhook.syncName" .root }}
 # sync-secrets talks to the API: it needs its token (the ServiceAccount itself does not mount one by default).
 automountServiceAccountToken: true
@@ -322,6 +401,10 @@ enableServiceLinks: false
 {{- include "acr-pull-webhook.imagePullSecrets" .root }}
 {{- with $values.priorityClassName }}
 priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with $values.hostAliases }}
+hostAliases:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 securityContext:
   {{- include "acr-pull-webhook.podSecurityContext" .root | nindent 2 }}
@@ -337,12 +420,16 @@ containers:
       {{- if eq .mode "watch" }}
       - --watch
       - --health-port={{ $values.watch.healthPort }}
+      {{- with $values.tokenRefreshFraction }}
+      - --token-refresh-fraction={{ . }}
+      {{- end }}
       {{- else }}
       - --once
       {{- end }}
       - --log-level={{ $values.logLevel }}
-    {{- if eq .mode "watch" }}
+    {{- if or (eq .mode "watch") $values.trustedCA.configMap }}
     env:
+      {{- if eq .mode "watch" }}
       # The Lease lives in the release namespace; each replica is named by its pod in it.
       - name: ACR_PULL_WEBHOOK_LEASE_NAMESPACE
         valueFrom:
@@ -352,6 +439,14 @@ containers:
         valueFrom:
           fieldRef:
             fieldPath: metadata.name
+      {{- end }}
+      {{- if $values.trustedCA.configMap }}
+      # Node adds these CAs to its built-in ones for every HTTPS request (read once, at start).
+      - name: NODE_EXTRA_CA_CERTS
+        value: {{ printf "%s/ca.crt" (include "acr-pull-webhook.trustedCADir" .root) | quote }}
+      {{- end }}
+    {{- end }}
+    {{- if eq .mode "watch" }}
     # Plain-HTTP /healthz, /readyz and /metrics. There is no Service in front of these pods (nothing
     # calls them): Prometheus scrapes each pod, e.g. with a PodMonitor on port "health".
     ports:
@@ -388,15 +483,52 @@ containers:
       - name: config
         mountPath: /etc/acr-pull-webhook
         readOnly: true
+      {{- if $credentials }}
       - name: credentials
         mountPath: {{ include "acr-pull-webhook.credentialsDir" .root }}
         readOnly: true
+      {{- end }}
+      {{- if $values.workloadIdentity.enabled }}
+      - name: {{ include "acr-pull-webhook.azureTokenVolume" .root }}
+        mountPath: {{ include "acr-pull-webhook.azureTokenDir" .root }}
+        readOnly: true
+      {{- end }}
+      {{- if $values.trustedCA.configMap }}
+      - name: trusted-ca
+        mountPath: {{ include "acr-pull-webhook.trustedCADir" .root }}
+        readOnly: true
+      {{- end }}
 volumes:
   - name: config
     configMap:
       name: {{ include "acr-pull-webhook.configName" .root }}
+  {{- if $credentials }}
   # Mounted as a directory (no subPath) so rotated credentials reach the process, which re-reads them.
-  {{- include "acr-pull-webhook.credentialsVolume" .root | nindent 2 }}
+  {{- $credentials | nindent 2 }}
+  {{- end }}
+  {{- with $values.workloadIdentity }}
+  {{- if .enabled }}
+  # The ServiceAccount token sent to Entra ID as the client assertion; the kubelet rewrites the file before it
+  # expires and sync-secrets reads it on every token request.
+  - name: {{ include "acr-pull-webhook.azureTokenVolume" $.root }}
+    projected:
+      sources:
+        - serviceAccountToken:
+            audience: {{ .audience | quote }}
+            expirationSeconds: {{ int .expirationSeconds }}
+            path: {{ include "acr-pull-webhook.azureTokenFile" $.root }}
+  {{- end }}
+  {{- end }}
+  {{- with $values.trustedCA }}
+  {{- if .configMap }}
+  - name: trusted-ca
+    configMap:
+      name: {{ .configMap | quote }}
+      items:
+        - key: {{ .key | quote }}
+          path: ca.crt
+  {{- end }}
+  {{- end }}
 {{- with $values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
