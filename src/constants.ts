@@ -155,6 +155,8 @@ export const SYNC_ENV = {
   leaseNamespace: 'ACR_PULL_WEBHOOK_LEASE_NAMESPACE',
   /** Holder identity in the Lease; the chart sets it to the pod name. Default: hostname + pid. */
   identity: 'ACR_PULL_WEBHOOK_LEASE_IDENTITY',
+  /** --token-refresh-fraction: the share of an ACR refresh token's lifetime after which a new one is requested. */
+  tokenRefreshFraction: 'ACR_PULL_WEBHOOK_TOKEN_REFRESH_FRACTION',
 } as const;
 
 /** Defaults and timings for `sync-secrets`. */
@@ -200,6 +202,11 @@ export const SYNC_DEFAULTS = {
   renewDeadlineMs: 10_000,
   /** and every replica tries to acquire or renew this often. */
   retryPeriodMs: 2_000,
+  /**
+   * Attempts per azure entry's first token at start (retriable failures only, waits from TOKEN_RETRY_BACKOFF: about
+   * 15 s in all) before the process gives up with exit code 1.
+   */
+  startupTokenAttempts: 5,
 } as const;
 
 // ---------------------------------------------------------------------------------------------
@@ -223,3 +230,9 @@ export const AZURE_CLOUDS = ['AzurePublicCloud', 'AzureChinaCloud', 'AzureUSGove
 export const METRIC_SYNC_TOKEN_EXPIRY = 'acr_pull_webhook_sync_token_expiry_timestamp_seconds';
 /** Counter: token requests (Entra ID and then ACR) per registry, by server and result. */
 export const METRIC_SYNC_TOKEN_REQUESTS = 'acr_pull_webhook_sync_token_requests_total';
+/**
+ * Results of one token request, the `result` label values of {@link METRIC_SYNC_TOKEN_REQUESTS}: issued; rejected
+ * (refused, or an unreadable credential file: retrying alone will not help); failed (network, timeout, 429, 5xx).
+ */
+export const SYNC_TOKEN_REQUEST_RESULTS = ['issued', 'rejected', 'failed'] as const;
+export type SyncTokenRequestResult = (typeof SYNC_TOKEN_REQUEST_RESULTS)[number];

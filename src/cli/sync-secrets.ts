@@ -1,12 +1,22 @@
 // `acr-pull-webhook sync-secrets`: flags, wiring, signals and exit codes. The work is in src/sync/:
 // run-once.ts (--once, --dry-run) and run-watch.ts (--watch). Logs go to stderr so that stdout
 // carries only the product: the --once summary or the --dry-run manifests.
+import type { Logger } from 'pino';
+import type { AcrRefreshToken } from '../azure/acr-token-client.ts';
+import { DEFAULT_REFRESH_FRACTION, refreshFractionProblem } from '../azure/refresh.ts';
 import { loadConfig } from '../config/config.ts';
-import { DEFAULTS, ENV, SYNC_DEFAULTS, SYNC_ENV } from '../constants.ts';
+import { DEFAULTS, ENV, SYNC_DEFAULTS, SYNC_ENV, type SyncTokenRequestResult } from '../constants.ts';
 import { stderrLogger } from '../process/crash.ts';
 import { UsageError, parseFlags, parseInteger, parseLogLevel } from '../process/flags.ts';
 import { readCredentials } from '../sync/credentials.ts';
 import { dryRunManifests } from '../sync/manifests.ts';
+import {
+  type AcquireToken,
+  type AzureEntry,
+  azureEntries,
+  describeFailure,
+  requestStartupTokens,
+} from '../sync/token-refresher.ts';
 
 export const SYNC_SECRETS_USAGE = `\
 Usage: acr-pull-webhook sync-secrets --config FILE (--once | --watch | --dry-run) [options]
@@ -14,6 +24,8 @@ Usage: acr-pull-webhook sync-secrets --config FILE (--once | --watch | --dry-run
 Creates and updates the pull secrets (type kubernetes.io/dockerconfigjson) named in the config, from
 each entry's credentials files, in every namespace labelled with the opt-in label
 (default acr-pull-webhook/inject=enabled). Secrets it did not create are never modified.
+An entry with credentials.azure (tenantId, clientId, federatedTokenFile or clientSecretFile) gets an
+ACR refresh token from Entra ID at start, renewed in --watch before it expires; no password is stored.
 
 Modes:
   --once                  create what is missing, update what differs, print a one-line summary;
@@ -35,6 +47,8 @@ Options (each also read from the environment variable shown):
   --resync-period S       --watch: full reconcile every S seconds (default ${SYNC_DEFAULTS.resyncSeconds})
   --watch-stall-timeout S --watch: /healthz fails after S seconds without watch progress \
 (default ${SYNC_DEFAULTS.watchStallSeconds})
+  --token-refresh-fraction F  --watch: renew an ACR token once this share of its lifetime has passed
+                          (0 < F < 1, default ${DEFAULT_REFRESH_FRACTION})   ${SYNC_ENV.tokenRefreshFraction}
   --log-level LEVEL       fatal|error|warn|info|debug (default ${DEFAULTS.logLevel})   ${ENV.logLevel}
 `;
 
@@ -61,6 +75,7 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
       'lease-identity': { type: 'string' },
       'resync-period': { type: 'string' },
       'watch-stall-timeout': { type: 'string' },
+      'token-refresh-fraction': { type: 'string' },
       'log-level': { type: 'string' },
     },
   });
@@ -86,6 +101,8 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
   if (output !== 'json' && output !== 'yaml') throw new UsageError(`--output: "${output}" is not one of json, yaml`);
   const logLevel = pick(values['log-level'], ENV.logLevel) ?? DEFAULTS.logLevel;
   parseLogLevel(logLevel);
+  const fraction = pick(values['token-refresh-fraction'], SYNC_ENV.tokenRefreshFraction);
+  const tokenRefreshFraction = fraction === undefined ? DEFAULT_REFRESH_FRACTION : parseFraction(fraction);
   return {
     config,
     mode,
@@ -111,16 +128,59 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
       1,
       3_600,
     ),
+    tokenRefreshFraction,
     logLevel,
   };
+}
+
+function parseFraction(value: string): number {
+  const number = /^(0|[1-9]\d*)?(\.\d+)?$/.test(value) && value !== '' ? Number(value) : Number.NaN;
+  const problem = refreshFractionProblem(number);
+  if (problem !== undefined) throw new UsageError(`--token-refresh-fraction: "${value}" is not above 0 and below 1`);
+  return number;
+}
+
+/** The azure entries' first tokens, before anything else: a refusal or lasting failure ends the process here. */
+async function startupTokens(entries: readonly AzureEntry[], source: string, logger: Logger) {
+  const results: { server: string; result: SyncTokenRequestResult }[] = [];
+  if (entries.length === 0) return { acquire: undefined, initial: new Map<number, AcrRefreshToken>(), results };
+  // Loaded only when an entry needs it, like the API client below.
+  const { requestAcrRefreshToken } = await import('../azure/acr-token-client.ts');
+  const acquire: AcquireToken = (entry) => requestAcrRefreshToken(entry.server, entry.azure);
+  const initial = await requestStartupTokens(entries, {
+    source,
+    acquire,
+    attempts: SYNC_DEFAULTS.startupTokenAttempts,
+    onResult: (entry, result) => results.push({ server: entry.server, result }),
+    onRetry: (entry, error, attempt, delayMs) =>
+      logger.warn(
+        { server: entry.server, secret: entry.secretName, ...describeFailure(error), attempt, delayMs },
+        'token request failed; retrying',
+      ),
+  });
+  for (const entry of entries) {
+    const token = initial.get(entry.index);
+    if (token === undefined) continue;
+    logger.info(
+      { server: entry.server, secret: entry.secretName, expiresAt: new Date(token.times.exp * 1000).toISOString() },
+      'token received',
+    );
+  }
+  return { acquire, initial, results };
 }
 
 export async function runSyncSecrets(argv: readonly string[]): Promise<number> {
   const options = parseSyncSecretsArgs(argv, process.env);
   const logger = stderrLogger({ service: 'acr-pull-webhook', command: 'sync-secrets' }, options.logLevel);
   const config = loadConfig(options.config);
+  const entries = azureEntries(config.registries);
+  const tokens = await startupTokens(entries, options.config, logger);
   // Fails here, before any cluster call, naming the entry and the file.
-  const credentials = readCredentials(config.registries, options.config);
+  const credentials = readCredentials(
+    config.registries,
+    options.config,
+    new Map([...tokens.initial].map(([index, token]) => [index, token.refreshToken])),
+  );
   const write = (text: string): void => void process.stdout.write(text);
   if (options.mode === 'dry-run' && options.namespace !== undefined) {
     write(dryRunManifests([options.namespace], credentials, options.output));
@@ -134,7 +194,18 @@ export async function runSyncSecrets(argv: readonly string[]): Promise<number> {
     return options.mode === 'once' ? once({ ...common, write }) : dryRun({ ...common, write, output: options.output });
   }
   const { watch } = await import('../sync/run-watch.ts');
-  const { shutdown } = await watch({ ...options, ...common, configPath: options.config });
+  const { shutdown } = await watch({
+    ...options,
+    ...common,
+    configPath: options.config,
+    tokens: {
+      entries,
+      initial: tokens.initial,
+      startupResults: tokens.results,
+      acquire: tokens.acquire ?? (() => Promise.reject(new Error('no azure entry'))),
+      refreshFraction: options.tokenRefreshFraction,
+    },
+  });
   const code = await new Promise<number>((resolve) => {
     const onSignal = (signal: string): void => {
       shutdown(signal).then(

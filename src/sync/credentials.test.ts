@@ -20,7 +20,7 @@ const file = (name: string, content: string | Buffer): string => {
 const entry = (usernameFile: string, passwordFile: string): RegistryEntry => ({
   server: 'myregistry.azurecr.io',
   secretName: 'acr-myregistry',
-  credentials: { usernameFile, passwordFile },
+  credentials: { kind: 'files', usernameFile, passwordFile },
 });
 /** How every message about the first registry entry starts. */
 const FIRST = 'config c.yaml: registries[0] (myregistry.azurecr.io -> acr-myregistry)';
@@ -55,7 +55,7 @@ describe('reading credentials', () => {
       entries: (): RegistryEntry[] => [entry(USER, PASS), { server: '*.azurecr.cn', secretName: 'acr-china' }],
       message:
         'config c.yaml: registries[1] (*.azurecr.cn -> acr-china): ' +
-        'credentials: is required by sync-secrets (usernameFile and passwordFile)',
+        'credentials: is required by sync-secrets (usernameFile and passwordFile, or azure)',
     },
     {
       why: 'the password file is missing',
@@ -156,6 +156,62 @@ describe('a credential source', () => {
     } finally {
       credentials.stop();
     }
+  });
+});
+
+describe('azure entries', () => {
+  const AZURE_ENTRY: RegistryEntry = {
+    server: 'other.azurecr.io',
+    secretName: 'acr-other',
+    credentials: {
+      kind: 'azure',
+      azure: {
+        tenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47',
+        clientId: '6731de76-14a6-49ae-97bc-6eba6914391e',
+        secretSource: { kind: 'federated-token', file: '/var/run/secrets/azure/tokens/azure-identity-token' },
+        cloud: 'AzurePublicCloud',
+        authorityHost: 'https://login.microsoftonline.com/',
+        scope: 'https://containerregistry.azure.net/.default',
+      },
+    },
+  };
+
+  test('an azure entry logs in as the null GUID with its refresh token as the password', () => {
+    expect(readCredentials([entry(USER, PASS), AZURE_ENTRY], 'c.yaml', new Map([[1, 'eyJ.refresh.token']]))).toEqual([
+      {
+        server: 'myregistry.azurecr.io',
+        secretName: 'acr-myregistry',
+        username: '2c6d5e8f-0a1b-4c3d-9e8f-7a6b5c4d3e2f',
+        password: 'Xy8Q~secret:ä',
+      },
+      {
+        server: 'other.azurecr.io',
+        secretName: 'acr-other',
+        username: '00000000-0000-0000-0000-000000000000',
+        password: 'eyJ.refresh.token',
+      },
+    ]);
+  });
+
+  test('a new token replaces the old one in the credentials, and a file change does not bring the old one back', () => {
+    const pass = file('beside-azure', 'one');
+    const changes: (readonly RegistryCredential[])[] = [];
+    const credentials = new CredentialSource({
+      registries: [entry(USER, pass), AZURE_ENTRY],
+      source: 'c.yaml',
+      pollIntervalMs: 60_000,
+      tokens: new Map([[1, 'first-token']]),
+      onChange: (next) => changes.push(next),
+      onReject: () => {},
+    });
+    expect(credentials.current().map((c) => c.password)).toEqual(['one', 'first-token']);
+    expect(credentials.setToken(1, 'second-token').map((c) => c.password)).toEqual(['one', 'second-token']);
+    expect(credentials.current().map((c) => c.password)).toEqual(['one', 'second-token']);
+    writeFileSync(pass, 'two');
+    expect(credentials.reload()).toBe('changed');
+    expect(changes.map((c) => c.map((x) => x.password))).toEqual([['two', 'second-token']]);
+    expect(credentials.current().map((c) => c.password)).toEqual(['two', 'second-token']);
+    expect(secretValues(credentials.current())).toContain('second-token');
   });
 });
 

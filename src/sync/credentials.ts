@@ -1,10 +1,12 @@
-// Reads the registry credentials sync-secrets writes into pull secrets, and notices when they change.
-// Values stay in memory only: every error and log line names the entry and the file, never a byte
-// of what is in it. Kubernetes updates a mounted Secret by swapping a `..data` symlink, which
+// Reads the registry credentials sync-secrets writes into pull secrets, and notices when they change:
+// files (usernameFile, passwordFile) and, for `credentials.azure` entries, the ACR refresh token the
+// caller holds (src/sync/token-refresher.ts). Values stay in memory only: every error and log line
+// names the entry and the file, never a byte of what is in it. Kubernetes updates a mounted Secret by swapping a `..data` symlink, which
 // fs.watch on a file can miss, so the directories are watched AND the files polled, and a change is
 // decided by comparing bytes (as the serving certificate source does).
 import { readFileSync } from 'node:fs';
 import { ConfigError, type RegistryEntry } from '../config/config.ts';
+import { ACR_REFRESH_TOKEN_USERNAME } from '../constants.ts';
 import { ReloadingFiles, type FileBytes } from '../files/reloading-files.ts';
 
 /** One configured registry with the credential read from its files. */
@@ -17,7 +19,15 @@ export interface RegistryCredential {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function entryLabel(source: string, index: number, entry: RegistryEntry): string {
+/** ACR refresh tokens of the azure entries, by index in the config's `registries`. */
+export type TokensByEntry = ReadonlyMap<number, string>;
+
+/** How every message about one registry entry starts. */
+export function entryLabel(
+  source: string,
+  index: number,
+  entry: { readonly server: string; readonly secretName: string },
+): string {
   return `config ${source}: registries[${index}] (${entry.server} -> ${entry.secretName})`;
 }
 
@@ -52,13 +62,27 @@ interface Snapshot {
   readonly files: readonly FileBytes[];
 }
 
-function readSnapshot(registries: readonly RegistryEntry[], source: string): Snapshot {
+function readSnapshot(registries: readonly RegistryEntry[], source: string, tokens: TokensByEntry): Snapshot {
   const credentials: RegistryCredential[] = [];
   const files: FileBytes[] = [];
   registries.forEach((entry, index) => {
     const label = entryLabel(source, index, entry);
     if (entry.credentials === undefined) {
-      throw new ConfigError(`${label}: credentials: is required by sync-secrets (usernameFile and passwordFile)`);
+      throw new ConfigError(
+        `${label}: credentials: is required by sync-secrets (usernameFile and passwordFile, or azure)`,
+      );
+    }
+    if (entry.credentials.kind === 'azure') {
+      // The null-GUID user tells the registry the password is an ACR refresh token (Azure/acr AAD-OAuth.md).
+      const token = tokens.get(index);
+      if (token === undefined) throw new Error(`${label}: no ACR refresh token was requested for this entry`);
+      credentials.push({
+        server: entry.server,
+        secretName: entry.secretName,
+        username: ACR_REFRESH_TOKEN_USERNAME,
+        password: token,
+      });
+      return;
     }
     const usernameFile = readBytes(label, 'usernameFile', entry.credentials.usernameFile);
     const passwordFile = readBytes(label, 'passwordFile', entry.credentials.passwordFile);
@@ -77,9 +101,16 @@ function readSnapshot(registries: readonly RegistryEntry[], source: string): Sna
   return { credentials, files };
 }
 
-/** Reads every entry's credentials; throws ConfigError naming the entry and the file at the first problem. */
-export function readCredentials(registries: readonly RegistryEntry[], source: string): readonly RegistryCredential[] {
-  return readSnapshot(registries, source).credentials;
+/**
+ * Reads every entry's credentials (an azure entry's is its token from `tokens`); throws ConfigError naming the
+ * entry and the file at the first problem.
+ */
+export function readCredentials(
+  registries: readonly RegistryEntry[],
+  source: string,
+  tokens: TokensByEntry = new Map(),
+): readonly RegistryCredential[] {
+  return readSnapshot(registries, source, tokens).credentials;
 }
 
 export interface CredentialSourceOptions {
@@ -87,6 +118,8 @@ export interface CredentialSourceOptions {
   /** The config file, for error messages. */
   readonly source: string;
   readonly pollIntervalMs: number;
+  /** The azure entries' first tokens; later ones come through setToken(). */
+  readonly tokens?: TokensByEntry;
   /** Called with the new credentials when any file's bytes changed and all of them are usable. */
   readonly onChange: (credentials: readonly RegistryCredential[]) => void;
   /**
@@ -96,15 +129,20 @@ export interface CredentialSourceOptions {
   readonly onReject: (reason: string) => void;
 }
 
-/** The credentials, kept fresh from their files by the shared reloading-file source. */
+/** The credentials, kept fresh from their files by the shared reloading-file source, and the tokens set. */
 export class CredentialSource {
   private readonly files: ReloadingFiles<readonly RegistryCredential[]>;
+  private readonly tokens: Map<number, string>;
+  private readonly options: CredentialSourceOptions;
 
   /** Reads the initial credentials; throws ConfigError when one cannot be used. */
   constructor(options: CredentialSourceOptions) {
+    this.options = options;
+    this.tokens = new Map(options.tokens);
     this.files = new ReloadingFiles({
+      // Tokens are read from this.tokens at each load, so a file change never brings an old token back.
       load: () => {
-        const snapshot = readSnapshot(options.registries, options.source);
+        const snapshot = readSnapshot(options.registries, options.source, this.tokens);
         return { value: snapshot.credentials, files: snapshot.files };
       },
       pollIntervalMs: options.pollIntervalMs,
@@ -117,7 +155,18 @@ export class CredentialSource {
   }
 
   current(): readonly RegistryCredential[] {
-    return this.files.current();
+    const tokens = this.tokens;
+    const azure = this.options.registries.map((entry) => entry.credentials?.kind === 'azure');
+    return this.files.current().map((credential, i) => {
+      const token = azure[i] ? tokens.get(i) : undefined;
+      return token === undefined || token === credential.password ? credential : { ...credential, password: token };
+    });
+  }
+
+  /** Replaces an azure entry's token; the credentials now current (onChange is for files, not called here). */
+  setToken(index: number, token: string): readonly RegistryCredential[] {
+    this.tokens.set(index, token);
+    return this.current();
   }
 
   /** Re-reads the files; reports a change only when some file's bytes differ and the new set is usable. */

@@ -84,6 +84,46 @@ describe('sync-secrets metrics', () => {
     );
   });
 
+  test('each azure server has its token request series at zero from the start, and no expiry until set', async () => {
+    const metrics = createSyncMetrics({
+      processMetrics: false,
+      isLeader: () => true,
+      optedInNamespaces: () => 0,
+      tokenServers: ['myregistry.azurecr.io', 'other.azurecr.cn', 'myregistry.azurecr.io'],
+    });
+    const text = await metrics.registry.metrics();
+    expect(samples(text).filter((line) => line.includes('_token_'))).toEqual([
+      'acr_pull_webhook_sync_token_requests_total{server="myregistry.azurecr.io",result="issued"} 0',
+      'acr_pull_webhook_sync_token_requests_total{server="myregistry.azurecr.io",result="rejected"} 0',
+      'acr_pull_webhook_sync_token_requests_total{server="myregistry.azurecr.io",result="failed"} 0',
+      'acr_pull_webhook_sync_token_requests_total{server="other.azurecr.cn",result="issued"} 0',
+      'acr_pull_webhook_sync_token_requests_total{server="other.azurecr.cn",result="rejected"} 0',
+      'acr_pull_webhook_sync_token_requests_total{server="other.azurecr.cn",result="failed"} 0',
+    ]);
+    expect(text).toContain('# TYPE acr_pull_webhook_sync_token_requests_total counter\n');
+    expect(text).toContain('# TYPE acr_pull_webhook_sync_token_expiry_timestamp_seconds gauge\n');
+  });
+
+  test('a token expiry and request results show per server', async () => {
+    const metrics = createSyncMetrics({
+      processMetrics: false,
+      isLeader: () => true,
+      optedInNamespaces: () => 0,
+      tokenServers: ['myregistry.azurecr.io'],
+    });
+    metrics.tokenExpiry.set({ server: 'myregistry.azurecr.io' }, 1_767_236_400);
+    metrics.tokenRequests.inc({ server: 'myregistry.azurecr.io', result: 'issued' });
+    metrics.tokenRequests.inc({ server: 'myregistry.azurecr.io', result: 'failed' }, 3);
+    expect(samples(await metrics.registry.metrics())).toEqual(
+      expect.arrayContaining([
+        'acr_pull_webhook_sync_token_expiry_timestamp_seconds{server="myregistry.azurecr.io"} 1767236400',
+        'acr_pull_webhook_sync_token_requests_total{server="myregistry.azurecr.io",result="issued"} 1',
+        'acr_pull_webhook_sync_token_requests_total{server="myregistry.azurecr.io",result="rejected"} 0',
+        'acr_pull_webhook_sync_token_requests_total{server="myregistry.azurecr.io",result="failed"} 3',
+      ]),
+    );
+  });
+
   test('each instance has its own registry; process metrics only when asked for', async () => {
     const a = createSyncMetrics({ processMetrics: true, isLeader: () => true, optedInNamespaces: () => 0 });
     const b = createSyncMetrics({ processMetrics: false, isLeader: () => true, optedInNamespaces: () => 0 });

@@ -1,8 +1,8 @@
 // Prometheus metrics of one `sync-secrets --watch` process, served at /metrics on its health port.
 // A registry per instance (not prom-client's global), as the webhook's: tests can run several.
-// Labels carry only fixed result names: never a namespace, a secret name or anything read from a
-// credential file, so cardinality is bounded and nothing secret can be scraped.
-import { type Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+// Labels carry only fixed result names and configured servers: never a namespace, a secret name or
+// anything read from a credential file, so cardinality is bounded and nothing secret can be scraped.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import {
   METRIC_SYNC_CREDENTIAL_RELOADS,
   METRIC_SYNC_LAST_SUCCESS,
@@ -10,7 +10,10 @@ import {
   METRIC_SYNC_NAMESPACES,
   METRIC_SYNC_PASSES,
   METRIC_SYNC_SECRETS,
+  METRIC_SYNC_TOKEN_EXPIRY,
+  METRIC_SYNC_TOKEN_REQUESTS,
   SYNC_SECRET_RESULTS,
+  SYNC_TOKEN_REQUEST_RESULTS,
 } from '../constants.ts';
 import { zeroedCounter } from '../metrics/counters.ts';
 
@@ -20,6 +23,9 @@ export interface SyncMetrics {
   readonly passes: Counter<'result'>;
   readonly lastSuccess: Gauge;
   readonly credentialReloads: Counter<'result'>;
+  /** The `exp` (Unix seconds) of the ACR refresh token in use, per azure entry's server. */
+  readonly tokenExpiry: Gauge<'server'>;
+  readonly tokenRequests: Counter<'server' | 'result'>;
 }
 
 export interface SyncMetricsOptions {
@@ -29,6 +35,8 @@ export interface SyncMetricsOptions {
   readonly isLeader: () => boolean;
   /** Read at every scrape. */
   readonly optedInNamespaces: () => number;
+  /** The servers of the azure entries, whose token request series start at zero. */
+  readonly tokenServers?: readonly string[];
 }
 
 export function createSyncMetrics(options: SyncMetricsOptions): SyncMetrics {
@@ -52,6 +60,17 @@ export function createSyncMetrics(options: SyncMetricsOptions): SyncMetrics {
     label: 'result',
     values: ['loaded', 'rejected'],
   });
+  const tokenRequests = new Counter({
+    name: METRIC_SYNC_TOKEN_REQUESTS,
+    help:
+      'ACR refresh token requests (Entra ID, then the ACR exchange) per azure registry, by result: issued, ' +
+      'rejected (refused or unreadable credential: fix the configuration), failed (network, timeout, 429, 5xx).',
+    labelNames: ['server', 'result'] as const,
+    registers: [registry],
+  });
+  for (const server of new Set(options.tokenServers ?? [])) {
+    for (const result of SYNC_TOKEN_REQUEST_RESULTS) tokenRequests.inc({ server, result }, 0);
+  }
   // These two are set only by their collect(), at scrape time: no handle is needed.
   new Gauge({
     name: METRIC_SYNC_LEADER,
@@ -81,5 +100,14 @@ export function createSyncMetrics(options: SyncMetricsOptions): SyncMetrics {
       registers: [registry],
     }),
     credentialReloads,
+    tokenExpiry: new Gauge({
+      name: METRIC_SYNC_TOKEN_EXPIRY,
+      help:
+        'Unix seconds when the ACR refresh token this replica holds for a registry expires (its JWT exp); ' +
+        'alert when it comes near: refreshes have been failing.',
+      labelNames: ['server'] as const,
+      registers: [registry],
+    }),
+    tokenRequests,
   };
 }

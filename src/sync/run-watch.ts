@@ -1,10 +1,11 @@
-// `sync-secrets --watch`: wires the credential source, the namespace watch, leader election, the
-// work queue and the health port, and stops them in the order that keeps two replicas from ever
-// writing at once. Resolves once the health port listens; config, credential, kubeconfig and port
+// `sync-secrets --watch`: wires the credential source, the token refreshers, the namespace watch,
+// leader election, the work queue and the health port, and stops them in the order that keeps two
+// replicas from ever writing at once. Resolves once the health port listens; config, credential, kubeconfig and port
 // errors throw first, after closing whatever had been opened.
 import type { Logger } from 'pino';
+import type { AcrRefreshToken } from '../azure/acr-token-client.ts';
 import type { Config } from '../config/config.ts';
-import { SYNC_DEFAULTS, SYNC_LEASE_NAME } from '../constants.ts';
+import { SYNC_DEFAULTS, SYNC_LEASE_NAME, type SyncTokenRequestResult } from '../constants.ts';
 import type { Backoff } from '../k8s/backoff.ts';
 import { inClusterNamespace } from '../k8s/kube-config.ts';
 import { defaultIdentity, LeaderElector } from '../k8s/leader-election.ts';
@@ -18,6 +19,13 @@ import { desiredSecrets } from './desired.ts';
 import { startHealthServer, watchStallReason } from './health.ts';
 import { createSyncMetrics } from './metrics.ts';
 import { Reconciler, WRITE_BACKOFF } from './reconciler.ts';
+import {
+  type AcquireToken,
+  type AzureEntry,
+  describeFailure,
+  failureResult,
+  TokenRefresher,
+} from './token-refresher.ts';
 
 /** A failed namespace list or watch is retried from 250 ms, doubling up to 5 s, jittered by up to 20%. */
 const WATCH_BACKOFF: Backoff = {
@@ -41,6 +49,15 @@ export interface WatchOptions {
   readonly resyncSeconds: number;
   readonly watchStallSeconds: number;
   readonly logger: Logger;
+  /** The azure entries, their tokens requested at start, and how to request the next ones. */
+  readonly tokens: {
+    readonly entries: readonly AzureEntry[];
+    readonly initial: ReadonlyMap<number, AcrRefreshToken>;
+    /** The start-up requests' results, counted in the metrics. */
+    readonly startupResults: readonly { readonly server: string; readonly result: SyncTokenRequestResult }[];
+    readonly acquire: AcquireToken;
+    readonly refreshFraction: number;
+  };
 }
 
 export interface RunningSync {
@@ -63,15 +80,19 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
   function writing(): boolean {
     return !shuttingDown && elector.isLeader();
   }
+  const { tokens } = options;
   const metrics = createSyncMetrics({
     processMetrics: true,
     isLeader: writing,
     optedInNamespaces: () => controller?.optedInNamespaces() ?? 0,
+    tokenServers: tokens.entries.map((entry) => entry.server),
   });
+  for (const { server, result } of tokens.startupResults) metrics.tokenRequests.inc({ server, result });
   const credentials = new CredentialSource({
     registries: config.registries,
     source: options.configPath,
     pollIntervalMs: SYNC_DEFAULTS.credentialPollMs,
+    tokens: new Map([...tokens.initial].map(([index, token]) => [index, token.refreshToken])),
     onChange: (next) => {
       const desired = desiredSecrets(next);
       logger.info(
@@ -85,6 +106,51 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
       metrics.credentialReloads.inc({ result: 'rejected' });
       logger.warn({ reason }, 'changed credential files cannot be used; keeping the credentials in use');
     },
+  });
+  const redact = credentialRedactor(() => secretValues(credentials.current()));
+  // Every replica keeps its own token fresh, the leader's is the one written: a new leader rewrites the
+  // secrets (in place, same UID) with its token, which it already holds, so a takeover requests nothing.
+  const refreshers = tokens.entries.map((entry) => {
+    const initial = tokens.initial.get(entry.index);
+    if (initial === undefined) throw new Error(`no start-up token for registries[${entry.index}]`);
+    metrics.tokenExpiry.set({ server: entry.server }, initial.times.exp);
+    return new TokenRefresher({
+      initial,
+      fraction: tokens.refreshFraction,
+      acquire: () =>
+        tokens.acquire(entry).then(
+          (token) => {
+            metrics.tokenRequests.inc({ server: entry.server, result: 'issued' });
+            return token;
+          },
+          (error: unknown) => {
+            metrics.tokenRequests.inc({ server: entry.server, result: failureResult(error) });
+            throw error;
+          },
+        ),
+      onRefreshed: (token) => {
+        metrics.tokenExpiry.set({ server: entry.server }, token.times.exp);
+        logger.info(
+          { server: entry.server, secret: entry.secretName, expiresAt: new Date(token.times.exp * 1000).toISOString() },
+          'token refreshed',
+        );
+        controller?.credentialsChanged(desiredSecrets(credentials.setToken(entry.index, token.refreshToken)));
+      },
+      onFailure: ({ error, keptUntil, retryAt }) => {
+        logger.warn(
+          {
+            server: entry.server,
+            secret: entry.secretName,
+            ...describeFailure(error, redact),
+            keptUntil: keptUntil === undefined ? 'expired' : new Date(keptUntil).toISOString(),
+            retryAt: new Date(retryAt).toISOString(),
+          },
+          keptUntil === undefined
+            ? 'token refresh failed; the token in the pull secrets has expired'
+            : 'token refresh failed; keeping the current token',
+        );
+      },
+    });
   });
   const cluster = connect(options.kubeconfig, options.env);
   const { clients } = cluster;
@@ -116,7 +182,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     prune: config.prune,
     canWrite: writing,
     logger,
-    redact: credentialRedactor(() => secretValues(credentials.current())),
+    redact,
     backoff: WRITE_BACKOFF,
   });
   controller = new SyncController({
@@ -158,6 +224,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
 
   controller.start();
   credentials.start();
+  for (const refresher of refreshers) refresher.start();
   watcher.start();
   elector.start();
   logger.info(
@@ -179,6 +246,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     logger.info({ signal }, 'shutting down');
     watcher.stop();
     credentials.stop();
+    await Promise.all(refreshers.map((refresher) => refresher.stop()));
     await controller.stop();
     // Last, so a successor takes over only after this replica has stopped writing.
     await elector.stop();

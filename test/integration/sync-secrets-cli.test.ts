@@ -159,7 +159,7 @@ describe('acr-pull-webhook sync-secrets', () => {
         file('no-credentials.yaml', 'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n'),
       line: (path: string) =>
         `acr-pull-webhook sync-secrets: config ${path}: registries[0] (myregistry.azurecr.io -> acr-myregistry): ` +
-        'credentials: is required by sync-secrets (usernameFile and passwordFile)',
+        'credentials: is required by sync-secrets (usernameFile and passwordFile, or azure)',
     },
     {
       why: 'a password file is empty',
