@@ -420,6 +420,14 @@ describe('reaching Entra ID and the registries', () => {
     ]);
   });
 
+  test('a small fraction is written as a decimal, never in the exponent form the flag refuses', () => {
+    const rendered = renderChart({
+      values: { ...WORKLOAD_IDENTITY_VALUES, syncSecrets: { workloadIdentity, tokenRefreshFraction: 0.00001 } },
+    });
+    const deployment = syncPods(rendered).find(({ owner }) => owner.startsWith('Deployment/'));
+    expect(deployment?.container.args).toContain('--token-refresh-fraction=0.00001');
+  });
+
   test('a fraction given with --set (a string to helm) is passed on as written', () => {
     const result = helm([
       'template',

@@ -421,7 +421,8 @@ containers:
       - --watch
       - --health-port={{ $values.watch.healthPort }}
       {{- with $values.tokenRefreshFraction }}
-      - --token-refresh-fraction={{ . }}
+      {{- /* Decimal, never Go's exponent form (1e-05), which the flag refuses; a --set string as written. */}}
+      - --token-refresh-fraction={{ kindIs "string" . | ternary . (regexReplaceAll "0+$" (printf "%f" .) "") }}
       {{- end }}
       {{- else }}
       - --once
