@@ -332,7 +332,7 @@ describe('an outage or an unreachable host is retriable; an untrusted certificat
     expect(error.message).toBe(`the registry's token exchange to ${closed} failed (ECONNREFUSED)`);
   });
 
-  test('without NODE_EXTRA_CA_CERTS the test CA is untrusted: UNABLE_TO_VERIFY_LEAF_SIGNATURE, not retriable', async () => {
+  test('without NODE_EXTRA_CA_CERTS the test CA is untrusted (UNABLE_TO_VERIFY_LEAF_SIGNATURE)', async () => {
     const issued = service.issued.entra;
     const error = await failureOf(clientSecret(SECRET), { trustTestCa: false });
     expect(error).toMatchObject({ stage: 'entra', retriable: false });
