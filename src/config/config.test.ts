@@ -4,6 +4,15 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig, parseConfig } from './config.ts';
 
+const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+const CLIENT = '0d1c6ba2-8c4e-4b8f-9d0a-5f3e2b1a4c6d';
+/** A registry entry with these credentials, as one YAML line. */
+const withCredentials = (credentials: string, server = 'a.azurecr.io') =>
+  `registries: [{server: "${server}", secretName: s, credentials: ${credentials}}]`;
+/** An azure block: tenant, client and a federated token file, then `extra` keys. */
+const azure = (extra = '', ids = `tenantId: ${TENANT}, clientId: ${CLIENT}`) =>
+  `{azure: {${ids}, federatedTokenFile: /t${extra}}}`;
+
 describe('a valid configuration', () => {
   test('YAML gives the registries and compiled rules in file order', () => {
     const config = parseConfig(
@@ -36,6 +45,113 @@ describe('a valid configuration', () => {
       'c.json',
     );
     expect(config.registries[0]?.credentials).toEqual({ kind: 'files', usernameFile: '/u', passwordFile: '/p' });
+  });
+
+  test('azure credentials with a federated token resolve the cloud, authority and ACR scope from the server name', () => {
+    const config = parseConfig(
+      'registries:\n' +
+        '  - server: myregistry.azurecr.io\n    secretName: s\n    credentials:\n      azure:\n' +
+        `        tenantId: ${TENANT}\n        clientId: ${CLIENT}\n` +
+        '        federatedTokenFile: /var/run/secrets/azure/tokens/azure-identity-token\n',
+      'c.yaml',
+    );
+    expect(config.registries[0]?.credentials).toEqual({
+      kind: 'azure',
+      azure: {
+        tenantId: TENANT,
+        clientId: CLIENT,
+        secretSource: { kind: 'federated-token', file: '/var/run/secrets/azure/tokens/azure-identity-token' },
+        cloud: 'AzurePublicCloud',
+        authorityHost: 'https://login.microsoftonline.com/',
+        scope: 'https://containerregistry.azure.net/.default',
+      },
+    });
+  });
+
+  test.each([
+    {
+      server: 'myregistry.azurecr.cn',
+      azure: {},
+      cloud: 'AzureChinaCloud',
+      authorityHost: 'https://login.chinacloudapi.cn/',
+      scope: 'https://containerregistry.azure.cn/.default',
+    },
+    {
+      server: 'myregistry.azurecr.us:443/team/',
+      azure: {},
+      cloud: 'AzureUSGovernment',
+      authorityHost: 'https://login.microsoftonline.us/',
+      scope: 'https://containerregistry.azure.us/.default',
+    },
+    {
+      server: 'myregistry.westeurope.data.azurecr.io',
+      azure: { cloud: 'AzurePublicCloud' },
+      cloud: 'AzurePublicCloud',
+      authorityHost: 'https://login.microsoftonline.com/',
+      scope: 'https://containerregistry.azure.net/.default',
+    },
+    {
+      server: 'registry.example.com:5000/mirror',
+      azure: { cloud: 'AzureChinaCloud' },
+      cloud: 'AzureChinaCloud',
+      authorityHost: 'https://login.chinacloudapi.cn/',
+      scope: 'https://containerregistry.azure.cn/.default',
+    },
+    {
+      server: '127.0.0.1:5000',
+      azure: { cloud: 'AzurePublicCloud', authorityHost: 'https://127.0.0.1:8443/entra' },
+      cloud: 'AzurePublicCloud',
+      authorityHost: 'https://127.0.0.1:8443/entra/',
+      scope: 'https://containerregistry.azure.net/.default',
+    },
+  ])('a client secret for $server $azure authenticates in $cloud at $authorityHost', ({ server, azure, ...want }) => {
+    const config = parseConfig(
+      JSON.stringify({
+        registries: [
+          {
+            server,
+            secretName: 's',
+            credentials: { azure: { tenantId: TENANT, clientId: CLIENT, clientSecretFile: '/secret', ...azure } },
+          },
+        ],
+      }),
+      'c.json',
+    );
+    expect(config.registries[0]?.credentials).toEqual({
+      kind: 'azure',
+      azure: { tenantId: TENANT, clientId: CLIENT, secretSource: { kind: 'client-secret', file: '/secret' }, ...want },
+    });
+  });
+
+  test('tenant and client IDs may be uppercase GUIDs and are kept as written', () => {
+    const config = parseConfig(
+      JSON.stringify({
+        registries: [
+          {
+            server: 'a.azurecr.io',
+            secretName: 's',
+            credentials: {
+              azure: { tenantId: TENANT.toUpperCase(), clientId: CLIENT.toUpperCase(), clientSecretFile: '/s' },
+            },
+          },
+        ],
+      }),
+      'c.json',
+    );
+    const credentials = config.registries[0]?.credentials;
+    expect(credentials?.kind === 'azure' && [credentials.azure.tenantId, credentials.azure.clientId]).toEqual([
+      TENANT.toUpperCase(),
+      CLIENT.toUpperCase(),
+    ]);
+  });
+
+  test('no extra ACR host suffixes unless listed', () => {
+    expect(parseConfig('registries: [{server: a.io, secretName: s}]', 'c.yaml').acrHostSuffixes).toEqual([]);
+    const config = parseConfig(
+      'registries: [{server: a.io, secretName: s}]\nacrHostSuffixes: [acr.example.com, registry.internal]',
+      'c.yaml',
+    );
+    expect(config.acrHostSuffixes).toEqual(['acr.example.com', 'registry.internal']);
   });
 
   test('sync-secrets opts namespaces in with acr-pull-webhook/inject=enabled and does not prune unless told', () => {
@@ -115,6 +231,127 @@ describe('an invalid configuration stops the process with one line naming the fi
       why: 'credentials lack the password file',
       text: 'registries: [{server: a.io, secretName: s, credentials: {usernameFile: /u}}]',
       message: 'config c.yaml: registries[0].credentials.passwordFile: is required',
+    },
+    {
+      why: 'credentials lack the username file',
+      text: withCredentials('{passwordFile: /p}'),
+      message: 'config c.yaml: registries[0].credentials.usernameFile: is required',
+    },
+    {
+      why: 'credentials name neither form',
+      text: withCredentials('{}'),
+      message: 'config c.yaml: registries[0].credentials: needs either usernameFile and passwordFile, or azure',
+    },
+    {
+      why: 'credentials mix both forms',
+      text: withCredentials(
+        `{usernameFile: /u, azure: {tenantId: ${TENANT}, clientId: ${CLIENT}, clientSecretFile: /s}}`,
+      ),
+      message:
+        'config c.yaml: registries[0].credentials: has both usernameFile/passwordFile and azure: use one of the two forms',
+    },
+    {
+      why: 'azure credentials have neither a federated token nor a client secret',
+      text: withCredentials(`{azure: {tenantId: ${TENANT}, clientId: ${CLIENT}}}`),
+      message:
+        'config c.yaml: registries[0].credentials.azure: needs exactly one of federatedTokenFile and clientSecretFile',
+    },
+    {
+      why: 'azure credentials have both a federated token and a client secret',
+      text: withCredentials(azure(', clientSecretFile: /s')),
+      message:
+        'config c.yaml: registries[0].credentials.azure: needs exactly one of federatedTokenFile and clientSecretFile',
+    },
+    {
+      why: 'the tenant ID is not a GUID',
+      text: withCredentials(azure('', `tenantId: abc, clientId: ${CLIENT}`)),
+      message:
+        'config c.yaml: registries[0].credentials.azure.tenantId: "abc" must be a GUID (8-4-4-4-12 hexadecimal digits)',
+    },
+    {
+      why: 'the client ID is a GUID in braces',
+      text: withCredentials(azure('', `tenantId: ${TENANT}, clientId: "{${CLIENT}}"`)),
+      message:
+        `config c.yaml: registries[0].credentials.azure.clientId: "{${CLIENT}}" ` +
+        'must be a GUID (8-4-4-4-12 hexadecimal digits)',
+    },
+    {
+      why: 'the client ID is missing',
+      text: withCredentials(`{azure: {tenantId: ${TENANT}, federatedTokenFile: /t}}`),
+      message: 'config c.yaml: registries[0].credentials.azure.clientId: is required',
+    },
+    {
+      why: 'the federated token file is empty',
+      text: withCredentials(`{azure: {tenantId: ${TENANT}, clientId: ${CLIENT}, federatedTokenFile: ""}}`),
+      message: 'config c.yaml: registries[0].credentials.azure.federatedTokenFile: "" must be a file path',
+    },
+    {
+      why: 'the cloud is unknown',
+      text: withCredentials(azure(', cloud: AzureGermanCloud')),
+      message:
+        'config c.yaml: registries[0].credentials.azure.cloud: "AzureGermanCloud" ' +
+        'must be one of AzurePublicCloud, AzureChinaCloud, AzureUSGovernment',
+    },
+    {
+      why: 'the cloud is missing for a server that is not an ACR name',
+      text: withCredentials(azure(), 'registry.example.com:5000/team'),
+      message:
+        'config c.yaml: registries[0].credentials.azure.cloud: is required: "registry.example.com:5000" ' +
+        'is not a *.azurecr.io, *.azurecr.cn, *.azurecr.us name; ' +
+        'set cloud to one of AzurePublicCloud, AzureChinaCloud, AzureUSGovernment',
+    },
+    {
+      why: "the cloud contradicts the server's suffix",
+      text: withCredentials(azure(', cloud: AzureChinaCloud'), 'a.azurecr.io'),
+      message:
+        'config c.yaml: registries[0].credentials.azure.cloud: "AzureChinaCloud" contradicts the server ' +
+        '"a.azurecr.io", which is in AzurePublicCloud (leave cloud out to follow the name)',
+    },
+    {
+      why: 'the authority host is plain HTTP',
+      text: withCredentials(azure(', authorityHost: "http://login.example.com/"')),
+      message: 'config c.yaml: registries[0].credentials.azure.authorityHost: must be an https:// URL',
+    },
+    {
+      why: 'the authority host carries a password',
+      text: withCredentials(azure(', authorityHost: "https://user:hunter2@login.example.com/"')),
+      message: 'config c.yaml: registries[0].credentials.azure.authorityHost: must not contain a user name or password',
+    },
+    {
+      why: 'the authority host is not a URL',
+      text: withCredentials(azure(', authorityHost: login.microsoftonline.com')),
+      message: 'config c.yaml: registries[0].credentials.azure.authorityHost: is not an absolute URL',
+    },
+    {
+      why: 'the authority host has a query',
+      text: withCredentials(azure(', authorityHost: "https://login.example.com/?x=1"')),
+      message: 'config c.yaml: registries[0].credentials.azure.authorityHost: must not have a query or fragment',
+    },
+    {
+      why: 'azure credentials are given for a wildcard server',
+      text: withCredentials(azure(), '*.azurecr.io'),
+      message:
+        'config c.yaml: registries[0].credentials.azure: cannot be used with the wildcard server "*.azurecr.io" ' +
+        '(a token is issued for one registry)',
+    },
+    {
+      why: 'azure credentials have an unknown key',
+      text: withCredentials(azure(', subscriptionId: x')),
+      message: 'config c.yaml: registries[0].credentials.azure.subscriptionId: unknown key',
+    },
+    {
+      why: 'an ACR host suffix starts with a dot',
+      text: 'registries: [{server: a.io, secretName: s}]\nacrHostSuffixes: [acr.example.com, .registry.internal]',
+      message:
+        'config c.yaml: acrHostSuffixes[1]: ".registry.internal" must be a lowercase DNS name without a leading dot ' +
+        'or wildcard (such as "registry.example.com")',
+    },
+    {
+      why: 'an ACR host suffix is a wildcard',
+      text: 'registries: [{server: a.io, secretName: s}]\nacrHostSuffixes: ["*.example.com"]',
+      message:
+        'config c.yaml: acrHostSuffixes[0]: "*.example.com" must be a lowercase DNS name without a leading dot ' +
+        'or wildcard (such as "registry.example.com")',
     },
     {
       why: 'an entry repeats another',

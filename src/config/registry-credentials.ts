@@ -93,8 +93,8 @@ function buildAzure(azure: AzureDocument, server: string): CredentialsResult {
     if (fromServer !== undefined && fromServer !== azure.cloud) {
       return fail(
         'azure.cloud',
-        `${JSON.stringify(azure.cloud)} does not match ${JSON.stringify(serverHost(server))}, ` +
-          `a ${fromServer} registry (leave cloud out to follow the name)`,
+        `${JSON.stringify(azure.cloud)} contradicts the server ${JSON.stringify(serverHost(server))}, ` +
+          `which is in ${fromServer} (leave cloud out to follow the name)`,
       );
     }
     cloud = azure.cloud;
