@@ -193,6 +193,24 @@ describe('workload identity', () => {
     });
   });
 
+  test("the install notes name the federated credential's subject and audience", () => {
+    const result = helm([
+      'install',
+      '--dry-run=client',
+      'acr',
+      CHART_DIR,
+      '--namespace',
+      'acr-system',
+      '-f',
+      valuesFile(WORKLOAD_IDENTITY_VALUES),
+    ]);
+    expect(result.status).toBe(0);
+    const notes = result.stdout.slice(result.stdout.indexOf('NOTES:'));
+    expect(notes).toContain(`the federated credential of client ID ${CLIENT}`);
+    expect(notes).toContain('audience: api://AzureADTokenExchange');
+    expect(notes).toContain('subject: system:serviceaccount:acr-system:acr-acr-pull-webhook-sync-secrets');
+  });
+
   test('no credentials volume is mounted when every registry uses workload identity', () => {
     for (const { owner, spec, container } of syncPods(objects())) {
       expect(volume(spec, 'credentials'), owner).toBeUndefined();
