@@ -71,6 +71,7 @@ describe('a valid configuration', () => {
   test.each([
     {
       server: 'myregistry.azurecr.cn',
+      given: 'nothing else',
       azure: {},
       cloud: 'AzureChinaCloud',
       authorityHost: 'https://login.chinacloudapi.cn/',
@@ -78,6 +79,7 @@ describe('a valid configuration', () => {
     },
     {
       server: 'myregistry.azurecr.us:443/team/',
+      given: 'a port and a path prefix',
       azure: {},
       cloud: 'AzureUSGovernment',
       authorityHost: 'https://login.microsoftonline.us/',
@@ -85,6 +87,7 @@ describe('a valid configuration', () => {
     },
     {
       server: 'myregistry.westeurope.data.azurecr.io',
+      given: 'the cloud its name implies',
       azure: { cloud: 'AzurePublicCloud' },
       cloud: 'AzurePublicCloud',
       authorityHost: 'https://login.microsoftonline.com/',
@@ -92,6 +95,7 @@ describe('a valid configuration', () => {
     },
     {
       server: 'registry.example.com:5000/mirror',
+      given: 'a cloud (not an ACR name)',
       azure: { cloud: 'AzureChinaCloud' },
       cloud: 'AzureChinaCloud',
       authorityHost: 'https://login.chinacloudapi.cn/',
@@ -99,29 +103,38 @@ describe('a valid configuration', () => {
     },
     {
       server: '127.0.0.1:5000',
+      given: 'a cloud and an authority host override',
       azure: { cloud: 'AzurePublicCloud', authorityHost: 'https://127.0.0.1:8443/entra' },
       cloud: 'AzurePublicCloud',
       authorityHost: 'https://127.0.0.1:8443/entra/',
       scope: 'https://containerregistry.azure.net/.default',
     },
-  ])('a client secret for $server $azure authenticates in $cloud at $authorityHost', ({ server, azure, ...want }) => {
-    const config = parseConfig(
-      JSON.stringify({
-        registries: [
-          {
-            server,
-            secretName: 's',
-            credentials: { azure: { tenantId: TENANT, clientId: CLIENT, clientSecretFile: '/secret', ...azure } },
-          },
-        ],
-      }),
-      'c.json',
-    );
-    expect(config.registries[0]?.credentials).toEqual({
-      kind: 'azure',
-      azure: { tenantId: TENANT, clientId: CLIENT, secretSource: { kind: 'client-secret', file: '/secret' }, ...want },
-    });
-  });
+  ])(
+    'a client secret for $server given $given authenticates in $cloud at $authorityHost',
+    ({ server, azure, given: _, ...want }) => {
+      const config = parseConfig(
+        JSON.stringify({
+          registries: [
+            {
+              server,
+              secretName: 's',
+              credentials: { azure: { tenantId: TENANT, clientId: CLIENT, clientSecretFile: '/secret', ...azure } },
+            },
+          ],
+        }),
+        'c.json',
+      );
+      expect(config.registries[0]?.credentials).toEqual({
+        kind: 'azure',
+        azure: {
+          tenantId: TENANT,
+          clientId: CLIENT,
+          secretSource: { kind: 'client-secret', file: '/secret' },
+          ...want,
+        },
+      });
+    },
+  );
 
   test('tenant and client IDs may be uppercase GUIDs and are kept as written', () => {
     const config = parseConfig(
