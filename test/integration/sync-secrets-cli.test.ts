@@ -62,6 +62,11 @@ describe('sync-secrets flags', () => {
       message: '--health-port: 99999 is not between 0 and 65535',
     },
     { why: 'no config', args: ['--once'], message: '--config (or ACR_PULL_WEBHOOK_CONFIG) is required' },
+    ...['0', '1', '1.5', '-0.5', 'half', '5e-1', '.'].map((fraction) => ({
+      why: `a token refresh fraction of ${fraction}`,
+      args: ['--config', 'c', '--watch', `--token-refresh-fraction=${fraction}`],
+      message: `--token-refresh-fraction: "${fraction}" is not above 0 and below 1`,
+    })),
   ])('refuse $why', ({ args, message }) => {
     expect(() => parseSyncSecretsArgs(args, {})).toThrow(message);
   });
@@ -83,6 +88,17 @@ describe('sync-secrets flags', () => {
     ).toMatchObject({ healthPort: 9000, leaseNamespace: 'ops' });
     expect(parseSyncSecretsArgs(['--config', 'f', '--dry-run', '--once'], {}).mode).toBe('dry-run');
   });
+
+  test('take the token refresh fraction from the default, the environment, then the flag', () => {
+    const env = { ACR_PULL_WEBHOOK_TOKEN_REFRESH_FRACTION: '0.75' };
+    expect(parseSyncSecretsArgs(['--config', 'f', '--watch'], {}).tokenRefreshFraction).toBe(0.5);
+    expect(parseSyncSecretsArgs(['--config', 'f', '--watch'], env).tokenRefreshFraction).toBe(0.75);
+    const flag = ['--config', 'f', '--watch', '--token-refresh-fraction=.25'];
+    expect(parseSyncSecretsArgs(flag, env).tokenRefreshFraction).toBe(0.25);
+    expect(() =>
+      parseSyncSecretsArgs(['--config', 'f', '--watch'], { ACR_PULL_WEBHOOK_TOKEN_REFRESH_FRACTION: '2' }),
+    ).toThrow('--token-refresh-fraction: "2" is not above 0 and below 1');
+  });
 });
 
 describe('acr-pull-webhook sync-secrets', () => {
@@ -94,6 +110,13 @@ describe('acr-pull-webhook sync-secrets', () => {
     expect(result.stdout).toContain(
       '  --health-port N         --watch: /healthz, /readyz and /metrics (default 8081)  ' +
         'ACR_PULL_WEBHOOK_SYNC_HEALTH_PORT\n',
+    );
+    expect(result.stdout).toContain(
+      'An entry with credentials.azure (tenantId, clientId, federatedTokenFile or clientSecretFile)',
+    );
+    expect(result.stdout).toContain(
+      '  --token-refresh-fraction F  --watch: renew an ACR token once this share of its lifetime has passed\n' +
+        '                          (0 < F < 1, default 0.5)   ACR_PULL_WEBHOOK_TOKEN_REFRESH_FRACTION\n',
     );
   });
 
