@@ -112,7 +112,8 @@ type Outcome =
 
 const CHILD = `
 const { requestAcrRefreshToken } = await import(process.argv[1]);
-const outcome = await requestAcrRefreshToken(process.argv[2], JSON.parse(process.argv[3])).then(
+const [server, azure, options] = process.argv.slice(2).map((arg, i) => (i === 0 ? arg : JSON.parse(arg)));
+const outcome = await requestAcrRefreshToken(server, azure, options).then(
   (token) => ({ ok: true, token }),
   (e) => ({ ok: false, name: e.name, stage: e.stage, retriable: e.retriable, message: e.message, stack: e.stack }),
 );
@@ -122,13 +123,23 @@ process.stdout.write(JSON.stringify(outcome));
 /** requestAcrRefreshToken in a fresh Node, trusting the test CA through NODE_EXTRA_CA_CERTS unless told not to. */
 async function requestToken(
   azure: AzureCredentials,
-  options: { registry?: string; trustTestCa?: boolean } = {},
+  options: { registry?: string; trustTestCa?: boolean; timeoutMs?: number } = {},
 ): Promise<Outcome> {
   const { NODE_EXTRA_CA_CERTS: _, ...env } = process.env;
+  const clientOptions = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
   const { stdout } = await run(
     process.execPath,
-    ['--input-type=module', '-e', CHILD, CLIENT_MODULE, options.registry ?? server, JSON.stringify(azure)],
-    { env: options.trustTestCa === false ? env : { ...env, NODE_EXTRA_CA_CERTS: caPath } },
+    [
+      '--input-type=module',
+      '-e',
+      CHILD,
+      CLIENT_MODULE,
+      options.registry ?? server,
+      JSON.stringify(azure),
+      JSON.stringify(clientOptions),
+    ],
+    // Killed if it hangs, so a client without a working timeout fails the test instead of outliving it.
+    { env: options.trustTestCa === false ? env : { ...env, NODE_EXTRA_CA_CERTS: caPath }, timeout: 20_000 },
   );
   return JSON.parse(stdout) as Outcome;
 }
@@ -323,6 +334,26 @@ describe('an outage or an unreachable host is retriable; an untrusted certificat
     );
     expect(error).toMatchObject({ stage: 'entra', retriable: true });
     expect(error.message).toBe(`the Entra ID token request to ${closed} failed (ECONNREFUSED)`);
+  });
+
+  test('an answer whose body stalls times out (the timeout covers the body too), retriable', async () => {
+    const stalled = createHttpsServer({ key: pki.serving.keyPem, cert: pki.serving.certPem }, (_, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"token_type":"Bearer",');
+    });
+    await new Promise<void>((ok) => stalled.listen(0, '127.0.0.1', ok));
+    try {
+      const host = `127.0.0.1:${(stalled.address() as { port: number }).port}`;
+      const azure = credentials({ kind: 'client-secret', file: credentialFile(SECRET) }, `https://${host}/`);
+      const started = Date.now();
+      const error = await failureOf(azure, { timeoutMs: 500 });
+      expect(error).toMatchObject({ stage: 'entra', retriable: true });
+      expect(error.message).toBe(`the Entra ID token request to ${host} timed out after 500 ms`);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      stalled.closeAllConnections();
+      await new Promise((ok) => stalled.close(ok));
+    }
   });
 
   test('the exchange at a registry that refuses connections fails stage exchange, retriable', async () => {
