@@ -196,6 +196,20 @@ describe('acr-pull-webhook sync-secrets', () => {
         `acr-pull-webhook sync-secrets: config ${path}: registries[0] (myregistry.azurecr.io -> acr-myregistry): ` +
         `credentials.passwordFile ${join(dir, 'empty')}: is empty`,
     },
+    {
+      why: "an azure entry's federated token file is missing",
+      config: () =>
+        file(
+          'azure-no-token.yaml',
+          'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n' +
+            '    credentials:\n      azure:\n        tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47\n' +
+            '        clientId: 6731de76-14a6-49ae-97bc-6eba6914391e\n' +
+            `        federatedTokenFile: ${join(dir, 'no-token')}\n`,
+        ),
+      line: (path: string) =>
+        `acr-pull-webhook sync-secrets: config ${path}: registries[0] (myregistry.azurecr.io -> acr-myregistry): ` +
+        `cannot read federatedTokenFile ${join(dir, 'no-token')} (ENOENT)`,
+    },
   ])('fails at start, before any cluster call, when $why', ({ config, line }) => {
     const path = config();
     for (const mode of [['--once'], ['--watch'], ['--dry-run', '-n', 'x']]) {
