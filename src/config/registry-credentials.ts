@@ -31,12 +31,11 @@ export interface AzureDocument {
 
 export type CredentialsResult =
   | { readonly ok: true; readonly value: Credentials }
-  /** `problem` starts with the field below `credentials` it concerns (empty for `credentials` itself). */
+  /** `field`: the key below `credentials` the problem is about, such as `azure.cloud` (empty: `credentials`). */
   | { readonly ok: false; readonly field: string; readonly problem: string };
 
-const GUID_BODY = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}';
 /** Tenant and client IDs: a GUID in the 8-4-4-4-12 form, either case (the Azure portal shows lowercase). */
-export const GUID_PATTERN = `^${GUID_BODY}$`;
+export const GUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
 export const CLOUD_LIST = AZURE_CLOUDS.join(', ');
 const SUFFIXES = AZURE_CLOUDS.map((name) => `*.${CLOUDS[name].registrySuffix}`).join(', ');
 
