@@ -263,13 +263,13 @@ describe('a refresh token is issued over HTTPS trusted through NODE_EXTRA_CA_CER
   });
 
   test('the federated token file is read again on each call: an expired token, rotated, then works', async () => {
-    const azure = federated(`${assertion({ exp: Math.floor(Date.now() / 1000) - 5 })}\n`);
+    const file = credentialFile(`${assertion({ exp: Math.floor(Date.now() / 1000) - 5 })}\n`);
+    const azure = credentials({ kind: 'federated-token', file });
     const before = service.requests.length;
     const expired = await failureOf(azure);
     expect(expired).toMatchObject({ stage: 'entra', retriable: false });
     expect(expired.message).toContain('AADSTS700024');
-    if (azure.secretSource.kind !== 'federated-token') throw new Error('unreachable');
-    writeFileSync(azure.secretSource.file, `${assertion()}\n`);
+    writeFileSync(file, `${assertion()}\n`);
     expect((await tokenOf(azure)).refreshToken).toMatch(/^eyJ/);
     const entra = service.requests.slice(before).filter((r) => r.path.endsWith('/oauth2/v2.0/token'));
     expect(entra.map((r) => `${r.status} ${r.error ?? ''}`)).toEqual(['401 AADSTS700024', '200 ']);
