@@ -1,7 +1,7 @@
 // A one-node Kubernetes cluster that really runs pods: etcd, kube-apiserver, kube-controller-manager,
 // kube-scheduler, kube-proxy (nftables), kubelet, containerd + runc, a CNI bridge, and two private
-// registries under ACR-style names (htpasswd auth, TLS from a test CA). Everything is built by
-// `bash tools/build.sh node`.
+// registries under ACR-style names (htpasswd auth, TLS from a test CA), and when asked a third that takes
+// only ACR tokens (token-registry.ts). Everything is built by `bash tools/build.sh node`.
 //
 // Isolation: one "holder" process (unshare) owns a new network namespace and a private mount
 // namespace in which /run is a fresh tmpfs and /etc/hosts is a bind mount of the harness's own file.
@@ -35,6 +35,13 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import { generateCa, generateServingCertificate, type PemPair } from '../../../certs-gen/generate.ts';
 import { terminate as terminateChild } from '../child-process.ts';
+import {
+  startTokenRegistry,
+  TOKEN_REGISTRY_HOST,
+  TOKEN_REGISTRY_IP,
+  type TokenRegistry,
+  type TokenRegistryOptions,
+} from './token-registry.ts';
 
 const repoRoot = resolve(import.meta.dirname, '..', '..', '..');
 const binDir = join(repoRoot, '.tools', 'bin');
@@ -43,6 +50,8 @@ const forwarderScript = join(import.meta.dirname, 'netns-forwarder.mjs');
 /** Addresses inside the cluster's network namespace (nothing outside it can route to them). */
 export const NODE_IP = '10.250.0.2';
 const REGISTRY_IPS = ['10.250.0.2', '10.250.0.3'] as const;
+/** The apiserver's --service-account-issuer: the `iss` of every ServiceAccount token it signs. */
+export const SERVICE_ACCOUNT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const POD_CIDR = '10.88.0.0/24';
 const SERVICE_CIDR = '10.0.0.0/24';
 export const NODE_NAME = 'acr-e2e-node';
@@ -62,6 +71,8 @@ export interface NodeClusterOptions {
   log?: (line: string) => void;
   /** Keep dir after stop(), for debugging. */
   keepDir?: boolean;
+  /** Also start the passwordless registry (token-registry.ts), trusting this ServiceAccount's tokens. */
+  tokenRegistry?: TokenRegistryOptions;
 }
 
 export interface Registry {
@@ -82,6 +93,8 @@ export interface NodeCluster {
   readonly caPem: string;
   readonly caPath: string;
   readonly registries: readonly [Registry, Registry];
+  /** Present when started with options.tokenRegistry. */
+  readonly tokenRegistry?: TokenRegistry;
   /** The cluster's network namespace as `readlink /proc/PID/ns/net` prints it (for the leftovers check). */
   readonly netns: string;
   /** The pods' cgroup root (under each cgroup v1 hierarchy). */
@@ -134,6 +147,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
   const hostForwards: net.Server[] = [];
   const hostSockets = new Set<net.Socket>();
   let stopped: Promise<void> | undefined;
+  let tokenRegistry: TokenRegistry | undefined;
 
   const nsPrefix = (): string[] => {
     if (holder?.pid === undefined) throw new Error('no namespace holder');
@@ -217,6 +231,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
           errors.push(`${what}: ${(err as Error).message}`);
         }
       };
+      await step('token service', () => tokenRegistry?.stop());
       await step('close forwards', () => {
         for (const server of hostForwards) server.close();
         for (const socket of hostSockets) socket.destroy();
@@ -284,6 +299,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
         '127.0.0.1 localhost',
         `${NODE_IP} ${NODE_NAME}`,
         ...REGISTRY_IPS.map((ip, i) => `${ip} ${REGISTRY_HOSTS[i]}`),
+        `${TOKEN_REGISTRY_IP} ${TOKEN_REGISTRY_HOST}`,
         '',
       ].join('\n'),
     );
@@ -326,7 +342,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     const ip = (...args: string[]): Promise<string> => runInside(['ip', ...args]);
     await ip('link', 'set', 'lo', 'up');
     await ip('link', 'add', 'node0', 'type', 'bridge');
-    for (const addr of REGISTRY_IPS) await ip('addr', 'add', `${addr}/24`, 'dev', 'node0');
+    for (const addr of [...REGISTRY_IPS, TOKEN_REGISTRY_IP]) await ip('addr', 'add', `${addr}/24`, 'dev', 'node0');
     await ip('link', 'set', 'node0', 'up');
     // A default route inside the namespace only: components want one to pick addresses; it leads nowhere.
     await ip('route', 'add', 'default', 'dev', 'node0');
@@ -372,7 +388,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       `--kubelet-client-certificate=${join(dir, 'kubelet-client.crt')}`,
       `--kubelet-client-key=${join(dir, 'kubelet-client.key')}`,
       `--token-auth-file=${join(dir, 'tokens.csv')}`,
-      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
       `--service-account-key-file=${join(dir, 'sa.pub')}`,
       `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
       `--service-cluster-ip-range=${SERVICE_CIDR}`,
@@ -428,6 +444,27 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
 
     await images;
     phase('images pushed and sandbox image imported');
+    // The token registry pushes its image from images/busybox.tar; it starts while the kubelet does.
+    const tokenRegistryStarted = options.tokenRegistry
+      ? startTokenRegistry(
+          {
+            dir,
+            binDir,
+            caPath,
+            caPem: ca.certPem,
+            serviceAccountIssuer: SERVICE_ACCOUNT_ISSUER,
+            apiserver: { url: server, token: adminToken },
+            servingPair,
+            launch,
+            runInside,
+            forward,
+          },
+          options.tokenRegistry,
+        ).then((started) => {
+          tokenRegistry = started;
+        })
+      : Promise.resolve();
+    tokenRegistryStarted.catch(() => {}); // awaited below; not unhandled if the node fails first
 
     writeFileSync(
       join(dir, 'kubelet.yaml'),
@@ -480,6 +517,8 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       return true;
     });
     phase('node Ready');
+    await tokenRegistryStarted;
+    if (options.tokenRegistry) phase('token registry');
 
     return {
       dir,
@@ -489,6 +528,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       caPem: ca.certPem,
       caPath,
       registries,
+      ...(tokenRegistry ? { tokenRegistry } : {}),
       timings,
       spawnInside: (name, argv, env) => {
         const proc = launch(name, argv, env);
@@ -680,7 +720,7 @@ async function pushImages(
 function writeContainerdConfig(dir: string, caPath: string): void {
   const root = join(dir, 'containerd');
   const hostsDir = join(root, 'certs.d');
-  for (const host of REGISTRY_HOSTS) {
+  for (const host of [...REGISTRY_HOSTS, TOKEN_REGISTRY_HOST]) {
     mkdirSync(join(hostsDir, host), { recursive: true });
     writeFileSync(
       join(hostsDir, host, 'hosts.toml'),
