@@ -154,7 +154,13 @@ async function startupTokens(entries: readonly AzureEntry[], source: string, log
     onResult: (entry, result) => results.push({ server: entry.server, result }),
     onRetry: (entry, error, attempt, delayMs) =>
       logger.warn(
-        { server: entry.server, secret: entry.secretName, ...describeFailure(error), attempt, delayMs },
+        {
+          server: entry.server,
+          secret: entry.secretName,
+          ...describeFailure(error),
+          attempt,
+          delayMs: Math.round(delayMs),
+        },
         'token request failed; retrying',
       ),
   });

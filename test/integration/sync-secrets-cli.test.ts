@@ -23,12 +23,12 @@ const CONFIG = file(
     `    credentials: {usernameFile: ${USER_FILE}, passwordFile: ${PASS_FILE}}\n`,
 );
 
-function run(args: string[], env: Record<string, string> = {}) {
+function run(args: string[], env: Record<string, string> = {}, timeout = 20_000) {
   const result = spawnSync(process.execPath, [MAIN, 'sync-secrets', ...args], {
     encoding: 'utf8',
     // No kubeconfig anywhere: a HOME without ~/.kube and a KUBECONFIG that does not exist.
     env: { PATH: process.env['PATH'] ?? '', HOME: dir, KUBECONFIG: join(dir, 'no-such-kubeconfig'), ...env },
-    timeout: 20_000,
+    timeout,
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -218,6 +218,35 @@ describe('acr-pull-webhook sync-secrets', () => {
       expect(result.stderr.trim()).toBe(line(path));
     }
   });
+
+  test('an Entra ID that cannot be reached is tried 5 times, 1 to 8 s apart, then start-up ends with one line', () => {
+    const path = file(
+      'azure-unreachable.yaml',
+      'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n' +
+        '    credentials:\n      azure:\n        tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47\n' +
+        '        clientId: 6731de76-14a6-49ae-97bc-6eba6914391e\n' +
+        `        clientSecretFile: ${PASS_FILE}\n` +
+        // Port 1 on loopback: nothing listens, so every attempt is refused at once (a retriable failure).
+        '        authorityHost: https://127.0.0.1:1/\n',
+    );
+    const started = Date.now();
+    const result = run(['--config', path, '--dry-run', '-n', 'team-a'], {}, 35_000);
+    const elapsed = Date.now() - started;
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    const lines = result.stderr.trimEnd().split('\n');
+    const retries = lines.slice(0, -1).map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(retries.map((r) => [r['msg'], r['attempt'], r['stage']])).toEqual(
+      [1, 2, 3, 4].map((attempt) => ['token request failed; retrying', attempt, 'entra']),
+    );
+    expect(lines.at(-1)).toMatch(
+      new RegExp(
+        `^acr-pull-webhook sync-secrets: config ${path}: registries\\[0\\] \\(myregistry.azurecr.io -> acr-myregistry\\): .*Entra ID.*127\\.0\\.0\\.1:1`,
+      ),
+    );
+    expect(elapsed).toBeGreaterThanOrEqual(15_000);
+    expect(result.stderr).not.toContain(PASSWORD);
+  }, 40_000);
 
   test('never prints a credential outside the manifests, even on failure', () => {
     const outputs = [
