@@ -46,6 +46,15 @@ export const METRIC_CERT_RELOADS = 'acr_pull_webhook_serving_certificate_reloads
 /** Counter: log lines dropped because stdout did not keep up (admission never waits for logging). */
 export const METRIC_LOG_LINES_DROPPED = 'acr_pull_webhook_log_lines_dropped_total';
 
+/** Counter: warnings returned in AdmissionReview responses (what `kubectl` prints as `Warning:`), by reason. */
+export const METRIC_ADMISSION_WARNINGS = 'acr_pull_webhook_admission_warnings_total';
+/**
+ * Why a warning was returned; label values of {@link METRIC_ADMISSION_WARNINGS}. unmatched_acr_host: an image on an
+ * Azure container registry host that no registries[] entry matches (pulled without credentials from the webhook).
+ */
+export const ADMISSION_WARNING_REASONS = ['unmatched_acr_host'] as const;
+export type AdmissionWarningReason = (typeof ADMISSION_WARNING_REASONS)[number];
+
 /** Duration histogram buckets (seconds); 5, 25 and 100 ms line up with the apiserver's own webhook histogram. */
 export const REVIEW_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 

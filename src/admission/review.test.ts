@@ -46,6 +46,7 @@ describe('the answer to a review', () => {
       secretsAdded: ['acr-myregistry'],
       namespace: 'team-a',
       podName: 'web',
+      warnings: [],
     });
   });
 
@@ -94,5 +95,55 @@ describe('the answer to a review', () => {
   test('a pod named by generateName is reported by it', () => {
     const object = { metadata: { generateName: 'web-7d4b9-' }, spec: ACR_POD.spec };
     expect(handleReview(review({ object }), ACR).summary.podName).toBe('web-7d4b9-');
+  });
+});
+
+describe('warnings in the answer', () => {
+  const unmatched = {
+    metadata: { name: 'web' },
+    spec: {
+      containers: [
+        { name: 'a', image: 'myregistry.azurecr.io/app' },
+        { name: 'b', image: 'other.azurecr.io/app:v2' },
+      ],
+    },
+  };
+
+  test('a pod CREATE with an unmatched ACR image gets its patch and a warning naming the image', () => {
+    const { review: answer, summary } = handleReview(review({ object: unmatched }), ACR);
+    expect(answer.response).toMatchObject({
+      allowed: true,
+      patchType: 'JSONPatch',
+      warnings: [
+        'acr-pull-webhook: no registries[] entry matches image "other.azurecr.io/app:v2": it will be pulled ' +
+          'without credentials from this webhook (add an entry for server other.azurecr.io)',
+      ],
+    });
+    expect(summary.warnings).toEqual(['unmatched_acr_host']);
+  });
+
+  test('a pod with nothing to add still gets the warning, without a patch', () => {
+    const object = { spec: { containers: [{ image: 'other.azurecr.io/app' }] } };
+    const { review: answer, summary } = handleReview(review({ object }), ACR);
+    expect(Object.keys(answer.response).sort()).toEqual(['allowed', 'uid', 'warnings']);
+    expect(summary).toMatchObject({ outcome: 'unchanged', warnings: ['unmatched_acr_host'] });
+  });
+
+  test('a host under a configured suffix is warned about only when the suffix is configured', () => {
+    const object = { spec: { containers: [{ image: 'team.acr.example.com/app' }] } };
+    expect(handleReview(review({ object }), ACR).review.response.warnings).toBeUndefined();
+    expect(handleReview(review({ object }), ACR, ['acr.example.com']).review.response.warnings).toEqual([
+      'acr-pull-webhook: no registries[] entry matches image "team.acr.example.com/app": it will be pulled ' +
+        'without credentials from this webhook (add an entry for server team.acr.example.com)',
+    ]);
+  });
+
+  test.each([
+    { why: 'an UPDATE', request: { operation: 'UPDATE' } },
+    { why: 'a subresource (pods/ephemeralcontainers)', request: { subResource: 'ephemeralcontainers' } },
+  ])('$why gets no warning', ({ request }) => {
+    const { review: answer, summary } = handleReview(review({ ...request, object: unmatched }), ACR);
+    expect(answer.response).toEqual({ uid: 'uid-1', allowed: true });
+    expect(summary.warnings).toEqual([]);
   });
 });

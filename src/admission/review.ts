@@ -1,9 +1,15 @@
 // AdmissionReview in, AdmissionReview out. Knows the admission.k8s.io/v1 contract and nothing of
 // HTTP: the server decodes the body (validated against REVIEW_BODY_SCHEMA), calls handleReview, and
 // encodes what it returns. handleReview never throws and always allows.
-import { ADMISSION_API_VERSION, ADMISSION_KIND, type ReviewOutcome } from '../constants.ts';
+import {
+  ADMISSION_API_VERSION,
+  ADMISSION_KIND,
+  type AdmissionWarningReason,
+  type ReviewOutcome,
+} from '../constants.ts';
 import type { RegistryRule } from '../registry/registry-rule.ts';
 import { decide } from '../mutation/decide.ts';
+import { admissionWarnings } from '../mutation/warnings.ts';
 
 export interface GroupVersionKind {
   readonly group: string;
@@ -40,6 +46,8 @@ export interface AdmissionResponse {
   readonly patchType?: 'JSONPatch';
   /** Base64 of the JSON patch. */
   readonly patch?: string;
+  /** Shown by the client (`kubectl` prints `Warning: <text>`); absent when there are none. */
+  readonly warnings?: readonly string[];
 }
 
 export interface AdmissionReviewResponse {
@@ -55,6 +63,8 @@ export interface ReviewSummary {
   readonly namespace: string | undefined;
   /** metadata.name, or metadata.generateName for pods named by their controller. */
   readonly podName: string | undefined;
+  /** The reason of each warning in the answer, in order. */
+  readonly warnings: readonly AdmissionWarningReason[];
 }
 
 export interface ReviewResult {
@@ -128,27 +138,38 @@ function encodePatch(ops: unknown): string {
 }
 
 /**
- * Answers one review. Only CREATE of core/v1 pods can be patched; everything else, dry runs
- * included (the answer has no side effects), is answered the same way: allowed.
+ * Answers one review. Only CREATE of core/v1 pods can be patched or warned about; everything else, dry runs
+ * included (the answer has no side effects), is answered the same way: allowed. `acrHostSuffixes` are the
+ * configured ones, beyond azurecr.io, .cn and .us.
  */
-export function handleReview(review: AdmissionReviewRequest, rules: readonly RegistryRule[]): ReviewResult {
+export function handleReview(
+  review: AdmissionReviewRequest,
+  rules: readonly RegistryRule[],
+  acrHostSuffixes: readonly string[] = [],
+): ReviewResult {
   const request = review.request;
   const base = { apiVersion: ADMISSION_API_VERSION, kind: ADMISSION_KIND } as const;
   const allowed: AdmissionResponse = { uid: request.uid, allowed: true };
   const identity = podIdentity(request.object, request);
 
   if (!isPodCreate(request)) {
-    return { review: { ...base, response: allowed }, summary: { outcome: 'ignored', secretsAdded: [], ...identity } };
-  }
-  const decision = decide(request.object, rules);
-  if (decision.kind !== 'patched') {
     return {
       review: { ...base, response: allowed },
-      summary: { outcome: decision.kind, secretsAdded: [], ...identity },
+      summary: { outcome: 'ignored', secretsAdded: [], ...identity, warnings: [] },
+    };
+  }
+  const decision = decide(request.object, rules);
+  const warnings = admissionWarnings(request.object, rules, acrHostSuffixes);
+  const warned = warnings.length === 0 ? allowed : { ...allowed, warnings: warnings.map((w) => w.text) };
+  const reasons = warnings.map((w) => w.reason);
+  if (decision.kind !== 'patched') {
+    return {
+      review: { ...base, response: warned },
+      summary: { outcome: decision.kind, secretsAdded: [], ...identity, warnings: reasons },
     };
   }
   return {
-    review: { ...base, response: { ...allowed, patchType: 'JSONPatch', patch: encodePatch(decision.ops) } },
-    summary: { outcome: 'patched', secretsAdded: decision.secretsAdded, ...identity },
+    review: { ...base, response: { ...warned, patchType: 'JSONPatch', patch: encodePatch(decision.ops) } },
+    summary: { outcome: 'patched', secretsAdded: decision.secretsAdded, ...identity, warnings: reasons },
   };
 }

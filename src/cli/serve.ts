@@ -162,6 +162,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
 
   const app = buildApp({
     rules: config.rules,
+    acrHostSuffixes: config.acrHostSuffixes,
     logger,
     metrics,
     tls: { cert: initial.cert, key: initial.key },

@@ -24,7 +24,7 @@ const OPTED_OUT: Decision = { kind: 'opted-out' };
 const CONTAINER_LISTS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
 export type ContainerList = (typeof CONTAINER_LISTS)[number];
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
@@ -55,29 +55,40 @@ export function podImages(spec: unknown): PodImage[] {
 const IMAGE_CACHE_LIMIT = 4096;
 /** Longer strings are not valid references anyway (names stop at 255); never let them fill memory. */
 const CACHEABLE_IMAGE_LENGTH = 512;
-const ruleMatchCache = new WeakMap<readonly RegistryRule[], Map<string, readonly boolean[]>>();
+const imageFactsCache = new WeakMap<readonly RegistryRule[], Map<string, ImageFacts>>();
 
-/** For each rule, whether it matches the image; parsed and matched once per image string. */
-function ruleMatches(image: string, rules: readonly RegistryRule[]): readonly boolean[] {
-  let cache = ruleMatchCache.get(rules);
-  if (cache === undefined) ruleMatchCache.set(rules, (cache = new Map()));
-  let matches = cache.get(image);
-  if (matches === undefined) {
+/** What the webhook needs to know of one image string, for one list of rules. */
+export interface ImageFacts {
+  /** The registry host as written, port included; undefined when the image is not a valid reference. */
+  readonly domain: string | undefined;
+  /** For each rule, whether it matches the image. */
+  readonly matches: readonly boolean[];
+}
+
+/** Parses and matches an image string once; later calls with the same string and rules are a lookup. */
+export function imageFacts(image: string, rules: readonly RegistryRule[]): ImageFacts {
+  let cache = imageFactsCache.get(rules);
+  if (cache === undefined) imageFactsCache.set(rules, (cache = new Map()));
+  let facts = cache.get(image);
+  if (facts === undefined) {
     const parsed = parseImageReference(image);
-    matches = rules.map((rule) => parsed.ok && matchImage(rule.pattern, parsed.ref).matched);
+    facts = {
+      domain: parsed.ok ? parsed.ref.domain : undefined,
+      matches: rules.map((rule) => parsed.ok && matchImage(rule.pattern, parsed.ref).matched),
+    };
     if (image.length <= CACHEABLE_IMAGE_LENGTH) {
       if (cache.size >= IMAGE_CACHE_LIMIT) cache.clear();
-      cache.set(image, matches);
+      cache.set(image, facts);
     }
   }
-  return matches;
+  return facts;
 }
 
 /** Secret names of every rule that matches at least one image, in rule order, each once. */
 export function matchingSecrets(images: readonly string[], rules: readonly RegistryRule[]): string[] {
   const secrets: string[] = [];
   if (images.length === 0) return secrets;
-  const perImage = images.map((image) => ruleMatches(image, rules));
+  const perImage = images.map((image) => imageFacts(image, rules).matches);
   rules.forEach((rule, index) => {
     if (!secrets.includes(rule.secretName) && perImage.some((matches) => matches[index] === true))
       secrets.push(rule.secretName);

@@ -66,6 +66,8 @@ function parseJsonBody(
 
 export interface AppDeps {
   readonly rules: readonly RegistryRule[];
+  /** Configured DNS suffixes of Azure container registries beyond azurecr.io, .cn and .us (for warnings). */
+  readonly acrHostSuffixes?: readonly string[];
   readonly logger: Logger;
   readonly metrics: WebhookMetrics;
   /** Serving pair; without it the app speaks plain HTTP (tests through inject only). */
@@ -86,6 +88,7 @@ const RESPONSE_SCHEMA = {
         allowed: { type: 'boolean' },
         patchType: { type: 'string' },
         patch: { type: 'string' },
+        warnings: { type: 'array', items: { type: 'string' } },
       },
     },
   },
@@ -148,6 +151,7 @@ export function buildApp(deps: AppDeps) {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, parseJsonBody);
   const { metrics } = deps;
+  const acrHostSuffixes = deps.acrHostSuffixes ?? [];
 
   app.addHook('onSend', beforeSendHook(deps));
 
@@ -181,8 +185,9 @@ export function buildApp(deps: AppDeps) {
       },
     },
     async (request, reply) => {
-      const { review, summary } = handleReview(request.body, deps.rules);
+      const { review, summary } = handleReview(request.body, deps.rules, acrHostSuffixes);
       metrics.reviews.inc({ outcome: summary.outcome });
+      for (const reason of summary.warnings) metrics.admissionWarnings.inc({ reason });
       if (summary.outcome === 'patched') {
         metrics.podsPatched.inc();
         for (const secret of summary.secretsAdded) metrics.secretsAdded.inc({ secret });
@@ -196,6 +201,7 @@ export function buildApp(deps: AppDeps) {
           dryRun: request.body.request.dryRun === true,
           decision: summary.outcome,
           secretsAdded: summary.secretsAdded,
+          warnings: summary.warnings.length,
           durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
         },
         REVIEW_LOG_MESSAGE,

@@ -2,6 +2,8 @@
 // keeps tests and multiple apps in one process independent.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import {
+  ADMISSION_WARNING_REASONS,
+  METRIC_ADMISSION_WARNINGS,
   METRIC_CERT_EXPIRY,
   METRIC_CERT_RELOADS,
   METRIC_LOG_LINES_DROPPED,
@@ -17,6 +19,7 @@ import { zeroedCounter } from '../metrics/counters.ts';
 export interface WebhookMetrics {
   readonly registry: Registry;
   readonly reviews: Counter<'outcome'>;
+  readonly admissionWarnings: Counter<'reason'>;
   readonly podsPatched: Counter;
   readonly secretsAdded: Counter<'secret'>;
   readonly reviewDuration: Histogram;
@@ -34,6 +37,12 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
     label: 'outcome',
     values: REVIEW_OUTCOMES,
   });
+  const admissionWarnings = zeroedCounter(registry, {
+    name: METRIC_ADMISSION_WARNINGS,
+    help: 'Warnings returned to the client in AdmissionReview responses, by reason.',
+    label: 'reason',
+    values: ADMISSION_WARNING_REASONS,
+  });
   const certificateReloads = zeroedCounter(registry, {
     name: METRIC_CERT_RELOADS,
     help: 'Serving certificate reloads, by result.',
@@ -43,6 +52,7 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
   return {
     registry,
     reviews,
+    admissionWarnings,
     podsPatched: new Counter({ name: METRIC_PODS_PATCHED, help: 'Pods that received a patch.', registers: [registry] }),
     secretsAdded: new Counter({
       name: METRIC_SECRETS_ADDED,
