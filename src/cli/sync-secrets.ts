@@ -140,13 +140,16 @@ function parseFraction(value: string): number {
   return number;
 }
 
+/** Entra ID, then the registry's exchange; the client is loaded only when an entry needs it, like the API client. */
+const acquire: AcquireToken = async (entry) => {
+  const { requestAcrRefreshToken } = await import('../azure/acr-token-client.ts');
+  return requestAcrRefreshToken(entry.server, entry.azure);
+};
+
 /** The azure entries' first tokens, before anything else: a refusal or lasting failure ends the process here. */
 async function startupTokens(entries: readonly AzureEntry[], source: string, logger: Logger) {
   const results: { server: string; result: SyncTokenRequestResult }[] = [];
-  if (entries.length === 0) return { acquire: undefined, initial: new Map<number, AcrRefreshToken>(), results };
-  // Loaded only when an entry needs it, like the API client below.
-  const { requestAcrRefreshToken } = await import('../azure/acr-token-client.ts');
-  const acquire: AcquireToken = (entry) => requestAcrRefreshToken(entry.server, entry.azure);
+  if (entries.length === 0) return { initial: new Map<number, AcrRefreshToken>(), results };
   const initial = await requestStartupTokens(entries, {
     source,
     acquire,
@@ -172,7 +175,7 @@ async function startupTokens(entries: readonly AzureEntry[], source: string, log
       'token received',
     );
   }
-  return { acquire, initial, results };
+  return { initial, results };
 }
 
 export async function runSyncSecrets(argv: readonly string[]): Promise<number> {
@@ -208,7 +211,7 @@ export async function runSyncSecrets(argv: readonly string[]): Promise<number> {
       entries,
       initial: tokens.initial,
       startupResults: tokens.results,
-      acquire: tokens.acquire ?? (() => Promise.reject(new Error('no azure entry'))),
+      acquire,
       refreshFraction: options.tokenRefreshFraction,
     },
   });

@@ -1,9 +1,10 @@
 // Reads the registry credentials sync-secrets writes into pull secrets, and notices when they change:
 // files (usernameFile, passwordFile) and, for `credentials.azure` entries, the ACR refresh token the
 // caller holds (src/sync/token-refresher.ts). Values stay in memory only: every error and log line
-// names the entry and the file, never a byte of what is in it. Kubernetes updates a mounted Secret by swapping a `..data` symlink, which
-// fs.watch on a file can miss, so the directories are watched AND the files polled, and a change is
-// decided by comparing bytes (as the serving certificate source does).
+// names the entry and the file, never a byte of what is in it. Kubernetes updates a mounted Secret
+// by swapping a `..data` symlink, which fs.watch on a file can miss, so the directories are watched
+// AND the files polled, and a change is decided by comparing bytes (as the serving certificate
+// source does).
 import { readFileSync } from 'node:fs';
 import { ConfigError, type RegistryEntry } from '../config/config.ts';
 import { ACR_REFRESH_TOKEN_USERNAME } from '../constants.ts';

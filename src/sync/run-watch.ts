@@ -1,7 +1,7 @@
 // `sync-secrets --watch`: wires the credential source, the token refreshers, the namespace watch,
 // leader election, the work queue and the health port, and stops them in the order that keeps two
-// replicas from ever writing at once. Resolves once the health port listens; config, credential, kubeconfig and port
-// errors throw first, after closing whatever had been opened.
+// replicas from ever writing at once. Resolves once the health port listens; config, credential,
+// kubeconfig and port errors throw first, after closing whatever had been opened.
 import type { Logger } from 'pino';
 import type { AcrRefreshToken } from '../azure/acr-token-client.ts';
 import type { Config } from '../config/config.ts';
@@ -17,7 +17,7 @@ import { REQUEUE_BACKOFF, SyncController } from './controller.ts';
 import { CredentialSource, credentialRedactor, secretValues } from './credentials.ts';
 import { desiredSecrets } from './desired.ts';
 import { startHealthServer, watchStallReason } from './health.ts';
-import { createSyncMetrics } from './metrics.ts';
+import { createSyncMetrics, type SyncMetrics } from './metrics.ts';
 import { Reconciler, WRITE_BACKOFF } from './reconciler.ts';
 import {
   type AcquireToken,
@@ -108,49 +108,11 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     },
   });
   const redact = credentialRedactor(() => secretValues(credentials.current()));
-  // Every replica keeps its own token fresh, the leader's is the one written: a new leader rewrites the
-  // secrets (in place, same UID) with its token, which it already holds, so a takeover requests nothing.
-  const refreshers = tokens.entries.map((entry) => {
-    const initial = tokens.initial.get(entry.index);
-    if (initial === undefined) throw new Error(`no start-up token for registries[${entry.index}]`);
-    metrics.tokenExpiry.set({ server: entry.server }, initial.times.exp);
-    return new TokenRefresher({
-      initial,
-      fraction: tokens.refreshFraction,
-      acquire: () =>
-        tokens.acquire(entry).then(
-          (token) => {
-            metrics.tokenRequests.inc({ server: entry.server, result: 'issued' });
-            return token;
-          },
-          (error: unknown) => {
-            metrics.tokenRequests.inc({ server: entry.server, result: failureResult(error) });
-            throw error;
-          },
-        ),
-      onRefreshed: (token) => {
-        metrics.tokenExpiry.set({ server: entry.server }, token.times.exp);
-        logger.info(
-          { server: entry.server, secret: entry.secretName, expiresAt: new Date(token.times.exp * 1000).toISOString() },
-          'token refreshed',
-        );
-        controller?.credentialsChanged(desiredSecrets(credentials.setToken(entry.index, token.refreshToken)));
-      },
-      onFailure: ({ error, keptUntil, retryAt }) => {
-        logger.warn(
-          {
-            server: entry.server,
-            secret: entry.secretName,
-            ...describeFailure(error, redact),
-            keptUntil: keptUntil === undefined ? 'expired' : new Date(keptUntil).toISOString(),
-            retryAt: new Date(retryAt).toISOString(),
-          },
-          keptUntil === undefined
-            ? 'token refresh failed; the token in the pull secrets has expired'
-            : 'token refresh failed; keeping the current token',
-        );
-      },
-    });
+  const refreshers = tokenRefreshers(tokens, {
+    metrics,
+    logger,
+    redact,
+    setToken: (index, token) => controller?.credentialsChanged(desiredSecrets(credentials.setToken(index, token))),
   });
   const cluster = connect(options.kubeconfig, options.env);
   const { clients } = cluster;
@@ -255,4 +217,62 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     logger.info('stopped');
   };
   return { healthUrl, shutdown };
+}
+
+/**
+ * A refresher per azure entry, counting its requests and logging its outcomes. Every replica keeps its own token
+ * fresh and the leader's is the one written: a new leader rewrites the secrets (in place, same UID) with the token
+ * it already holds, so a takeover waits for no token request.
+ */
+function tokenRefreshers(
+  tokens: WatchOptions['tokens'],
+  deps: {
+    readonly metrics: SyncMetrics;
+    readonly logger: Logger;
+    readonly redact: (text: string) => string;
+    readonly setToken: (index: number, token: string) => void;
+  },
+): TokenRefresher[] {
+  const { metrics, logger, redact } = deps;
+  return tokens.entries.map((entry) => {
+    const initial = tokens.initial.get(entry.index);
+    if (initial === undefined) throw new Error(`no start-up token for registries[${entry.index}]`);
+    const server = entry.server;
+    metrics.tokenExpiry.set({ server }, initial.times.exp);
+    return new TokenRefresher({
+      initial,
+      fraction: tokens.refreshFraction,
+      acquire: () =>
+        tokens.acquire(entry).then(
+          (token) => {
+            metrics.tokenRequests.inc({ server, result: 'issued' });
+            return token;
+          },
+          (error: unknown) => {
+            metrics.tokenRequests.inc({ server, result: failureResult(error) });
+            throw error;
+          },
+        ),
+      onRefreshed: (token) => {
+        metrics.tokenExpiry.set({ server }, token.times.exp);
+        const expiresAt = new Date(token.times.exp * 1000).toISOString();
+        logger.info({ server, secret: entry.secretName, expiresAt }, 'token refreshed');
+        deps.setToken(entry.index, token.refreshToken);
+      },
+      onFailure: ({ error, keptUntil, retryAt }) => {
+        logger.warn(
+          {
+            server,
+            secret: entry.secretName,
+            ...describeFailure(error, redact),
+            keptUntil: keptUntil === undefined ? 'expired' : new Date(keptUntil).toISOString(),
+            retryAt: new Date(retryAt).toISOString(),
+          },
+          keptUntil === undefined
+            ? 'token refresh failed; the token in the pull secrets has expired'
+            : 'token refresh failed; keeping the current token',
+        );
+      },
+    });
+  });
 }

@@ -334,7 +334,7 @@ describe('workload identity: a ServiceAccount token is the only credential', () 
       code: 'AADSTS700213',
       field: 'subject',
     },
-  ])('$what: --once exits 1 with one line naming $code and the $field, and writes nothing', async (c) => {
+  ])('$what: --once exits 1 naming $code and the $field in one line; nothing written', async (c) => {
     const namespace = await optedInNamespace();
     const config = writeConfig({ federatedTokenFile: await c.file() });
     const result = await runSync(['--config', config, '--once', '--kubeconfig', ADMIN_KUBECONFIG], { env: ENV });
@@ -374,7 +374,7 @@ describe('--watch keeps the token fresh', () => {
     await watcher?.stop();
   });
 
-  test('the Secret gets a new token before the old one expires: same UID, a newer version, the gauge follows', async () => {
+  test('the Secret gets a new token before the old one expires: same UID, a newer version, the gauge too', async () => {
     await timeUntil('the Secret is written', async () => (await readSecret(namespace)) !== undefined);
     const first = await readSecret(namespace);
     const firstToken = tokenOf(first);

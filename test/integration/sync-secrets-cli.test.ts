@@ -239,11 +239,10 @@ describe('acr-pull-webhook sync-secrets', () => {
     expect(retries.map((r) => [r['msg'], r['attempt'], r['stage']])).toEqual(
       [1, 2, 3, 4].map((attempt) => ['token request failed; retrying', attempt, 'entra']),
     );
-    expect(lines.at(-1)).toMatch(
-      new RegExp(
-        `^acr-pull-webhook sync-secrets: config ${path}: registries\\[0\\] \\(myregistry.azurecr.io -> acr-myregistry\\): .*Entra ID.*127\\.0\\.0\\.1:1`,
-      ),
-    );
+    const prefix =
+      `acr-pull-webhook sync-secrets: config ${path}: ` + 'registries[0] (myregistry.azurecr.io -> acr-myregistry): ';
+    expect(lines.at(-1)?.startsWith(prefix)).toBe(true);
+    expect(lines.at(-1)).toMatch(/Entra ID.*127\.0\.0\.1:1/);
     expect(elapsed).toBeGreaterThanOrEqual(15_000);
     expect(result.stderr).not.toContain(PASSWORD);
   }, 40_000);
