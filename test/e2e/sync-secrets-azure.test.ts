@@ -432,6 +432,38 @@ describe('--watch keeps the token fresh', () => {
     expect(Number(claimsOf(tokenOf(recovered)).exp)).toBeGreaterThan(currentExp);
     expect((await scrapeMetrics(watcher.healthUrl)).value(EXPIRY())).toBe(Number(claimsOf(tokenOf(recovered)).exp));
   }, 60_000);
+
+  test('the token file is read at every refresh: a refused one counts as rejected, a rotated one is used', async () => {
+    const current = tokenOf(await readSecret(namespace));
+    const rejectedBefore = (await scrapeMetrics(watcher.healthUrl)).value(REQUESTS('rejected'));
+    const good = readFileSync(federatedTokenFile, 'utf8');
+    writeFileSync(
+      federatedTokenFile,
+      readFileSync(await serviceAccountToken('someone-else', WORKLOAD_IDENTITY_AUDIENCE)),
+    );
+    try {
+      const warning = await watcher.waitForLog((line) => String(line['error']).includes('AADSTS700213'), 30_000);
+      expect(warning).toMatchObject({
+        level: 40,
+        msg: 'token refresh failed; keeping the current token',
+        stage: 'entra',
+      });
+      expect((await scrapeMetrics(watcher.healthUrl)).value(REQUESTS('rejected'))).toBeGreaterThan(rejectedBefore);
+      expect(tokenOf(await readSecret(namespace))).toBe(current);
+    } finally {
+      // As the kubelet rotates it: a new token of the right ServiceAccount.
+      writeFileSync(
+        federatedTokenFile,
+        readFileSync(await serviceAccountToken(SERVICE_ACCOUNT, WORKLOAD_IDENTITY_AUDIENCE)),
+      );
+    }
+    expect(readFileSync(federatedTokenFile, 'utf8')).not.toBe(good);
+    await timeUntil(
+      'a new token from the rotated file',
+      async () => tokenOf(await readSecret(namespace)) !== current,
+      30_000,
+    );
+  }, 60_000);
 });
 
 describe('a service principal: a client secret file instead of a ServiceAccount token', () => {
