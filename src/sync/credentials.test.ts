@@ -213,6 +213,22 @@ describe('azure entries', () => {
     expect(credentials.current().map((c) => c.password)).toEqual(['two', 'second-token']);
     expect(secretValues(credentials.current())).toContain('second-token');
   });
+
+  test('the last tokens replaced stay redacted, as a write in flight may still carry one into an error', () => {
+    const credentials = new CredentialSource({
+      registries: [AZURE_ENTRY],
+      source: 'c.yaml',
+      pollIntervalMs: 60_000,
+      tokens: new Map([[0, 'token-0']]),
+      onChange: () => {},
+      onReject: () => {},
+    });
+    for (let n = 1; n <= 10; n++) credentials.setToken(0, `token-${n}`);
+    const redact = credentialRedactor(() => credentials.redactionValues());
+    expect(redact('token-10 token-9 token-2 token-1')).toBe('[redacted] [redacted] [redacted] token-1');
+    const auth = Buffer.from('00000000-0000-0000-0000-000000000000:token-5').toString('base64');
+    expect(redact(`"auth":"${auth}"`)).toBe('"auth":"[redacted]"');
+  });
 });
 
 describe('redaction', () => {

@@ -130,10 +130,14 @@ export interface CredentialSourceOptions {
   readonly onReject: (reason: string) => void;
 }
 
+/** Replaced tokens still redacted from logs (a few refreshes' worth per entry). */
+const RETIRED_KEPT = 8;
+
 /** The credentials, kept fresh from their files by the shared reloading-file source, and the tokens set. */
 export class CredentialSource {
   private readonly files: ReloadingFiles<readonly RegistryCredential[]>;
   private readonly tokens: Map<number, string>;
+  private retired: readonly RegistryCredential[] = [];
   private readonly options: CredentialSourceOptions;
 
   /** Reads the initial credentials; throws ConfigError when one cannot be used. */
@@ -166,8 +170,22 @@ export class CredentialSource {
 
   /** Replaces an azure entry's token; the credentials now current (onChange is for files, not called here). */
   setToken(index: number, token: string): readonly RegistryCredential[] {
+    const previous = this.current();
     this.tokens.set(index, token);
-    return this.current();
+    const next = this.current();
+    const replaced = previous[index];
+    if (replaced !== undefined && replaced.password !== token) {
+      this.retired = [replaced, ...this.retired].slice(0, RETIRED_KEPT);
+    }
+    return next;
+  }
+
+  /**
+   * What a log line must not show: the current credentials and the last tokens replaced, which a write still in
+   * flight when its token was replaced may carry into an error.
+   */
+  redactionValues(): string[] {
+    return secretValues([...this.current(), ...this.retired]);
   }
 
   /** Re-reads the files; reports a change only when some file's bytes differ and the new set is usable. */

@@ -14,7 +14,7 @@ import { secretStore } from '../k8s/secrets.ts';
 import { startOrUndo } from '../process/startup.ts';
 import { connect } from './connect.ts';
 import { REQUEUE_BACKOFF, SyncController } from './controller.ts';
-import { CredentialSource, credentialRedactor, secretValues } from './credentials.ts';
+import { CredentialSource, credentialRedactor } from './credentials.ts';
 import { desiredSecrets } from './desired.ts';
 import { startHealthServer, watchStallReason } from './health.ts';
 import { createSyncMetrics, type SyncMetrics } from './metrics.ts';
@@ -107,7 +107,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
       logger.warn({ reason }, 'changed credential files cannot be used; keeping the credentials in use');
     },
   });
-  const redact = credentialRedactor(() => secretValues(credentials.current()));
+  const redact = credentialRedactor(() => credentials.redactionValues());
   const refreshers = tokenRefreshers(tokens, {
     metrics,
     logger,
