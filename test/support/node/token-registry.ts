@@ -83,7 +83,8 @@ export async function startTokenRegistry(
     tenantId: TOKEN_TENANT_ID,
     clientId: TOKEN_CLIENT_ID,
     service: TOKEN_REGISTRY_HOST,
-    tls: host.servingPair([TOKEN_REGISTRY_HOST], []),
+    // Its own IP too: the harness asks it for tokens at 127.0.0.1 from the test process.
+    tls: host.servingPair([TOKEN_REGISTRY_HOST], ['127.0.0.1']),
     upstream: { url: `https://127.0.0.1:${registryPort}`, ca: host.caPem },
     clientSecret,
     federated: {
