@@ -350,7 +350,7 @@ describe('workload identity: a ServiceAccount token is the only credential', () 
 });
 
 describe('--watch keeps the token fresh', () => {
-  const LIFETIME_SECONDS = 24;
+  const LIFETIME_SECONDS = 30;
   let namespace = '';
   let watcher: SyncWatcher;
   const EXPIRY = (): string => `acr_pull_webhook_sync_token_expiry_timestamp_seconds{server="${host}"}`;
