@@ -273,6 +273,85 @@ describe('POST /mutate', () => {
   });
 });
 
+describe('warnings', () => {
+  const unmatchedPod = {
+    metadata: { name: 'web' },
+    spec: {
+      containers: [
+        { name: 'a', image: 'myregistry.azurecr.io/app:v1' },
+        { name: 'b', image: 'other.azurecr.io/sidecar:2' },
+        { name: 'c', image: 'team.acr.example.com/tool' },
+      ],
+    },
+  };
+
+  test('unmatched ACR images are named in response.warnings beside the patch; the log only counts them', async () => {
+    const logs = capturedLogger();
+    const app = buildApp({
+      rules: RULES,
+      acrHostSuffixes: ['acr.example.com'],
+      logger: logs.logger,
+      metrics: createMetrics({ processMetrics: false }),
+    });
+    close = () => app.close();
+    const response = await app.inject({ method: 'POST', url: '/mutate', payload: podReview({ object: unmatchedPod }) });
+    expect(response.json()).toEqual({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      response: {
+        uid: 'e911857d-c318-11e8-bbad-025000000001',
+        allowed: true,
+        warnings: [
+          'acr-pull-webhook: no registries[] entry matches image "other.azurecr.io/sidecar:2": it will be pulled ' +
+            'without credentials from this webhook (add an entry for server other.azurecr.io)',
+          'acr-pull-webhook: no registries[] entry matches image "team.acr.example.com/tool": it will be pulled ' +
+            'without credentials from this webhook (add an entry for server team.acr.example.com)',
+        ],
+        patchType: 'JSONPatch',
+        patch:
+          'W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvaW1hZ2VQdWxsU2VjcmV0cyIsInZhbHVlIjpbeyJuYW1lIjoiYWNyLW15cmVn' +
+          'aXN0cnkifV19XQ==',
+      },
+    });
+    const [line] = logs.lines().filter((entry) => entry['msg'] === 'review');
+    expect(line).toMatchObject({ decision: 'patched', warnings: 2 });
+    expect(logs.text()).not.toContain('other.azurecr.io');
+  });
+
+  test('without the suffix configured, only the azurecr.io image is warned about', async () => {
+    const { app } = setup();
+    const response = await app.inject({ method: 'POST', url: '/mutate', payload: podReview({ object: unmatchedPod }) });
+    expect(response.json().response.warnings).toEqual([
+      'acr-pull-webhook: no registries[] entry matches image "other.azurecr.io/sidecar:2": it will be pulled ' +
+        'without credentials from this webhook (add an entry for server other.azurecr.io)',
+    ]);
+  });
+
+  test('a pod whose ACR images all match gets no warnings field at all', async () => {
+    const { app } = setup();
+    const response = await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    expect(response.body).not.toContain('warnings');
+  });
+
+  test('are counted by reason, from zero', async () => {
+    const { app, metrics } = setup();
+    const help =
+      '# HELP acr_pull_webhook_admission_warnings_total Warnings returned to the client in AdmissionReview ' +
+      'responses, by reason.\n# TYPE acr_pull_webhook_admission_warnings_total counter\n';
+    expect(await metrics.registry.getSingleMetricAsString('acr_pull_webhook_admission_warnings_total')).toBe(
+      `${help}acr_pull_webhook_admission_warnings_total{reason="unmatched_acr_host"} 0`,
+    );
+    const twoUnmatched = {
+      spec: { containers: [{ image: 'a.azurecr.io/x' }, { image: 'b.azurecr.cn/y' }, { image: 'a.azurecr.io/x' }] },
+    };
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview({ object: twoUnmatched }) });
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    expect(await metrics.registry.getSingleMetricAsString('acr_pull_webhook_admission_warnings_total')).toBe(
+      `${help}acr_pull_webhook_admission_warnings_total{reason="unmatched_acr_host"} 2`,
+    );
+  });
+});
+
 describe('metrics', () => {
   test('count reviews by outcome, patched pods, secrets by name, and time every review', async () => {
     const { app, metrics, logs } = setup();
