@@ -239,9 +239,8 @@ describe('acr-pull-webhook sync-secrets', () => {
     expect(retries.map((r) => [r['msg'], r['attempt'], r['stage']])).toEqual(
       [1, 2, 3, 4].map((attempt) => ['token request failed; retrying', attempt, 'entra']),
     );
-    const prefix =
-      `acr-pull-webhook sync-secrets: config ${path}: ` + 'registries[0] (myregistry.azurecr.io -> acr-myregistry): ';
-    expect(lines.at(-1)?.startsWith(prefix)).toBe(true);
+    const entry = 'registries[0] (myregistry.azurecr.io -> acr-myregistry)';
+    expect(lines.at(-1)?.startsWith(`acr-pull-webhook sync-secrets: config ${path}: ${entry}: `)).toBe(true);
     expect(lines.at(-1)).toMatch(/Entra ID.*127\.0\.0\.1:1/);
     expect(elapsed).toBeGreaterThanOrEqual(15_000);
     expect(result.stderr).not.toContain(PASSWORD);
