@@ -2,6 +2,7 @@
 // entry and file, and --dry-run --namespace printing kubectl's Secret without reading any kubeconfig.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -22,6 +23,17 @@ const CONFIG = file(
   'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n' +
     `    credentials: {usernameFile: ${USER_FILE}, passwordFile: ${PASS_FILE}}\n`,
 );
+
+/** A loopback port that was free a moment ago: connecting to it is refused. */
+function closedPort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => ok(port));
+    });
+    server.on('error', fail);
+  });
+}
 
 function run(args: string[], env: Record<string, string> = {}, timeout = 20_000) {
   const result = spawnSync(process.execPath, [MAIN, 'sync-secrets', ...args], {
@@ -219,15 +231,16 @@ describe('acr-pull-webhook sync-secrets', () => {
     }
   });
 
-  test('an Entra ID that cannot be reached is tried 5 times, 1 to 8 s apart, then start-up ends with one line', () => {
+  test('an unreachable Entra ID is tried 5 times, 1 to 8 s apart, then start-up ends with one line', async () => {
+    const port = await closedPort();
     const path = file(
       'azure-unreachable.yaml',
       'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-myregistry\n' +
         '    credentials:\n      azure:\n        tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47\n' +
         '        clientId: 6731de76-14a6-49ae-97bc-6eba6914391e\n' +
         `        clientSecretFile: ${PASS_FILE}\n` +
-        // Port 1 on loopback: nothing listens, so every attempt is refused at once (a retriable failure).
-        '        authorityHost: https://127.0.0.1:1/\n',
+        // Nothing listens there, so every attempt is refused at once (a retriable failure).
+        `        authorityHost: https://127.0.0.1:${port}/\n`,
     );
     const started = Date.now();
     const result = run(['--config', path, '--dry-run', '-n', 'team-a'], {}, 35_000);
@@ -241,7 +254,7 @@ describe('acr-pull-webhook sync-secrets', () => {
     );
     const entry = 'registries[0] (myregistry.azurecr.io -> acr-myregistry)';
     expect(lines.at(-1)?.startsWith(`acr-pull-webhook sync-secrets: config ${path}: ${entry}: `)).toBe(true);
-    expect(lines.at(-1)).toMatch(/Entra ID.*127\.0\.0\.1:1/);
+    expect(lines.at(-1)).toContain(`Entra ID token request to 127.0.0.1:${port} failed (ECONNREFUSED)`);
     expect(elapsed).toBeGreaterThanOrEqual(15_000);
     expect(result.stderr).not.toContain(PASSWORD);
   }, 40_000);
