@@ -134,6 +134,26 @@ describe('for any pod', () => {
     },
   );
 
+  test('warnings are absent or 1 to 8 texts, one reason each, and the same for the pod once patched', () => {
+    let warnedRuns = 0;
+    fc.assert(
+      fc.property(pod, (object) => {
+        const { review, summary } = handleReview(reviewOf(object, 'u'), RULES);
+        const warnings = review.response.warnings;
+        expect(summary.warnings).toHaveLength(warnings?.length ?? 0);
+        if (warnings === undefined) return;
+        warnedRuns++;
+        expect(warnings.length).toBeGreaterThanOrEqual(1);
+        expect(warnings.length).toBeLessThanOrEqual(8);
+        if (review.response.patch === undefined) return;
+        const patched = jsonpatch.applyPatch(structuredClone(object), decodePatch(review.response.patch)).newDocument;
+        expect(handleReview(reviewOf(patched, 'u2'), RULES).review.response.warnings).toEqual(warnings);
+      }),
+      { numRuns: 500 },
+    );
+    expect(warnedRuns).toBeGreaterThan(20);
+  });
+
   test('any JSON value as the object is answered allowed without throwing', () => {
     fc.assert(
       fc.property(fc.jsonValue(), (object) => {
