@@ -47,7 +47,7 @@ describe('a valid configuration', () => {
     expect(config.registries[0]?.credentials).toEqual({ kind: 'files', usernameFile: '/u', passwordFile: '/p' });
   });
 
-  test('azure credentials with a federated token resolve the cloud, authority and ACR scope from the server name', () => {
+  test('azure credentials with a federated token take the cloud, authority and ACR scope from the server name', () => {
     const config = parseConfig(
       'registries:\n' +
         '  - server: myregistry.azurecr.io\n    secretName: s\n    credentials:\n      azure:\n' +
@@ -261,7 +261,8 @@ describe('an invalid configuration stops the process with one line naming the fi
         `{usernameFile: /u, azure: {tenantId: ${TENANT}, clientId: ${CLIENT}, clientSecretFile: /s}}`,
       ),
       message:
-        'config c.yaml: registries[0].credentials: has both usernameFile/passwordFile and azure: use one of the two forms',
+        'config c.yaml: registries[0].credentials: has both usernameFile/passwordFile and azure: ' +
+        'use one of the two forms',
     },
     {
       why: 'azure credentials have neither a federated token nor a client secret',

@@ -81,7 +81,8 @@ function buildAzure(azure: AzureDocument, server: string): CredentialsResult {
     if (fromServer === undefined) {
       return fail(
         'azure.cloud',
-        `is required: ${JSON.stringify(serverHost(server))} is not a ${SUFFIXES} name; set cloud to one of ${CLOUD_LIST}`,
+        `is required: ${JSON.stringify(serverHost(server))} is not a ${SUFFIXES} name; ` +
+          `set cloud to one of ${CLOUD_LIST}`,
       );
     }
     cloud = fromServer;
