@@ -120,6 +120,36 @@ describe('retry (client-go wait.ExponentialBackoff)', () => {
     expect(retried).toEqual([1, 0, 2, 0, 3, 0]);
   });
 
+  const throttled = (seconds: number): Error => Object.assign(new Error('429'), { retryAfterSeconds: seconds });
+
+  test.each([
+    { why: "waits the server's Retry-After when it is longer than the backoff", seconds: 3, expected: [3000, 3000] },
+    { why: 'keeps the backoff delay when it is longer than Retry-After', seconds: 0, expected: [100, 200] },
+    {
+      why: 'waits at most the bound on Retry-After (a misbehaving server)',
+      seconds: 86_400,
+      expected: [60_000, 60_000],
+    },
+  ])('$why', async ({ seconds, expected }) => {
+    const { slept, fakeSleep } = recorder();
+    const call = failing([throttled(seconds), throttled(seconds), 'ok']);
+    await expect(retry(backoff, call.run, { decide: () => 'backoff', sleep: fakeSleep })).resolves.toBe('ok');
+    expect(slept).toEqual(expected);
+  });
+
+  test('reports the delay it will really wait (Retry-After) to onRetry', async () => {
+    const { fakeSleep } = recorder();
+    const reported: number[] = [];
+    const call = failing([throttled(2), 'ok']);
+    await retry(backoff, call.run, {
+      decide: () => 'backoff',
+      sleep: fakeSleep,
+      maxRetryAfterMs: 5_000,
+      onRetry: (_error, _attempt, delay) => reported.push(delay),
+    });
+    expect(reported).toEqual([2000]);
+  });
+
   test('an abort during the wait ends it at once with the last error', async () => {
     const abort = new AbortController();
     const call = failing([new Error('unavailable'), 'never']);

@@ -87,6 +87,8 @@ export type RetryDecision = 'backoff' | 'at-once' | 'stop';
 
 export interface RetryOptions {
   readonly decide: (error: unknown) => RetryDecision;
+  /** Bound on a server's Retry-After (a broken proxy must not park a reconcile for hours); default 60 s. */
+  readonly maxRetryAfterMs?: number;
   /** Called before each retry, with the attempt that failed (1-based) and the delay (0 when at once). */
   readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
   /** Stops waiting; the last error is thrown. */
@@ -95,9 +97,17 @@ export interface RetryOptions {
   readonly random?: () => number;
 }
 
+/** Retry-After the server sent with this error (KubeApiError.retryAfterSeconds), in ms. */
+export function retryAfterMs(error: unknown): number | undefined {
+  const seconds = (error as { retryAfterSeconds?: unknown } | null | undefined)?.retryAfterSeconds;
+  return typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
+}
+
 /**
  * wait.ExponentialBackoff for one call: at most `steps` attempts, a backoff delay between them
  * (none for 'at-once', which still counts as an attempt). Throws the last error when out of attempts.
+ * A server's Retry-After (429 from API Priority and Fairness) lengthens the delay to at least that,
+ * as client-go's request retry does: retrying sooner would only be rejected again.
  */
 export async function retry<T>(
   backoff: Backoff,
@@ -118,7 +128,10 @@ export async function retry<T>(
         options.onRetry?.(error, n, 0);
         continue;
       }
-      const delay = timer.step();
+      const asked = retryAfterMs(error);
+      const backoffDelay = timer.step();
+      const delay =
+        asked === undefined ? backoffDelay : Math.max(backoffDelay, Math.min(asked, options.maxRetryAfterMs ?? 60_000));
       options.onRetry?.(error, n, delay);
       if (!(await wait(delay, options.signal))) throw error;
     }

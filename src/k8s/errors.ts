@@ -13,18 +13,24 @@ export class KubeApiError extends Error {
   readonly apiMessage: string | undefined;
   /** Why no answer came, on one line ("connect ECONNREFUSED 10.0.0.1:443"), when none did. */
   readonly transport: string | undefined;
+  /**
+   * Seconds the apiserver asked us to wait (its Retry-After header: API Priority and Fairness
+   * rejections and other 429s, some 5xx); retry() waits at least this long before the next attempt.
+   */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(
     status: number | undefined,
     reason: string | undefined,
     message: string,
-    detail: { apiMessage?: string; transport?: string } = {},
+    detail: { apiMessage?: string; transport?: string; retryAfterSeconds?: number } = {},
   ) {
     super(message);
     this.status = status;
     this.reason = reason;
     this.apiMessage = detail.apiMessage;
     this.transport = detail.transport;
+    this.retryAfterSeconds = detail.retryAfterSeconds;
   }
 
   /** No answer within the request timeout. */
@@ -59,17 +65,36 @@ function statusOf(body: unknown): { reason?: string; message?: string } {
   };
 }
 
+/**
+ * Retry-After as whole seconds (RFC 9110 also allows an HTTP date, which the apiserver never sends);
+ * anything else is ignored rather than trusted.
+ */
+export function parseRetryAfter(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\s*\d{1,9}\s*$/.test(value)) return undefined;
+  return Number(value);
+}
+
+function headerOf(headers: Record<string, string> | undefined, name: string): string | undefined {
+  if (headers === undefined) return undefined;
+  for (const [key, value] of Object.entries(headers)) if (key.toLowerCase() === name) return value;
+  return undefined;
+}
+
 /** Normalises anything a client-node call threw; `what` names the call ("get secret team-a/acr-x"). */
 export function toKubeApiError(error: unknown, what: string): KubeApiError {
   if (error instanceof KubeApiError) return error;
   if (error instanceof ApiException) {
     const code = (error as ApiException<unknown>).code;
     const status = statusOf((error as ApiException<unknown>).body);
+    const retryAfterSeconds = parseRetryAfter(headerOf((error as ApiException<unknown>).headers, 'retry-after'));
     return new KubeApiError(
       code,
       status.reason,
       `${what}: HTTP ${code}${status.reason ? ` ${status.reason}` : ''}${status.message ? `: ${status.message}` : ''}`,
-      status.message === undefined ? {} : { apiMessage: status.message },
+      {
+        ...(status.message === undefined ? {} : { apiMessage: status.message }),
+        ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+      },
     );
   }
   const err = error as { name?: string; message?: string; cause?: { code?: string; message?: string } } | undefined;
