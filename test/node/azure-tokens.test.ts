@@ -5,19 +5,26 @@
 // JWKS, and write the ACR refresh token they get for it; the kubelet pulls with nothing else.
 // Timings go to stderr as `[azure tokens e2e] …` lines.
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, type V1Pod, type V1Secret } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ACR_REFRESH_TOKEN_USERNAME, DOCKERCONFIGJSON_KEY, INJECT_ENABLED, INJECT_LABEL } from '../../src/constants.ts';
 import { ACR_ISSUER } from '../support/acr-token-service.ts';
-import { type NodeCluster, startNodeCluster } from '../support/node/cluster.ts';
+import { type NodeCluster, netnsMembers, startNodeCluster } from '../support/node/cluster.ts';
 import { publishRelease, RELEASE, type Release } from '../support/node/release.ts';
 import { until } from '../support/node/story.ts';
-import type { TokenRegistry } from '../support/node/token-registry.ts';
+import { TOKEN_REGISTRY_HOST, type TokenRegistry } from '../support/node/token-registry.ts';
 
 const POD_MS = 90_000;
 const FULLNAME = 'acr-acr-pull-webhook';
 const SYNC_NAME = `${FULLNAME}-sync-secrets`;
 const SECRET_NAME = 'acr-e2etoken';
+/** The second entry's: the same registry (a path prefix of it) with the service-principal form. */
+const SP_SECRET_NAME = 'acr-e2etoken-sp';
+const CLIENT_SECRET_SECRET = 'e2etoken-client-secret';
+const SP_SERVER = `${TOKEN_REGISTRY_HOST}/e2e`;
 const TRUSTED_CA_CONFIGMAP = 'e2e-trusted-ca';
 /** Short enough that refresh (at half of it) and expiry both happen within the test. */
 const LIFETIME_SECONDS = 60;
@@ -36,20 +43,20 @@ const unique = (prefix: string): string => `${prefix}-${randomBytes(3).toString(
 const claimsOf = (jwt: string): Record<string, unknown> =>
   JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString());
 
-async function readSecret(): Promise<V1Secret> {
-  return core.readNamespacedSecret({ name: SECRET_NAME, namespace });
+async function readSecret(name: string = SECRET_NAME): Promise<V1Secret> {
+  return core.readNamespacedSecret({ name, namespace });
 }
 
-/** The username and password the pull secret holds for the token registry. */
+/** The username and password the pull secret holds under its entry's server (the `auths` key). */
 function credentialOf(secret: V1Secret): { username: string; password: string } {
+  const server = secret.metadata?.name === SP_SECRET_NAME ? SP_SERVER : TOKEN_REGISTRY_HOST;
   const json = Buffer.from(secret.data?.[DOCKERCONFIGJSON_KEY] ?? '', 'base64').toString();
-  const auth = (JSON.parse(json) as { auths: Record<string, { username: string; password: string }> }).auths[
-    registry.host
-  ];
-  if (!auth) throw new Error(`no auths entry for ${registry.host} in ${json}`);
+  const auths = (JSON.parse(json) as { auths: Record<string, { username: string; password: string }> }).auths;
+  const auth = auths[server];
+  if (!auth) throw new Error(`no auths entry for ${server}, only ${Object.keys(auths).join(', ')}`);
   return auth;
 }
-const tokenOf = async (): Promise<string> => credentialOf(await readSecret()).password;
+const tokenOf = async (name: string = SECRET_NAME): Promise<string> => credentialOf(await readSecret(name)).password;
 
 /** A plain pod as a user writes it: no imagePullSecrets of its own. */
 async function createPod(ns: string, pullPolicy: 'IfNotPresent' | 'Always' = 'IfNotPresent'): Promise<string> {
@@ -119,6 +126,11 @@ beforeAll(async () => {
     namespace: RELEASE.namespace,
     body: { metadata: { name: TRUSTED_CA_CONFIGMAP }, data: { 'ca.crt': cluster.caPem } },
   });
+  // The service principal's client secret, as a user keeps it: a Secret the chart mounts into sync-secrets only.
+  await core.createNamespacedSecret({
+    namespace: RELEASE.namespace,
+    body: { metadata: { name: CLIENT_SECRET_SECRET }, stringData: { 'client-secret': registry.clientSecret } },
+  });
   await core.createNamespace({ body: { metadata: { name: namespace, labels: { [INJECT_LABEL]: INJECT_ENABLED } } } });
   await release.install({
     webhook: { failurePolicy: 'Fail' },
@@ -128,6 +140,18 @@ beforeAll(async () => {
         secretName: SECRET_NAME,
         // No cloud needed (the server's suffix says public); the authority is the local Entra side.
         credentials: { azure: { workloadIdentity: true, authorityHost: `https://${registry.host}` } },
+      },
+      {
+        server: SP_SERVER,
+        secretName: SP_SECRET_NAME,
+        credentials: {
+          azure: {
+            tenantId: registry.tenantId,
+            clientId: registry.clientId,
+            authorityHost: `https://${registry.host}`,
+            clientSecret: { existingSecret: { name: CLIENT_SECRET_SECRET } },
+          },
+        },
       },
     ],
     syncSecrets: {
@@ -163,7 +187,7 @@ describe('helm install with credentials.azure.workloadIdentity on the real node'
   test('an unchanged pod in the opted-in namespace pulls the private image from the token registry', async () => {
     const name = await createPod(namespace);
     const pod = await waitRunning(namespace, name);
-    expect(pod.spec?.imagePullSecrets).toEqual([{ name: SECRET_NAME }]);
+    expect(pod.spec?.imagePullSecrets).toEqual([{ name: SECRET_NAME }, { name: SP_SECRET_NAME }]);
     expect(pod.status?.containerStatuses?.[0]?.imageID).toMatch(/^e2etoken\.azurecr\.io\/e2e\/busybox@sha256:/);
     // containerd asked the token endpoint with the pull secret's refresh token, and was answered.
     expect(registry.service.requests.some((r) => r.path === '/oauth2/token' && r.status === 200)).toBe(true);
@@ -185,13 +209,41 @@ describe('helm install with credentials.azure.workloadIdentity on the real node'
   });
 });
 
+describe('the service-principal form (credentials.azure.clientSecret)', () => {
+  test('its own Secret holds a refresh token bought with the client secret, and that alone pulls', async () => {
+    const { username, password } = credentialOf(await readSecret(SP_SECRET_NAME));
+    expect(username).toBe('00000000-0000-0000-0000-000000000000');
+    expect(claimsOf(password)).toMatchObject({ iss: ACR_ISSUER, aud: registry.host, sub: registry.clientId });
+    expect(password).not.toBe(await tokenOf(SECRET_NAME));
+    // crane inside the namespace with a docker config holding only this credential.
+    const dockerConfig = join(cluster.dir, unique('sp-docker-config'));
+    mkdirSync(dockerConfig);
+    writeFileSync(
+      join(dockerConfig, 'config.json'),
+      JSON.stringify({ auths: { [registry.host]: { username, password } } }),
+    );
+    const crane = join(import.meta.dirname, '..', '..', '.tools', 'bin', 'crane');
+    const digest = await cluster.runInside([crane, 'digest', registry.image], {
+      SSL_CERT_FILE: cluster.caPath,
+      DOCKER_CONFIG: dockerConfig,
+    });
+    expect(digest.trim()).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+});
+
 describe('the token is refreshed before it expires', () => {
-  test(`lifetime ${LIFETIME_SECONDS} s: a new token before the old exp, same Secret; after exp a new pod still pulls`, async () => {
+  test(`lifetime ${LIFETIME_SECONDS} s: renewed in place before exp; after exp a new pod still pulls`, async () => {
     const first = await readSecret();
     const firstToken = credentialOf(first).password;
     const firstExp = Number(claimsOf(firstToken).exp);
     expect(firstExp - Date.now() / 1000).toBeLessThanOrEqual(LIFETIME_SECONDS);
-    await until('the token in the Secret changes', async () => (await tokenOf()) !== firstToken, 60_000);
+    // A later exp, not just another token: the install's --once hook writes a token of its own, which the --watch
+    // Deployment then puts back to the (earlier) one it holds.
+    await until(
+      'the Secret gets a token expiring later',
+      async () => Number(claimsOf(await tokenOf()).exp) > firstExp,
+      60_000,
+    );
     expect(Date.now()).toBeLessThan(firstExp * 1000);
     const second = await readSecret();
     expect(second.metadata?.uid).toBe(first.metadata?.uid);
@@ -214,7 +266,9 @@ describe('an Entra outage', () => {
       await until(
         'the sync-secrets pod logs a failed refresh',
         async () => {
-          warning = (await syncLogs()).find((l) => l.msg === 'token refresh failed; keeping the current token');
+          warning = (await syncLogs()).find(
+            (l) => l.msg === 'token refresh failed; keeping the current token' && l.server === registry.host,
+          );
           return warning !== undefined;
         },
         60_000,
@@ -233,12 +287,14 @@ describe('a ServiceAccount token for the wrong audience', () => {
   test('sync-secrets --once exits 1 with one line naming the audience, and changes no Secret', async () => {
     // Long-lived tokens again, so that the --watch Deployment writes nothing while the Secret is compared.
     registry.service.refreshTokenLifetimeSeconds = 3 * 3600;
+    const longLived = async (name: string): Promise<boolean> =>
+      Number(claimsOf(await tokenOf(name)).exp) * 1000 > Date.now() + 3600_000;
     await until(
-      'the Secret holds a long-lived token',
-      async () => Number(claimsOf(await tokenOf()).exp) * 1000 > Date.now() + 3600_000,
+      'both Secrets hold long-lived tokens',
+      async () => (await longLived(SECRET_NAME)) && (await longLived(SP_SECRET_NAME)),
       90_000,
     );
-    const before = await readSecret();
+    const before = await Promise.all([readSecret(SECRET_NAME), readSecret(SP_SECRET_NAME)]);
 
     // The Deployment's own pod, as a --once run with its projected token for another audience.
     const apps = cluster.kubeConfig.makeApiClient(AppsV1Api);
@@ -271,7 +327,24 @@ describe('a ServiceAccount token for the wrong audience', () => {
     expect(lines[0]).toContain(`registries[0] (${registry.host} -> ${SECRET_NAME})`);
     expect(lines[0]).toContain('AADSTS700212');
     expect(lines[0]).toContain('audience');
-    const after = await readSecret();
-    expect(after.metadata?.resourceVersion).toBe(before.metadata?.resourceVersion);
+    const after = await Promise.all([readSecret(SECRET_NAME), readSecret(SP_SECRET_NAME)]);
+    expect(after.map((s) => s.metadata?.resourceVersion)).toEqual(before.map((s) => s.metadata?.resourceVersion));
   }, 240_000);
+});
+
+describe('teardown', () => {
+  test('stop() ends the token service, its registry and listener with the rest of the cluster', async () => {
+    const port = Number(new URL(registry.service.url).port);
+    await cluster.stop();
+    expect(netnsMembers(cluster.netns)).toEqual([]);
+    const refused = await new Promise<boolean>((ok) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        ok(false);
+      });
+      socket.once('error', () => ok(true));
+    });
+    expect(refused).toBe(true);
+  });
 });
