@@ -1,14 +1,13 @@
-// List + watch of Namespaces, the one thing sync-secrets watches. It keeps going whatever happens:
-// a watch that ends normally is resumed from the last resourceVersion; one that expires (410 Gone,
-// after an apiserver restart or compaction) is replaced by a fresh list; errors back off and retry.
-// Every sign of life (a list, an event, a bookmark, a watch that ended normally) is recorded, so a
-// liveness probe can tell a quiet cluster from a watch that has silently stopped.
-import { KubeConfig, Watch, type CoreV1Api, type RequestContext, type V1Namespace } from '@kubernetes/client-node';
-import { BackoffTimer, jitter, sleep, type Backoff } from './backoff.ts';
-import { toKubeApiError } from './errors.ts';
+// List + watch of Namespaces (list-watch.ts does the listing, watching and recovering): the view of
+// which namespaces are opted in, for sync-secrets, check-injection and doctor.
+import type { CoreV1Api, KubeConfig, V1Namespace } from '@kubernetes/client-node';
+import type { Backoff } from './backoff.ts';
+import { listAll, ListWatcher } from './list-watch.ts';
 
 export interface NamespaceInfo {
   readonly name: string;
+  /** For references to the Namespace object (Events' regarding); absent in hand-made test values. */
+  readonly uid?: string;
   readonly labels: Readonly<Record<string, string>>;
   /** Being deleted: nothing new can be created in it. */
   readonly terminating: boolean;
@@ -33,13 +32,10 @@ export interface NamespaceWatcherOptions {
   readonly backoff: Backoff;
 }
 
-const LIST_PAGE_SIZE = 500;
-
-type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
-
 export function namespaceInfo(namespace: V1Namespace): NamespaceInfo {
   return {
     name: namespace.metadata?.name ?? '',
+    ...(namespace.metadata?.uid === undefined ? {} : { uid: namespace.metadata.uid }),
     labels: { ...namespace.metadata?.labels },
     terminating: namespace.metadata?.deletionTimestamp !== undefined || namespace.status?.phase === 'Terminating',
   };
@@ -49,172 +45,22 @@ export function namespaceInfo(namespace: V1Namespace): NamespaceInfo {
 export async function listNamespaces(
   core: CoreV1Api,
 ): Promise<{ namespaces: NamespaceInfo[]; resourceVersion: string }> {
-  for (;;) {
-    const namespaces: NamespaceInfo[] = [];
-    let token: string | undefined;
-    let resourceVersion = '';
-    try {
-      do {
-        const page = await core.listNamespace({
-          limit: LIST_PAGE_SIZE,
-          ...(token === undefined ? {} : { _continue: token }),
-        });
-        namespaces.push(...page.items.map(namespaceInfo));
-        resourceVersion = page.metadata?.resourceVersion ?? '';
-        token = page.metadata?._continue || undefined;
-      } while (token !== undefined);
-      return { namespaces, resourceVersion };
-    } catch (error) {
-      const failure = toKubeApiError(error, 'list namespaces');
-      if (failure.status === 410 && token !== undefined) continue;
-      throw failure;
-    }
-  }
+  const { items, resourceVersion } = await listAll('namespaces', (page) => core.listNamespace(page));
+  return { namespaces: items.map(namespaceInfo), resourceVersion };
 }
 
-type WatchEnd = { kind: 'closed' } | { kind: 'expired' } | { kind: 'failed'; message: string };
-
-export class NamespaceWatcher {
-  private readonly options: NamespaceWatcherOptions;
-  private stopped = false;
-  private abort: AbortController | undefined;
-  private running: Promise<void> | undefined;
-  private progressAt = 0;
-  private listed = false;
-  private readonly wake = new AbortController();
-  /** The connection pool of the watch request in flight (client-node makes one per request). */
-  private pool: Dispatcher | undefined;
-  private readonly watchConfig: KubeConfig;
-
+export class NamespaceWatcher extends ListWatcher<V1Namespace, NamespaceInfo> {
   constructor(options: NamespaceWatcherOptions) {
-    this.options = options;
-    // client-node's abort handle for a watch exists only once response headers arrive; holding the
-    // request's own pool lets stop() end one still waiting on a black-holed connection at once.
-    const source = options.kubeConfig;
-    this.watchConfig = new KubeConfig();
-    this.watchConfig.loadFromOptions({
-      clusters: source.getClusters(),
-      users: source.getUsers(),
-      contexts: source.getContexts(),
-      currentContext: source.getCurrentContext(),
-    });
-    const apply = this.watchConfig.applySecurityAuthentication.bind(this.watchConfig);
-    this.watchConfig.applySecurityAuthentication = async (context) => {
-      await apply(context);
-      this.pool = context.getDispatcher();
-      if (this.stopped) this.pool?.destroy().catch(() => {});
-    };
-  }
-
-  /** Epoch ms of the last list, event, bookmark or normal end of a watch; 0 before the first list. */
-  lastProgressAt(): number {
-    return this.progressAt;
-  }
-
-  /** The first list has completed. */
-  hasSynced(): boolean {
-    return this.listed;
-  }
-
-  start(): void {
-    this.running ??= this.run();
-  }
-
-  /** Stops at once, ending the watch request in flight even before its response headers. */
-  stop(): void {
-    this.stopped = true;
-    this.wake.abort();
-    this.abort?.abort();
-    // Destroying a pool that is already closed or destroyed rejects; there is nothing left to end.
-    this.pool?.destroy().catch(() => {});
-  }
-
-  private progress(): void {
-    this.progressAt = Date.now();
-  }
-
-  private async run(): Promise<void> {
-    let resourceVersion: string | undefined;
-    const backoff = new BackoffTimer(this.options.backoff);
-    const failed = async (message: string): Promise<void> => {
-      this.options.handlers.onError(message);
-      await sleep(backoff.step(), this.wake.signal);
-    };
-    while (!this.stopped) {
-      if (resourceVersion === undefined) {
-        try {
-          const list = await listNamespaces(this.options.core);
-          if (this.stopped) return;
-          resourceVersion = list.resourceVersion;
-          this.listed = true;
-          this.progress();
-          this.options.handlers.onList(list.namespaces);
-        } catch (error) {
-          await failed((error as Error).message);
-          continue;
-        }
-      }
-      const end = await this.watchOnce(resourceVersion, (next) => {
-        resourceVersion = next;
-        backoff.reset();
-      });
-      if (this.stopped) return;
-      if (end.kind === 'closed') {
-        this.progress();
-      } else if (end.kind === 'expired') {
-        resourceVersion = undefined;
-      } else {
-        await failed(end.message);
-      }
-    }
-  }
-
-  /** One watch request from `resourceVersion`; resolves when it ends, saying how. */
-  private watchOnce(resourceVersion: string, advance: (resourceVersion: string) => void): Promise<WatchEnd> {
-    const timeoutSeconds = Math.round(jitter(this.options.watchTimeoutSeconds, 0.2));
-    return new Promise<WatchEnd>((resolve) => {
-      let end: WatchEnd | undefined;
-      const onEvent = (phase: string, object: unknown): void => {
-        if (this.stopped) return;
-        if (phase === 'ERROR') {
-          const status = object as { code?: number; reason?: string; message?: string } | undefined;
-          end =
-            status?.code === 410 || status?.reason === 'Expired' || status?.reason === 'Gone'
-              ? { kind: 'expired' }
-              : {
-                  kind: 'failed',
-                  message:
-                    `watch namespaces: ${status?.code ?? ''} ${status?.reason ?? ''} ${status?.message ?? ''}`.trim(),
-                };
-          this.abort?.abort();
-          return;
-        }
-        const namespace = object as V1Namespace;
-        const version = namespace.metadata?.resourceVersion;
-        if (version) advance(version);
-        this.progress();
-        if (phase === 'BOOKMARK') return;
-        const info = namespaceInfo(namespace);
-        if (phase === 'DELETED') this.options.handlers.onDelete(info.name);
-        else this.options.handlers.onUpsert(info);
-      };
-      const onDone = (error: unknown): void => {
-        this.pool?.close().catch(() => {});
-        this.pool = undefined;
-        if (end !== undefined) resolve(end);
-        else if (error === null || error === undefined) resolve({ kind: 'closed' });
-        else if ((error as { statusCode?: number }).statusCode === 410) resolve({ kind: 'expired' });
-        else resolve({ kind: 'failed', message: toKubeApiError(error, 'watch namespaces').message });
-      };
-      new Watch(this.watchConfig)
-        .watch('/api/v1/namespaces', { resourceVersion, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
-        .then(
-          (controller) => {
-            this.abort = controller;
-            if (this.stopped) controller.abort();
-          },
-          (error: unknown) => onDone(error ?? new Error('watch failed to start')),
-        );
+    const { handlers } = options;
+    super({
+      kubeConfig: options.kubeConfig,
+      what: 'namespaces',
+      path: '/api/v1/namespaces',
+      list: (page) => options.core.listNamespace(page),
+      convert: namespaceInfo,
+      handlers: { ...handlers, onDelete: (namespace) => handlers.onDelete(namespace.name) },
+      watchTimeoutSeconds: options.watchTimeoutSeconds,
+      backoff: options.backoff,
     });
   }
 }

@@ -1,0 +1,222 @@
+// List + watch of one kind of object (client-go's reflector), shared by the namespace watch and the
+// secret watch. It keeps going whatever happens: a watch that ends normally is resumed from the last
+// resourceVersion; one that expires (410 Gone, after an apiserver restart or compaction) is replaced
+// by a fresh list; errors back off and retry. Every sign of life (a list, an event, a bookmark, a watch
+// that ended normally) is recorded, so a liveness probe can tell a quiet cluster from a stopped watch.
+import { KubeConfig, Watch, type RequestContext } from '@kubernetes/client-node';
+import { BackoffTimer, jitter, sleep, type Backoff } from './backoff.ts';
+import { toKubeApiError } from './errors.ts';
+
+export interface ListWatchHandlers<T> {
+  /** The complete set after every (re)list. */
+  onList(items: readonly T[]): void;
+  onUpsert(item: T): void;
+  onDelete(item: T): void;
+  /** A list or watch failed; the watcher retries by itself. */
+  onError(message: string): void;
+}
+
+/** One page of a list, as client-node returns it. */
+export interface ListPage<Raw> {
+  readonly items: readonly Raw[];
+  readonly metadata?: { readonly resourceVersion?: string; readonly _continue?: string };
+}
+
+export interface ListWatcherOptions<Raw, T> {
+  readonly kubeConfig: KubeConfig;
+  /** For messages: "namespaces", "secrets named acr-x". */
+  readonly what: string;
+  /** The collection's path, e.g. /api/v1/namespaces. */
+  readonly path: string;
+  /** Restricts both the list and the watch (e.g. metadata.name=acr-x). */
+  readonly fieldSelector?: string;
+  /** One page of the list (the same path, selector and limit). */
+  readonly list: (page: { limit: number; _continue?: string }) => Promise<ListPage<Raw>>;
+  readonly convert: (raw: Raw) => T;
+  readonly handlers: ListWatchHandlers<T>;
+  /** Server-side timeout of one watch request, jittered up to +20%. */
+  readonly watchTimeoutSeconds: number;
+  /** Delays before a failed list or watch is retried; back to the first after any progress. */
+  readonly backoff: Backoff;
+}
+
+export const LIST_PAGE_SIZE = 500;
+
+type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+
+/** Every item, page by page (a continue token that expires restarts the list). */
+export async function listAll<Raw>(
+  what: string,
+  list: (page: { limit: number; _continue?: string }) => Promise<ListPage<Raw>>,
+): Promise<{ items: Raw[]; resourceVersion: string }> {
+  for (;;) {
+    const items: Raw[] = [];
+    let token: string | undefined;
+    let resourceVersion = '';
+    try {
+      do {
+        const page = await list({ limit: LIST_PAGE_SIZE, ...(token === undefined ? {} : { _continue: token }) });
+        items.push(...page.items);
+        resourceVersion = page.metadata?.resourceVersion ?? '';
+        token = page.metadata?._continue || undefined;
+      } while (token !== undefined);
+      return { items, resourceVersion };
+    } catch (error) {
+      const failure = toKubeApiError(error, `list ${what}`);
+      if (failure.status === 410 && token !== undefined) continue;
+      throw failure;
+    }
+  }
+}
+
+type WatchEnd = { kind: 'closed' } | { kind: 'expired' } | { kind: 'failed'; message: string };
+
+export class ListWatcher<Raw extends { metadata?: { resourceVersion?: string } }, T> {
+  private readonly options: ListWatcherOptions<Raw, T>;
+  private stopped = false;
+  private abort: AbortController | undefined;
+  private running: Promise<void> | undefined;
+  private progressAt = 0;
+  private listed = false;
+  private readonly wake = new AbortController();
+  /** The connection pool of the watch request in flight (client-node makes one per request). */
+  private pool: Dispatcher | undefined;
+  private readonly watchConfig: KubeConfig;
+
+  constructor(options: ListWatcherOptions<Raw, T>) {
+    this.options = options;
+    // client-node's abort handle for a watch exists only once response headers arrive; holding the
+    // request's own pool lets stop() end one still waiting on a black-holed connection at once.
+    const source = options.kubeConfig;
+    this.watchConfig = new KubeConfig();
+    this.watchConfig.loadFromOptions({
+      clusters: source.getClusters(),
+      users: source.getUsers(),
+      contexts: source.getContexts(),
+      currentContext: source.getCurrentContext(),
+    });
+    const apply = this.watchConfig.applySecurityAuthentication.bind(this.watchConfig);
+    this.watchConfig.applySecurityAuthentication = async (context) => {
+      await apply(context);
+      this.pool = context.getDispatcher();
+      if (this.stopped) this.pool?.destroy().catch(() => {});
+    };
+  }
+
+  /** Epoch ms of the last list, event, bookmark or normal end of a watch; 0 before the first list. */
+  lastProgressAt(): number {
+    return this.progressAt;
+  }
+
+  /** The first list has completed. */
+  hasSynced(): boolean {
+    return this.listed;
+  }
+
+  start(): void {
+    this.running ??= this.run();
+  }
+
+  /** Stops at once, ending the watch request in flight even before its response headers. */
+  stop(): void {
+    this.stopped = true;
+    this.wake.abort();
+    this.abort?.abort();
+    // Destroying a pool that is already closed or destroyed rejects; there is nothing left to end.
+    this.pool?.destroy().catch(() => {});
+  }
+
+  private progress(): void {
+    this.progressAt = Date.now();
+  }
+
+  private async run(): Promise<void> {
+    const { handlers, convert } = this.options;
+    let resourceVersion: string | undefined;
+    const backoff = new BackoffTimer(this.options.backoff);
+    const failed = async (message: string): Promise<void> => {
+      handlers.onError(message);
+      await sleep(backoff.step(), this.wake.signal);
+    };
+    while (!this.stopped) {
+      if (resourceVersion === undefined) {
+        try {
+          const list = await listAll(this.options.what, this.options.list);
+          if (this.stopped) return;
+          resourceVersion = list.resourceVersion;
+          this.listed = true;
+          this.progress();
+          handlers.onList(list.items.map(convert));
+        } catch (error) {
+          await failed((error as Error).message);
+          continue;
+        }
+      }
+      const end = await this.watchOnce(resourceVersion, (next) => {
+        resourceVersion = next;
+        backoff.reset();
+      });
+      if (this.stopped) return;
+      if (end.kind === 'closed') {
+        this.progress();
+      } else if (end.kind === 'expired') {
+        resourceVersion = undefined;
+      } else {
+        await failed(end.message);
+      }
+    }
+  }
+
+  /** One watch request from `resourceVersion`; resolves when it ends, saying how. */
+  private watchOnce(resourceVersion: string, advance: (resourceVersion: string) => void): Promise<WatchEnd> {
+    const { what, handlers, convert, fieldSelector } = this.options;
+    const timeoutSeconds = Math.round(jitter(this.options.watchTimeoutSeconds, 0.2));
+    return new Promise<WatchEnd>((resolve) => {
+      let end: WatchEnd | undefined;
+      const onEvent = (phase: string, object: unknown): void => {
+        if (this.stopped) return;
+        if (phase === 'ERROR') {
+          const status = object as { code?: number; reason?: string; message?: string } | undefined;
+          end =
+            status?.code === 410 || status?.reason === 'Expired' || status?.reason === 'Gone'
+              ? { kind: 'expired' }
+              : {
+                  kind: 'failed',
+                  message:
+                    `watch ${what}: ${status?.code ?? ''} ${status?.reason ?? ''} ${status?.message ?? ''}`.trim(),
+                };
+          this.abort?.abort();
+          return;
+        }
+        const raw = object as Raw;
+        const version = raw.metadata?.resourceVersion;
+        if (version) advance(version);
+        this.progress();
+        if (phase === 'BOOKMARK') return;
+        if (phase === 'DELETED') handlers.onDelete(convert(raw));
+        else handlers.onUpsert(convert(raw));
+      };
+      const onDone = (error: unknown): void => {
+        this.pool?.close().catch(() => {});
+        this.pool = undefined;
+        if (end !== undefined) resolve(end);
+        else if (error === null || error === undefined) resolve({ kind: 'closed' });
+        else if ((error as { statusCode?: number }).statusCode === 410) resolve({ kind: 'expired' });
+        else resolve({ kind: 'failed', message: toKubeApiError(error, `watch ${what}`).message });
+      };
+      const query = {
+        resourceVersion,
+        allowWatchBookmarks: true,
+        timeoutSeconds,
+        ...(fieldSelector === undefined ? {} : { fieldSelector }),
+      };
+      new Watch(this.watchConfig).watch(this.options.path, query, onEvent, onDone).then(
+        (controller) => {
+          this.abort = controller;
+          if (this.stopped) controller.abort();
+        },
+        (error: unknown) => onDone(error ?? new Error('watch failed to start')),
+      );
+    });
+  }
+}
