@@ -55,8 +55,11 @@ export const METRIC_ADMISSION_WARNINGS = 'acr_pull_webhook_admission_warnings_to
 export const ADMISSION_WARNING_REASONS = ['unmatched_acr_host'] as const;
 export type AdmissionWarningReason = (typeof ADMISSION_WARNING_REASONS)[number];
 
-/** Duration histogram buckets (seconds); 5, 25 and 100 ms line up with the apiserver's own webhook histogram. */
-export const REVIEW_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+/**
+ * Duration histogram buckets (seconds); 5, 25 and 100 ms line up with the apiserver's own webhook histogram. Up to 15 s
+ * so the chart's alert can tell a p99 above half of any timeoutSeconds (at most 30) from one at 1 s.
+ */
+export const REVIEW_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15];
 
 /** `msg` of the one log line written per review (the lines `serve` writes in batches). */
 export const REVIEW_LOG_MESSAGE = 'review';
@@ -245,3 +248,34 @@ export const METRIC_SYNC_TOKEN_REQUESTS = 'acr_pull_webhook_sync_token_requests_
  */
 export const SYNC_TOKEN_REQUEST_RESULTS = ['issued', 'rejected', 'failed'] as const;
 export type SyncTokenRequestResult = (typeof SYNC_TOKEN_REQUEST_RESULTS)[number];
+
+// ---------------------------------------------------------------------------------------------
+// sync-secrets Events (issue #18): events.k8s.io/v1 Events regarding an opted-in Namespace, read with
+// `kubectl get events -n default` (Events about cluster-scoped objects live there) or `kubectl events`.
+
+/** reportingController of every Event sync-secrets records (the Event's "from"). */
+export const SYNC_EVENT_CONTROLLER = 'acr-pull-webhook/sync-secrets';
+/**
+ * Event reasons: SecretCreated and SecretUpdated (Normal: a pull secret written, or its content changed);
+ * SecretNotManaged (a same-named Secret without our managed-by label, or one we cannot change in place, was left
+ * alone); SyncFailed (a write still failed after its retries); TokenRequestRejected (Entra ID or the registry refused
+ * a token request in --watch); CredentialsRejected (changed credential files cannot be used).
+ */
+export const SYNC_EVENT_REASONS = {
+  created: 'SecretCreated',
+  updated: 'SecretUpdated',
+  notManaged: 'SecretNotManaged',
+  failed: 'SyncFailed',
+  tokenRejected: 'TokenRequestRejected',
+  credentialsRejected: 'CredentialsRejected',
+} as const;
+/** Event actions: what sync-secrets did or tried. */
+export const SYNC_EVENT_ACTIONS = {
+  create: 'CreateSecret',
+  update: 'UpdateSecret',
+  skip: 'SkipSecret',
+  /** A write that failed after its retries (a create or an update). */
+  sync: 'SyncSecret',
+  refreshToken: 'RefreshToken',
+  loadCredentials: 'LoadCredentials',
+} as const;

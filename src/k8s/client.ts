@@ -7,6 +7,7 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   createConfiguration,
+  EventsV1Api,
   ServerConfiguration,
   type KubeConfig,
   type RequestContext,
@@ -22,6 +23,7 @@ export interface KubeClients {
   readonly core: CoreV1Api;
   readonly coordination: CoordinationV1Api;
   readonly admission: AdmissionregistrationV1Api;
+  readonly events: EventsV1Api;
   /** The API server URL, for messages. */
   readonly server: string;
   readonly kubeConfig: KubeConfig;
@@ -59,6 +61,7 @@ export function makeClients(kubeConfig: KubeConfig, options: { userAgent: string
     core: new CoreV1Api(configuration),
     coordination: new CoordinationV1Api(configuration),
     admission: new AdmissionregistrationV1Api(configuration),
+    events: new EventsV1Api(configuration),
     server: cluster.server,
     kubeConfig,
     close: async () => {

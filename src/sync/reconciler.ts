@@ -12,6 +12,7 @@ import type { NamespaceInfo } from '../k8s/namespace-watch.ts';
 import type { SecretStore } from '../k8s/secrets.ts';
 import type { DesiredSecret } from './desired.ts';
 import { planPrune, planSecret } from './plan.ts';
+import type { SecretEventHook } from './sync-events.ts';
 
 /** 'aborted': stopped before writing (no longer leader); 'ignored': nothing of ours to prune. Neither is counted. */
 export type Outcome = 'created' | 'updated' | 'unchanged' | 'skipped' | 'failed' | 'pruned' | 'aborted' | 'ignored';
@@ -81,6 +82,8 @@ export interface ReconcilerOptions {
   readonly backoff: Backoff;
   /** The wait between attempts (tests record it instead of waiting). */
   readonly sleep?: Sleep;
+  /** Told of every namespace reconciled and of outcomes worth an Event (fire and forget). */
+  readonly events?: SecretEventHook;
 }
 
 export interface NamespaceResult {
@@ -115,6 +118,7 @@ export class Reconciler implements NamespaceReconciler {
 
   async reconcileNamespace(namespace: NamespaceInfo): Promise<NamespaceResult> {
     const optedIn = this.wants(namespace);
+    this.options.events?.namespace(namespace, optedIn);
     if (!this.concerns(namespace)) return { namespace: namespace.name, optedIn, outcomes: [] };
     const desired = this.desired;
     const outcomes: Outcome[] = [];
@@ -179,6 +183,11 @@ export class Reconciler implements NamespaceReconciler {
         { ...what, status: failure.status, reason: failure.reason, attempts, error: redact(failure.message) },
         'secret not reconciled',
       );
+      this.options.events?.secret(what.namespace, what.secret, {
+        kind: 'failed',
+        status: failure.status,
+        statusReason: failure.reason,
+      });
       return 'failed';
     }
   }
@@ -201,11 +210,13 @@ export class Reconciler implements NamespaceReconciler {
             { ...what, reason: plan.reason },
             `secret ${namespace}/${desired.name} left unchanged: ${plan.reason}`,
           );
+          this.options.events?.secret(namespace, desired.name, { kind: 'not-managed', reason: plan.reason });
           return 'skipped';
         case 'create':
           if (!canWrite()) return 'aborted';
           await store.create(namespace, plan.secret);
           logger.info({ ...what, servers: desired.servers, contentHash: hash }, 'secret created');
+          this.options.events?.secret(namespace, desired.name, { kind: 'created' });
           return 'created';
         case 'update':
           if (!canWrite()) return 'aborted';
@@ -214,6 +225,8 @@ export class Reconciler implements NamespaceReconciler {
             { ...what, servers: desired.servers, contentHash: hash, changed: plan.changed },
             'secret updated',
           );
+          // A rewritten hash annotation alone is no news to the namespace's owners.
+          if (plan.changed.includes('data')) this.options.events?.secret(namespace, desired.name, { kind: 'updated' });
           return 'updated';
       }
     });

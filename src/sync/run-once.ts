@@ -1,5 +1,6 @@
 // `sync-secrets --once` and `--dry-run` (without --namespace, which needs no cluster): one pass over
 // the opted-in namespaces, writing the pull secrets or printing their manifests.
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.ts';
 import { SYNC_DEFAULTS } from '../constants.ts';
@@ -12,6 +13,7 @@ import { credentialRedactor, secretValues, type RegistryCredential } from './cre
 import { desiredSecrets } from './desired.ts';
 import { dryRunManifests, type OutputFormat } from './manifests.ts';
 import { formatSummary, isOptedIn, Reconciler, retryDecision, WRITE_BACKOFF } from './reconciler.ts';
+import { syncEventRecorder } from './sync-events.ts';
 
 export interface OnceOptions {
   readonly kubeconfig: string | undefined;
@@ -59,6 +61,7 @@ export async function dryRun(options: OnceOptions & { output: OutputFormat }): P
 export async function once(options: OnceOptions): Promise<number> {
   const { config, credentials, logger } = options;
   const cluster = connect(options.kubeconfig, options.env);
+  const recorder = syncEventRecorder(cluster.clients.events, logger, hostname());
   try {
     const namespaces = await listWithRetries(cluster, logger);
     const reconciler = new Reconciler({
@@ -72,11 +75,14 @@ export async function once(options: OnceOptions): Promise<number> {
       logger,
       redact: credentialRedactor(() => secretValues(credentials)),
       backoff: WRITE_BACKOFF,
+      events: recorder.events,
     });
     const summary = await reconciler.reconcileAll(namespaces, SYNC_DEFAULTS.concurrency);
     options.write(`${formatSummary(summary, config.prune)}\n`);
     return summary.failed > 0 ? 1 : 0;
   } finally {
+    // Each Event write is bounded by the request timeout; none of them changes the exit code.
+    await recorder.flush();
     await cluster.clients.close();
   }
 }

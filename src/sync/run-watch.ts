@@ -19,6 +19,7 @@ import { desiredSecrets } from './desired.ts';
 import { startHealthServer, watchStallReason } from './health.ts';
 import { createSyncMetrics, type SyncMetrics } from './metrics.ts';
 import { Reconciler, WRITE_BACKOFF } from './reconciler.ts';
+import { type SyncEvents, syncEventRecorder } from './sync-events.ts';
 import {
   type AcquireToken,
   type AzureEntry,
@@ -75,6 +76,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
   const startedAt = Date.now();
   let shuttingDown = false;
   let controller: SyncController | undefined;
+  let syncEvents: SyncEvents | undefined;
   // One rule for "this replica may write", shared by the reconciler, the queue and the metrics.
   // (A declaration, so it can be named before the elector it reads exists.)
   function writing(): boolean {
@@ -104,6 +106,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     },
     onReject: (reason) => {
       metrics.credentialReloads.inc({ result: 'rejected' });
+      if (writing()) syncEvents?.credentialsRejected();
       logger.warn({ reason }, 'changed credential files cannot be used; keeping the credentials in use');
     },
   });
@@ -113,6 +116,10 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     logger,
     redact,
     setToken: (index, token) => controller?.credentialsChanged(desiredSecrets(credentials.setToken(index, token))),
+    // Every replica refreshes its own token; only the leader's is in the secrets, so only it tells the namespaces.
+    rejected: (server, secret, expired) => {
+      if (writing()) syncEvents?.tokenRejected(server, secret, expired);
+    },
   });
   const cluster = connect(options.kubeconfig, options.env);
   const { clients } = cluster;
@@ -137,6 +144,8 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
       logger.warn({ identity: elector.identity }, 'no longer leading: this replica stops writing'),
     onError: (message) => logger.warn({ error: message }, 'lease call failed'),
   });
+  const recorder = syncEventRecorder(clients.events, logger, elector.identity);
+  syncEvents = recorder.events;
   const reconciler = new Reconciler({
     store: secretStore(clients.core),
     desired: desiredSecrets(credentials.current()),
@@ -146,6 +155,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     logger,
     redact,
     backoff: WRITE_BACKOFF,
+    events: recorder.events,
   });
   controller = new SyncController({
     reconciler,
@@ -210,6 +220,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     credentials.stop();
     await Promise.all(refreshers.map((refresher) => refresher.stop()));
     await controller.stop();
+    await recorder.flush();
     // Last, so a successor takes over only after this replica has stopped writing.
     await elector.stop();
     await health.close();
@@ -231,6 +242,8 @@ function tokenRefreshers(
     readonly logger: Logger;
     readonly redact: (text: string) => string;
     readonly setToken: (index: number, token: string) => void;
+    /** A refusal (not a transient failure); `expired`: the token in the secrets is no longer usable. */
+    readonly rejected: (server: string, secret: string, expired: boolean) => void;
   },
 ): TokenRefresher[] {
   const { metrics, logger, redact } = deps;
@@ -260,6 +273,7 @@ function tokenRefreshers(
         deps.setToken(entry.index, token.refreshToken);
       },
       onFailure: ({ error, keptUntil, retryAt }) => {
+        if (failureResult(error) === 'rejected') deps.rejected(server, entry.secretName, keptUntil === undefined);
         logger.warn(
           {
             server,

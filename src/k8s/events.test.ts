@@ -1,0 +1,265 @@
+import { ApiException, type EventsV1Event } from '@kubernetes/client-node';
+import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
+import { type EventInput, EventRecorder, type EventSink, microTime } from './events.ts';
+
+type Write =
+  | { readonly verb: 'create'; readonly namespace: string; readonly event: EventsV1Event }
+  | {
+      readonly verb: 'patch';
+      readonly namespace: string;
+      readonly name: string;
+      readonly series: { count: number; lastObservedTime: string };
+    };
+
+/** A sink that records every write; `fail` makes the next writes throw what it returns. */
+function fakeSink(): EventSink & { writes: Write[]; fail: (() => unknown) | undefined } {
+  const sink = {
+    writes: [] as Write[],
+    fail: undefined as (() => unknown) | undefined,
+    async create(namespace: string, event: EventsV1Event) {
+      if (sink.fail) throw sink.fail();
+      sink.writes.push({ verb: 'create', namespace, event });
+    },
+    async patchSeries(namespace: string, name: string, series: { count: number; lastObservedTime: string }) {
+      if (sink.fail) throw sink.fail();
+      sink.writes.push({ verb: 'patch', namespace, name, series });
+    },
+  };
+  return sink;
+}
+
+function fakeLogger() {
+  return { debug: vi.fn(), warn: vi.fn() };
+}
+
+const team = { apiVersion: 'v1', kind: 'Namespace', name: 'team-a', uid: 'uid-a' };
+const skipped: EventInput = {
+  type: 'Warning',
+  reason: 'SecretNotManaged',
+  action: 'SkipSecret',
+  note: 'Left Secret acr-x unchanged',
+  regarding: team,
+  related: { apiVersion: 'v1', kind: 'Secret', namespace: 'team-a', name: 'acr-x' },
+};
+
+const MINUTE = 60_000;
+const START = Date.parse('2026-12-01T04:00:00.000Z');
+
+function recorder(sink: EventSink, options: { burst?: number; qps?: number } = {}) {
+  const logger = fakeLogger();
+  const recording = new EventRecorder({
+    sink,
+    reportingController: 'acr-pull-webhook/sync-secrets',
+    reportingInstance: 'acr-pull-webhook/sync-secrets-pod-1',
+    logger,
+    ...options,
+  });
+  return { recording, logger };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+  vi.setSystemTime(START);
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('an Event about a Namespace', () => {
+  test('is created in default (the one namespace the apiserver takes for cluster-scoped objects)', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    recording.record(skipped);
+    await recording.flush();
+    expect(sink.writes).toHaveLength(1);
+    const write = sink.writes[0] as Extract<Write, { verb: 'create' }>;
+    expect(write.namespace).toBe('default');
+    expect(write.event).toMatchObject({
+      apiVersion: 'events.k8s.io/v1',
+      kind: 'Event',
+      metadata: { namespace: 'default' },
+      eventTime: '2026-12-01T04:00:00.000000Z',
+      reportingController: 'acr-pull-webhook/sync-secrets',
+      reportingInstance: 'acr-pull-webhook/sync-secrets-pod-1',
+      type: 'Warning',
+      reason: 'SecretNotManaged',
+      action: 'SkipSecret',
+      note: 'Left Secret acr-x unchanged',
+      regarding: team,
+      related: { kind: 'Secret', namespace: 'team-a', name: 'acr-x' },
+    });
+    expect(write.event.metadata?.name).toMatch(/^team-a\.[0-9a-f]+$/);
+  });
+
+  test('gets a name of its own each time, even within one millisecond', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    recording.record(skipped);
+    recording.record({ ...skipped, reason: 'SyncFailed' });
+    await recording.flush();
+    const names = sink.writes.map((write) => (write.verb === 'create' ? write.event.metadata?.name : ''));
+    expect(new Set(names).size).toBe(2);
+  });
+
+  test('MicroTime has exactly six fractional digits', () => {
+    expect(microTime(Date.parse('2026-12-01T04:05:06.789Z'))).toBe('2026-12-01T04:05:06.789000Z');
+  });
+});
+
+describe('a repeat of the same event (client-go EventSeries)', () => {
+  test('within 6 minutes of the last one patches series.count and lastObservedTime of the first Event', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    recording.record(skipped);
+    vi.advanceTimersByTime(5 * MINUTE);
+    recording.record(skipped);
+    vi.advanceTimersByTime(5 * MINUTE);
+    recording.record(skipped);
+    await recording.flush();
+    const [created, ...patches] = sink.writes;
+    const name = created?.verb === 'create' ? created.event.metadata?.name : undefined;
+    expect(patches).toEqual([
+      {
+        verb: 'patch',
+        namespace: 'default',
+        name,
+        series: { count: 2, lastObservedTime: '2026-12-01T04:05:00.000000Z' },
+      },
+      {
+        verb: 'patch',
+        namespace: 'default',
+        name,
+        series: { count: 3, lastObservedTime: '2026-12-01T04:10:00.000000Z' },
+      },
+    ]);
+  });
+
+  test('more than 6 minutes after the last one starts a new Event', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    recording.record(skipped);
+    vi.advanceTimersByTime(6 * MINUTE + 1);
+    recording.record(skipped);
+    await recording.flush();
+    expect(sink.writes.map((write) => write.verb)).toEqual(['create', 'create']);
+  });
+
+  test.each([
+    { differs: 'the note', other: { ...skipped, note: 'Left Secret acr-x unchanged: another reason' } },
+    { differs: 'the reason', other: { ...skipped, reason: 'SyncFailed' } },
+    { differs: 'the related Secret', other: { ...skipped, related: { ...team, kind: 'Secret', name: 'acr-y' } } },
+    { differs: 'the namespace', other: { ...skipped, regarding: { ...team, name: 'team-b', uid: 'uid-b' } } },
+  ])('is a new Event when $differs differs', async ({ other }) => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    recording.record(skipped);
+    recording.record(other);
+    await recording.flush();
+    expect(sink.writes.map((write) => write.verb)).toEqual(['create', 'create']);
+  });
+
+  test('whose Event is gone (its TTL passed) creates it again', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    recording.record(skipped);
+    await recording.flush();
+    sink.fail = () => new ApiException(404, 'Not Found', '{"kind":"Status","reason":"NotFound"}', {});
+    const patchSeries = sink.patchSeries.bind(sink);
+    sink.patchSeries = async (...args) => {
+      try {
+        await patchSeries(...args);
+      } finally {
+        sink.fail = undefined;
+      }
+    };
+    recording.record(skipped);
+    await recording.flush();
+    expect(sink.writes.map((write) => write.verb)).toEqual(['create', 'create']);
+  });
+
+  test('whose first write failed is created, not patched', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    sink.fail = () => new Error('fetch failed');
+    recording.record(skipped);
+    await recording.flush();
+    sink.fail = undefined;
+    recording.record(skipped);
+    await recording.flush();
+    expect(sink.writes.map((write) => write.verb)).toEqual(['create']);
+  });
+});
+
+describe('the spam filter (client-go EventSourceObjectSpamFilter: 25 at once, then one per 5 minutes)', () => {
+  const distinct = (i: number): EventInput => ({ ...skipped, note: `note ${i}` });
+
+  test('lets 25 events about one Namespace through and drops the 26th', async () => {
+    const sink = fakeSink();
+    const { recording, logger } = recorder(sink);
+    for (let i = 0; i < 26; i++) recording.record(distinct(i));
+    await recording.flush();
+    expect(sink.writes).toHaveLength(25);
+    expect(logger.debug).toHaveBeenCalledWith(
+      expect.objectContaining({ regarding: 'team-a' }),
+      'event dropped: spam filter',
+    );
+  });
+
+  test('counts series repeats too, so a flapping object cannot patch without bound', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    for (let i = 0; i < 40; i++) recording.record(skipped);
+    await recording.flush();
+    expect(sink.writes).toHaveLength(25);
+  });
+
+  test('refills one token every 5 minutes, not sooner', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    for (let i = 0; i < 25; i++) recording.record(distinct(i));
+    vi.advanceTimersByTime(5 * MINUTE - 1_000);
+    recording.record(distinct(100));
+    vi.advanceTimersByTime(1_000);
+    recording.record(distinct(101));
+    recording.record(distinct(102));
+    await recording.flush();
+    const notes = sink.writes.map((write) => (write.verb === 'create' ? write.event.note : ''));
+    expect(notes).toHaveLength(26);
+    expect(notes.at(-1)).toBe('note 101');
+  });
+
+  test('keeps a bucket per Namespace: a noisy one does not silence another', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    for (let i = 0; i < 30; i++) recording.record(distinct(i));
+    recording.record({ ...skipped, regarding: { ...team, name: 'team-b', uid: 'uid-b' } });
+    await recording.flush();
+    expect(sink.writes).toHaveLength(26);
+    const last = sink.writes.at(-1);
+    expect(last?.verb === 'create' && last.event.regarding?.name).toBe('team-b');
+  });
+});
+
+describe('a failed write', () => {
+  test('never reaches the caller: record returns at once and flush resolves', async () => {
+    const sink = fakeSink();
+    sink.fail = () => new ApiException(403, 'Forbidden', '{"kind":"Status","reason":"Forbidden"}', {});
+    const { recording } = recorder(sink);
+    expect(() => recording.record(skipped)).not.toThrow();
+    await expect(recording.flush()).resolves.toBeUndefined();
+  });
+
+  test('is logged at warn the first time for each status, then at debug', async () => {
+    const sink = fakeSink();
+    sink.fail = () => new ApiException(403, 'Forbidden', '{"kind":"Status","reason":"Forbidden"}', {});
+    const { recording, logger } = recorder(sink);
+    for (let i = 0; i < 3; i++) recording.record({ ...skipped, note: `note ${i}` });
+    await recording.flush();
+    expect(logger.warn).toHaveBeenCalledTimes(1);
+    expect(logger.warn).toHaveBeenCalledWith(
+      expect.objectContaining({ status: 403, reason: 'SecretNotManaged' }),
+      'event not recorded (further failures like this one are logged at debug)',
+    );
+    expect(logger.debug).toHaveBeenCalledTimes(2);
+  });
+});

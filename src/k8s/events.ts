@@ -1,0 +1,255 @@
+// An events.k8s.io/v1 recorder, client-go's two safeguards in one small class, so a resync never floods the
+// apiserver:
+// - series (client-go tools/events/event_broadcaster.go, recordToSink and finishSeries): a repeat of an event
+//   (same regarding, related, type, reason, action and note) within 6 minutes of its last occurrence PATCHes
+//   series.count and series.lastObservedTime of the Event already written instead of creating a new one;
+// - a spam filter (client-go tools/record/events_cache.go, EventSourceObjectSpamFilter): a token bucket per
+//   reporting controller and regarding object, 25 events at once refilled at one every 5 minutes; what it
+//   refuses is dropped.
+// Recording is fire and forget: `record` returns at once, a failed write is logged (warn the first time for each
+// status, then debug) and never retried, so an apiserver refusing events never slows or fails the caller.
+import type { EventsV1Api, EventsV1Event } from '@kubernetes/client-node';
+import { toKubeApiError } from './errors.ts';
+
+/** What an Event is about (regarding) or mentions (related). */
+export interface ObjectRef {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly name: string;
+  /** Absent for cluster-scoped objects such as a Namespace. */
+  readonly namespace?: string;
+  readonly uid?: string;
+}
+
+export interface EventInput {
+  readonly type: 'Normal' | 'Warning';
+  /** UpperCamelCase, why the action was taken. */
+  readonly reason: string;
+  /** UpperCamelCase, what was done (or failed). */
+  readonly action: string;
+  /** Human-readable; built from fixed text and names only (never a credential). */
+  readonly note: string;
+  readonly regarding: ObjectRef;
+  readonly related?: ObjectRef;
+}
+
+/** The two writes the recorder makes; the API one is {@link eventSink}, tests use their own. */
+export interface EventSink {
+  /** Creates the Event; resolves to its name. */
+  create(namespace: string, event: EventsV1Event): Promise<void>;
+  /** Sets series.count and series.lastObservedTime of an existing Event. */
+  patchSeries(namespace: string, name: string, series: { count: number; lastObservedTime: string }): Promise<void>;
+}
+
+export function eventSink(api: EventsV1Api): EventSink {
+  return {
+    async create(namespace, body) {
+      await api.createNamespacedEvent({ namespace, body });
+    },
+    async patchSeries(namespace, name, series) {
+      // client-node sends a JSON patch (its first patch media type); `add` replaces a series already there.
+      await api.patchNamespacedEvent({ namespace, name, body: [{ op: 'add', path: '/series', value: series }] });
+    },
+  };
+}
+
+/** client-go tools/events finishTime: a repeat later than this after the last occurrence starts a new Event. */
+export const SERIES_WINDOW_MS = 6 * 60_000;
+/** client-go tools/record defaultSpamBurst and defaultSpamQPS (one event per 5 minutes per object). */
+export const SPAM_BURST = 25;
+export const SPAM_QPS = 1 / 300;
+/** client-go tools/record maxLruCacheEntries: the most series and buckets remembered (oldest forgotten first). */
+export const CACHE_ENTRIES = 4096;
+/** Where Events about cluster-scoped objects go: the apiserver accepts them only in default or kube-system. */
+export const CLUSTER_SCOPED_EVENT_NAMESPACE = 'default';
+
+export interface RecorderLogger {
+  debug(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+export interface EventRecorderOptions {
+  readonly sink: EventSink;
+  readonly reportingController: string;
+  /** This replica (client-go: controller name and host name). */
+  readonly reportingInstance: string;
+  readonly logger: RecorderLogger;
+  readonly now?: () => number;
+  readonly burst?: number;
+  readonly qps?: number;
+}
+
+interface Series {
+  namespace: string;
+  /** Undefined until the create has been answered. */
+  name: string | undefined;
+  count: number;
+  lastObservedAt: number;
+  /** Writes for one series happen in order, so a repeat patches the Event its first occurrence created. */
+  chain: Promise<void>;
+}
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** The key of an object: kind, namespace, name, uid and apiVersion (client-go getSpamKey). */
+function refKey(ref: ObjectRef | undefined): string {
+  if (ref === undefined) return '';
+  return [ref.kind, ref.namespace ?? '', ref.name, ref.uid ?? '', ref.apiVersion].join('\u0000');
+}
+
+/** MicroTime on the wire: RFC 3339 with exactly six fractional digits (the apiserver parses no other form). */
+export function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
+/** A Map used as an LRU: reading moves an entry to the end, and the first ones go past `limit`. */
+function touch<V>(map: Map<string, V>, key: string, value: V, limit: number): void {
+  map.delete(key);
+  map.set(key, value);
+  while (map.size > limit) map.delete(map.keys().next().value as string);
+}
+
+export class EventRecorder {
+  private readonly options: EventRecorderOptions;
+  private readonly now: () => number;
+  private readonly series = new Map<string, Series>();
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly warned = new Set<string>();
+  private readonly pending = new Set<Promise<void>>();
+  private sequence = 0;
+
+  constructor(options: EventRecorderOptions) {
+    this.options = options;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Records (or counts) the event in the background; never throws. */
+  record(input: EventInput): void {
+    const now = this.now();
+    if (!this.allow(input.regarding, now)) {
+      this.options.logger.debug(
+        { reason: input.reason, regarding: input.regarding.name },
+        'event dropped: spam filter',
+      );
+      return;
+    }
+    const key = [
+      refKey(input.regarding),
+      refKey(input.related),
+      input.type,
+      input.reason,
+      input.action,
+      input.note,
+    ].join('\u0001');
+    const known = this.series.get(key);
+    if (known !== undefined && now - known.lastObservedAt <= SERIES_WINDOW_MS) {
+      known.count += 1;
+      known.lastObservedAt = now;
+      touch(this.series, key, known, CACHE_ENTRIES);
+      const { count } = known;
+      this.track(known, () => this.writeRepeat(known, input, count, now));
+      return;
+    }
+    const namespace = input.regarding.namespace ?? CLUSTER_SCOPED_EVENT_NAMESPACE;
+    const fresh: Series = { namespace, name: undefined, count: 1, lastObservedAt: now, chain: Promise.resolve() };
+    touch(this.series, key, fresh, CACHE_ENTRIES);
+    this.track(fresh, () => this.create(fresh, input, now));
+  }
+
+  /** Waits for every write started so far (shutdown and tests). */
+  async flush(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  /** The token bucket of the regarding object: refilled at qps up to burst, one token per event. */
+  private allow(regarding: ObjectRef, now: number): boolean {
+    const burst = this.options.burst ?? SPAM_BURST;
+    const qps = this.options.qps ?? SPAM_QPS;
+    const key = `${this.options.reportingController}\u0000${refKey(regarding)}`;
+    const bucket = this.buckets.get(key) ?? { tokens: burst, at: now };
+    bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * qps);
+    bucket.at = now;
+    const allowed = bucket.tokens >= 1;
+    if (allowed) bucket.tokens -= 1;
+    touch(this.buckets, key, bucket, CACHE_ENTRIES);
+    return allowed;
+  }
+
+  private track(series: Series, write: () => Promise<void>): void {
+    const next = series.chain.then(write).catch(() => undefined);
+    series.chain = next;
+    this.pending.add(next);
+    void next.finally(() => this.pending.delete(next));
+  }
+
+  private async create(series: Series, input: EventInput, at: number): Promise<void> {
+    const { reportingController, reportingInstance } = this.options;
+    // client-go names an Event `<regarding name>.<time in hex>`; the sequence keeps two in one millisecond apart.
+    const stamp = BigInt(at) * 1_000_000n + BigInt(this.sequence++ % 1_000_000);
+    const name = `${input.regarding.name}.${stamp.toString(16)}`;
+    const event: EventsV1Event = {
+      apiVersion: 'events.k8s.io/v1',
+      kind: 'Event',
+      metadata: { name, namespace: series.namespace },
+      // A string on purpose: client-node would write a Date with three fractional digits.
+      eventTime: microTime(at) as unknown as Date,
+      reportingController,
+      reportingInstance,
+      type: input.type,
+      reason: input.reason,
+      action: input.action,
+      note: input.note,
+      regarding: { ...input.regarding },
+      ...(input.related === undefined ? {} : { related: { ...input.related } }),
+    };
+    try {
+      await this.options.sink.create(series.namespace, event);
+      series.name = name;
+    } catch (error) {
+      this.failed(error, input, 'create');
+    }
+  }
+
+  /** `count` and `lastObservedAt` as they were when recorded: each PATCH says what was known then. */
+  private async writeRepeat(series: Series, input: EventInput, count: number, lastObservedAt: number): Promise<void> {
+    if (series.name === undefined) {
+      // The first occurrence was never written: this one starts the Event afresh.
+      series.count = 1;
+      return this.create(series, input, lastObservedAt);
+    }
+    try {
+      await this.options.sink.patchSeries(series.namespace, series.name, {
+        count,
+        lastObservedTime: microTime(lastObservedAt),
+      });
+    } catch (error) {
+      // Gone (its TTL passed, or deleted): like client-go, create it again.
+      if (toKubeApiError(error, 'patch event').status === 404) {
+        series.name = undefined;
+        series.count = 1;
+        return this.create(series, input, lastObservedAt);
+      }
+      this.failed(error, input, 'patch');
+    }
+  }
+
+  private failed(error: unknown, input: EventInput, verb: string): void {
+    const failure = toKubeApiError(error, `${verb} event`);
+    const fields = {
+      reason: input.reason,
+      regarding: input.regarding.name,
+      status: failure.status,
+      error: failure.message,
+    };
+    const first = `${verb}:${failure.status ?? 'none'}:${failure.reason ?? ''}`;
+    if (this.warned.has(first)) {
+      this.options.logger.debug(fields, 'event not recorded');
+      return;
+    }
+    this.warned.add(first);
+    this.options.logger.warn(fields, 'event not recorded (further failures like this one are logged at debug)');
+  }
+}
