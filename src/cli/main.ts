@@ -18,6 +18,7 @@ Commands:
   explain   show, offline, what the webhook would add to a Pod or workload
   sync-secrets  create and keep the pull secrets in every opted-in namespace
   check-injection  check a running install: dry-run Pod injected, pull secrets present
+  doctor    check a running install, or one pod, and say what to fix
 
 Run 'acr-pull-webhook <command> --help' for a command's options.
 Exit codes: 0 success, 1 failure (configuration, certificate, port, cluster), 2 usage error.
@@ -54,6 +55,14 @@ const VERBS: Record<string, () => Promise<Verb>> = {
     return {
       usage: CHECK_INJECTION_USAGE,
       run: (argv) => runCheckInjection(argv, process.env, (line) => process.stdout.write(`${line}\n`)),
+    };
+  },
+  doctor: async () => {
+    const { DOCTOR_USAGE, runDoctor } = await import('./doctor.ts');
+    const colour = process.stdout.isTTY === true && !process.env['NO_COLOR'];
+    return {
+      usage: DOCTOR_USAGE,
+      run: (argv) => runDoctor(argv, process.env, (line) => process.stdout.write(`${line}\n`), colour),
     };
   },
 };

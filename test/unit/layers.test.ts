@@ -24,6 +24,7 @@ const LAYERS: readonly { readonly layer: string; readonly holds: readonly string
   { layer: 'metrics', holds: ['src/metrics/'] },
   { layer: 'the HTTP servers', holds: ['src/server/'] },
   { layer: 'sync-secrets', holds: ['src/sync/'] },
+  { layer: 'the doctor checks (pure)', holds: ['src/doctor/'] },
   { layer: 'the command line', holds: ['src/cli/'] },
 ];
 

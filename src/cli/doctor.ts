@@ -1,0 +1,404 @@
+// `acr-pull-webhook doctor`: reads the install from the cluster (webhook configuration, the certificate its
+// endpoints serve, pull secrets in every opted-in namespace, the sync-secrets Lease) or one pod, and says what is
+// wrong and what to fix. The judgements are pure (src/doctor/); this shell only reads.
+//
+// The certificate checked against the caBundle: a url clientConfig is dialled as the apiserver dials it. For a
+// service clientConfig the doctor reads the TLS Secret the ready endpoints' pods mount instead of dialling them:
+// it usually runs outside the cluster network, where pod IPs are not routable, and the apiserver's service proxy
+// would end TLS itself; `serve` reloads that Secret's files within seconds, so it is what the pods serve.
+import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
+import { DiscoveryV1Api, type V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import { type Config, loadConfig } from '../config/config.ts';
+import { ENV, SYNC_DEFAULTS, SYNC_LEASE_NAME } from '../constants.ts';
+import {
+  expectedSecrets,
+  type Finding,
+  fixLine,
+  isHealthy,
+  judgeCertificate,
+  judgeEndpoints,
+  judgeLease,
+  judgePod,
+  judgeSecret,
+  pemCertificates,
+  type ServedCertificate,
+  type WebhookClient,
+} from '../doctor/checks.ts';
+import { formatTable } from '../doctor/format.ts';
+import { type KubeClients, makeClients } from '../k8s/client.ts';
+import { toKubeApiError } from '../k8s/errors.ts';
+import { loadKubeConfig } from '../k8s/kube-config.ts';
+import { listNamespaces } from '../k8s/namespace-watch.ts';
+import type { SecretObject } from '../k8s/secret-object.ts';
+import { parseFlags, UsageError } from '../process/flags.ts';
+import { readCredentials } from '../sync/credentials.ts';
+import { desiredSecrets } from '../sync/desired.ts';
+
+/** The chart's MutatingWebhookConfiguration name for a release called acr-pull-webhook. */
+const DEFAULT_WEBHOOK_CONFIGURATION = 'acr-pull-webhook';
+const DIAL_TIMEOUT_MS = 5_000;
+
+export const DOCTOR_USAGE = `\
+Usage: acr-pull-webhook doctor --config FILE [options]
+       acr-pull-webhook doctor pod NAMESPACE/NAME --config FILE [options]
+
+Checks a running install and says what to fix. Cluster-wide: the MutatingWebhookConfiguration exists, its
+caBundle verifies the certificate its endpoint serves, the endpoints are ready; every opted-in namespace has
+every configured pull secret, managed by sync-secrets and current (tokens: their expiry); the sync-secrets
+Lease has a live holder. 'doctor pod': the namespace's opt-in, the pod's opt-out, which entry each image
+matched, the secrets it needs and its image pull failure Events, ending with one "fix:" line.
+Exit codes: 0 healthy, 1 a problem found, 2 usage error.
+
+Options:
+  --config FILE                  registries and opt-in label (YAML or JSON)      ${ENV.config}
+  --webhook-configuration NAME   the MutatingWebhookConfiguration (default: ${DEFAULT_WEBHOOK_CONFIGURATION})
+  --lease-namespace NS           where the sync-secrets Lease lives (default: the webhook Service's namespace)
+  --kubeconfig FILE              cluster credentials (default: $KUBECONFIG, in-cluster, ~/.kube/config)
+  -o, --output text|json         a table for people (colour on a terminal) or JSON for scripts
+`;
+
+interface DoctorOptions {
+  readonly config: string;
+  readonly kubeconfig: string | undefined;
+  readonly webhookConfiguration: string;
+  readonly leaseNamespace: string | undefined;
+  readonly output: 'text' | 'json';
+  readonly pod: { readonly namespace: string; readonly name: string } | undefined;
+}
+
+export function parseDoctorArgs(argv: readonly string[], env: NodeJS.ProcessEnv): DoctorOptions {
+  const { values, positionals } = parseFlags({
+    args: [...argv],
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'webhook-configuration': { type: 'string', default: DEFAULT_WEBHOOK_CONFIGURATION },
+      'lease-namespace': { type: 'string' },
+      output: { type: 'string', short: 'o', default: 'text' },
+    },
+  });
+  const config = values.config ?? (env[ENV.config] || undefined);
+  if (config === undefined) throw new UsageError(`--config (or ${ENV.config}) is required`);
+  if (values.output !== 'text' && values.output !== 'json') throw new UsageError('-o must be text or json');
+  let pod: DoctorOptions['pod'];
+  if (positionals.length > 0) {
+    const [what, target, ...rest] = positionals;
+    if (what !== 'pod' || rest.length > 0) throw new UsageError(`unknown arguments: ${positionals.join(' ')}`);
+    const match = /^([a-z0-9-]+)\/([a-z0-9.-]+)$/.exec(target ?? '');
+    if (match === null) throw new UsageError('doctor pod needs NAMESPACE/NAME');
+    pod = { namespace: match[1] ?? '', name: match[2] ?? '' };
+  }
+  return {
+    config,
+    kubeconfig: values.kubeconfig,
+    webhookConfiguration: values['webhook-configuration'],
+    leaseNamespace: values['lease-namespace'],
+    output: values.output,
+    pod,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+async function readOrUndefined<T>(what: string, read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (error) {
+    const failure = toKubeApiError(error, what);
+    if (failure.status === 404) return undefined;
+    throw failure;
+  }
+}
+
+const readSecret = (clients: KubeClients, namespace: string, name: string): Promise<SecretObject | undefined> =>
+  readOrUndefined(
+    `get secret ${namespace}/${name}`,
+    async () => (await clients.core.readNamespacedSecret({ namespace, name })) as SecretObject,
+  );
+
+/** The chain a TLS server at host:port presents, leaf first, as PEM. */
+function dial(host: string, port: number): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host,
+      port,
+      // SNI carries names only, never an IP address.
+      ...(/^[0-9.]+$|:/.test(host) ? {} : { servername: host }),
+      rejectUnauthorized: false,
+      timeout: DIAL_TIMEOUT_MS,
+    });
+    socket.once('secureConnect', () => {
+      const chain: string[] = [];
+      const seen = new Set<string>();
+      let certificate = socket.getPeerCertificate(true);
+      // The issuer links end in a self-signed certificate pointing at itself.
+      while (certificate?.raw !== undefined && !seen.has(certificate.fingerprint256)) {
+        seen.add(certificate.fingerprint256);
+        chain.push(new X509Certificate(certificate.raw).toString());
+        certificate = certificate.issuerCertificate;
+      }
+      socket.destroy();
+      resolve(chain);
+    });
+    socket.once('timeout', () => {
+      socket.destroy();
+      reject(new Error(`no TLS answer within ${DIAL_TIMEOUT_MS / 1000}s`));
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => reject(new Error(error.code ?? error.message)));
+  });
+}
+
+async function servedByUrl(url: string): Promise<ServedCertificate> {
+  const parsed = new URL(url);
+  const host = parsed.hostname.replace(/^\[|\]$/g, '');
+  const source = `the certificate served at ${parsed.host}`;
+  try {
+    return { source, host, chain: await dial(host, Number(parsed.port || 443)) };
+  } catch (error) {
+    return { source, unreadable: `cannot connect to ${parsed.host}: ${(error as Error).message}` };
+  }
+}
+
+/** The Service's ready endpoints, and the TLS Secret the first ready pod mounts. */
+async function checkService(
+  clients: KubeClients,
+  service: { namespace: string; name: string },
+): Promise<{ endpoints: Finding; served: ServedCertificate }> {
+  const found = await readOrUndefined(`get service ${service.namespace}/${service.name}`, () =>
+    clients.core.readNamespacedService(service),
+  );
+  // EndpointSlices are the endpoints API (v1 Endpoints is deprecated); makeClients has no discovery client.
+  const discovery = clients.kubeConfig.makeApiClient(DiscoveryV1Api);
+  const slices = await discovery
+    .listNamespacedEndpointSlice({
+      namespace: service.namespace,
+      labelSelector: `kubernetes.io/service-name=${service.name}`,
+    })
+    .catch((error: unknown) => {
+      throw toKubeApiError(error, `list endpointslices of ${service.namespace}/${service.name}`);
+    });
+  const endpoints = slices.items.flatMap((slice) => slice.endpoints ?? []);
+  // A nil ready condition means ready (discovery.k8s.io/v1 EndpointConditions).
+  const ready = endpoints.filter((endpoint) => endpoint.conditions?.ready !== false);
+  const host = `${service.name}.${service.namespace}.svc`;
+  const pods = ready.flatMap((endpoint) => (endpoint.targetRef?.kind === 'Pod' ? [endpoint.targetRef] : []));
+  let served: ServedCertificate = {
+    source: `the Service ${service.namespace}/${service.name}`,
+    unreadable: 'no ready endpoint names a pod, so the Secret it serves from is unknown',
+  };
+  const ref = pods[0];
+  if (ref?.name !== undefined) {
+    const namespace = ref.namespace ?? service.namespace;
+    const pod = await readOrUndefined(`get pod ${namespace}/${ref.name}`, () =>
+      clients.core.readNamespacedPod({ namespace, name: ref.name ?? '' }),
+    );
+    for (const volume of pod?.spec?.volumes ?? []) {
+      const name = volume.secret?.secretName;
+      if (name === undefined) continue;
+      const secret = await readSecret(clients, namespace, name);
+      const crt = secret?.data?.['tls.crt'];
+      if (crt === undefined) continue;
+      served = {
+        source: `Secret ${namespace}/${name} (served by pod ${ref.name})`,
+        host,
+        chain: pemCertificates(Buffer.from(crt, 'base64').toString('utf8')),
+      };
+      break;
+    }
+  }
+  return {
+    endpoints: judgeEndpoints(service, found !== undefined, ready.length, endpoints.length - ready.length),
+    served,
+  };
+}
+
+async function checkWebhooks(
+  clients: KubeClients,
+  name: string,
+  now: Date,
+): Promise<{ findings: Finding[]; serviceNamespace: string | undefined }> {
+  const configuration: V1MutatingWebhookConfiguration | undefined = await readOrUndefined(
+    `get mutatingwebhookconfiguration ${name}`,
+    () => clients.admission.readMutatingWebhookConfiguration({ name }),
+  );
+  const subject = `webhook configuration ${name}`;
+  if (configuration === undefined)
+    return {
+      findings: [
+        {
+          status: 'fail',
+          subject,
+          detail: 'missing: no pod gets pull secrets',
+          fix: 'install the chart, or pass --webhook-configuration with the name the release uses',
+        },
+      ],
+      serviceNamespace: undefined,
+    };
+  const webhooks = configuration.webhooks ?? [];
+  const findings: Finding[] = [
+    { status: 'ok', subject, detail: `${webhooks.length} webhook${webhooks.length === 1 ? '' : 's'}` },
+  ];
+  let serviceNamespace: string | undefined;
+  for (const hook of webhooks) {
+    const client: WebhookClient = {
+      name: hook.name,
+      caBundle: hook.clientConfig.caBundle,
+      url: hook.clientConfig.url,
+      service: hook.clientConfig.service,
+    };
+    if (client.service !== undefined) {
+      serviceNamespace ??= client.service.namespace;
+      const { endpoints, served } = await checkService(clients, client.service);
+      findings.push(endpoints, judgeCertificate(client, served, now));
+    } else if (client.url !== undefined) {
+      findings.push(judgeCertificate(client, await servedByUrl(client.url), now));
+    }
+  }
+  return { findings, serviceNamespace };
+}
+
+/** The content hash sync-secrets would write per secretName, for names whose every entry has readable files. */
+function currentHashes(config: Config, source: string): Map<string, string> {
+  const hashes = new Map<string, string>();
+  for (const name of new Set(config.registries.map((entry) => entry.secretName))) {
+    const entries = config.registries.filter((entry) => entry.secretName === name);
+    if (!entries.every((entry) => entry.credentials?.kind === 'files')) continue;
+    try {
+      for (const desired of desiredSecrets(readCredentials(entries, source)))
+        hashes.set(desired.name, desired.contentHash);
+    } catch {
+      // Not readable here (the files are mounted in the sync-secrets pod): presence and ownership are checked.
+    }
+  }
+  return hashes;
+}
+
+async function checkSecrets(clients: KubeClients, config: Config, source: string, now: Date): Promise<Finding[]> {
+  const expected = expectedSecrets(config, currentHashes(config, source));
+  const { namespaces } = await listNamespaces(clients.core);
+  const { label, value } = config.optIn;
+  const optedIn = namespaces.filter((ns) => ns.labels[label] === value && !ns.terminating).map((ns) => ns.name);
+  if (optedIn.length === 0)
+    return [
+      {
+        status: 'warn',
+        subject: 'namespaces',
+        detail: `none is opted in (${label}=${value})`,
+        fix: `kubectl label namespace NAME ${label}=${value}`,
+      },
+    ];
+  const findings: Finding[] = [];
+  for (const namespace of optedIn.sort())
+    for (const secret of expected)
+      findings.push(judgeSecret(namespace, secret, await readSecret(clients, namespace, secret.name), now));
+  return findings;
+}
+
+async function checkLease(clients: KubeClients, namespace: string, now: Date): Promise<Finding> {
+  const lease = await readOrUndefined(`get lease ${namespace}/${SYNC_LEASE_NAME}`, () =>
+    clients.coordination.readNamespacedLease({ namespace, name: SYNC_LEASE_NAME }),
+  );
+  const where = { namespace, name: SYNC_LEASE_NAME };
+  if (lease === undefined) return judgeLease({ ...where, missing: true }, now);
+  const renewTime = lease.spec?.renewTime ?? lease.spec?.acquireTime;
+  return judgeLease(
+    {
+      ...where,
+      holder: lease.spec?.holderIdentity,
+      renewTime: renewTime === undefined ? undefined : new Date(renewTime),
+      leaseDurationSeconds: lease.spec?.leaseDurationSeconds,
+    },
+    now,
+  );
+}
+
+async function checkPod(
+  clients: KubeClients,
+  config: Config,
+  source: string,
+  target: { namespace: string; name: string },
+  now: Date,
+): Promise<{ findings: Finding[]; explanation?: unknown }> {
+  const { namespace, name } = target;
+  const pod = await readOrUndefined(`get pod ${namespace}/${name}`, () => clients.core.readNamespacedPod(target));
+  if (pod === undefined)
+    return {
+      findings: [
+        {
+          status: 'fail',
+          subject: `pod ${namespace}/${name}`,
+          detail: 'not found',
+          fix: 'check the name: NAMESPACE/NAME',
+        },
+      ],
+    };
+  const ns = await clients.core.readNamespace({ name: namespace }).catch((error: unknown) => {
+    throw toKubeApiError(error, `get namespace ${namespace}`);
+  });
+  const events = await clients.core
+    .listNamespacedEvent({
+      namespace,
+      fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${name}`,
+    })
+    .catch((error: unknown) => {
+      throw toKubeApiError(error, `list events of pod ${namespace}/${name}`);
+    });
+  const uid = pod.metadata?.uid;
+  const podEvents = events.items
+    .filter((event) => uid === undefined || event.involvedObject.uid === undefined || event.involvedObject.uid === uid)
+    .map((event) => ({ reason: event.reason ?? '', message: event.message ?? '', count: event.count ?? 1 }));
+  const needed = new Set<string>();
+  const probe = judgePod({ namespace, name, pod, namespaceLabels: {}, events: [], secrets: [] }, config).explanation;
+  for (const image of probe.images) for (const match of image.matches) needed.add(match.secretName);
+  const expected = expectedSecrets(config, currentHashes(config, source)).filter((secret) => needed.has(secret.name));
+  const secrets: Finding[] = [];
+  for (const secret of expected)
+    secrets.push(judgeSecret(namespace, secret, await readSecret(clients, namespace, secret.name), now));
+  const { findings, explanation } = judgePod(
+    { namespace, name, pod, namespaceLabels: ns.metadata?.labels ?? {}, events: podEvents, secrets },
+    config,
+  );
+  return { findings, explanation };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The verb
+
+export async function runDoctor(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  out: (line: string) => void,
+  colour: boolean,
+): Promise<number> {
+  const options = parseDoctorArgs(argv, env);
+  const config = loadConfig(options.config);
+  const { kubeConfig } = loadKubeConfig({ flag: options.kubeconfig, env });
+  const clients = makeClients(kubeConfig, { userAgent: `acr-pull-webhook-doctor/${process.version}` });
+  const now = new Date();
+  try {
+    let findings: Finding[];
+    let explanation: unknown;
+    if (options.pod !== undefined) {
+      ({ findings, explanation } = await checkPod(clients, config, options.config, options.pod, now));
+    } else {
+      const webhooks = await checkWebhooks(clients, options.webhookConfiguration, now);
+      const secrets = await checkSecrets(clients, config, options.config, now);
+      const leaseNamespace = options.leaseNamespace ?? webhooks.serviceNamespace ?? SYNC_DEFAULTS.leaseNamespace;
+      findings = [...webhooks.findings, ...secrets, await checkLease(clients, leaseNamespace, now)];
+    }
+    const healthy = isHealthy(findings);
+    const fix = fixLine(findings).replace(/^fix: /, '');
+    if (options.output === 'json') {
+      out(JSON.stringify({ healthy, findings, fix, ...(explanation === undefined ? {} : { explanation }) }, null, 2));
+    } else {
+      for (const line of formatTable(findings, colour)) out(line);
+      out(`fix: ${fix}`);
+    }
+    return healthy ? 0 : 1;
+  } finally {
+    await clients.close();
+  }
+}
