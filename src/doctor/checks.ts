@@ -223,7 +223,9 @@ export function judgeSecret(
     return fail(
       subject,
       `type ${secret.type ?? '(none)'}, not ${DOCKERCONFIGJSON_TYPE}: the kubelet ignores it`,
-      `delete it; ${expected.synced ? 'sync-secrets writes it again' : 'create it with kubectl create secret docker-registry'}`,
+      expected.synced
+        ? 'delete it; sync-secrets writes it again'
+        : 'delete it; create it with kubectl create secret docker-registry',
     );
   if (!expected.synced) return ok(subject, 'present (created by you: no credentials configured)');
   if (secret.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE)
@@ -360,7 +362,8 @@ export function judgePod(facts: PodFacts, config: Config): { findings: Finding[]
       continue;
     }
     const pullFails = failing.some((event) => event.message.includes(image.image));
-    const detail = `no registries[] entry matches (${image.misses.map((m) => `not ${m.server}: ${m.reason}`).join('; ') || 'none configured'})`;
+    const misses = image.misses.map((miss) => `not ${miss.server}: ${miss.reason}`).join('; ');
+    const detail = `no registries[] entry matches (${misses || 'none configured'})`;
     if (isAcrHost(image.resolved.domain, config.acrHostSuffixes) || pullFails)
       findings.push(fail(subject, detail, `add a registries[] entry for ${image.resolved.domain}, ${recreate}`));
     else findings.push(ok(subject, `${detail}: pulled without credentials`));

@@ -224,7 +224,7 @@ describe('doctor, cluster-wide', () => {
     expect(result.status).toBe(1);
   });
 
-  test('a service clientConfig: ready endpoints and the TLS Secret their pod mounts; none ready is a FAIL', async () => {
+  test('a service clientConfig: ready endpoints and the TLS Secret their pod mounts; none ready fails', async () => {
     const service = 'acr-pull-webhook';
     await core.createNamespacedSecret({
       namespace: LEASE_NAMESPACE,
@@ -320,7 +320,9 @@ describe('doctor, cluster-wide', () => {
           },
         });
       },
-      line: 'not managed by acr-pull-webhook (no app.kubernetes.io/managed-by=acr-pull-webhook): sync-secrets leaves it alone',
+      line:
+        'not managed by acr-pull-webhook (no app.kubernetes.io/managed-by=acr-pull-webhook): ' +
+        'sync-secrets leaves it alone',
     },
     {
       problem: 'a managed secret edited by hand',
