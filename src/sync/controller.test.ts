@@ -32,6 +32,8 @@ function setup(
     desired: [],
     wants,
     concerns: wants,
+    // Scripted: a Secret seen deleted, or labelled drifted, needs work.
+    drifted: (_n, _name, secret) => secret === undefined || secret.metadata?.labels?.['drifted'] === 'yes',
     setDesired(desired) {
       this.desired = desired;
     },
@@ -115,6 +117,19 @@ describe('the --watch work queue', () => {
     await sleep(400); // 20 + 40 + 80 ms of requeue delays, then success
     expect(calls).toEqual(['a', 'a', 'a', 'a']);
     await controller.stop();
+  });
+
+  test('a drifted or deleted secret queues its namespace; a right one or an unknown namespace does not', async () => {
+    const { controller, calls } = setup();
+    controller.handlers.onList([ns('a'), ns('b'), ns('c')]);
+    await settle();
+    calls.length = 0;
+    controller.secretChanged('a', 'acr-x', { metadata: { name: 'acr-x', labels: { drifted: 'yes' } } });
+    controller.secretChanged('b', 'acr-x', undefined);
+    controller.secretChanged('c', 'acr-x', { metadata: { name: 'acr-x', labels: {} } });
+    controller.secretChanged('unknown', 'acr-x', undefined);
+    await settle();
+    expect(calls.sort()).toEqual(['a', 'b']);
   });
 
   test('a deleted namespace is forgotten, and stop waits for work in flight', async () => {

@@ -1,7 +1,9 @@
 // --watch: keeps every opted-in namespace true. Namespace events, credential changes, a new
 // leadership and a periodic resync all reduce to "reconcile these namespaces"; a small work queue
 // de-duplicates them (a namespace queued twice is reconciled once, one queued while in flight is
-// reconciled again after) and works on a few at a time. Only the leader works the queue.
+// reconciled again after) and works on a few at a time. Only the leader works the queue. A Secret
+// edited or deleted by someone (seen by the secret watch) queues its namespace too, so drift is
+// repaired in seconds; the periodic resync reads from the watch's cache and costs no request.
 //
 // Everything queued at once ("every namespace": a list, a new leadership, new credentials, the
 // resync) is also followed as one full pass, finished when each of those namespaces has been
@@ -11,6 +13,7 @@ import type { Logger } from 'pino';
 import { SYNC_DEFAULTS } from '../constants.ts';
 import { BackoffTimer, type Backoff } from '../k8s/backoff.ts';
 import type { NamespaceInfo, NamespaceWatchHandlers } from '../k8s/namespace-watch.ts';
+import type { SecretObject } from '../k8s/secret-object.ts';
 import type { DesiredSecret } from './desired.ts';
 import type { SyncMetrics } from './metrics.ts';
 import type { NamespaceReconciler } from './reconciler.ts';
@@ -126,6 +129,21 @@ export class SyncController {
     this.requeues.clear();
     this.pending.clear();
     if (this.inFlight.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * The secret watch saw a configured Secret change or disappear: its namespace is reconciled when the
+   * Secret is no longer what it should be (edited or deleted by someone). Our own writes arrive here
+   * too and, being right, queue nothing.
+   */
+  secretChanged(namespace: string, name: string, secret: SecretObject | undefined): void {
+    const known = this.namespaces.get(namespace);
+    if (known === undefined || this.stopped || !this.options.reconciler.drifted(known, name, secret)) return;
+    this.options.logger.info(
+      { namespace, secret: name, change: secret === undefined ? 'deleted' : 'changed' },
+      'secret drifted; reconciling its namespace',
+    );
+    this.enqueue(namespace);
   }
 
   credentialsChanged(desired: readonly DesiredSecret[]): void {

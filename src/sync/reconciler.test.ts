@@ -244,3 +244,57 @@ describe('opting in', () => {
     expect(isOptedIn({ name: 'n', labels, terminating: false }, optIn)).toBe(expected);
   });
 });
+
+describe('drift, as the secret watch reports it', () => {
+  const right = secretManifest(current as DesiredSecret, 'team-a');
+  const managed = { 'app.kubernetes.io/managed-by': 'acr-pull-webhook' };
+  const secret = (overrides: Partial<SecretObject>): SecretObject => ({ ...right, ...overrides });
+  const reconcilerWith = (prune: boolean) =>
+    new Reconciler({
+      store: new MemorySecretStore(),
+      desired: [current as DesiredSecret],
+      optIn,
+      prune,
+      canWrite: () => true,
+      logger: pino({ level: 'silent' }),
+      redact: (text) => text,
+      backoff: WRITE_BACKOFF,
+    });
+  const left = { name: 'left', labels: {}, terminating: false };
+
+  test.each([
+    { why: 'a deleted secret in an opted-in namespace has drifted', ns: teamA, seen: undefined, expected: true },
+    { why: 'one as written has not', ns: teamA, seen: right, expected: false },
+    {
+      why: 'one whose data someone edited has',
+      ns: teamA,
+      seen: secret({ data: { '.dockerconfigjson': Buffer.from('{"auths":{}}').toString('base64') } }),
+      expected: true,
+    },
+    {
+      why: 'one someone made by hand (not ours) has not: it is never touched',
+      ns: teamA,
+      seen: secret({ metadata: { name: current?.name ?? '', namespace: 'team-a', labels: { team: 'x' } } }),
+      expected: false,
+    },
+    { why: 'a secret of another name has not', ns: teamA, seen: undefined, name: 'someone-elses', expected: false },
+    { why: 'ours in a namespace no longer opted in has not, without prune', ns: left, seen: right, expected: false },
+    {
+      why: 'ours in a namespace no longer opted in has, with prune',
+      ns: left,
+      seen: right,
+      prune: true,
+      expected: true,
+    },
+    {
+      why: 'a hand-made one in a namespace not opted in has not, even with prune',
+      ns: left,
+      seen: secret({ metadata: { name: current?.name ?? '', labels: { team: 'x' } } }),
+      prune: true,
+      expected: false,
+    },
+  ])('$why', ({ ns, seen, name, prune, expected }) => {
+    expect(right.metadata?.labels).toMatchObject(managed);
+    expect(reconcilerWith(prune ?? false).drifted(ns, name ?? current?.name ?? '', seen)).toBe(expected);
+  });
+});

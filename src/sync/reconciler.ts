@@ -9,6 +9,7 @@ import { SYNC_DEFAULTS } from '../constants.ts';
 import { retry, type Backoff, type RetryDecision, type Sleep } from '../k8s/backoff.ts';
 import { toKubeApiError } from '../k8s/errors.ts';
 import type { NamespaceInfo } from '../k8s/namespace-watch.ts';
+import type { SecretObject } from '../k8s/secret-object.ts';
 import type { SecretStore } from '../k8s/secrets.ts';
 import type { DesiredSecret } from './desired.ts';
 import { planPrune, planSecret } from './plan.ts';
@@ -66,6 +67,8 @@ export interface NamespaceReconciler {
   concerns(namespace: NamespaceInfo): boolean;
   /** New credentials: later reconciles write them. */
   setDesired(desired: readonly DesiredSecret[]): void;
+  /** Whether a configured Secret, as last seen (undefined: absent), needs its namespace reconciled. */
+  drifted(namespace: NamespaceInfo, name: string, secret: SecretObject | undefined): boolean;
   reconcileNamespace(namespace: NamespaceInfo): Promise<NamespaceResult>;
 }
 
@@ -114,6 +117,17 @@ export class Reconciler implements NamespaceReconciler {
   /** Whether this namespace needs any API call at all. */
   concerns(namespace: NamespaceInfo): boolean {
     return this.wants(namespace) || (this.options.prune && !namespace.terminating);
+  }
+
+  /** Whether a configured Secret, as last seen (undefined: absent), needs its namespace reconciled. */
+  drifted(namespace: NamespaceInfo, name: string, secret: SecretObject | undefined): boolean {
+    if (this.wants(namespace)) {
+      const desired = this.desired.find((d) => d.name === name);
+      if (desired === undefined) return false;
+      const { action } = planSecret(namespace.name, secret, desired);
+      return action === 'create' || action === 'update';
+    }
+    return this.concerns(namespace) && planPrune(secret).action === 'delete';
   }
 
   async reconcileNamespace(namespace: NamespaceInfo): Promise<NamespaceResult> {

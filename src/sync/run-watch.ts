@@ -10,6 +10,7 @@ import type { Backoff } from '../k8s/backoff.ts';
 import { inClusterNamespace } from '../k8s/kube-config.ts';
 import { defaultIdentity, LeaderElector } from '../k8s/leader-election.ts';
 import { NamespaceWatcher } from '../k8s/namespace-watch.ts';
+import { SecretWatch } from '../k8s/secret-watch.ts';
 import { secretStore } from '../k8s/secrets.ts';
 import { startOrUndo } from '../process/startup.ts';
 import { connect } from './connect.ts';
@@ -146,8 +147,24 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
   });
   const recorder = syncEventRecorder(clients.events, logger, elector.identity);
   syncEvents = recorder.events;
+  // Each watch ends (a sign of progress) well within the stall limit even in a quiet cluster, so
+  // liveness never fails for want of events: the default 60 s limit gives 20 s watches.
+  const watchTimeoutSeconds = Math.max(
+    1,
+    Math.min(SYNC_DEFAULTS.watchTimeoutSeconds, Math.floor(options.watchStallSeconds / 3)),
+  );
+  // Reconciles read the configured Secrets from this watch's cache; a change by anyone queues its namespace.
+  const secretWatch = new SecretWatch({
+    core: clients.core,
+    kubeConfig: clients.kubeConfig,
+    names: desiredSecrets(credentials.current()).map((secret) => secret.name),
+    onChange: (namespace, name, secret) => controller?.secretChanged(namespace, name, secret),
+    onError: (message) => logger.warn({ error: message }, 'secret watch interrupted; retrying'),
+    watchTimeoutSeconds,
+    backoff: WATCH_BACKOFF,
+  });
   const reconciler = new Reconciler({
-    store: secretStore(clients.core),
+    store: secretWatch.store(secretStore(clients.core)),
     desired: desiredSecrets(credentials.current()),
     optIn: config.optIn,
     prune: config.prune,
@@ -170,19 +187,16 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     core: clients.core,
     kubeConfig: clients.kubeConfig,
     handlers: controller.handlers,
-    // Each watch ends (a sign of progress) well within the stall limit even in a quiet cluster, so
-    // liveness never fails for want of events: the default 60 s limit gives 20 s watches.
-    watchTimeoutSeconds: Math.max(
-      1,
-      Math.min(SYNC_DEFAULTS.watchTimeoutSeconds, Math.floor(options.watchStallSeconds / 3)),
-    ),
+    watchTimeoutSeconds,
     backoff: WATCH_BACKOFF,
   });
   const stallMs = options.watchStallSeconds * 1000;
   // The last step that can fail: nothing below has started yet when the port is taken.
   const health = await startHealthServer(
     {
-      notLiveReason: () => watchStallReason(watcher.lastProgressAt(), startedAt, stallMs),
+      // A stalled secret watch hides drift as surely as a stalled namespace watch hides new namespaces.
+      notLiveReason: () =>
+        watchStallReason(Math.min(watcher.lastProgressAt(), secretWatch.lastProgressAt()), startedAt, stallMs),
       notReadyReason: () => {
         if (shuttingDown) return 'shutting down';
         if (!watcher.hasSynced()) return 'namespaces not listed yet';
@@ -198,6 +212,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
   credentials.start();
   for (const refresher of refreshers) refresher.start();
   watcher.start();
+  secretWatch.start();
   elector.start();
   logger.info(
     {
@@ -217,6 +232,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     shuttingDown = true;
     logger.info({ signal }, 'shutting down');
     watcher.stop();
+    secretWatch.stop();
     credentials.stop();
     await Promise.all(refreshers.map((refresher) => refresher.stop()));
     await controller.stop();

@@ -1,0 +1,149 @@
+// Drift detection without a read storm: one cluster-wide list+watch of Secrets per configured name
+// (fieldSelector=metadata.name=<name>, which RBAC allows with resourceNames and no general read of
+// Secrets) keeps a cache of exactly the Secrets sync-secrets owns or would own. A change or deletion
+// by anyone is reported at once, and reads come from the cache once it is listed, so a periodic
+// resync costs no request at all. A write that loses a race (409) makes the next read of that Secret
+// go to the apiserver, as the cache may not have seen the winning write yet.
+import type { CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
+import type { Backoff } from './backoff.ts';
+import { KubeApiError } from './errors.ts';
+import { ListWatcher } from './list-watch.ts';
+import type { SecretObject } from './secret-object.ts';
+import type { SecretStore } from './secrets.ts';
+
+export interface SecretWatchOptions {
+  readonly core: CoreV1Api;
+  readonly kubeConfig: KubeConfig;
+  /** The configured secret names: one watch each (a field selector cannot name two). */
+  readonly names: readonly string[];
+  /** A Secret of one of the names changed, appeared or disappeared (undefined) in a namespace. */
+  readonly onChange: (namespace: string, name: string, secret: SecretObject | undefined) => void;
+  readonly onError: (message: string) => void;
+  readonly watchTimeoutSeconds: number;
+  readonly backoff: Backoff;
+}
+
+const key = (namespace: string, name: string): string => `${namespace}/${name}`;
+
+/** What the plan reads: managedFields (most of a Secret's metadata) are dropped to keep the cache small. */
+function cached(secret: V1Secret): SecretObject {
+  const { managedFields: _, ...metadata } = secret.metadata ?? {};
+  return { ...(secret as SecretObject), metadata };
+}
+
+export class SecretWatch {
+  private readonly options: SecretWatchOptions;
+  private readonly watchers = new Map<string, ListWatcher<V1Secret, SecretObject>>();
+  /** Per name: namespace/name → Secret. */
+  private readonly cache = new Map<string, Map<string, SecretObject>>();
+  /** Secrets whose next read goes to the apiserver (a write of ours lost a race the cache may not show yet). */
+  private readonly readLive = new Set<string>();
+
+  constructor(options: SecretWatchOptions) {
+    this.options = options;
+    for (const name of new Set(options.names)) {
+      const entries = new Map<string, SecretObject>();
+      this.cache.set(name, entries);
+      const fieldSelector = `metadata.name=${name}`;
+      const watcher = new ListWatcher<V1Secret, SecretObject>({
+        kubeConfig: options.kubeConfig,
+        what: `secrets named ${name}`,
+        path: '/api/v1/secrets',
+        fieldSelector,
+        list: (page) => options.core.listSecretForAllNamespaces({ ...page, fieldSelector }),
+        convert: cached,
+        handlers: {
+          onList: (secrets) => this.relisted(name, entries, secrets),
+          onUpsert: (secret) => this.upsert(name, entries, secret),
+          onDelete: (secret) => {
+            const namespace = secret.metadata?.namespace ?? '';
+            entries.delete(key(namespace, name));
+            options.onChange(namespace, name, undefined);
+          },
+          onError: options.onError,
+        },
+        watchTimeoutSeconds: options.watchTimeoutSeconds,
+        backoff: options.backoff,
+      });
+      this.watchers.set(name, watcher);
+    }
+  }
+
+  start(): void {
+    for (const watcher of this.watchers.values()) watcher.start();
+  }
+
+  stop(): void {
+    for (const watcher of this.watchers.values()) watcher.stop();
+  }
+
+  /** Every name's first list has completed. */
+  hasSynced(): boolean {
+    return [...this.watchers.values()].every((watcher) => watcher.hasSynced());
+  }
+
+  /** The oldest of the watches' last progress (epoch ms), for liveness: one stalled watch is enough to fail. */
+  lastProgressAt(): number {
+    return Math.min(...[...this.watchers.values()].map((watcher) => watcher.lastProgressAt()));
+  }
+
+  /** Secrets held, across names. */
+  size(): number {
+    let total = 0;
+    for (const entries of this.cache.values()) total += entries.size;
+    return total;
+  }
+
+  /**
+   * A SecretStore that reads from the cache once that name is listed, and from `live` before (or
+   * after a 409); writes go to `live`.
+   */
+  store(live: SecretStore): SecretStore {
+    const raced = async <T>(namespace: string, name: string, write: () => Promise<T>): Promise<T> => {
+      try {
+        return await write();
+      } catch (error) {
+        if (error instanceof KubeApiError && error.status === 409) this.readLive.add(key(namespace, name));
+        throw error;
+      }
+    };
+    return {
+      get: async (namespace, name) => {
+        const entries = this.cache.get(name);
+        const id = key(namespace, name);
+        if (entries === undefined || this.watchers.get(name)?.hasSynced() !== true || this.readLive.delete(id)) {
+          return live.get(namespace, name);
+        }
+        return entries.get(id);
+      },
+      create: (namespace, secret) =>
+        raced(namespace, secret.metadata?.name ?? '', () => live.create(namespace, secret)),
+      replace: (namespace, name, secret) => raced(namespace, name, () => live.replace(namespace, name, secret)),
+      delete: (namespace, name, preconditions) =>
+        raced(namespace, name, () => live.delete(namespace, name, preconditions)),
+    };
+  }
+
+  private upsert(name: string, entries: Map<string, SecretObject>, secret: SecretObject): void {
+    const namespace = secret.metadata?.namespace ?? '';
+    entries.set(key(namespace, name), secret);
+    this.options.onChange(namespace, name, secret);
+  }
+
+  /** After a (re)list anything may have changed unseen: report what differs from the cache. */
+  private relisted(name: string, entries: Map<string, SecretObject>, secrets: readonly SecretObject[]): void {
+    const before = new Map(entries);
+    entries.clear();
+    for (const secret of secrets) {
+      const namespace = secret.metadata?.namespace ?? '';
+      const id = key(namespace, name);
+      entries.set(id, secret);
+      const old = before.get(id);
+      before.delete(id);
+      if (old?.metadata?.resourceVersion !== secret.metadata?.resourceVersion)
+        this.options.onChange(namespace, name, secret);
+    }
+    for (const [id, old] of before)
+      this.options.onChange(old.metadata?.namespace ?? id.split('/')[0] ?? '', name, undefined);
+  }
+}
