@@ -220,8 +220,7 @@ describe('judgePod', () => {
       'fail pod team-a/app-0',
     ]);
     expect(fixLine(findings)).toBe(
-      'fix: kubectl label namespace team-a acr-pull-webhook/inject=enabled, then recreate the pod ' +
-        '(kubectl -n team-a delete pod app-0; its controller makes a new one)',
+      'fix: kubectl label namespace team-a acr-pull-webhook/inject=enabled, then recreate the pod',
     );
   });
 

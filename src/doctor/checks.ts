@@ -326,7 +326,7 @@ export function judgePod(facts: PodFacts, config: Config): { findings: Finding[]
   const { namespace, name } = facts;
   const findings: Finding[] = [];
   const { label, value } = config.optIn;
-  const recreate = `then recreate the pod (kubectl -n ${namespace} delete pod ${name}; its controller makes a new one)`;
+  const recreate = 'then recreate the pod';
   if (facts.namespaceLabels[label] === value)
     findings.push(ok(`namespace ${namespace}`, `opted in (${label}=${value})`));
   else
@@ -378,9 +378,9 @@ export function judgePod(facts: PodFacts, config: Config): { findings: Finding[]
     findings.push(
       fail(
         `pod ${namespace}/${name}`,
-        `imagePullSecrets lacks ${missing.join(', ')}: the webhook did not patch it (created before the namespace ` +
-          'was opted in, or while the webhook was unreachable)',
-        `check the webhook lines above, ${recreate}`,
+        `not patched: imagePullSecrets lacks ${missing.join(', ')} ` +
+          '(created before the opt-in, or while the webhook was down)',
+        `run acr-pull-webhook doctor (cluster-wide) to check the webhook, ${recreate}`,
       ),
     );
   findings.push(...facts.secrets);
