@@ -8,7 +8,7 @@
 // would end TLS itself; `serve` reloads that Secret's files within seconds, so it is what the pods serve.
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
-import { DiscoveryV1Api, type V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import type { V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
 import { type Config, loadConfig } from '../config/config.ts';
 import { ENV, SYNC_DEFAULTS, SYNC_LEASE_NAME } from '../constants.ts';
 import {
@@ -170,9 +170,8 @@ async function checkService(
   const found = await readOrUndefined(`get service ${service.namespace}/${service.name}`, () =>
     clients.core.readNamespacedService(service),
   );
-  // EndpointSlices are the endpoints API (v1 Endpoints is deprecated); makeClients has no discovery client.
-  const discovery = clients.kubeConfig.makeApiClient(DiscoveryV1Api);
-  const slices = await discovery
+  // EndpointSlices are the endpoints API (v1 Endpoints is deprecated).
+  const slices = await clients.discovery
     .listNamespacedEndpointSlice({
       namespace: service.namespace,
       labelSelector: `kubernetes.io/service-name=${service.name}`,

@@ -7,12 +7,15 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   createConfiguration,
+  DiscoveryV1Api,
   EventsV1Api,
   ServerConfiguration,
   type KubeConfig,
   type RequestContext,
   type SecurityAuthentication,
 } from '@kubernetes/client-node';
+
+import { TokenBucket, type RateLimit } from './rate-limit.ts';
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 
@@ -24,6 +27,8 @@ export interface KubeClients {
   readonly coordination: CoordinationV1Api;
   readonly admission: AdmissionregistrationV1Api;
   readonly events: EventsV1Api;
+  /** EndpointSlices, for `doctor`'s check of the webhook Service's ready endpoints. */
+  readonly discovery: DiscoveryV1Api;
   /** The API server URL, for messages. */
   readonly server: string;
   readonly kubeConfig: KubeConfig;
@@ -31,13 +36,23 @@ export interface KubeClients {
   close(): Promise<void>;
 }
 
-export function makeClients(kubeConfig: KubeConfig, options: { userAgent: string }): KubeClients {
+export function makeClients(
+  kubeConfig: KubeConfig,
+  options: {
+    userAgent: string;
+    /** Every request through these clients waits its turn (client-go's QPS and burst); none: unlimited. */
+    rateLimit?: RateLimit;
+  },
+): KubeClients {
   const cluster = kubeConfig.getCurrentCluster();
   if (cluster === null) throw new Error('kubeconfig: no current cluster');
   let shared: Dispatcher | undefined;
+  const limiter = options.rateLimit === undefined ? undefined : new TokenBucket(options.rateLimit);
   const auth: SecurityAuthentication = {
     getName: () => 'kubeconfig with a shared connection pool',
     applySecurityAuthentication: async (context: RequestContext) => {
+      // Before anything else, so the request's timeout counts only time spent on the wire.
+      await limiter?.wait();
       // Headers (a ServiceAccount token is re-read as it rotates) come fresh for every request;
       // the TLS settings behind the dispatcher do not change, so the first pool serves them all.
       await kubeConfig.applySecurityAuthentication(context);
@@ -62,6 +77,7 @@ export function makeClients(kubeConfig: KubeConfig, options: { userAgent: string
     coordination: new CoordinationV1Api(configuration),
     admission: new AdmissionregistrationV1Api(configuration),
     events: new EventsV1Api(configuration),
+    discovery: new DiscoveryV1Api(configuration),
     server: cluster.server,
     kubeConfig,
     close: async () => {
