@@ -111,8 +111,10 @@ describe('a repeat of the same event (client-go EventSeries)', () => {
     const sink = fakeSink();
     const { recording } = recorder(sink);
     recording.record(skipped);
+    await recording.flush();
     vi.advanceTimersByTime(5 * MINUTE);
     recording.record(skipped);
+    await recording.flush();
     vi.advanceTimersByTime(5 * MINUTE);
     recording.record(skipped);
     await recording.flush();
@@ -131,6 +133,21 @@ describe('a repeat of the same event (client-go EventSeries)', () => {
         name,
         series: { count: 3, lastObservedTime: '2026-12-01T04:10:00.000000Z' },
       },
+    ]);
+  });
+
+  test('while a PATCH waits its turn, only raise the count it sends (one PATCH, the latest count)', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    recording.record(skipped);
+    for (let i = 0; i < 5; i++) {
+      vi.advanceTimersByTime(1_000);
+      recording.record(skipped);
+    }
+    await recording.flush();
+    expect(sink.writes.map((write) => (write.verb === 'patch' ? write.series : write.verb))).toEqual([
+      'create',
+      { count: 6, lastObservedTime: '2026-12-01T04:00:05.000000Z' },
     ]);
   });
 
@@ -208,8 +225,10 @@ describe('the spam filter (client-go EventSourceObjectSpamFilter: 25 at once, th
   test('counts series repeats too, so a flapping object cannot patch without bound', async () => {
     const sink = fakeSink();
     const { recording } = recorder(sink);
-    for (let i = 0; i < 40; i++) recording.record(skipped);
-    await recording.flush();
+    for (let i = 0; i < 40; i++) {
+      recording.record(skipped);
+      await recording.flush();
+    }
     expect(sink.writes).toHaveLength(25);
   });
 
@@ -241,6 +260,16 @@ describe('the spam filter (client-go EventSourceObjectSpamFilter: 25 at once, th
 });
 
 describe('a failed write', () => {
+  test('that hangs does not hold up a bounded flush (shutdown)', async () => {
+    const sink = fakeSink();
+    sink.create = () => new Promise(() => {});
+    const { recording } = recorder(sink);
+    recording.record(skipped);
+    const flushed = recording.flush(2_000);
+    vi.advanceTimersByTime(2_000);
+    await expect(flushed).resolves.toBeUndefined();
+  });
+
   test('never reaches the caller: record returns at once and flush resolves', async () => {
     const sink = fakeSink();
     sink.fail = () => new ApiException(403, 'Forbidden', '{"kind":"Status","reason":"Forbidden"}', {});

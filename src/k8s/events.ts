@@ -2,7 +2,8 @@
 // apiserver:
 // - series (client-go tools/events/event_broadcaster.go, recordToSink and finishSeries): a repeat of an event
 //   (same regarding, related, type, reason, action and note) within 6 minutes of its last occurrence PATCHes
-//   series.count and series.lastObservedTime of the Event already written instead of creating a new one;
+//   series.count and series.lastObservedTime of the Event already written instead of creating a new one (repeats
+//   that come while that PATCH waits are folded into it);
 // - a spam filter (client-go tools/record/events_cache.go, EventSourceObjectSpamFilter): a token bucket per
 //   reporting controller and regarding object, 25 events at once refilled at one every 5 minutes; what it
 //   refuses is dropped.
@@ -87,6 +88,8 @@ interface Series {
   lastObservedAt: number;
   /** Writes for one series happen in order, so a repeat patches the Event its first occurrence created. */
   chain: Promise<void>;
+  /** A repeat's PATCH is waiting its turn: later repeats only raise the count it will send. */
+  queued: boolean;
 }
 
 interface Bucket {
@@ -149,19 +152,39 @@ export class EventRecorder {
       known.count += 1;
       known.lastObservedAt = now;
       touch(this.series, key, known, CACHE_ENTRIES);
-      const { count } = known;
-      this.track(known, () => this.writeRepeat(known, input, count, now));
+      if (known.queued) return;
+      known.queued = true;
+      this.track(known, () => {
+        known.queued = false;
+        return this.writeRepeat(known, input);
+      });
       return;
     }
     const namespace = input.regarding.namespace ?? CLUSTER_SCOPED_EVENT_NAMESPACE;
-    const fresh: Series = { namespace, name: undefined, count: 1, lastObservedAt: now, chain: Promise.resolve() };
+    const fresh: Series = {
+      namespace,
+      name: undefined,
+      count: 1,
+      lastObservedAt: now,
+      chain: Promise.resolve(),
+      queued: false,
+    };
     touch(this.series, key, fresh, CACHE_ENTRIES);
     this.track(fresh, () => this.create(fresh, input, now));
   }
 
-  /** Waits for every write started so far (shutdown and tests). */
-  async flush(): Promise<void> {
-    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  /** Waits for every write started so far (shutdown and tests), or until `withinMs` has passed. */
+  async flush(withinMs?: number): Promise<void> {
+    const drained = (async () => {
+      while (this.pending.size > 0) await Promise.all([...this.pending]);
+    })();
+    if (withinMs === undefined) return drained;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((done) => {
+      timer = setTimeout(done, withinMs);
+    });
+    await Promise.race([drained, late]);
+    clearTimeout(timer);
   }
 
   /** The token bucket of the regarding object: refilled at qps up to burst, one token per event. */
@@ -213,8 +236,9 @@ export class EventRecorder {
     }
   }
 
-  /** `count` and `lastObservedAt` as they were when recorded: each PATCH says what was known then. */
-  private async writeRepeat(series: Series, input: EventInput, count: number, lastObservedAt: number): Promise<void> {
+  /** Sends the count and time of the latest repeat: repeats that came while it waited are in it. */
+  private async writeRepeat(series: Series, input: EventInput): Promise<void> {
+    const { count, lastObservedAt } = series;
     if (series.name === undefined) {
       // The first occurrence was never written: this one starts the Event afresh.
       series.count = 1;

@@ -20,7 +20,7 @@ import { desiredSecrets } from './desired.ts';
 import { startHealthServer, watchStallReason } from './health.ts';
 import { createSyncMetrics, type SyncMetrics } from './metrics.ts';
 import { Reconciler, WRITE_BACKOFF } from './reconciler.ts';
-import { type SyncEvents, syncEventRecorder } from './sync-events.ts';
+import { SHUTDOWN_EVENT_FLUSH_MS, type SyncEvents, syncEventRecorder } from './sync-events.ts';
 import {
   type AcquireToken,
   type AzureEntry,
@@ -236,7 +236,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     credentials.stop();
     await Promise.all(refreshers.map((refresher) => refresher.stop()));
     await controller.stop();
-    await recorder.flush();
+    await recorder.flush(SHUTDOWN_EVENT_FLUSH_MS);
     // Last, so a successor takes over only after this replica has stopped writing.
     await elector.stop();
     await health.close();

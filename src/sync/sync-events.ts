@@ -136,12 +136,15 @@ export class SyncEvents implements SecretEventHook {
   }
 }
 
+/** How long --watch's shutdown waits for Event writes in flight; a write to an unreachable apiserver is dropped. */
+export const SHUTDOWN_EVENT_FLUSH_MS = 2_000;
+
 /** The recorder for one sync-secrets process (`instance`: this replica) and the events it records. */
 export function syncEventRecorder(
   api: EventsV1Api,
   logger: RecorderLogger,
   instance: string,
-): { readonly events: SyncEvents; readonly flush: () => Promise<void> } {
+): { readonly events: SyncEvents; readonly flush: (withinMs?: number) => Promise<void> } {
   const recorder = new EventRecorder({
     sink: eventSink(api),
     reportingController: SYNC_EVENT_CONTROLLER,
@@ -149,5 +152,5 @@ export function syncEventRecorder(
     reportingInstance: `${SYNC_EVENT_CONTROLLER}-${instance}`.slice(0, 128),
     logger,
   });
-  return { events: new SyncEvents(recorder), flush: () => recorder.flush() };
+  return { events: new SyncEvents(recorder), flush: (withinMs) => recorder.flush(withinMs) };
 }
