@@ -15,6 +15,8 @@ import {
   type SecurityAuthentication,
 } from '@kubernetes/client-node';
 
+import { TokenBucket, type RateLimit } from './rate-limit.ts';
+
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 
 /** Bound on one API request: a black-holed connection must not hang a reconcile or a CronJob run. */
@@ -34,13 +36,23 @@ export interface KubeClients {
   close(): Promise<void>;
 }
 
-export function makeClients(kubeConfig: KubeConfig, options: { userAgent: string }): KubeClients {
+export function makeClients(
+  kubeConfig: KubeConfig,
+  options: {
+    userAgent: string;
+    /** Every request through these clients waits its turn (client-go's QPS and burst); none: unlimited. */
+    rateLimit?: RateLimit;
+  },
+): KubeClients {
   const cluster = kubeConfig.getCurrentCluster();
   if (cluster === null) throw new Error('kubeconfig: no current cluster');
   let shared: Dispatcher | undefined;
+  const limiter = options.rateLimit === undefined ? undefined : new TokenBucket(options.rateLimit);
   const auth: SecurityAuthentication = {
     getName: () => 'kubeconfig with a shared connection pool',
     applySecurityAuthentication: async (context: RequestContext) => {
+      // Before anything else, so the request's timeout counts only time spent on the wire.
+      await limiter?.wait();
       // Headers (a ServiceAccount token is re-read as it rotates) come fresh for every request;
       // the TLS settings behind the dispatcher do not change, so the first pool serves them all.
       await kubeConfig.applySecurityAuthentication(context);

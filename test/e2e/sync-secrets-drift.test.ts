@@ -86,7 +86,7 @@ function firstWatchEvent(
   config: KubeConfig,
   query: Record<string, string>,
   trigger: () => Promise<unknown>,
-): Promise<{ type: string; name?: string; namespace?: string } | { refused: number }> {
+): Promise<{ type: string; name: string | undefined; namespace: string | undefined } | { refused: number }> {
   return new Promise((resolve, reject) => {
     let abort: AbortController | undefined;
     const timer = setTimeout(() => reject(new Error('no watch event within 10 s')), 10_000);
