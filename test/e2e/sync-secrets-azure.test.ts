@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { ApiException, CoreV1Api, KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, EventsV1Api, KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { stringify as toYaml } from 'yaml';
 import {
@@ -356,6 +356,11 @@ describe('--watch keeps the token fresh', () => {
   const EXPIRY = (): string => `acr_pull_webhook_sync_token_expiry_timestamp_seconds{server="${host}"}`;
   const REQUESTS = (result: string): string =>
     `acr_pull_webhook_sync_token_requests_total{server="${host}",result="${result}"}`;
+  /** sync-secrets' TokenRequestRejected Events about the namespace (issue #18); Namespace Events live in default. */
+  const tokenRejectedEvents = async (about: string) =>
+    (await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace: 'default' })).items.filter(
+      (event) => event.reason === 'TokenRequestRejected' && event.regarding?.name === about,
+    );
 
   beforeAll(async () => {
     service.refreshTokenLifetimeSeconds = LIFETIME_SECONDS;
@@ -436,6 +441,8 @@ describe('--watch keeps the token fresh', () => {
   test('the token file is read at every refresh: a refused one counts as rejected, a rotated one is used', async () => {
     const current = tokenOf(await readSecret(namespace));
     const rejectedBefore = (await scrapeMetrics(watcher.healthUrl)).value(REQUESTS('rejected'));
+    // Entra down (above) was transient: no Event for it. A refusal is one, on the opted-in Namespace.
+    expect(await tokenRejectedEvents(namespace)).toEqual([]);
     const good = readFileSync(federatedTokenFile, 'utf8');
     writeFileSync(
       federatedTokenFile,
@@ -450,6 +457,15 @@ describe('--watch keeps the token fresh', () => {
       });
       expect((await scrapeMetrics(watcher.healthUrl)).value(REQUESTS('rejected'))).toBeGreaterThan(rejectedBefore);
       expect(tokenOf(await readSecret(namespace))).toBe(current);
+      await timeUntil('a TokenRequestRejected Event', async () => (await tokenRejectedEvents(namespace)).length > 0);
+      expect((await tokenRejectedEvents(namespace))[0]).toMatchObject({
+        type: 'Warning',
+        action: 'RefreshToken',
+        note:
+          `The token request for registry ${host} was refused; pull secret ${SECRET_NAME}: ` +
+          'it keeps its current token while that is valid',
+        related: { kind: 'Secret', namespace, name: SECRET_NAME },
+      });
     } finally {
       // As the kubelet rotates it: a new token of the right ServiceAccount.
       writeFileSync(
