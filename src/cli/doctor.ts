@@ -22,6 +22,7 @@ import {
   judgePod,
   judgeSecret,
   pemCertificates,
+  pullWaiting,
   type ServedCertificate,
   type WebhookClient,
 } from '../doctor/checks.ts';
@@ -357,7 +358,15 @@ async function checkPod(
   for (const secret of expected)
     secrets.push(judgeSecret(namespace, secret, await readSecret(clients, namespace, secret.name), now));
   const { findings, explanation } = judgePod(
-    { namespace, name, pod, namespaceLabels: ns.metadata?.labels ?? {}, events: podEvents, secrets },
+    {
+      namespace,
+      name,
+      pod,
+      namespaceLabels: ns.metadata?.labels ?? {},
+      events: podEvents,
+      waiting: pullWaiting(pod.status),
+      secrets,
+    },
     config,
   );
   return { findings, explanation };

@@ -311,12 +311,42 @@ export function isPullFailure(event: PodEvent): boolean {
   return PULL_FAILURE.test(event.reason) && /pull|image/i.test(event.message);
 }
 
+export interface ContainerWaiting {
+  readonly container: string;
+  readonly image: string;
+  readonly reason: string;
+  readonly message: string;
+}
+
+/** The waiting states of a pod's containers that are image pull failures. */
+export function pullWaiting(status: unknown): ContainerWaiting[] {
+  const lists = (status ?? {}) as Record<string, unknown>;
+  return ['initContainerStatuses', 'containerStatuses', 'ephemeralContainerStatuses'].flatMap((key) =>
+    (
+      (lists[key] ?? []) as {
+        name?: string;
+        image?: string;
+        state?: { waiting?: { reason?: string; message?: string } };
+      }[]
+    )
+      .filter((entry) => /^(ErrImagePull|ImagePullBackOff)$/.test(entry.state?.waiting?.reason ?? ''))
+      .map((entry) => ({
+        container: entry.name ?? '',
+        image: entry.image ?? '',
+        reason: entry.state?.waiting?.reason ?? '',
+        message: entry.state?.waiting?.message ?? '',
+      })),
+  );
+}
+
 export interface PodFacts {
   readonly namespace: string;
   readonly name: string;
   readonly pod: { readonly metadata?: unknown; readonly spec?: unknown };
   readonly namespaceLabels: Readonly<Record<string, string>>;
   readonly events: readonly PodEvent[];
+  /** Containers waiting on a failed pull (pod status): they outlive the Events, which expire after an hour. */
+  readonly waiting?: readonly ContainerWaiting[];
   /** judgeSecret's findings for the secrets the pod's images need, in this namespace. */
   readonly secrets: readonly Finding[];
 }
@@ -361,7 +391,9 @@ export function judgePod(facts: PodFacts, config: Config): { findings: Finding[]
       findings.push(ok(subject, image.matches.map((m) => `matches ${m.server} -> ${m.secretName}`).join('; ')));
       continue;
     }
-    const pullFails = failing.some((event) => event.message.includes(image.image));
+    const pullFails =
+      failing.some((event) => event.message.includes(image.image)) ||
+      (facts.waiting ?? []).some((waiting) => waiting.image === image.image);
     const misses = image.misses.map((miss) => `not ${miss.server}: ${miss.reason}`).join('; ');
     const detail = `no registries[] entry matches (${misses || 'none configured'})`;
     if (isAcrHost(image.resolved.domain, config.acrHostSuffixes) || pullFails)
@@ -384,13 +416,18 @@ export function judgePod(facts: PodFacts, config: Config): { findings: Finding[]
       ),
     );
   findings.push(...facts.secrets);
-  for (const event of failing.slice(0, 5))
+  const refused = 'the credentials in the pull secret are refused or the image does not exist: see the secret lines';
+  for (const waiting of facts.waiting ?? [])
     findings.push(
       fail(
-        `event ${event.reason}`,
-        `${event.message}${event.count > 1 ? ` (x${event.count})` : ''}`,
-        'the credentials in the pull secret are refused or the image does not exist: see the secret lines',
+        `container ${waiting.container}`,
+        `${waiting.reason}${waiting.message === '' ? '' : `: ${waiting.message}`}`,
+        refused,
       ),
+    );
+  for (const event of failing.slice(0, 5))
+    findings.push(
+      fail(`event ${event.reason}`, `${event.message}${event.count > 1 ? ` (x${event.count})` : ''}`, refused),
     );
   return { findings, explanation };
 }

@@ -453,6 +453,35 @@ describe('doctor pod', () => {
     expect(result.status).toBe(1);
   });
 
+  test('a container waiting in ImagePullBackOff (the pod status, as the kubelet writes it) is a FAIL row', async () => {
+    const name = await createPod(hotNamespace, 'myregistry.azurecr.io/app:3');
+    const pod = await core.readNamespacedPod({ namespace: hotNamespace, name });
+    const message = 'Back-off pulling image "myregistry.azurecr.io/app:3"';
+    await core.replaceNamespacedPodStatus({
+      namespace: hotNamespace,
+      name,
+      body: {
+        ...pod,
+        status: {
+          phase: 'Pending',
+          containerStatuses: [
+            {
+              name: 'app',
+              image: 'myregistry.azurecr.io/app:3',
+              imageID: '',
+              ready: false,
+              restartCount: 0,
+              state: { waiting: { reason: 'ImagePullBackOff', message } },
+            },
+          ],
+        },
+      },
+    });
+    const result = await podDoctor(hotNamespace, name);
+    expect(row(result.stdout, 'container app')).toBe(`FAIL  container app  ImagePullBackOff: ${message}`);
+    expect(result.status).toBe(1);
+  });
+
   test('a pod that does not exist: FAIL, exit 1', async () => {
     const result = await podDoctor(hotNamespace, 'no-such-pod');
     expect(row(result.stdout, `pod ${hotNamespace}/no-such-pod`)).toBe(
