@@ -4,6 +4,7 @@
 # tools/<name>/ so their dependency graphs never mix.
 #
 # Usage (from anywhere): bash tools/build.sh [kube-apiserver|etcd|helm ...]   (default: all)
+#        bash tools/build.sh monitoring   (prometheus and promtool, for the chart's alerts and dashboard)
 #        bash tools/build.sh node   (the one-node cluster: kubelet, containerd, runc, CNI, registry, ...)
 #
 # A binary is rebuilt only when its stamp changes: a hash of the module's go.mod + go.sum, the build
@@ -197,6 +198,21 @@ build_crane() {
   build_tool crane "${root}/tools/crane" github.com/google/go-containerregistry/cmd/crane 1 "" "-s -w"
 }
 
+# Prometheus and promtool for the chart's alerts and dashboard (test/integration/monitoring.test.ts,
+# test/e2e/prometheus.test.ts). remove_all_sd keeps only the file and HTTP service discovery (the
+# tests use static targets), which leaves the cloud SDKs out of the build; without builtinassets the
+# web UI is read from disk (absent here) and only the HTTP API is served, so no npm build is needed.
+build_prometheus() {
+  local dir="${root}/tools/prometheus" v
+  v="$(module_version "$dir" github.com/prometheus/prometheus)"
+  # The module is tagged v0.3XX.Y for Prometheus 3.XX.Y; as promu does, so `--version` says which.
+  [[ "$v" =~ ^v0\.3([0-9]{2})\.([0-9]+)$ ]] || die "unexpected github.com/prometheus/prometheus version '${v}'"
+  local pv="3.$((10#${BASH_REMATCH[1]})).${BASH_REMATCH[2]}" cv=github.com/prometheus/common/version
+  local ldflags="-s -w -X ${cv}.Version=${pv} -X ${cv}.Branch=HEAD -X ${cv}.Revision=${v}"
+  build_tool prometheus "$dir" github.com/prometheus/prometheus/cmd/prometheus 12 remove_all_sd "$ldflags"
+  build_tool promtool "$dir" github.com/prometheus/prometheus/cmd/promtool 7 remove_all_sd "$ldflags"
+}
+
 # The pod sandbox binary, in C as upstream's: rebuilt when pause.c or the compiler changes.
 build_pause() {
   command -v gcc > /dev/null || die "gcc is needed for the pause binary: apt-get install -y gcc"
@@ -216,19 +232,24 @@ node_tools=(kube-controller-manager kube-scheduler kubelet kube-proxy containerd
   busybox nft htpasswd)
 
 tools=("$@")
-# Default: everything the tests and the demo run, the one-node cluster included.
-((${#tools[@]})) || tools=(etcd helm kube-apiserver keychain-check node)
-if [[ " ${tools[*]} " == *" node "* ]]; then
+# Default: everything the tests and the demo run, the one-node cluster and Prometheus included.
+((${#tools[@]})) || tools=(etcd helm kube-apiserver keychain-check node monitoring)
+if [[ " ${tools[*]} " == *" node "* || " ${tools[*]} " == *" monitoring "* ]]; then
   expanded=()
   for t in "${tools[@]}"; do
-    if [[ "$t" == node ]]; then expanded+=(etcd kube-apiserver "${node_tools[@]}"); else expanded+=("$t"); fi
+    case "$t" in
+      node) expanded+=(etcd kube-apiserver "${node_tools[@]}") ;;
+      monitoring) expanded+=(prometheus) ;;
+      *) expanded+=("$t") ;;
+    esac
   done
   tools=()
   for t in "${expanded[@]}"; do [[ " ${tools[*]} " == *" ${t} "* ]] || tools+=("$t"); done
 fi
 for t in "${tools[@]}"; do
-  [[ " etcd helm kube-apiserver keychain-check ${node_tools[*]} " == *" ${t} "* ]] ||
-    die "unknown tool '${t}' (expected kube-apiserver, etcd, helm, keychain-check, node or one of: ${node_tools[*]})"
+  [[ " etcd helm kube-apiserver keychain-check prometheus ${node_tools[*]} " == *" ${t} "* ]] ||
+    die "unknown tool '${t}' (expected kube-apiserver, etcd, helm, keychain-check, node, monitoring," \
+      "prometheus or one of: ${node_tools[*]})"
 done
 log "using ${go_version}, GOMODCACHE=$(go env GOMODCACHE), GOCACHE=$(go env GOCACHE)"
 for t in "${tools[@]}"; do
@@ -237,6 +258,7 @@ for t in "${tools[@]}"; do
     etcd) build_etcd ;;
     helm) build_helm ;;
     keychain-check) build_keychain_check ;;
+    prometheus) build_prometheus ;;
     kube-controller-manager | kube-scheduler | kubelet | kube-proxy) build_kube_node "$t" ;;
     containerd) build_containerd ;;
     runc) build_runc ;;

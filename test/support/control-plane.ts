@@ -61,7 +61,7 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-export type ToolName = 'kube-apiserver' | 'etcd' | 'helm' | 'keychain-check';
+export type ToolName = 'kube-apiserver' | 'etcd' | 'helm' | 'keychain-check' | 'prometheus' | 'promtool';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const tempPrefix = 'acr-pull-webhook-cp-';
