@@ -19,6 +19,11 @@ const ALLOWED: readonly { path: string; line?: string; reason: string }[] = [
     line: '"description": ',
     reason: 'a JSON string cannot be wrapped',
   },
+  {
+    path: 'charts/acr-pull-webhook/files/grafana-dashboard.json',
+    line: '"expr": ',
+    reason: 'a PromQL query in a JSON string cannot be wrapped',
+  },
 ];
 
 const allowed = (file: string, text: string): boolean =>
