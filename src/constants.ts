@@ -169,6 +169,10 @@ export const SYNC_ENV = {
   identity: 'ACR_PULL_WEBHOOK_LEASE_IDENTITY',
   /** --token-refresh-fraction: the share of an ACR refresh token's lifetime after which a new one is requested. */
   tokenRefreshFraction: 'ACR_PULL_WEBHOOK_TOKEN_REFRESH_FRACTION',
+  /** --kube-api-qps: sustained API requests per second (0: unlimited). */
+  kubeApiQps: 'ACR_PULL_WEBHOOK_KUBE_API_QPS',
+  /** --kube-api-burst: API requests allowed at once after a quiet period. */
+  kubeApiBurst: 'ACR_PULL_WEBHOOK_KUBE_API_BURST',
 } as const;
 
 /** Defaults and timings for `sync-secrets`. */
@@ -199,6 +203,14 @@ export const SYNC_DEFAULTS = {
   watchBackoffMaxMs: 5_000,
   /** Namespaces reconciled concurrently. */
   concurrency: 4,
+  /**
+   * Client-side rate limit of API requests (client-go's token bucket). With the secret watch, a quiet cluster costs
+   * no request; only a cold start or a credential rotation writes in bulk. 200/s lets the chart's --once hook (at
+   * most a read and a write per secret, 300 s deadline) finish 10,000 namespaces × 2 secrets in about 200 s, and
+   * stays under what one apiserver's workload-low priority level serves; burst 400 covers 100 namespaces at once.
+   */
+  kubeApiQps: 200,
+  kubeApiBurst: 400,
   /**
    * In --watch, a namespace whose reconcile failed after all attempts is tried again after this long, doubling per
    * further failure up to requeueMaxMs.

@@ -49,6 +49,10 @@ Options (each also read from the environment variable shown):
 (default ${SYNC_DEFAULTS.watchStallSeconds})
   --token-refresh-fraction F  --watch: renew an ACR token once this share of its lifetime has passed
                           (0 < F < 1, default ${DEFAULT_REFRESH_FRACTION})   ${SYNC_ENV.tokenRefreshFraction}
+  --kube-api-qps N        API requests per second, sustained (default ${SYNC_DEFAULTS.kubeApiQps}; 0: unlimited) \
+ ${SYNC_ENV.kubeApiQps}
+  --kube-api-burst N      API requests at once after a quiet period (default ${SYNC_DEFAULTS.kubeApiBurst}) \
+ ${SYNC_ENV.kubeApiBurst}
   --log-level LEVEL       fatal|error|warn|info|debug (default ${DEFAULTS.logLevel})   ${ENV.logLevel}
 `;
 
@@ -76,6 +80,8 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
       'resync-period': { type: 'string' },
       'watch-stall-timeout': { type: 'string' },
       'token-refresh-fraction': { type: 'string' },
+      'kube-api-qps': { type: 'string' },
+      'kube-api-burst': { type: 'string' },
       'log-level': { type: 'string' },
     },
   });
@@ -129,6 +135,23 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
       3_600,
     ),
     tokenRefreshFraction,
+    /** Client-side rate limit of every API request (client-go's QPS and burst). */
+    kubeApi: {
+      qps: integer(
+        'kube-api-qps',
+        pick(values['kube-api-qps'], SYNC_ENV.kubeApiQps),
+        SYNC_DEFAULTS.kubeApiQps,
+        0,
+        100_000,
+      ),
+      burst: integer(
+        'kube-api-burst',
+        pick(values['kube-api-burst'], SYNC_ENV.kubeApiBurst),
+        SYNC_DEFAULTS.kubeApiBurst,
+        1,
+        100_000,
+      ),
+    },
     logLevel,
   };
 }
@@ -197,7 +220,14 @@ export async function runSyncSecrets(argv: readonly string[]): Promise<number> {
   }
   // The API client takes a second to load: only the modes that talk to the cluster load it, and
   // only once the config and credentials have been checked.
-  const common = { kubeconfig: options.kubeconfig, env: process.env, config, credentials, logger };
+  const common = {
+    kubeconfig: options.kubeconfig,
+    env: process.env,
+    kubeApi: options.kubeApi,
+    config,
+    credentials,
+    logger,
+  };
   if (options.mode !== 'watch') {
     const { dryRun, once } = await import('../sync/run-once.ts');
     return options.mode === 'once' ? once({ ...common, write }) : dryRun({ ...common, write, output: options.output });

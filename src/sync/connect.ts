@@ -1,6 +1,7 @@
 // sync-secrets' connection to the cluster: the one kubeconfig precedence and the shared clients.
 import { makeClients, type KubeClients } from '../k8s/client.ts';
 import { loadKubeConfig } from '../k8s/kube-config.ts';
+import type { RateLimit } from '../k8s/rate-limit.ts';
 
 export interface SyncCluster {
   readonly clients: KubeClients;
@@ -8,10 +9,16 @@ export interface SyncCluster {
   readonly source: string;
 }
 
-export function connect(kubeconfigFlag: string | undefined, env: NodeJS.ProcessEnv): SyncCluster {
+/** `rateLimit`: --kube-api-qps and --kube-api-burst; none (tests): unlimited. */
+export function connect(
+  kubeconfigFlag: string | undefined,
+  env: NodeJS.ProcessEnv,
+  rateLimit?: RateLimit,
+): SyncCluster {
   const { kubeConfig, source } = loadKubeConfig({ flag: kubeconfigFlag, env });
+  const userAgent = `acr-pull-webhook-sync-secrets/${process.version}`;
   return {
-    clients: makeClients(kubeConfig, { userAgent: `acr-pull-webhook-sync-secrets/${process.version}` }),
+    clients: makeClients(kubeConfig, { userAgent, ...(rateLimit === undefined ? {} : { rateLimit }) }),
     source,
   };
 }

@@ -7,6 +7,7 @@ import { SYNC_DEFAULTS } from '../constants.ts';
 import { retry } from '../k8s/backoff.ts';
 import { toKubeApiError } from '../k8s/errors.ts';
 import { listNamespaces, type NamespaceInfo } from '../k8s/namespace-watch.ts';
+import type { RateLimit } from '../k8s/rate-limit.ts';
 import { secretStore } from '../k8s/secrets.ts';
 import { connect, type SyncCluster } from './connect.ts';
 import { credentialRedactor, secretValues, type RegistryCredential } from './credentials.ts';
@@ -18,6 +19,8 @@ import { syncEventRecorder } from './sync-events.ts';
 export interface OnceOptions {
   readonly kubeconfig: string | undefined;
   readonly env: NodeJS.ProcessEnv;
+  /** --kube-api-qps and --kube-api-burst. */
+  readonly kubeApi?: RateLimit;
   readonly config: Config;
   readonly credentials: readonly RegistryCredential[];
   readonly logger: Logger;
@@ -41,7 +44,7 @@ async function listWithRetries(cluster: SyncCluster, logger: Logger): Promise<re
 /** Prints the manifests for every opted-in namespace of the cluster; exit code 0. */
 export async function dryRun(options: OnceOptions & { output: OutputFormat }): Promise<number> {
   const { config, logger } = options;
-  const cluster = connect(options.kubeconfig, options.env);
+  const cluster = connect(options.kubeconfig, options.env, options.kubeApi);
   let namespaces: string[];
   try {
     const all = await listWithRetries(cluster, logger);
@@ -60,7 +63,7 @@ export async function dryRun(options: OnceOptions & { output: OutputFormat }): P
 /** One reconcile of every namespace; exit code 1 when any secret still failed after retries. */
 export async function once(options: OnceOptions): Promise<number> {
   const { config, credentials, logger } = options;
-  const cluster = connect(options.kubeconfig, options.env);
+  const cluster = connect(options.kubeconfig, options.env, options.kubeApi);
   const recorder = syncEventRecorder(cluster.clients.events, logger, hostname());
   try {
     const namespaces = await listWithRetries(cluster, logger);

@@ -10,6 +10,7 @@ import type { Backoff } from '../k8s/backoff.ts';
 import { inClusterNamespace } from '../k8s/kube-config.ts';
 import { defaultIdentity, LeaderElector } from '../k8s/leader-election.ts';
 import { NamespaceWatcher } from '../k8s/namespace-watch.ts';
+import type { RateLimit } from '../k8s/rate-limit.ts';
 import { SecretWatch } from '../k8s/secret-watch.ts';
 import { secretStore } from '../k8s/secrets.ts';
 import { startOrUndo } from '../process/startup.ts';
@@ -44,6 +45,8 @@ export interface WatchOptions {
   readonly config: Config;
   readonly kubeconfig: string | undefined;
   readonly env: NodeJS.ProcessEnv;
+  /** --kube-api-qps and --kube-api-burst. */
+  readonly kubeApi?: RateLimit;
   readonly healthPort: number;
   readonly host: string;
   readonly leaseNamespace: string | undefined;
@@ -122,7 +125,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
       if (writing()) syncEvents?.tokenRejected(server, secret, expired);
     },
   });
-  const cluster = connect(options.kubeconfig, options.env);
+  const cluster = connect(options.kubeconfig, options.env, options.kubeApi);
   const { clients } = cluster;
   undo(() => clients.close());
   const leaseNamespace = options.leaseNamespace ?? inClusterNamespace() ?? SYNC_DEFAULTS.leaseNamespace;

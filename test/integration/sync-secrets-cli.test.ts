@@ -101,6 +101,20 @@ describe('sync-secrets flags', () => {
     expect(parseSyncSecretsArgs(['--config', 'f', '--dry-run', '--once'], {}).mode).toBe('dry-run');
   });
 
+  test('take the API rate limit from the defaults (200/s, burst 400), the environment, then the flags', () => {
+    expect(parseSyncSecretsArgs(['--config', 'f', '--once'], {}).kubeApi).toEqual({ qps: 200, burst: 400 });
+    const env = { ACR_PULL_WEBHOOK_KUBE_API_QPS: '50', ACR_PULL_WEBHOOK_KUBE_API_BURST: '60' };
+    expect(parseSyncSecretsArgs(['--config', 'f', '--watch'], env).kubeApi).toEqual({ qps: 50, burst: 60 });
+    const flags = ['--config', 'f', '--watch', '--kube-api-qps', '0', '--kube-api-burst=1'];
+    expect(parseSyncSecretsArgs(flags, env).kubeApi).toEqual({ qps: 0, burst: 1 });
+    expect(() => parseSyncSecretsArgs(['--config', 'f', '--once', '--kube-api-burst', '0'], {})).toThrow(
+      '--kube-api-burst',
+    );
+    expect(() => parseSyncSecretsArgs(['--config', 'f', '--once', '--kube-api-qps', '-1'], {})).toThrow(
+      '--kube-api-qps',
+    );
+  });
+
   test('take the token refresh fraction from the default, the environment, then the flag', () => {
     const env = { ACR_PULL_WEBHOOK_TOKEN_REFRESH_FRACTION: '0.75' };
     expect(parseSyncSecretsArgs(['--config', 'f', '--watch'], {}).tokenRefreshFraction).toBe(0.5);
