@@ -427,6 +427,10 @@ containers:
       {{- else }}
       - --once
       {{- end }}
+      {{- with $values.kubeApi }}
+      - --kube-api-qps={{ int .qps }}
+      - --kube-api-burst={{ int .burst }}
+      {{- end }}
       - --log-level={{ $values.logLevel }}
     {{- if or (eq .mode "watch") $values.trustedCA.configMap }}
     env:
