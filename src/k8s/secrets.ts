@@ -1,5 +1,6 @@
 // Secret reads and writes, one object by name at a time: sync-secrets is allowed to get, update
-// and delete only the configured names (RBAC resourceNames) and never lists or watches Secrets.
+// and delete only the configured names (RBAC resourceNames); it lists and watches them by name
+// only (secret-watch.ts), whose cache answers get() in --watch.
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import type { SecretObject } from './secret-object.ts';
 import { toKubeApiError } from './errors.ts';
