@@ -32,6 +32,7 @@ import { toKubeApiError } from '../k8s/errors.ts';
 import { loadKubeConfig } from '../k8s/kube-config.ts';
 import { listNamespaces } from '../k8s/namespace-watch.ts';
 import type { SecretObject } from '../k8s/secret-object.ts';
+import { explainPod } from '../mutation/explain.ts';
 import { parseFlags, UsageError } from '../process/flags.ts';
 import { readCredentials } from '../sync/credentials.ts';
 import { desiredSecrets } from '../sync/desired.ts';
@@ -159,7 +160,12 @@ async function servedByUrl(url: string): Promise<ServedCertificate> {
   try {
     return { source, host, chain: await dial(host, Number(parsed.port || 443)) };
   } catch (error) {
-    return { source, unreadable: `cannot connect to ${parsed.host}: ${(error as Error).message}` };
+    return {
+      source,
+      unreadable: `cannot connect to ${parsed.host}: ${(error as Error).message}`,
+      // doctor dials from where it runs; the apiserver may reach a host that this machine cannot.
+      fix: `check that the webhook listens at ${parsed.host}, or run doctor where the apiserver runs`,
+    };
   }
 }
 
@@ -188,6 +194,7 @@ async function checkService(
   let served: ServedCertificate = {
     source: `the Service ${service.namespace}/${service.name}`,
     unreadable: 'no ready endpoint names a pod, so the Secret it serves from is unknown',
+    fix: `check that the EndpointSlices of ${service.namespace}/${service.name} name the webhook pods`,
   };
   const ref = pods[0];
   if (ref?.name !== undefined) {
@@ -351,8 +358,8 @@ async function checkPod(
     .filter((event) => uid === undefined || event.involvedObject.uid === undefined || event.involvedObject.uid === uid)
     .map((event) => ({ reason: event.reason ?? '', message: event.message ?? '', count: event.count ?? 1 }));
   const needed = new Set<string>();
-  const probe = judgePod({ namespace, name, pod, namespaceLabels: {}, events: [], secrets: [] }, config).explanation;
-  for (const image of probe.images) for (const match of image.matches) needed.add(match.secretName);
+  for (const image of explainPod(pod, config.rules).images)
+    for (const match of image.matches) needed.add(match.secretName);
   const expected = expectedSecrets(config, currentHashes(config, source)).filter((secret) => needed.has(secret.name));
   const secrets: Finding[] = [];
   for (const secret of expected)

@@ -98,8 +98,13 @@ describe('judgeCertificate', () => {
 
   test('a certificate that could not be read fails, saying why', () => {
     const hook = { name: 'hook', caBundle: base64(ca.certPem) };
-    const unreadable = { source: 'the certificate served at 127.0.0.1:1', unreadable: 'cannot connect: ECONNREFUSED' };
+    const unreadable = {
+      source: 'the certificate served at 127.0.0.1:1',
+      unreadable: 'cannot connect: ECONNREFUSED',
+      fix: 'check that the webhook listens',
+    };
     expect(judgeCertificate(hook, unreadable, NOW)).toMatchObject({
+      fix: 'check that the webhook listens',
       status: 'fail',
       detail:
         'cannot read the served certificate from the certificate served at 127.0.0.1:1: cannot connect: ECONNREFUSED',

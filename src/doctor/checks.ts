@@ -108,7 +108,7 @@ export function verifyChain(
 /** Where the certificate that was checked came from, and what it was. */
 export type ServedCertificate =
   | { readonly source: string; readonly host: string; readonly chain: readonly string[] }
-  | { readonly source: string; readonly unreadable: string };
+  | { readonly source: string; readonly unreadable: string; readonly fix: string };
 
 export function judgeCertificate(
   webhook: WebhookClient,
@@ -124,11 +124,7 @@ export function judgeCertificate(
       'run certs-gen patch (the chart\u2019s hook) or check cert-manager\u2019s cainjector',
     );
   if ('unreadable' in served)
-    return fail(
-      subject,
-      `cannot read the served certificate from ${served.source}: ${served.unreadable}`,
-      served.unreadable,
-    );
+    return fail(subject, `cannot read the served certificate from ${served.source}: ${served.unreadable}`, served.fix);
   const caBundle = Buffer.from(webhook.caBundle, 'base64').toString('utf8');
   const verdict = verifyChain(served.chain, caBundle, served.host, now);
   if (!verdict.ok)

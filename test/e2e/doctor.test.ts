@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -40,6 +41,7 @@ const COLD = `${run}-cold`;
 const CONFIG_NAME = `acr-pull-webhook-doctor-${run}`;
 const WRONG_CA_NAME = `acr-pull-webhook-doctor-wrong-ca-${run}`;
 const SERVICE_CONFIG_NAME = `acr-pull-webhook-doctor-service-${run}`;
+const DOWN_NAME = `acr-pull-webhook-doctor-down-${run}`;
 const LEASE_NAMESPACE = `doctor-lease-${run}`;
 const pki = testPki({ validityDays: 20, dnsNames: ['localhost', `acr-pull-webhook.${LEASE_NAMESPACE}.svc`] });
 let webhook: WebhookProcess;
@@ -151,7 +153,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const name of [CONFIG_NAME, WRONG_CA_NAME, SERVICE_CONFIG_NAME])
+  for (const name of [CONFIG_NAME, WRONG_CA_NAME, SERVICE_CONFIG_NAME, DOWN_NAME])
     await admission.deleteMutatingWebhookConfiguration({ name }).catch(() => undefined);
   await watcher?.stop();
   await webhook?.stop();
@@ -220,6 +222,26 @@ describe('doctor, cluster-wide', () => {
     expect(row(result.stdout, 'certificate pods.acr-pull-webhook.io')).toBe(
       `FAIL  certificate pods.acr-pull-webhook.io  the caBundle does not verify the certificate served at ` +
         `127.0.0.1:${webhook.port}: the certificate is not signed by the caBundle (a CA from another install?)`,
+    );
+    expect(result.status).toBe(1);
+  });
+
+  test('a webhook that no longer listens at its URL: FAIL naming the address, exit 1', async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const body = webhookConfiguration({ name: DOWN_NAME, port: closed, caPem: pki.ca.certPem });
+    const hook = body.webhooks?.[0];
+    if (hook !== undefined)
+      hook.namespaceSelector = { matchExpressions: [{ key: OPT_IN, operator: 'In', values: [`${run}-nobody`] }] };
+    await admission.createMutatingWebhookConfiguration({ body });
+    const result = await cluster(HOT_CONFIG, DOWN_NAME);
+    expect(row(result.stdout, 'certificate pods.acr-pull-webhook.io')).toBe(
+      `FAIL  certificate pods.acr-pull-webhook.io  cannot read the served certificate from the certificate served at ` +
+        `127.0.0.1:${closed}: cannot connect to 127.0.0.1:${closed}: ECONNREFUSED`,
     );
     expect(result.status).toBe(1);
   });
