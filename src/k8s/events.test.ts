@@ -101,6 +101,15 @@ describe('an Event about a Namespace', () => {
     expect(new Set(names).size).toBe(2);
   });
 
+  test('has its note cut to the 1024 characters the apiserver accepts', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink);
+    recording.record({ ...skipped, note: 'x'.repeat(1500) });
+    await recording.flush();
+    const write = sink.writes[0] as Extract<Write, { verb: 'create' }>;
+    expect(write.event.note).toHaveLength(1024);
+  });
+
   test('MicroTime has exactly six fractional digits', () => {
     expect(microTime(Date.parse('2026-12-01T04:05:06.789Z'))).toBe('2026-12-01T04:05:06.789000Z');
   });

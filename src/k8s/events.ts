@@ -61,6 +61,8 @@ export const SPAM_BURST = 25;
 export const SPAM_QPS = 1 / 300;
 /** client-go tools/record maxLruCacheEntries: the most series and buckets remembered (oldest forgotten first). */
 export const CACHE_ENTRIES = 4096;
+/** The most characters of a note the apiserver accepts (1 kB). */
+export const NOTE_LIMIT = 1024;
 /** Where Events about cluster-scoped objects go: the apiserver accepts them only in default or kube-system. */
 export const CLUSTER_SCOPED_EVENT_NAMESPACE = 'default';
 
@@ -224,7 +226,8 @@ export class EventRecorder {
       type: input.type,
       reason: input.reason,
       action: input.action,
-      note: input.note,
+      // The apiserver refuses a longer note (events.k8s.io validation, NoteLengthLimit).
+      note: input.note.slice(0, NOTE_LIMIT),
       regarding: { ...input.regarding },
       ...(input.related === undefined ? {} : { related: { ...input.related } }),
     };
