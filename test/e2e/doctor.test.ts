@@ -10,9 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AdmissionregistrationV1Api,
+  CoordinationV1Api,
   CoreV1Api,
   DiscoveryV1Api,
   KubeConfig,
+  V1MicroTime,
   type V1MutatingWebhookConfiguration,
 } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
@@ -30,6 +32,7 @@ kc.loadFromFile(ADMIN_KUBECONFIG);
 const core = kc.makeApiClient(CoreV1Api);
 const admission = kc.makeApiClient(AdmissionregistrationV1Api);
 const discovery = kc.makeApiClient(DiscoveryV1Api);
+const coordination = kc.makeApiClient(CoordinationV1Api);
 const dir = mkdtempSync(join(tmpdir(), 'e2e-doctor-'));
 const run = randomUUID().slice(0, 8);
 const unique = (prefix: string): string => `${prefix}-${randomUUID().slice(0, 8)}`;
@@ -377,6 +380,39 @@ describe('doctor, cluster-wide', () => {
     expect(result.status).toBe(1);
     // Terminating (for good: no namespace controller here), so the next rows' runs leave it out.
     await core.deleteNamespace({ name: namespace });
+  });
+
+  test('a Lease whose holder stopped renewing is a FAIL; no Lease at all is only a warning (exit 0)', async () => {
+    const namespace = unique('doctor-lease');
+    await createNamespace(kc, namespace);
+    const args = ['--config', HOT_CONFIG, '--webhook-configuration', CONFIG_NAME, '--lease-namespace', namespace];
+    const none = await doctor(args);
+    expect(row(none.stdout, `lease ${namespace}/acr-pull-webhook-sync-secrets`)).toBe(
+      `WARN  lease ${namespace}/acr-pull-webhook-sync-secrets  no Lease: no sync-secrets --watch has run here`,
+    );
+    expect(none.status).toBe(0);
+
+    const renewed = new Date(Date.now() - 60_000);
+    await coordination.createNamespacedLease({
+      namespace,
+      body: {
+        metadata: { name: 'acr-pull-webhook-sync-secrets' },
+        spec: {
+          holderIdentity: 'sync-gone',
+          leaseDurationSeconds: 15,
+          acquireTime: new V1MicroTime(renewed.getTime()),
+          renewTime: new V1MicroTime(renewed.getTime()),
+        },
+      },
+    });
+    const stale = await doctor(args);
+    expect(row(stale.stdout, `lease ${namespace}/acr-pull-webhook-sync-secrets`)).toMatch(
+      new RegExp(
+        `^FAIL  lease ${namespace}/acr-pull-webhook-sync-secrets  held by sync-gone, last renewed 6\\ds ago ` +
+          '\\(over its 15s\\): that replica is gone or stuck$',
+      ),
+    );
+    expect(stale.status).toBe(1);
   });
 
   test('without a configuration it is a usage error: exit 2, before any cluster call', async () => {
