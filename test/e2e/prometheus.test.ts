@@ -1,7 +1,7 @@
 // The chart's dashboard and alerts on a real Prometheus (tools/build.sh): it scrapes the real `serve` and
 // `sync-secrets --watch` (with token credentials from the local Entra + ACR token service) on the local control
-// plane through a static scrape configuration labelled as the chart's PodMonitor labels its targets, loads the
-// chart's rule file, and answers every dashboard query through its HTTP API.
+// plane through static targets relabelled by the chart's own PodMonitor relabelings, loads the chart's rule file,
+// and answers every dashboard query through its HTTP API.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { type AcrTokenService, startAcrTokenService } from '../support/acr-token
 import { testPki } from '../support/certificates.ts';
 import { terminate } from '../support/child-process.ts';
 import { createNamespace, toolPath } from '../support/control-plane.ts';
-import { CHART_DIR } from '../support/helm.ts';
+import { CHART_DIR, findObject, type Manifest, renderChart } from '../support/helm.ts';
 import { startSyncWatcher, type SyncWatcher } from '../support/sync-process.ts';
 import { registerWebhook } from '../support/webhook-configuration.ts';
 import { startWebhookProcess, type WebhookProcess, writeServeFiles } from '../support/webhook-process.ts';
@@ -85,6 +85,17 @@ async function untilData(expr: string, timeoutMs = 30_000): Promise<void> {
   }
 }
 
+interface PodMetricsEndpoint {
+  readonly path: string;
+  readonly relabelings: Record<string, unknown>[];
+}
+const COMPONENT_META = '__meta_kubernetes_pod_label_app_kubernetes_io_component';
+/** A PodMonitor relabeling (sourceLabels, targetLabel) as Prometheus spells it (source_labels, target_label). */
+const snakeCaseKeys = (relabeling: Record<string, unknown>): Record<string, unknown> =>
+  Object.fromEntries(
+    Object.entries(relabeling).map(([key, value]) => [key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), value]),
+  );
+
 async function createPod(image: string): Promise<void> {
   await core.createNamespacedPod({
     namespace: NAMESPACE,
@@ -147,6 +158,12 @@ beforeAll(async () => {
     env: { NODE_EXTRA_CA_CERTS: join(dir, 'ca.crt') },
   });
 
+  const monitor = findObject<Manifest & { spec: { podMetricsEndpoints: PodMetricsEndpoint[] } }>(
+    renderChart({ values: { monitoring: { podMonitor: { enabled: true } } } }),
+    'PodMonitor',
+  );
+  const [endpoint] = monitor.spec.podMetricsEndpoints;
+  if (endpoint === undefined) throw new Error('the PodMonitor has no endpoint');
   const port = await freePort();
   prometheusUrl = `http://127.0.0.1:${port}`;
   const config = join(dir, 'prometheus.yml');
@@ -158,11 +175,15 @@ beforeAll(async () => {
       // job and component as the chart's PodMonitor sets them, which the alerts select on.
       scrape_configs: [
         {
-          job_name: 'acr-pull-webhook',
+          // As the operator turns the PodMonitor into a scrape job: its name, the endpoint's path, the pods'
+          // labels as __meta_ labels (here from static targets), then the PodMonitor's own relabelings.
+          job_name: `acr-system/${monitor.metadata.name}`,
+          metrics_path: endpoint.path,
           static_configs: [
-            { targets: [`127.0.0.1:${webhook.healthPort}`], labels: { component: 'webhook' } },
-            { targets: [new URL(sync.healthUrl).host], labels: { component: 'sync-secrets' } },
+            { targets: [`127.0.0.1:${webhook.healthPort}`], labels: { [COMPONENT_META]: 'webhook' } },
+            { targets: [new URL(sync.healthUrl).host], labels: { [COMPONENT_META]: 'sync-secrets' } },
           ],
+          relabel_configs: endpoint.relabelings.map(snakeCaseKeys),
         },
       ],
     }),
@@ -210,7 +231,7 @@ afterAll(async () => {
 });
 
 describe('Prometheus scraping serve and sync-secrets --watch', () => {
-  test('has both targets up, labelled as the alerts select them', async () => {
+  test('has both targets up, labelled by the PodMonitor relabelings as the alerts select them', async () => {
     const answer = await query('up{job="acr-pull-webhook"}');
     expect(answer.status).toBe('success');
     const components = answer.data.result.map((series) => `${series.metric['component']}=${series.value[1]}`);
