@@ -61,7 +61,9 @@ export function secretEvent(regarding: ObjectRef, secret: string, event: SecretE
         type: 'Warning',
         reason: SYNC_EVENT_REASONS.notManaged,
         action: SYNC_EVENT_ACTIONS.skip,
-        note: `Left Secret ${secret} unchanged, pods using it get no credentials from acr-pull-webhook: ${event.reason}`,
+        note:
+          `Left Secret ${secret} unchanged, pods using it get no credentials from acr-pull-webhook: ` +
+          `${event.reason}`,
         regarding,
         related,
       };

@@ -153,7 +153,7 @@ describe("the chart's RBAC for Events", () => {
     expect(role(shipped, 'acr-pull-webhook-sync-secrets-events').metadata.namespace).toBe('default');
   });
 
-  test('allows no more: the ServiceAccount can neither list, get nor delete Events, nor create one elsewhere', async () => {
+  test('allows no more: the account can neither list, get nor delete Events, nor create one elsewhere', async () => {
     const saConfig = new KubeConfig();
     saConfig.loadFromFile(saKubeconfig);
     const sa = saConfig.makeApiClient(EventsV1Api);
