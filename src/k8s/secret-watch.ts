@@ -7,7 +7,7 @@
 import type { CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
 import type { Backoff } from './backoff.ts';
 import { KubeApiError } from './errors.ts';
-import { ListWatcher } from './list-watch.ts';
+import { listAll, ListWatcher } from './list-watch.ts';
 import type { SecretObject } from './secret-object.ts';
 import type { SecretStore } from './secrets.ts';
 
@@ -29,6 +29,67 @@ const key = (namespace: string, name: string): string => `${namespace}/${name}`;
 function cached(secret: V1Secret): SecretObject {
   const { managedFields: _, ...metadata } = secret.metadata ?? {};
   return { ...(secret as SecretObject), metadata };
+}
+
+/**
+ * Reads from `lookup` when it knows the answer ({ secret: undefined } is "absent"), else from `live`; a write that
+ * loses a race (409) makes the next read of that Secret go to `live`, as the cache may not show the winner yet.
+ */
+function cachedStore(
+  live: SecretStore,
+  readLive: Set<string>,
+  lookup: (namespace: string, name: string) => { secret: SecretObject | undefined } | undefined,
+): SecretStore {
+  const raced = async <T>(namespace: string, name: string, write: () => Promise<T>): Promise<T> => {
+    try {
+      return await write();
+    } catch (error) {
+      if (error instanceof KubeApiError && error.status === 409) readLive.add(key(namespace, name));
+      throw error;
+    }
+  };
+  return {
+    get: async (namespace, name) => {
+      const known = lookup(namespace, name);
+      if (known === undefined || readLive.delete(key(namespace, name))) return live.get(namespace, name);
+      return known.secret;
+    },
+    create: (namespace, secret) => raced(namespace, secret.metadata?.name ?? '', () => live.create(namespace, secret)),
+    replace: (namespace, name, secret) => raced(namespace, name, () => live.replace(namespace, name, secret)),
+    delete: (namespace, name, preconditions) =>
+      raced(namespace, name, () => live.delete(namespace, name, preconditions)),
+  };
+}
+
+/**
+ * --once: the Secrets of the configured names, listed cluster-wide once (500 a request instead of a GET each), answer
+ * the reads. A list the RBAC refuses (a ClusterRole from before list and watch by name) falls back to a GET per
+ * Secret, after `onFallback` says why.
+ */
+export async function listedSecretStore(
+  core: CoreV1Api,
+  names: readonly string[],
+  live: SecretStore,
+  onFallback: (message: string) => void,
+): Promise<SecretStore> {
+  const snapshot = new Map<string, SecretObject>();
+  try {
+    for (const name of new Set(names)) {
+      const fieldSelector = `metadata.name=${name}`;
+      const { items } = await listAll(`secrets named ${name}`, (page) =>
+        core.listSecretForAllNamespaces({ ...page, fieldSelector }),
+      );
+      for (const secret of items) snapshot.set(key(secret.metadata?.namespace ?? '', name), cached(secret));
+    }
+  } catch (error) {
+    if (!(error instanceof KubeApiError && error.status === 403)) throw error;
+    onFallback(error.message);
+    return live;
+  }
+  const listed = new Set(names);
+  return cachedStore(live, new Set(), (namespace, name) =>
+    listed.has(name) ? { secret: snapshot.get(key(namespace, name)) } : undefined,
+  );
 }
 
 export class SecretWatch {
@@ -99,29 +160,11 @@ export class SecretWatch {
    * after a 409); writes go to `live`.
    */
   store(live: SecretStore): SecretStore {
-    const raced = async <T>(namespace: string, name: string, write: () => Promise<T>): Promise<T> => {
-      try {
-        return await write();
-      } catch (error) {
-        if (error instanceof KubeApiError && error.status === 409) this.readLive.add(key(namespace, name));
-        throw error;
-      }
-    };
-    return {
-      get: async (namespace, name) => {
-        const entries = this.cache.get(name);
-        const id = key(namespace, name);
-        if (entries === undefined || this.watchers.get(name)?.hasSynced() !== true || this.readLive.delete(id)) {
-          return live.get(namespace, name);
-        }
-        return entries.get(id);
-      },
-      create: (namespace, secret) =>
-        raced(namespace, secret.metadata?.name ?? '', () => live.create(namespace, secret)),
-      replace: (namespace, name, secret) => raced(namespace, name, () => live.replace(namespace, name, secret)),
-      delete: (namespace, name, preconditions) =>
-        raced(namespace, name, () => live.delete(namespace, name, preconditions)),
-    };
+    return cachedStore(live, this.readLive, (namespace, name) =>
+      this.watchers.get(name)?.hasSynced() === true
+        ? { secret: this.cache.get(name)?.get(key(namespace, name)) }
+        : undefined,
+    );
   }
 
   private upsert(name: string, entries: Map<string, SecretObject>, secret: SecretObject): void {

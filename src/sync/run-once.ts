@@ -8,6 +8,7 @@ import { retry } from '../k8s/backoff.ts';
 import { toKubeApiError } from '../k8s/errors.ts';
 import { listNamespaces, type NamespaceInfo } from '../k8s/namespace-watch.ts';
 import type { RateLimit } from '../k8s/rate-limit.ts';
+import { listedSecretStore } from '../k8s/secret-watch.ts';
 import { secretStore } from '../k8s/secrets.ts';
 import { connect, type SyncCluster } from './connect.ts';
 import { credentialRedactor, secretValues, type RegistryCredential } from './credentials.ts';
@@ -67,9 +68,21 @@ export async function once(options: OnceOptions): Promise<number> {
   const recorder = syncEventRecorder(cluster.clients.events, logger, hostname());
   try {
     const namespaces = await listWithRetries(cluster, logger);
+    const desired = desiredSecrets(credentials);
+    // One list per configured name instead of a GET per Secret: a warm run at 10,000 namespaces is 40 requests.
+    const { core } = cluster.clients;
+    const names = desired.map((secret) => secret.name);
+    const store = await retry(
+      WRITE_BACKOFF,
+      () =>
+        listedSecretStore(core, names, secretStore(core), (error) =>
+          logger.warn({ error }, 'cannot list the configured secrets by name; reading each one instead'),
+        ),
+      { decide: retryDecision },
+    );
     const reconciler = new Reconciler({
-      store: secretStore(cluster.clients.core),
-      desired: desiredSecrets(credentials),
+      store,
+      desired,
       optIn: config.optIn,
       prune: config.prune,
       // --once does not take the Lease: its writes are conflict-safe (create, or update at the

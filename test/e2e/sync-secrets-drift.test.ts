@@ -22,7 +22,7 @@ import { tokenKubeconfig } from '../support/certs-gen-cli.ts';
 import { createNamespace } from '../support/control-plane.ts';
 import { SecretVolume } from '../support/secret-volume.ts';
 import { scrapeMetrics } from '../support/sync-metrics.ts';
-import { startSyncWatcher, timeUntil, type SyncWatcher } from '../support/sync-process.ts';
+import { runSync, startSyncWatcher, timeUntil, type SyncWatcher } from '../support/sync-process.ts';
 
 const ADMIN_KUBECONFIG = inject('kubeconfigPath');
 const kc = new KubeConfig();
@@ -264,5 +264,16 @@ describe('sync-secrets --watch with the secret watch', () => {
     expect(gets).toBe(0);
     for (const namespace of [inA, inB]) expect((await readSecret(namespace))?.data?.['.dockerconfigjson']).toBe(want);
     expect(await fast.stop()).toBe(0);
+  });
+
+  test('--once reads the configured Secrets with one list per name, not a GET each', async () => {
+    const requests = async (verb: string): Promise<number> =>
+      sampleSum(await apiserverMetrics(kc), 'apiserver_request_total', { verb, resource: 'secrets' });
+    const [getsBefore, listsBefore] = [await requests('GET'), await requests('LIST')];
+    const result = await runSync(['--config', CONFIG, '--once', '--kubeconfig', ADMIN_KUBECONFIG]);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toBe('namespaces=2 created=0 updated=0 unchanged=2 skipped=0 failed=0\n');
+    expect((await requests('GET')) - getsBefore).toBe(0);
+    expect((await requests('LIST')) - listsBefore).toBe(1);
   });
 });

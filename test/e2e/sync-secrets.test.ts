@@ -612,7 +612,9 @@ describe('sync-secrets --watch through an apiserver restart and a network cut (o
       );
       report('liveness fails after network cut (stall timeout 3 s)', toUnhealthy);
       expect(toUnhealthy).toBeLessThanOrEqual(3_000 + 3_000);
-      expect(Date.now() - cutAt).toBeGreaterThanOrEqual(2_000);
+      // Not long before the stall timeout: the namespace and secret watches each last made progress up to one
+      // watch period (1 s) and its reconnect before the cut, so the oldest may be 1.2 s or more behind it.
+      expect(Date.now() - cutAt).toBeGreaterThanOrEqual(1_000);
       const third = unique('sync-cut');
       await createNamespace(cp.kubeConfig, third, optedIn);
 
