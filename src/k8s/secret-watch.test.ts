@@ -27,6 +27,11 @@ async function standIn(listStatus: number): Promise<{ requests: string[]; client
       response.end(JSON.stringify({ kind: 'SecretList', metadata: { resourceVersion: '9' }, items: [secret('a')] }));
       return;
     }
+    if (request.method === 'PUT') {
+      response.statusCode = 409;
+      response.end(JSON.stringify({ kind: 'Status', status: 'Failure', reason: 'Conflict', code: 409 }));
+      return;
+    }
     const code = url.pathname === '/api/v1/secrets' ? listStatus : 404;
     response.statusCode = code;
     response.end(
@@ -69,4 +74,17 @@ test('a list the RBAC refuses falls back to a GET per Secret, saying why', async
     'GET /api/v1/namespaces/b/secrets/acr-x',
   ]);
   expect(fallbacks).toEqual([expect.stringContaining('HTTP 403 Forbidden')]);
+});
+
+test('after a write loses a race (409), the next read of that Secret goes to the apiserver, once', async () => {
+  const { requests, clients } = await standIn(200);
+  const store = await listedSecretStore(clients.core, ['acr-x'], secretStore(clients.core), () => {});
+  const read = await store.get('a', 'acr-x');
+  await expect(store.replace('a', 'acr-x', { ...read, data: {} })).rejects.toMatchObject({ status: 409 });
+  await store.get('a', 'acr-x');
+  await store.get('a', 'acr-x');
+  expect(requests.slice(1)).toEqual([
+    'PUT /api/v1/namespaces/a/secrets/acr-x',
+    'GET /api/v1/namespaces/a/secrets/acr-x',
+  ]);
 });
