@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import {
   ApiException,
   CoreV1Api,
+  FlowcontrolApiserverV1Api,
   KubeConfig,
   RbacAuthorizationV1Api,
   Watch,
@@ -276,4 +277,90 @@ describe('sync-secrets --watch with the secret watch', () => {
     expect((await requests('GET')) - getsBefore).toBe(0);
     expect((await requests('LIST')) - listsBefore).toBe(1);
   });
+});
+
+describe('sync-secrets under API Priority and Fairness throttling', () => {
+  test('429s with Retry-After from a full priority level are waited out, and every secret arrives', async () => {
+    const home = unique('drift-apf');
+    await createNamespace(kc, home);
+    await core.createNamespacedServiceAccount({ namespace: home, body: { metadata: { name: 'throttled' } } });
+    const name = `e2e-apf-${run}`;
+    await rbac.createClusterRoleBinding({
+      body: {
+        metadata: { name },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+        subjects: [{ kind: 'ServiceAccount', name: 'throttled', namespace: home }],
+      },
+    });
+    cleanups.push(() => rbac.deleteClusterRoleBinding({ name }));
+    // One seat, no queue, nothing borrowed: requests of this ServiceAccount beyond one at a time get 429.
+    const flow = kc.makeApiClient(FlowcontrolApiserverV1Api);
+    await flow.createPriorityLevelConfiguration({
+      body: {
+        metadata: { name },
+        spec: {
+          type: 'Limited',
+          limited: {
+            nominalConcurrencyShares: 0,
+            lendablePercent: 0,
+            borrowingLimitPercent: 0,
+            limitResponse: { type: 'Reject' },
+          },
+        },
+      },
+    });
+    cleanups.push(() => flow.deletePriorityLevelConfiguration({ name }));
+    await flow.createFlowSchema({
+      body: {
+        metadata: { name },
+        spec: {
+          priorityLevelConfiguration: { name },
+          matchingPrecedence: 500,
+          rules: [
+            {
+              subjects: [{ kind: 'ServiceAccount', serviceAccount: { name: 'throttled', namespace: home } }],
+              resourceRules: [
+                { verbs: ['*'], apiGroups: ['*'], resources: ['*'], namespaces: ['*'], clusterScope: true },
+              ],
+            },
+          ],
+        },
+      },
+    });
+    cleanups.push(() => flow.deleteFlowSchema({ name }));
+    const token = await core.createNamespacedServiceAccountToken({
+      namespace: home,
+      name: 'throttled',
+      body: { spec: { audiences: [], expirationSeconds: 600 } },
+    });
+    const kubeconfig = tokenKubeconfig(dir, inject('server'), inject('caPem'), token.status?.token ?? '');
+    const targets = Array.from({ length: 8 }, () => unique('drift-apf-in'));
+    for (const namespace of targets) await createNamespace(kc, namespace, { [OPT_IN]: 'enabled' });
+    const rejected = async (): Promise<number> =>
+      sampleSum(await apiserverMetrics(kc), 'apiserver_flowcontrol_rejected_requests_total', { priority_level: name });
+
+    const throttled = await startSyncWatcher({
+      config: CONFIG,
+      kubeconfig,
+      leaseNamespace: home,
+      identity: `drift-apf-${run}`,
+      // No client-side limit: four namespaces at a time against one seat.
+      args: ['--kube-api-qps', '0', '--log-level', 'debug'],
+    });
+    watchers.push(throttled);
+    await timeUntil(
+      'every secret under throttling',
+      async () => (await Promise.all(targets.map((namespace) => readSecret(namespace)))).every(Boolean),
+      60_000,
+    );
+    expect(await rejected()).toBeGreaterThan(0);
+    const retries = throttled
+      .logLines()
+      .filter((line) => line['msg'] === 'retrying' && line['status'] === 429)
+      .map((line) => Number(line['delayMs']));
+    expect(retries.length).toBeGreaterThan(0);
+    // The apiserver asks for Retry-After: 1; the first backoff delay alone would be 250 ms.
+    for (const delay of retries) expect(delay).toBeGreaterThanOrEqual(1_000);
+    expect(await throttled.stop()).toBe(0);
+  }, 120_000);
 });
