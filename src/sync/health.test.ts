@@ -12,11 +12,25 @@ describe('the watch-stall rule behind /healthz', () => {
     { why: 'before the first list, the start time counts', last: 0, started: 90_000, now: 100_000, live: true },
     { why: 'a first list that never comes fails after the limit', last: 0, started: 10_000, now: 100_000, live: false },
   ])('$why', ({ last, started, now, live }) => {
-    expect(watchStallReason(last, started, 60_000, now) === undefined).toBe(live);
+    const watches = [{ name: 'namespace watch', lastProgressAt: last }];
+    expect(watchStallReason(watches, started, 60_000, now) === undefined).toBe(live);
   });
 
   test('says how long the watch has been quiet', () => {
-    expect(watchStallReason(0, 0, 60_000, 75_000)).toBe('namespace watch has made no progress for 75 s (limit 60 s)');
+    const watches = [{ name: 'namespace watch', lastProgressAt: 0 }];
+    expect(watchStallReason(watches, 0, 60_000, 75_000)).toBe(
+      'namespace watch has made no progress for 75 s (limit 60 s)',
+    );
+  });
+
+  test('one stalled watch is enough, and the reason names it, not the busy one', () => {
+    const watches = [
+      { name: 'namespace watch', lastProgressAt: 99_000 },
+      { name: 'secret watch', lastProgressAt: 20_000 },
+    ];
+    expect(watchStallReason(watches, 0, 60_000, 100_000)).toBe(
+      'secret watch has made no progress for 80 s (limit 60 s)',
+    );
   });
 });
 

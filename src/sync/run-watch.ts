@@ -199,7 +199,14 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     {
       // A stalled secret watch hides drift as surely as a stalled namespace watch hides new namespaces.
       notLiveReason: () =>
-        watchStallReason(Math.min(watcher.lastProgressAt(), secretWatch.lastProgressAt()), startedAt, stallMs),
+        watchStallReason(
+          [
+            { name: 'namespace watch', lastProgressAt: watcher.lastProgressAt() },
+            { name: 'secret watch', lastProgressAt: secretWatch.lastProgressAt() },
+          ],
+          startedAt,
+          stallMs,
+        ),
       notReadyReason: () => {
         if (shuttingDown) return 'shutting down';
         if (!watcher.hasSynced()) return 'namespaces not listed yet';
