@@ -8,7 +8,7 @@
 // would end TLS itself; `serve` reloads that Secret's files within seconds, so it is what the pods serve.
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
-import type { V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import type { V1MutatingWebhookConfiguration, V1ObjectMeta, V1Pod, V1PodTemplateSpec } from '@kubernetes/client-node';
 import { type Config, loadConfig } from '../config/config.ts';
 import { ENV, SYNC_DEFAULTS, SYNC_LEASE_NAME } from '../constants.ts';
 import {
@@ -27,6 +27,15 @@ import {
   type WebhookClient,
 } from '../doctor/checks.ts';
 import { formatTable } from '../doctor/format.ts';
+import {
+  isWorkloadKind,
+  judgeWorkload,
+  type LabelSelector,
+  pickPod,
+  selectorString,
+  WORKLOAD_KINDS,
+  type WorkloadKind,
+} from '../doctor/workload.ts';
 import { type KubeClients, makeClients } from '../k8s/client.ts';
 import { toKubeApiError } from '../k8s/errors.ts';
 import { loadKubeConfig } from '../k8s/kube-config.ts';
@@ -44,12 +53,15 @@ const DIAL_TIMEOUT_MS = 5_000;
 export const DOCTOR_USAGE = `\
 Usage: acr-pull-webhook doctor --config FILE [options]
        acr-pull-webhook doctor pod NAMESPACE/NAME --config FILE [options]
+       acr-pull-webhook doctor deployment|statefulset|daemonset|job|cronjob NAMESPACE/NAME --config FILE [options]
 
 Checks a running install and says what to fix. Cluster-wide: the MutatingWebhookConfiguration exists, its
 caBundle verifies the certificate its endpoint serves, the endpoints are ready; every opted-in namespace has
 every configured pull secret, managed by sync-secrets and current (tokens: their expiry); the sync-secrets
 Lease has a live holder. 'doctor pod': the namespace's opt-in, the pod's opt-out, which entry each image
-matched, the secrets it needs and its image pull failure Events, ending with one "fix:" line.
+matched, the secrets it needs and its image pull failure Events, ending with one "fix:" line. For a
+workload: the same for its pod most likely broken (one waiting on a failed pull, else the newest), or for
+its pod template when no pod exists yet.
 Exit codes: 0 healthy, 1 a problem found, 2 usage error.
 
 Options:
@@ -66,7 +78,9 @@ interface DoctorOptions {
   readonly webhookConfiguration: string;
   readonly leaseNamespace: string | undefined;
   readonly output: 'text' | 'json';
-  readonly pod: { readonly namespace: string; readonly name: string } | undefined;
+  readonly target:
+    | { readonly kind: 'pod' | WorkloadKind; readonly namespace: string; readonly name: string }
+    | undefined;
 }
 
 export function parseDoctorArgs(argv: readonly string[], env: NodeJS.ProcessEnv): DoctorOptions {
@@ -84,13 +98,15 @@ export function parseDoctorArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
   const config = values.config ?? (env[ENV.config] || undefined);
   if (config === undefined) throw new UsageError(`--config (or ${ENV.config}) is required`);
   if (values.output !== 'text' && values.output !== 'json') throw new UsageError('-o must be text or json');
-  let pod: DoctorOptions['pod'];
+  let target: DoctorOptions['target'];
   if (positionals.length > 0) {
-    const [what, target, ...rest] = positionals;
-    if (what !== 'pod' || rest.length > 0) throw new UsageError(`unknown arguments: ${positionals.join(' ')}`);
-    const match = /^([a-z0-9-]+)\/([a-z0-9.-]+)$/.exec(target ?? '');
-    if (match === null) throw new UsageError('doctor pod needs NAMESPACE/NAME');
-    pod = { namespace: match[1] ?? '', name: match[2] ?? '' };
+    const [kind = '', object, ...rest] = positionals;
+    if (kind !== 'pod' && !isWorkloadKind(kind))
+      throw new UsageError(`unknown kind ${kind}: pod, ${WORKLOAD_KINDS.join(', ')}`);
+    if (rest.length > 0) throw new UsageError(`unknown arguments: ${rest.join(' ')}`);
+    const match = /^([a-z0-9-]+)\/([a-z0-9.-]+)$/.exec(object ?? '');
+    if (match === null) throw new UsageError(`doctor ${kind} needs NAMESPACE/NAME`);
+    target = { kind, namespace: match[1] ?? '', name: match[2] ?? '' };
   }
   return {
     config,
@@ -98,7 +114,7 @@ export function parseDoctorArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
     webhookConfiguration: values['webhook-configuration'],
     leaseNamespace: values['lease-namespace'],
     output: values.output,
-    pod,
+    target,
   };
 }
 
@@ -342,19 +358,40 @@ async function checkPod(
         },
       ],
     };
+  return judgeOnePod(clients, config, source, { namespace, name, pod }, now);
+}
+
+/** judgePod's findings for a pod (with its Events and status) or a workload's pod template (without). */
+async function judgeOnePod(
+  clients: KubeClients,
+  config: Config,
+  source: string,
+  target: {
+    namespace: string;
+    name: string;
+    pod: V1Pod | V1PodTemplateSpec;
+    template?: { kind: string } | undefined;
+    recreate?: string | undefined;
+  },
+  now: Date,
+): Promise<{ findings: Finding[]; explanation?: unknown }> {
+  const { namespace, name, pod, template } = target;
   const ns = await clients.core.readNamespace({ name: namespace }).catch((error: unknown) => {
     throw toKubeApiError(error, `get namespace ${namespace}`);
   });
-  const events = await clients.core
-    .listNamespacedEvent({
-      namespace,
-      fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${name}`,
-    })
-    .catch((error: unknown) => {
-      throw toKubeApiError(error, `list events of pod ${namespace}/${name}`);
-    });
+  // A template has no Events and no status: only a pod has been pulled for.
+  const events =
+    template !== undefined
+      ? []
+      : (
+          await clients.core
+            .listNamespacedEvent({ namespace, fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${name}` })
+            .catch((error: unknown) => {
+              throw toKubeApiError(error, `list events of pod ${namespace}/${name}`);
+            })
+        ).items;
   const uid = pod.metadata?.uid;
-  const podEvents = events.items
+  const podEvents = events
     .filter((event) => uid === undefined || event.involvedObject.uid === undefined || event.involvedObject.uid === uid)
     .map((event) => ({ reason: event.reason ?? '', message: event.message ?? '', count: event.count ?? 1 }));
   const needed = new Set<string>();
@@ -371,12 +408,123 @@ async function checkPod(
       pod,
       namespaceLabels: ns.metadata?.labels ?? {},
       events: podEvents,
-      waiting: pullWaiting(pod.status),
+      waiting: 'status' in pod ? pullWaiting(pod.status) : [],
       secrets,
+      template,
+      recreate: target.recreate,
     },
     config,
   );
   return { findings, explanation };
+}
+
+interface WorkloadSpec {
+  readonly selector?: LabelSelector | undefined;
+  readonly template?: V1PodTemplateSpec | undefined;
+}
+
+interface Workload {
+  readonly uid: string | undefined;
+  readonly selector: LabelSelector | undefined;
+  readonly template: V1PodTemplateSpec | undefined;
+}
+
+async function readWorkload(
+  clients: KubeClients,
+  kind: WorkloadKind,
+  target: { namespace: string; name: string },
+): Promise<Workload | undefined> {
+  const what = `get ${kind} ${target.namespace}/${target.name}`;
+  const read: Record<
+    Exclude<WorkloadKind, 'cronjob'>,
+    () => Promise<{ metadata?: V1ObjectMeta; spec?: WorkloadSpec }>
+  > = {
+    deployment: () => clients.apps.readNamespacedDeployment(target),
+    statefulset: () => clients.apps.readNamespacedStatefulSet(target),
+    daemonset: () => clients.apps.readNamespacedDaemonSet(target),
+    job: () => clients.batch.readNamespacedJob(target),
+  };
+  if (kind === 'cronjob') {
+    const cronJob = await readOrUndefined(what, () => clients.batch.readNamespacedCronJob(target));
+    if (cronJob === undefined) return undefined;
+    return { uid: cronJob.metadata?.uid, selector: undefined, template: cronJob.spec?.jobTemplate.spec?.template };
+  }
+  const found = await readOrUndefined(what, read[kind]);
+  if (found === undefined) return undefined;
+  return { uid: found.metadata?.uid, selector: found.spec?.selector, template: found.spec?.template };
+}
+
+/** A workload's pods: by its selector, or for a CronJob those of the Jobs it owns. */
+async function workloadPods(
+  clients: KubeClients,
+  kind: WorkloadKind,
+  namespace: string,
+  workload: Workload,
+): Promise<V1Pod[]> {
+  const listPods = (labelSelector?: string) =>
+    clients.core
+      .listNamespacedPod({ namespace, ...(labelSelector === undefined ? {} : { labelSelector }) })
+      .catch((error: unknown) => {
+        throw toKubeApiError(error, `list pods in ${namespace}`);
+      });
+  if (kind !== 'cronjob') {
+    // An empty selector would select every pod of the namespace; the API refuses such workloads anyway.
+    const selector = selectorString(workload.selector ?? {});
+    return selector === '' ? [] : (await listPods(selector)).items;
+  }
+  const jobs = await clients.batch.listNamespacedJob({ namespace }).catch((error: unknown) => {
+    throw toKubeApiError(error, `list jobs in ${namespace}`);
+  });
+  const owned = (owners: { uid: string }[] | undefined, uids: ReadonlySet<string | undefined>) =>
+    (owners ?? []).some((owner) => uids.has(owner.uid));
+  const jobUids = new Set(
+    jobs.items
+      .filter((job) => owned(job.metadata?.ownerReferences, new Set([workload.uid])))
+      .map((j) => j.metadata?.uid),
+  );
+  if (jobUids.size === 0) return [];
+  return (await listPods()).items.filter((pod) => owned(pod.metadata?.ownerReferences, jobUids));
+}
+
+/** A workload: its pod most likely broken, checked as `doctor pod` would, or its pod template when none exists. */
+async function checkWorkload(
+  clients: KubeClients,
+  config: Config,
+  source: string,
+  target: { kind: WorkloadKind; namespace: string; name: string },
+  now: Date,
+): Promise<{ findings: Finding[]; explanation?: unknown }> {
+  const { kind, namespace, name } = target;
+  const workload = await readWorkload(clients, kind, target);
+  const subject = `${kind} ${namespace}/${name}`;
+  if (workload === undefined)
+    return {
+      findings: [{ status: 'fail', subject, detail: 'not found', fix: `check the name: ${kind} NAMESPACE/NAME` }],
+    };
+  const pods = await workloadPods(clients, kind, namespace, workload);
+  const picked = pickPod(pods);
+  const restartable = kind === 'deployment' || kind === 'statefulset' || kind === 'daemonset';
+  const recreate = restartable ? `then kubectl -n ${namespace} rollout restart ${kind}/${name}` : undefined;
+  const podName = picked?.pod.metadata?.name;
+  if (picked !== undefined && podName !== undefined) {
+    const checked = await judgeOnePod(
+      clients,
+      config,
+      source,
+      { namespace, name: podName, pod: picked.pod, recreate },
+      now,
+    );
+    const head = judgeWorkload(target, pods.length, { name: podName, why: picked.why });
+    return { findings: [head, ...checked.findings], explanation: checked.explanation };
+  }
+  const checked = await judgeOnePod(
+    clients,
+    config,
+    source,
+    { namespace, name, pod: workload.template ?? {}, template: { kind }, recreate },
+    now,
+  );
+  return { findings: [judgeWorkload(target, 0, undefined), ...checked.findings], explanation: checked.explanation };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,8 +544,12 @@ export async function runDoctor(
   try {
     let findings: Finding[];
     let explanation: unknown;
-    if (options.pod !== undefined) {
-      ({ findings, explanation } = await checkPod(clients, config, options.config, options.pod, now));
+    const target = options.target;
+    if (target?.kind === 'pod') {
+      ({ findings, explanation } = await checkPod(clients, config, options.config, target, now));
+    } else if (target !== undefined) {
+      const kind = target.kind;
+      ({ findings, explanation } = await checkWorkload(clients, config, options.config, { ...target, kind }, now));
     } else {
       const webhooks = await checkWebhooks(clients, options.webhookConfiguration, now);
       const secrets = await checkSecrets(clients, config, options.config, now);

@@ -345,6 +345,13 @@ export interface PodFacts {
   readonly waiting?: readonly ContainerWaiting[];
   /** judgeSecret's findings for the secrets the pod's images need, in this namespace. */
   readonly secrets: readonly Finding[];
+  /**
+   * A workload's pod template, not a pod: its rows are headed `template KIND/NAME`, and it is not expected to carry
+   * the imagePullSecrets that the webhook adds to each pod.
+   */
+  readonly template?: { readonly kind: string } | undefined;
+  /** How to make the fix take effect: "then recreate the pod" unless a workload says better. */
+  readonly recreate?: string | undefined;
 }
 
 /** Findings for one pod, root causes first: the first failure's fix is the one line to act on. */
@@ -352,7 +359,8 @@ export function judgePod(facts: PodFacts, config: Config): { findings: Finding[]
   const { namespace, name } = facts;
   const findings: Finding[] = [];
   const { label, value } = config.optIn;
-  const recreate = 'then recreate the pod';
+  const recreate = facts.recreate ?? 'then recreate the pod';
+  const self = facts.template === undefined ? `pod ${namespace}/${name}` : `template ${facts.template.kind}/${name}`;
   if (facts.namespaceLabels[label] === value)
     findings.push(ok(`namespace ${namespace}`, `opted in (${label}=${value})`));
   else
@@ -370,11 +378,11 @@ export function judgePod(facts: PodFacts, config: Config): { findings: Finding[]
     findings.push(
       matched.size > 0
         ? fail(
-            `pod ${namespace}/${name}`,
+            self,
             `opted out (${INJECT_LABEL}=${INJECT_DISABLED}) although its images need ${[...matched].join(', ')}`,
             `remove the label ${INJECT_LABEL} from the pod (template), ${recreate}`,
           )
-        : ok(`pod ${namespace}/${name}`, `opted out (${INJECT_LABEL}=${INJECT_DISABLED}); no image needs a secret`),
+        : ok(self, `opted out (${INJECT_LABEL}=${INJECT_DISABLED}); no image needs a secret`),
     );
   const failing = facts.events.filter(isPullFailure);
   for (const image of explanation.images) {
@@ -402,7 +410,8 @@ export function judgePod(facts: PodFacts, config: Config): { findings: Finding[]
     ),
   );
   const missing = [...matched].filter((secret) => !listed.has(secret));
-  if (missing.length > 0 && !explanation.optedOut && metadata.labels?.[INJECT_LABEL] !== INJECT_DISABLED)
+  const patchable = facts.template === undefined && !explanation.optedOut;
+  if (missing.length > 0 && patchable && metadata.labels?.[INJECT_LABEL] !== INJECT_DISABLED)
     findings.push(
       fail(
         `pod ${namespace}/${name}`,

@@ -4,6 +4,8 @@
 // bound every request.
 import {
   AdmissionregistrationV1Api,
+  AppsV1Api,
+  BatchV1Api,
   CoordinationV1Api,
   CoreV1Api,
   createConfiguration,
@@ -28,6 +30,9 @@ export interface KubeClients {
   readonly events: EventsV1Api;
   /** EndpointSlices, for `doctor`'s check of the webhook Service's ready endpoints. */
   readonly discovery: DiscoveryV1Api;
+  /** Deployments, StatefulSets, DaemonSets, Jobs and CronJobs, for `doctor KIND NAMESPACE/NAME`. */
+  readonly apps: AppsV1Api;
+  readonly batch: BatchV1Api;
   /** The API server URL, for messages. */
   readonly server: string;
   readonly kubeConfig: KubeConfig;
@@ -77,6 +82,8 @@ export function makeClients(
     admission: new AdmissionregistrationV1Api(configuration),
     events: new EventsV1Api(configuration),
     discovery: new DiscoveryV1Api(configuration),
+    apps: new AppsV1Api(configuration),
+    batch: new BatchV1Api(configuration),
     server: cluster.server,
     kubeConfig,
     close: async () => {

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AdmissionregistrationV1Api,
+  AppsV1Api,
+  BatchV1Api,
   CoordinationV1Api,
   CoreV1Api,
   DiscoveryV1Api,
@@ -33,6 +35,8 @@ const core = kc.makeApiClient(CoreV1Api);
 const admission = kc.makeApiClient(AdmissionregistrationV1Api);
 const discovery = kc.makeApiClient(DiscoveryV1Api);
 const coordination = kc.makeApiClient(CoordinationV1Api);
+const apps = kc.makeApiClient(AppsV1Api);
+const batch = kc.makeApiClient(BatchV1Api);
 const dir = mkdtempSync(join(tmpdir(), 'e2e-doctor-'));
 const run = randomUUID().slice(0, 8);
 const unique = (prefix: string): string => `${prefix}-${randomUUID().slice(0, 8)}`;
@@ -546,5 +550,152 @@ describe('doctor pod', () => {
       `FAIL  pod ${hotNamespace}/no-such-pod  not found`,
     );
     expect(result.status).toBe(1);
+  });
+});
+
+/** A Deployment of one container; with no controller-manager here, its pods are only those a test creates. */
+async function createDeployment(
+  namespace: string,
+  image: string,
+): Promise<{ name: string; labels: Record<string, string> }> {
+  const name = unique('web');
+  const labels = { app: name };
+  await apps.createNamespacedDeployment({
+    namespace,
+    body: {
+      metadata: { name },
+      spec: {
+        selector: { matchLabels: labels },
+        template: { metadata: { labels }, spec: { containers: [{ name: 'app', image }] } },
+      },
+    },
+  });
+  return { name, labels };
+}
+
+/** Sets a pod's status as the kubelet does when its container's image cannot be pulled. */
+async function pullBackOff(namespace: string, name: string, image: string, message: string): Promise<void> {
+  const pod = await core.readNamespacedPod({ namespace, name });
+  await core.replaceNamespacedPodStatus({
+    namespace,
+    name,
+    body: {
+      ...pod,
+      status: {
+        phase: 'Pending',
+        containerStatuses: [
+          {
+            name: 'app',
+            image,
+            imageID: '',
+            ready: false,
+            restartCount: 0,
+            state: { waiting: { reason: 'ImagePullBackOff', message } },
+          },
+        ],
+      },
+    },
+  });
+}
+
+const squeezed = (stdout: string): string[] => stdout.split('\n').map((line) => line.replaceAll(/ {2,}/g, '  '));
+
+describe('doctor for a workload (KIND NAMESPACE/NAME)', () => {
+  test('a deployment whose older pod is in ImagePullBackOff: that pod is named and checked, FAIL, exit 1', async () => {
+    const image = 'myregistry.azurecr.io/web:1';
+    const { name, labels } = await createDeployment(hotNamespace, image);
+    const broken = await createPod(hotNamespace, image, labels);
+    const message = `Back-off pulling image "${image}"`;
+    await pullBackOff(hotNamespace, broken, image, message);
+    // creationTimestamp counts whole seconds: the healthy pod is then strictly the newest.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    await createPod(hotNamespace, image, labels);
+    const result = await doctor(['deployment', `${hotNamespace}/${name}`, '--config', HOT_CONFIG]);
+    expect(squeezed(result.stdout)).toEqual([
+      `ok  deployment ${hotNamespace}/${name}  2 pods; checked pod ${broken} (a container waits in ImagePullBackOff)`,
+      `ok  namespace ${hotNamespace}  opted in (${OPT_IN}=${HOT})`,
+      `ok  image ${image}  matches myregistry.azurecr.io -> acr`,
+      `ok  secret ${hotNamespace}/acr  managed, current`,
+      `FAIL  container app  ImagePullBackOff: ${message}`,
+      'fix: the credentials in the pull secret are refused or the image does not exist: see the secret lines',
+      '',
+    ]);
+    expect(result.status).toBe(1);
+  });
+
+  test('a healthy deployment: its newest pod is checked, every row ok, exit 0', async () => {
+    const image = 'myregistry.azurecr.io/web:2';
+    const { name, labels } = await createDeployment(hotNamespace, image);
+    const pod = await createPod(hotNamespace, image, labels);
+    const result = await doctor(['deployment', `${hotNamespace}/${name}`, '--config', HOT_CONFIG]);
+    expect(squeezed(result.stdout)).toEqual([
+      `ok  deployment ${hotNamespace}/${name}  1 pod; checked pod ${pod} (the newest)`,
+      `ok  namespace ${hotNamespace}  opted in (${OPT_IN}=${HOT})`,
+      `ok  image ${image}  matches myregistry.azurecr.io -> acr`,
+      `ok  secret ${hotNamespace}/acr  managed, current`,
+      'fix: nothing: every check passed',
+      '',
+    ]);
+    expect(result.status).toBe(0);
+  });
+
+  test('a deployment with no pod yet whose template names an unmatched ACR image: FAIL on the template', async () => {
+    const { name } = await createDeployment(hotNamespace, 'other.azurecr.io/web:1');
+    const result = await doctor(['deployment', `${hotNamespace}/${name}`, '--config', HOT_CONFIG]);
+    expect(squeezed(result.stdout)).toEqual([
+      `WARN  deployment ${hotNamespace}/${name}  no pod exists yet: checked its pod template`,
+      `ok  namespace ${hotNamespace}  opted in (${OPT_IN}=${HOT})`,
+      'FAIL  image other.azurecr.io/web:1  no registries[] entry matches ' +
+        '(not myregistry.azurecr.io: host label 1 "other" does not match "myregistry")',
+      `fix: add a registries[] entry for other.azurecr.io, then kubectl -n ${hotNamespace} rollout restart ` +
+        `deployment/${name}`,
+      '',
+    ]);
+    expect(result.status).toBe(1);
+  });
+
+  test('a cronjob between runs: its template is checked, and lacking imagePullSecrets there is fine, exit 0', async () => {
+    const name = unique('nightly');
+    const image = 'myregistry.azurecr.io/batch:1';
+    await batch.createNamespacedCronJob({
+      namespace: hotNamespace,
+      body: {
+        metadata: { name },
+        spec: {
+          schedule: '0 3 * * *',
+          jobTemplate: {
+            spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'app', image }] } } },
+          },
+        },
+      },
+    });
+    const result = await doctor(['cronjob', `${hotNamespace}/${name}`, '--config', HOT_CONFIG]);
+    expect(squeezed(result.stdout)).toEqual([
+      `ok  cronjob ${hotNamespace}/${name}  no pod exists yet: checked its pod template`,
+      `ok  namespace ${hotNamespace}  opted in (${OPT_IN}=${HOT})`,
+      `ok  image ${image}  matches myregistry.azurecr.io -> acr`,
+      `ok  secret ${hotNamespace}/acr  managed, current`,
+      'fix: nothing: every check passed',
+      '',
+    ]);
+    expect(result.status).toBe(0);
+  });
+
+  test('a deployment that does not exist: FAIL, exit 1', async () => {
+    const result = await doctor(['deployment', `${hotNamespace}/no-such-web`, '--config', HOT_CONFIG]);
+    expect(row(result.stdout, `deployment ${hotNamespace}/no-such-web`)).toBe(
+      `FAIL  deployment ${hotNamespace}/no-such-web  not found`,
+    );
+    expect(result.status).toBe(1);
+  });
+
+  test('an unknown kind is a usage error: exit 2, naming the kinds it knows', async () => {
+    const result = await doctor(['replicaset', `${hotNamespace}/web`, '--config', HOT_CONFIG]);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      'acr-pull-webhook doctor: unknown kind replicaset: pod, deployment, statefulset, daemonset, job, cronjob\n' +
+        "Run 'acr-pull-webhook doctor --help' for usage.\n",
+    );
+    expect(result.status).toBe(2);
   });
 });
