@@ -74,10 +74,11 @@ export function judgeWorkload(
   const detail = 'no pod exists yet: checked its pod template';
   // A CronJob between runs has no pod, and that is fine; any other workload should have one.
   if (kind === 'cronjob') return { status: 'ok', subject, detail };
+  const owner = kind === 'deployment' ? " (or its ReplicaSet's)" : '';
   return {
     status: 'warn',
     subject,
     detail,
-    fix: `kubectl -n ${namespace} describe ${kind} ${name}: its events (or its ReplicaSet's) say why no pod was created`,
+    fix: `kubectl -n ${namespace} describe ${kind} ${name}: its events${owner} say why it has no pod`,
   };
 }

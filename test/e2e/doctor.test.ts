@@ -654,7 +654,7 @@ describe('doctor for a workload (KIND NAMESPACE/NAME)', () => {
     expect(result.status).toBe(1);
   });
 
-  test('a cronjob between runs: its template is checked, and lacking imagePullSecrets there is fine, exit 0', async () => {
+  test('a cronjob between runs: its template is checked, lacking imagePullSecrets is fine there, exit 0', async () => {
     const name = unique('nightly');
     const image = 'myregistry.azurecr.io/batch:1';
     await batch.createNamespacedCronJob({
