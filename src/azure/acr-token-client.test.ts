@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { AcrTokenError, requestAcrRefreshToken } from './acr-token-client.ts';
+import { AcrTokenError, MAX_TOKEN_ANSWER_BYTES, requestAcrRefreshToken } from './acr-token-client.ts';
 import type { AzureCredentials } from './azure-credentials.ts';
 
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
@@ -112,6 +112,49 @@ describe('a refresh token is requested with two form posts, following no redirec
     expect(error).toMatchObject({ stage: row.stage, retriable: false });
     expect(error.message).toContain(`a redirect (HTTP ${row.status}), which is not followed`);
     expect(calls).toHaveLength(row.calls);
+  });
+});
+
+describe('an answer is read up to 256 KiB and no further', () => {
+  /** A body that never ends, counting what was pulled from it. */
+  function endless(): { body: ReadableStream<Uint8Array>; pulled: () => number } {
+    let pulled = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled += 64 * 1024;
+        controller.enqueue(new Uint8Array(64 * 1024).fill(0x20));
+      },
+    });
+    return { body, pulled: () => pulled };
+  }
+
+  test.each([
+    { step: 'Entra ID', stage: 'entra', endlessEntra: true },
+    { step: 'the exchange', stage: 'exchange', endlessEntra: false },
+  ])('an endless answer from $step stops the request after the bound', async (row) => {
+    const stream = endless();
+    const streamed: Answer = () => new Response(stream.body, { status: 200 });
+    const { fetch } = row.endlessEntra ? fakeFetch(streamed) : fakeFetch(entraOk, streamed);
+    const error = await failure(requestAcrRefreshToken(SERVER, credentials, { fetch }));
+    expect(MAX_TOKEN_ANSWER_BYTES).toBe(262144);
+    expect(error).toMatchObject({ stage: row.stage, retriable: false });
+    expect(error.message).toContain('was answered with more than 262144 bytes, which no token answer needs');
+    expect(stream.pulled()).toBeLessThanOrEqual(MAX_TOKEN_ANSWER_BYTES + 2 * 64 * 1024);
+  });
+
+  test('a declared Content-Length over the bound is refused before the body is read', async () => {
+    const stream = endless();
+    const big: Answer = () => new Response(stream.body, { status: 200, headers: { 'content-length': '262145' } });
+    const error = await failure(requestAcrRefreshToken(SERVER, credentials, { fetch: fakeFetch(big).fetch }));
+    expect(error.message).toContain('Entra ID token request to login.microsoftonline.com was answered with more');
+    expect(stream.pulled()).toBeLessThanOrEqual(64 * 1024);
+  });
+
+  test('an answer just under the bound is read whole', async () => {
+    const padded: Answer = () =>
+      json(200, { token_type: 'Bearer', expires_in: 3600, access_token: ENTRA_TOKEN, pad: ' '.repeat(200_000) });
+    const token = await requestAcrRefreshToken(SERVER, credentials, { fetch: fakeFetch(padded).fetch });
+    expect(token.refreshToken).toBe(REFRESH_TOKEN);
   });
 });
 

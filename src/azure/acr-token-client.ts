@@ -22,6 +22,13 @@ import {
 /** Per request (Entra ID, then the exchange), answer body included. */
 export const DEFAULT_TOKEN_REQUEST_TIMEOUT_MS = 10_000;
 
+/**
+ * The most bytes an answer may have. Both answers are a few kilobytes of JSON (an Entra access token with many group
+ * claims stays under 16 KB); without a bound, a wrong host streaming within the timeout could fill the memory of a
+ * process whose container limit is 256 MiB.
+ */
+export const MAX_TOKEN_ANSWER_BYTES = 256 * 1024;
+
 export interface AcrRefreshToken {
   /** The pull secret's password (with the null-GUID user). */
   readonly refreshToken: string;
@@ -135,6 +142,30 @@ function networkError(stage: 'entra' | 'exchange', host: string, error: unknown,
   return new AcrTokenError(stage, true, `${request} failed (${code})`);
 }
 
+/** The answer's text, read until MAX_TOKEN_ANSWER_BYTES and no further. */
+async function boundedText(stage: 'entra' | 'exchange', host: string, response: Response): Promise<string> {
+  const declared = Number(response.headers.get('content-length') ?? 0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (declared <= MAX_TOKEN_ANSWER_BYTES && response.body !== null) {
+    for await (const chunk of response.body) {
+      size += chunk.byteLength;
+      if (size > MAX_TOKEN_ANSWER_BYTES) break;
+      chunks.push(chunk);
+    }
+  }
+  if (declared > MAX_TOKEN_ANSWER_BYTES || size > MAX_TOKEN_ANSWER_BYTES) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new AcrTokenError(
+      stage,
+      false,
+      `${REQUEST_NAME[stage]} to ${host} was answered with more than ${MAX_TOKEN_ANSWER_BYTES} bytes, which no token ` +
+        'answer needs: check the configured host',
+    );
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks));
+}
+
 const retriableStatus = (status: number): boolean => status === 429 || status >= 500;
 
 /** POSTs a form, never following a redirect: the credential in the body must reach only the configured host. */
@@ -162,7 +193,7 @@ async function post(
           'followed so the credential is posted nowhere else: check the configured host',
       );
     }
-    return { status: response.status, body: await response.text() };
+    return { status: response.status, body: await boundedText(stage, host, response) };
   } catch (error) {
     if (error instanceof AcrTokenError) throw error;
     throw networkError(stage, host, error, timeoutMs);
