@@ -155,6 +155,11 @@ export const METRIC_SYNC_NAMESPACES = 'acr_pull_webhook_sync_opted_in_namespaces
  * problem).
  */
 export const METRIC_SYNC_CREDENTIAL_RELOADS = 'acr_pull_webhook_sync_credential_reloads_total';
+/**
+ * Counter: Events not written, by type (Normal | Warning): more than the recorder's queue holds (Normal ones go
+ * first), or still queued when a shutdown's flush ended.
+ */
+export const METRIC_SYNC_EVENTS_DROPPED = 'acr_pull_webhook_sync_events_dropped_total';
 
 /**
  * Environment variables `sync-secrets` reads when the matching flag is absent ({@link ENV} `config`, `host` and
@@ -173,6 +178,8 @@ export const SYNC_ENV = {
   kubeApiQps: 'ACR_PULL_WEBHOOK_KUBE_API_QPS',
   /** --kube-api-burst: API requests allowed at once after a quiet period. */
   kubeApiBurst: 'ACR_PULL_WEBHOOK_KUBE_API_BURST',
+  /** --concurrency: namespaces reconciled at once. */
+  concurrency: 'ACR_PULL_WEBHOOK_SYNC_CONCURRENCY',
 } as const;
 
 /** Defaults and timings for `sync-secrets`. */
@@ -211,6 +218,13 @@ export const SYNC_DEFAULTS = {
    */
   kubeApiQps: 200,
   kubeApiBurst: 400,
+  /**
+   * The Events' own budget, apart from the one above (the kubelet's --event-qps 50 and --event-burst 100 on its own
+   * client): a cold start's SecretCreated for every Secret never doubles the write load nor delays a Secret. What
+   * does not fit the recorder's queue of 1000 is dropped, Normal events first.
+   */
+  eventsQps: 50,
+  eventsBurst: 100,
   /**
    * In --watch, a namespace whose reconcile failed after all attempts is tried again after this long, doubling per
    * further failure up to requeueMaxMs.

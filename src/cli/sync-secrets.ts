@@ -53,6 +53,8 @@ Options (each also read from the environment variable shown):
  ${SYNC_ENV.kubeApiQps}
   --kube-api-burst N      API requests at once after a quiet period (default ${SYNC_DEFAULTS.kubeApiBurst}) \
  ${SYNC_ENV.kubeApiBurst}
+  --concurrency N         namespaces reconciled at once, each one's secrets in turn (default \
+${SYNC_DEFAULTS.concurrency})  ${SYNC_ENV.concurrency}
   --log-level LEVEL       fatal|error|warn|info|debug (default ${DEFAULTS.logLevel})   ${ENV.logLevel}
 `;
 
@@ -82,6 +84,7 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
       'token-refresh-fraction': { type: 'string' },
       'kube-api-qps': { type: 'string' },
       'kube-api-burst': { type: 'string' },
+      concurrency: { type: 'string' },
       'log-level': { type: 'string' },
     },
   });
@@ -152,6 +155,14 @@ export function parseSyncSecretsArgs(argv: readonly string[], env: NodeJS.Proces
         100_000,
       ),
     },
+    /** Namespaces reconciled at once (--once and --watch). */
+    concurrency: integer(
+      'concurrency',
+      pick(values.concurrency, SYNC_ENV.concurrency),
+      SYNC_DEFAULTS.concurrency,
+      1,
+      1_000,
+    ),
     logLevel,
   };
 }
@@ -224,6 +235,7 @@ export async function runSyncSecrets(argv: readonly string[]): Promise<number> {
     kubeconfig: options.kubeconfig,
     env: process.env,
     kubeApi: options.kubeApi,
+    concurrency: options.concurrency,
     config,
     credentials,
     logger,

@@ -1,7 +1,9 @@
 // API clients for sync-secrets and certs-gen. client-node builds a new connection pool (an undici Agent) for
-// every request and sets no timeout; a reconcile of many namespaces would open a TLS connection
-// per call and a black-holed apiserver would hang it forever. These clients reuse one pool and
-// bound every request.
+// every request, re-reads its certificate files and sets no timeout; a reconcile of many namespaces would
+// open a TLS connection per call and a black-holed apiserver would hang it forever. These clients reuse one
+// pool and the authentication headers (recomputed once a second, so a rotated token is picked up as client-go
+// does) and bound every request. Events go through a client of their own with a budget of its own (the
+// kubelet's separate event client), so recording them never takes a turn from a Secret.
 import {
   AdmissionregistrationV1Api,
   AppsV1Api,
@@ -11,9 +13,10 @@ import {
   createConfiguration,
   DiscoveryV1Api,
   EventsV1Api,
+  HttpMethod,
+  RequestContext,
   ServerConfiguration,
   type KubeConfig,
-  type RequestContext,
   type SecurityAuthentication,
 } from '@kubernetes/client-node';
 import { TokenBucket, type RateLimit } from './rate-limit.ts';
@@ -22,6 +25,11 @@ type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 
 /** Bound on one API request: a black-holed connection must not hang a reconcile or a CronJob run. */
 export const REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * How long the headers the kubeconfig gave (a bearer token, read from its file) serve further requests: client-node
+ * re-reads a token file once a minute and an exec plugin's token until it expires, so this only spares the work.
+ */
+export const AUTH_REUSE_MS = 1_000;
 
 export interface KubeClients {
   readonly core: CoreV1Api;
@@ -46,41 +54,60 @@ export function makeClients(
     userAgent: string;
     /** Every request through these clients waits its turn (client-go's QPS and burst); none: unlimited. */
     rateLimit?: RateLimit;
+    /** The events client's own budget instead (none: it shares `rateLimit`). */
+    eventsRateLimit?: RateLimit;
   },
 ): KubeClients {
   const cluster = kubeConfig.getCurrentCluster();
   if (cluster === null) throw new Error('kubeconfig: no current cluster');
   let shared: Dispatcher | undefined;
-  const limiter = options.rateLimit === undefined ? undefined : new TokenBucket(options.rateLimit);
-  const auth: SecurityAuthentication = {
+  let headers: { readonly values: Readonly<Record<string, string>>; readonly at: number } | undefined;
+  let computing: Promise<Readonly<Record<string, string>>> | undefined;
+  // The TLS settings behind a dispatcher do not change, so the first pool serves every request.
+  const authHeaders = (): Promise<Readonly<Record<string, string>>> => {
+    if (headers !== undefined && Date.now() - headers.at < AUTH_REUSE_MS) return Promise.resolve(headers.values);
+    computing ??= (async () => {
+      try {
+        const scratch = new RequestContext(cluster.server, HttpMethod.GET);
+        await kubeConfig.applySecurityAuthentication(scratch);
+        const fresh = scratch.getDispatcher();
+        if (fresh !== undefined && fresh !== shared) {
+          if (shared === undefined) shared = fresh;
+          else void fresh.close();
+        }
+        headers = { values: { ...scratch.getHeaders() }, at: Date.now() };
+        return headers.values;
+      } finally {
+        computing = undefined;
+      }
+    })();
+    return computing;
+  };
+  const limited = (limiter: TokenBucket | undefined): SecurityAuthentication => ({
     getName: () => 'kubeconfig with a shared connection pool',
     applySecurityAuthentication: async (context: RequestContext) => {
       // Before anything else, so the request's timeout counts only time spent on the wire.
       await limiter?.wait();
-      // Headers (a ServiceAccount token is re-read as it rotates) come fresh for every request;
-      // the TLS settings behind the dispatcher do not change, so the first pool serves them all.
-      await kubeConfig.applySecurityAuthentication(context);
-      const fresh = context.getDispatcher();
-      if (fresh !== undefined) {
-        if (shared === undefined) shared = fresh;
-        else if (fresh !== shared) {
-          void fresh.close();
-          context.setDispatcher(shared);
-        }
-      }
+      for (const [name, value] of Object.entries(await authHeaders())) context.setHeaderParam(name, value);
+      if (shared !== undefined) context.setDispatcher(shared);
       context.setHeaderParam('User-Agent', options.userAgent);
       context.setSignal(AbortSignal.timeout(REQUEST_TIMEOUT_MS));
     },
-  };
-  const configuration = createConfiguration({
-    baseServer: new ServerConfiguration(cluster.server, {}),
-    authMethods: { default: auth },
   });
+  const configured = (limiter: TokenBucket | undefined) =>
+    createConfiguration({
+      baseServer: new ServerConfiguration(cluster.server, {}),
+      authMethods: { default: limited(limiter) },
+    });
+  const limiter = options.rateLimit === undefined ? undefined : new TokenBucket(options.rateLimit);
+  const configuration = configured(limiter);
+  const eventsConfiguration =
+    options.eventsRateLimit === undefined ? configuration : configured(new TokenBucket(options.eventsRateLimit));
   return {
     core: new CoreV1Api(configuration),
     coordination: new CoordinationV1Api(configuration),
     admission: new AdmissionregistrationV1Api(configuration),
-    events: new EventsV1Api(configuration),
+    events: new EventsV1Api(eventsConfiguration),
     discovery: new DiscoveryV1Api(configuration),
     apps: new AppsV1Api(configuration),
     batch: new BatchV1Api(configuration),

@@ -29,7 +29,7 @@ function fakeSink(): EventSink & { writes: Write[]; fail: (() => unknown) | unde
 }
 
 function fakeLogger() {
-  return { debug: vi.fn(), warn: vi.fn() };
+  return { debug: vi.fn(), info: vi.fn(), warn: vi.fn() };
 }
 
 const team = { apiVersion: 'v1', kind: 'Namespace', name: 'team-a', uid: 'uid-a' };
@@ -45,7 +45,16 @@ const skipped: EventInput = {
 const MINUTE = 60_000;
 const START = Date.parse('2026-12-01T04:00:00.000Z');
 
-function recorder(sink: EventSink, options: { burst?: number; qps?: number } = {}) {
+function recorder(
+  sink: EventSink,
+  options: {
+    burst?: number;
+    qps?: number;
+    queueLimit?: number;
+    inFlight?: number;
+    onDropped?: (type: string) => void;
+  } = {},
+) {
   const logger = fakeLogger();
   const recording = new EventRecorder({
     sink,
@@ -299,5 +308,114 @@ describe('a failed write', () => {
       'event not recorded (further failures like this one are logged at debug)',
     );
     expect(logger.debug).toHaveBeenCalledTimes(2);
+  });
+});
+
+describe('the queue (client-go broadcaster: 1000 waiting, the rest dropped)', () => {
+  /** A sink whose creates wait until released (then answer at once), recording the notes in the order sent. */
+  function heldSink() {
+    const sent: string[] = [];
+    const waiting: (() => void)[] = [];
+    let held = true;
+    const sink: EventSink = {
+      create: (_namespace, event) =>
+        new Promise<void>((done) => {
+          sent.push(event.note ?? '');
+          if (held) waiting.push(done);
+          else done();
+        }),
+      patchSeries: async () => {},
+    };
+    const releaseAll = async () => {
+      held = false;
+      for (const done of waiting.splice(0)) done();
+    };
+    return { sink, sent, releaseAll };
+  }
+  const about = (i: number, type: 'Normal' | 'Warning'): EventInput => ({
+    ...skipped,
+    type,
+    note: `${type} ${i}`,
+    regarding: { ...team, name: `team-${i}`, uid: `uid-${i}` },
+  });
+
+  test('sends at most `inFlight` writes at once and holds the rest', async () => {
+    const { sink, sent, releaseAll } = heldSink();
+    const { recording } = recorder(sink, { inFlight: 2 });
+    for (let i = 0; i < 5; i++) recording.record(about(i, 'Normal'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sent).toEqual(['Normal 0', 'Normal 1']);
+    await releaseAll();
+    await recording.flush();
+    expect(sent).toHaveLength(5);
+  });
+
+  test('drops the Normal events beyond its bound, counts them and says so in one line once drained', async () => {
+    const { sink, sent, releaseAll } = heldSink();
+    const dropped: string[] = [];
+    const { recording, logger } = recorder(sink, {
+      inFlight: 1,
+      queueLimit: 3,
+      onDropped: (type) => dropped.push(type),
+    });
+    // One on the wire, three waiting, two more than the queue holds.
+    for (let i = 0; i < 6; i++) recording.record(about(i, 'Normal'));
+    expect(dropped).toEqual(['Normal', 'Normal']);
+    await releaseAll();
+    await recording.flush();
+    expect(sent).toEqual(['Normal 0', 'Normal 1', 'Normal 2', 'Normal 3']);
+    expect(logger.info).toHaveBeenCalledTimes(1);
+    expect(logger.info).toHaveBeenCalledWith(
+      { dropped: { Normal: 2, Warning: 0 } },
+      'events dropped: more than the queue holds, or not sent before exit (Normal ones first)',
+    );
+  });
+
+  test('makes room for a Warning by dropping the newest Normal event, and sends Warnings first', async () => {
+    const { sink, sent, releaseAll } = heldSink();
+    const { recording, logger } = recorder(sink, { inFlight: 1, queueLimit: 3 });
+    for (let i = 0; i < 4; i++) recording.record(about(i, 'Normal'));
+    recording.record(about(4, 'Warning'));
+    await releaseAll();
+    await recording.flush();
+    expect(sent).toEqual(['Normal 0', 'Warning 4', 'Normal 1', 'Normal 2']);
+    expect(logger.info).toHaveBeenCalledWith({ dropped: { Normal: 1, Warning: 0 } }, expect.any(String));
+  });
+
+  test('drops a Warning only when the queue holds nothing but Warnings, and then warns', async () => {
+    const { sink, sent, releaseAll } = heldSink();
+    const { recording, logger } = recorder(sink, { inFlight: 1, queueLimit: 2 });
+    for (let i = 0; i < 4; i++) recording.record(about(i, 'Warning'));
+    await releaseAll();
+    await recording.flush();
+    expect(sent).toEqual(['Warning 0', 'Warning 1', 'Warning 2']);
+    expect(logger.warn).toHaveBeenCalledWith({ dropped: { Normal: 0, Warning: 1 } }, expect.any(String));
+  });
+
+  test('a bounded flush drops what is still waiting, counted, so the caller exits on time', async () => {
+    const { sink, sent } = heldSink();
+    const dropped: string[] = [];
+    const { recording, logger } = recorder(sink, { inFlight: 1, onDropped: (type) => dropped.push(type) });
+    for (let i = 0; i < 10; i++) recording.record(about(i, 'Normal'));
+    const flushed = recording.flush(2_000);
+    await vi.advanceTimersByTimeAsync(2_000);
+    await expect(flushed).resolves.toBeUndefined();
+    expect(sent).toEqual(['Normal 0']);
+    expect(dropped).toHaveLength(9);
+    expect(logger.info).toHaveBeenCalledWith({ dropped: { Normal: 9, Warning: 0 } }, expect.any(String));
+  });
+
+  test('a dropped repeat does not stop later repeats from being written', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink, { queueLimit: 0 });
+    recording.record(skipped);
+    await recording.flush();
+    expect(sink.writes).toHaveLength(0);
+    const open = recorder(sink, { queueLimit: 1 });
+    open.recording.record(skipped);
+    await open.recording.flush();
+    open.recording.record(skipped);
+    await open.recording.flush();
+    expect(sink.writes.map((write) => write.verb)).toEqual(['create', 'patch']);
   });
 });

@@ -9,6 +9,11 @@
 //   refuses is dropped.
 // Recording is fire and forget: `record` returns at once, a failed write is logged (warn the first time for each
 // status, then debug) and never retried, so an apiserver refusing events never slows or fails the caller.
+// Writes wait in a bounded queue and go out a few at a time (client-go's broadcaster: a queue of 1000 that drops
+// what does not fit, sent by one goroutine), through a client with a budget of its own, so a burst of events (a
+// cold start's SecretCreated for every Secret) never doubles the write load nor delays a Secret. A full queue drops
+// Normal events first: a Warning takes the place of the newest queued Normal one. Drops are counted (onDropped) and
+// summed up in one log line once the queue has drained, or at a bounded flush.
 import type { EventsV1Api, EventsV1Event } from '@kubernetes/client-node';
 import { toKubeApiError } from './errors.ts';
 
@@ -61,6 +66,10 @@ export const SPAM_BURST = 25;
 export const SPAM_QPS = 1 / 300;
 /** client-go tools/record maxLruCacheEntries: the most series and buckets remembered (oldest forgotten first). */
 export const CACHE_ENTRIES = 4096;
+/** client-go tools/record maxQueuedEvents: the most writes waiting; more are dropped (Normal ones first). */
+export const QUEUE_LIMIT = 1000;
+/** Writes on the wire at once (client-go sends one at a time; a few hide a slow answer's latency). */
+export const IN_FLIGHT = 4;
 /** The most characters of a note the apiserver accepts (1 kB). */
 export const NOTE_LIMIT = 1024;
 /** Where Events about cluster-scoped objects go: the apiserver accepts them only in default or kube-system. */
@@ -68,8 +77,11 @@ export const CLUSTER_SCOPED_EVENT_NAMESPACE = 'default';
 
 export interface RecorderLogger {
   debug(fields: object, message: string): void;
+  info(fields: object, message: string): void;
   warn(fields: object, message: string): void;
 }
+
+export type EventType = EventInput['type'];
 
 export interface EventRecorderOptions {
   readonly sink: EventSink;
@@ -80,6 +92,12 @@ export interface EventRecorderOptions {
   readonly now?: () => number;
   readonly burst?: number;
   readonly qps?: number;
+  /** Writes waiting at most (default {@link QUEUE_LIMIT}). */
+  readonly queueLimit?: number;
+  /** Writes on the wire at once (default {@link IN_FLIGHT}). */
+  readonly inFlight?: number;
+  /** An event was dropped: the queue was full, or a bounded flush ended before it was sent. */
+  readonly onDropped?: (type: EventType) => void;
 }
 
 interface Series {
@@ -92,6 +110,14 @@ interface Series {
   chain: Promise<void>;
   /** A repeat's PATCH is waiting its turn: later repeats only raise the count it will send. */
   queued: boolean;
+}
+
+/** One write waiting in the queue. */
+interface Task {
+  readonly series: Series;
+  readonly run: () => Promise<void>;
+  /** Undoes what recording it promised (a repeat no longer waits its turn). */
+  readonly dropped: () => void;
 }
 
 interface Bucket {
@@ -123,7 +149,13 @@ export class EventRecorder {
   private readonly series = new Map<string, Series>();
   private readonly buckets = new Map<string, Bucket>();
   private readonly warned = new Set<string>();
-  private readonly pending = new Set<Promise<void>>();
+  /** Writes waiting, Warnings (sent first, dropped last) apart from Normal ones. */
+  private readonly queue: Record<EventType, Task[]> = { Warning: [], Normal: [] };
+  private running = 0;
+  /** Resolved when nothing is queued or running. */
+  private drainedWaiters: (() => void)[] = [];
+  /** Dropped since the last summary line. */
+  private readonly dropped: Record<EventType, number> = { Warning: 0, Normal: 0 };
   private sequence = 0;
 
   constructor(options: EventRecorderOptions) {
@@ -156,10 +188,17 @@ export class EventRecorder {
       touch(this.series, key, known, CACHE_ENTRIES);
       if (known.queued) return;
       known.queued = true;
-      this.track(known, () => {
-        known.queued = false;
-        return this.writeRepeat(known, input);
-      });
+      this.track(
+        known,
+        input.type,
+        () => {
+          known.queued = false;
+          return this.writeRepeat(known, input);
+        },
+        () => {
+          known.queued = false;
+        },
+      );
       return;
     }
     const namespace = input.regarding.namespace ?? CLUSTER_SCOPED_EVENT_NAMESPACE;
@@ -172,14 +211,21 @@ export class EventRecorder {
       queued: false,
     };
     touch(this.series, key, fresh, CACHE_ENTRIES);
-    this.track(fresh, () => this.create(fresh, input, now));
+    // Never written, a repeat creates it afresh (writeRepeat), which is all a dropped create needs.
+    this.track(
+      fresh,
+      input.type,
+      () => this.create(fresh, input, now),
+      () => undefined,
+    );
   }
 
-  /** Waits for every write started so far (shutdown and tests), or until `withinMs` has passed. */
+  /**
+   * Waits for every write queued so far (shutdown and tests), or until `withinMs` has passed: then what is still
+   * queued is dropped, counted and summed up, and writes on the wire are left to their request timeout.
+   */
   async flush(withinMs?: number): Promise<void> {
-    const drained = (async () => {
-      while (this.pending.size > 0) await Promise.all([...this.pending]);
-    })();
+    const drained = this.idle() ? Promise.resolve() : new Promise<void>((done) => this.drainedWaiters.push(done));
     if (withinMs === undefined) return drained;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((done) => {
@@ -187,6 +233,15 @@ export class EventRecorder {
     });
     await Promise.race([drained, late]);
     clearTimeout(timer);
+    for (const type of ['Normal', 'Warning'] as const) {
+      for (const task of this.queue[type].splice(0)) this.drop(task, type);
+    }
+    this.summarise();
+  }
+
+  /** Events dropped since the last summary line, by type. */
+  droppedSinceSummary(): Readonly<Record<EventType, number>> {
+    return { ...this.dropped };
   }
 
   /** The token bucket of the regarding object: refilled at qps up to burst, one token per event. */
@@ -203,11 +258,62 @@ export class EventRecorder {
     return allowed;
   }
 
-  private track(series: Series, write: () => Promise<void>): void {
-    const next = series.chain.then(write).catch(() => undefined);
-    series.chain = next;
-    this.pending.add(next);
-    void next.finally(() => this.pending.delete(next));
+  /** Queues a write; a full queue drops a Normal one (the newest queued, for a Warning) or this one. */
+  private track(series: Series, type: EventType, run: () => Promise<void>, dropped: () => void): void {
+    const task: Task = { series, run, dropped };
+    const limit = Math.max(0, this.options.queueLimit ?? QUEUE_LIMIT);
+    if (this.queue.Warning.length + this.queue.Normal.length >= limit) {
+      const evicted = type === 'Warning' ? this.queue.Normal.pop() : undefined;
+      if (evicted === undefined) {
+        this.drop(task, type);
+        return;
+      }
+      this.drop(evicted, 'Normal');
+    }
+    this.queue[type].push(task);
+    this.pump();
+  }
+
+  private drop(task: Task, type: EventType): void {
+    task.dropped();
+    this.dropped[type] += 1;
+    this.options.onDropped?.(type);
+  }
+
+  private idle(): boolean {
+    return this.running === 0 && this.queue.Warning.length === 0 && this.queue.Normal.length === 0;
+  }
+
+  /** Starts queued writes up to the in-flight bound; writes of one series stay in order (its chain). */
+  private pump(): void {
+    const limit = Math.max(1, this.options.inFlight ?? IN_FLIGHT);
+    while (this.running < limit) {
+      const task = this.queue.Warning.shift() ?? this.queue.Normal.shift();
+      if (task === undefined) break;
+      this.running += 1;
+      const next = task.series.chain.then(task.run).catch(() => undefined);
+      task.series.chain = next;
+      void next.then(() => {
+        this.running -= 1;
+        this.pump();
+      });
+    }
+    if (this.idle()) {
+      this.summarise();
+      for (const done of this.drainedWaiters.splice(0)) done();
+    }
+  }
+
+  /** One line for the events dropped since the last one: warn when a Warning was among them. */
+  private summarise(): void {
+    const { Normal, Warning } = this.dropped;
+    if (Normal + Warning === 0) return;
+    this.dropped.Normal = 0;
+    this.dropped.Warning = 0;
+    const fields = { dropped: { Normal, Warning } };
+    const message = 'events dropped: more than the queue holds, or not sent before exit (Normal ones first)';
+    if (Warning > 0) this.options.logger.warn(fields, message);
+    else this.options.logger.info(fields, message);
   }
 
   private async create(series: Series, input: EventInput, at: number): Promise<void> {

@@ -2,6 +2,7 @@
 import { makeClients, type KubeClients } from '../k8s/client.ts';
 import { loadKubeConfig } from '../k8s/kube-config.ts';
 import type { RateLimit } from '../k8s/rate-limit.ts';
+import { SYNC_DEFAULTS } from '../constants.ts';
 
 export interface SyncCluster {
   readonly clients: KubeClients;
@@ -17,8 +18,9 @@ export function connect(
 ): SyncCluster {
   const { kubeConfig, source } = loadKubeConfig({ flag: kubeconfigFlag, env });
   const userAgent = `acr-pull-webhook-sync-secrets/${process.version}`;
+  const eventsRateLimit = { qps: SYNC_DEFAULTS.eventsQps, burst: SYNC_DEFAULTS.eventsBurst };
   return {
-    clients: makeClients(kubeConfig, { userAgent, ...(rateLimit === undefined ? {} : { rateLimit }) }),
+    clients: makeClients(kubeConfig, { userAgent, eventsRateLimit, ...(rateLimit === undefined ? {} : { rateLimit }) }),
     source,
   };
 }

@@ -88,6 +88,16 @@ describe('the --watch work queue', () => {
     expect(calls).toEqual(['a', 'a']);
   });
 
+  test('a newly labelled namespace goes ahead of a full pass already queued, which still finishes', async () => {
+    const { controller, calls } = setup({ delayMs: 10 });
+    const many = Array.from({ length: 50 }, (_, i) => ns(`team-${i}`));
+    controller.handlers.onList([...many, ns('new', false)]);
+    controller.handlers.onUpsert(ns('new')); // labelled while 50 others wait: concurrency 2, 2 in flight
+    for (let waited = 0; calls.length < 51 && waited < 5_000; waited += 20) await sleep(20);
+    expect(calls.indexOf('new')).toBe(2);
+    expect(calls).toHaveLength(51);
+  });
+
   test('a follower does no work; becoming leader starts a full pass', async () => {
     const { controller, calls, setLeader } = setup({ leader: false });
     controller.handlers.onList([ns('a'), ns('b')]);

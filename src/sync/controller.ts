@@ -3,7 +3,9 @@
 // de-duplicates them (a namespace queued twice is reconciled once, one queued while in flight is
 // reconciled again after) and works on a few at a time. Only the leader works the queue. A Secret
 // edited or deleted by someone (seen by the secret watch) queues its namespace too, so drift is
-// repaired in seconds; the periodic resync reads from the watch's cache and costs no request.
+// repaired in seconds; the periodic resync reads from the watch's cache and costs no request. A
+// namespace queued on its own (new, newly labelled, drifted, a retry) goes ahead of those queued all
+// at once, so it never waits behind a full pass over thousands.
 //
 // Everything queued at once ("every namespace": a list, a new leadership, new credentials, the
 // resync) is also followed as one full pass, finished when each of those namespaces has been
@@ -58,7 +60,10 @@ interface Pass {
 export class SyncController {
   private readonly options: SyncControllerOptions;
   private readonly namespaces = new Map<string, NamespaceInfo>();
+  /** Queued all at once (enqueueAll), in order. */
   private readonly pending = new Set<string>();
+  /** Queued on their own (enqueue): served before `pending`. */
+  private readonly urgent = new Set<string>();
   private readonly inFlight = new Set<string>();
   private readonly requeues = new Map<string, NodeJS.Timeout>();
   /** Namespaces whose last reconcile failed, with the delays of their next retries. */
@@ -102,6 +107,7 @@ export class SyncController {
     onDelete: (name) => {
       this.namespaces.delete(name);
       this.pending.delete(name);
+      this.urgent.delete(name);
       this.failures.delete(name);
       clearTimeout(this.requeues.get(name));
       this.requeues.delete(name);
@@ -128,6 +134,7 @@ export class SyncController {
     for (const timer of this.requeues.values()) clearTimeout(timer);
     this.requeues.clear();
     this.pending.clear();
+    this.urgent.clear();
     if (this.inFlight.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -157,7 +164,7 @@ export class SyncController {
     for (const namespace of this.namespaces.values()) {
       if (this.options.reconciler.concerns(namespace)) names.push(namespace.name);
     }
-    for (const name of names) this.pending.add(name);
+    for (const name of names) if (!this.urgent.has(name)) this.pending.add(name);
     // Before the first list there is nothing to confirm, and a follower writes nothing: a pass
     // there would report success for work nobody did. A pass still open is superseded (not
     // counted): every namespace it waited for is in the new one.
@@ -176,7 +183,8 @@ export class SyncController {
   }
 
   enqueue(name: string): void {
-    this.pending.add(name);
+    this.pending.delete(name);
+    this.urgent.add(name);
     this.pump();
   }
 
@@ -185,13 +193,20 @@ export class SyncController {
     // A follower drops its work: whoever becomes leader starts with a full pass anyway.
     if (!this.options.isLeader()) {
       this.pending.clear();
+      this.urgent.clear();
       this.pass = undefined;
       return;
     }
-    for (const name of this.pending) {
+    this.startFrom(this.urgent);
+    this.startFrom(this.pending);
+  }
+
+  /** Starts reconciles of the namespaces in `queue`, in order, while there is room. */
+  private startFrom(queue: Set<string>): void {
+    for (const name of queue) {
       if (this.inFlight.size >= this.options.concurrency) return;
       if (this.inFlight.has(name)) continue;
-      this.pending.delete(name);
+      queue.delete(name);
       const namespace = this.namespaces.get(name);
       if (namespace === undefined) continue;
       this.inFlight.add(name);

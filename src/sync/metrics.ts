@@ -5,6 +5,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import {
   METRIC_SYNC_CREDENTIAL_RELOADS,
+  METRIC_SYNC_EVENTS_DROPPED,
   METRIC_SYNC_LAST_SUCCESS,
   METRIC_SYNC_LEADER,
   METRIC_SYNC_NAMESPACES,
@@ -26,6 +27,7 @@ export interface SyncMetrics {
   /** The `exp` (Unix seconds) of the ACR refresh token in use, per azure entry's server. */
   readonly tokenExpiry: Gauge<'server'>;
   readonly tokenRequests: Counter<'server' | 'result'>;
+  readonly eventsDropped: Counter<'type'>;
 }
 
 export interface SyncMetricsOptions {
@@ -59,6 +61,14 @@ export function createSyncMetrics(options: SyncMetricsOptions): SyncMetrics {
     help: 'Changed credential files, by result: loaded, or rejected and the credentials in use kept.',
     label: 'result',
     values: ['loaded', 'rejected'],
+  });
+  const eventsDropped = zeroedCounter(registry, {
+    name: METRIC_SYNC_EVENTS_DROPPED,
+    help:
+      'Events not written, by type: more than the queue holds (Normal ones dropped first), or still queued at ' +
+      'shutdown. Writes of Secrets never wait for Events.',
+    label: 'type',
+    values: ['Normal', 'Warning'],
   });
   const tokenRequests = new Counter({
     name: METRIC_SYNC_TOKEN_REQUESTS,
@@ -109,5 +119,6 @@ export function createSyncMetrics(options: SyncMetricsOptions): SyncMetrics {
       registers: [registry],
     }),
     tokenRequests,
+    eventsDropped,
   };
 }

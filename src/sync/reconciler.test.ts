@@ -298,3 +298,23 @@ describe('drift, as the secret watch reports it', () => {
     expect(reconcilerWith(prune ?? false).drifted(ns, name ?? current?.name ?? '', seen)).toBe(expected);
   });
 });
+
+describe('reconcileAll (--once)', () => {
+  test.each([1, 3, 8])('keeps at most %i namespaces in flight (--concurrency) and reconciles every one', async (n) => {
+    const { store, reconciler } = setup();
+    let inFlight = 0;
+    let most = 0;
+    const get = store.get.bind(store);
+    store.get = async (namespace, name) => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      inFlight -= 1;
+      return get(namespace, name);
+    };
+    const namespaces = Array.from({ length: 20 }, (_, i) => ({ ...teamA, name: `team-${i}` }));
+    const summary = await reconciler.reconcileAll(namespaces, n);
+    expect(summary).toMatchObject({ namespaces: 20, created: 20, failed: 0 });
+    expect(most).toBe(n);
+  });
+});

@@ -15,13 +15,15 @@ import { credentialRedactor, secretValues, type RegistryCredential } from './cre
 import { desiredSecrets } from './desired.ts';
 import { dryRunManifests, type OutputFormat } from './manifests.ts';
 import { formatSummary, isOptedIn, Reconciler, retryDecision, WRITE_BACKOFF } from './reconciler.ts';
-import { syncEventRecorder } from './sync-events.ts';
+import { SHUTDOWN_EVENT_FLUSH_MS, syncEventRecorder } from './sync-events.ts';
 
 export interface OnceOptions {
   readonly kubeconfig: string | undefined;
   readonly env: NodeJS.ProcessEnv;
   /** --kube-api-qps and --kube-api-burst. */
   readonly kubeApi?: RateLimit;
+  /** --concurrency: namespaces reconciled at once. */
+  readonly concurrency?: number;
   readonly config: Config;
   readonly credentials: readonly RegistryCredential[];
   readonly logger: Logger;
@@ -93,12 +95,12 @@ export async function once(options: OnceOptions): Promise<number> {
       backoff: WRITE_BACKOFF,
       events: recorder.events,
     });
-    const summary = await reconciler.reconcileAll(namespaces, SYNC_DEFAULTS.concurrency);
+    const summary = await reconciler.reconcileAll(namespaces, options.concurrency ?? SYNC_DEFAULTS.concurrency);
     options.write(`${formatSummary(summary, config.prune)}\n`);
     return summary.failed > 0 ? 1 : 0;
   } finally {
-    // Each Event write is bounded by the request timeout; none of them changes the exit code.
-    await recorder.flush();
+    // Events never hold up the result: what their budget has not sent by then is dropped (and counted in a line).
+    await recorder.flush(SHUTDOWN_EVENT_FLUSH_MS);
     await cluster.clients.close();
   }
 }

@@ -47,6 +47,8 @@ export interface WatchOptions {
   readonly env: NodeJS.ProcessEnv;
   /** --kube-api-qps and --kube-api-burst. */
   readonly kubeApi?: RateLimit;
+  /** --concurrency: namespaces reconciled at once. */
+  readonly concurrency?: number;
   readonly healthPort: number;
   readonly host: string;
   readonly leaseNamespace: string | undefined;
@@ -148,7 +150,9 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
       logger.warn({ identity: elector.identity }, 'no longer leading: this replica stops writing'),
     onError: (message) => logger.warn({ error: message }, 'lease call failed'),
   });
-  const recorder = syncEventRecorder(clients.events, logger, elector.identity);
+  const recorder = syncEventRecorder(clients.events, logger, elector.identity, (type) =>
+    metrics.eventsDropped.inc({ type }),
+  );
   syncEvents = recorder.events;
   // Each watch ends (a sign of progress) well within the stall limit even in a quiet cluster, so
   // liveness never fails for want of events: the default 60 s limit gives 20 s watches.
@@ -180,7 +184,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
   controller = new SyncController({
     reconciler,
     isLeader: writing,
-    concurrency: SYNC_DEFAULTS.concurrency,
+    concurrency: options.concurrency ?? SYNC_DEFAULTS.concurrency,
     resyncMs: options.resyncSeconds * 1000,
     requeueBackoff: REQUEUE_BACKOFF,
     logger,

@@ -4,7 +4,14 @@
 // (src/k8s/events.ts) aggregates repeats into series and rate-limits per namespace.
 import type { EventsV1Api } from '@kubernetes/client-node';
 import { SYNC_EVENT_ACTIONS, SYNC_EVENT_CONTROLLER, SYNC_EVENT_REASONS } from '../constants.ts';
-import { type EventInput, EventRecorder, eventSink, type ObjectRef, type RecorderLogger } from '../k8s/events.ts';
+import {
+  type EventInput,
+  EventRecorder,
+  eventSink,
+  type EventType,
+  type ObjectRef,
+  type RecorderLogger,
+} from '../k8s/events.ts';
 import type { NamespaceInfo } from '../k8s/namespace-watch.ts';
 
 /** One pull secret's outcome worth an Event; unchanged and pruned ones are not. */
@@ -138,7 +145,10 @@ export class SyncEvents implements SecretEventHook {
   }
 }
 
-/** How long --watch's shutdown waits for Event writes in flight; a write to an unreachable apiserver is dropped. */
+/**
+ * How long --watch's shutdown and the end of --once wait for queued Event writes; what is left is dropped (a write to
+ * an unreachable apiserver, or more than the events' budget sends in that time).
+ */
 export const SHUTDOWN_EVENT_FLUSH_MS = 2_000;
 
 /** The recorder for one sync-secrets process (`instance`: this replica) and the events it records. */
@@ -146,6 +156,7 @@ export function syncEventRecorder(
   api: EventsV1Api,
   logger: RecorderLogger,
   instance: string,
+  onDropped?: (type: EventType) => void,
 ): { readonly events: SyncEvents; readonly flush: (withinMs?: number) => Promise<void> } {
   const recorder = new EventRecorder({
     sink: eventSink(api),
@@ -153,6 +164,7 @@ export function syncEventRecorder(
     // client-go: the controller name and the host; the API allows 128 characters.
     reportingInstance: `${SYNC_EVENT_CONTROLLER}-${instance}`.slice(0, 128),
     logger,
+    ...(onDropped === undefined ? {} : { onDropped }),
   });
   return { events: new SyncEvents(recorder), flush: (withinMs) => recorder.flush(withinMs) };
 }
