@@ -66,14 +66,17 @@ describe('POST /mutate', () => {
     });
     const reviewLines = logs.lines().filter((line) => line['msg'] === 'review');
     expect(reviewLines).toHaveLength(1);
-    expect(reviewLines[0]).toMatchObject({
+    const { time, pid, hostname, durationMs, ...line } = reviewLines[0] ?? {};
+    expect(line).toEqual({
+      level: 30,
+      msg: 'review',
       uid: 'e911857d-c318-11e8-bbad-025000000001',
       namespace: 'team-a',
       pod: 'web',
       decision: 'patched',
       secretsAdded: ['acr-myregistry'],
     });
-    expect(typeof reviewLines[0]?.['durationMs']).toBe('number');
+    expect(typeof durationMs).toBe('number');
     expect(logs.text()).not.toContain(SECRET_ENV);
     expect(logs.text()).not.toContain('myregistry.azurecr.io/app');
   });
@@ -273,6 +276,82 @@ describe('POST /mutate', () => {
   });
 });
 
+describe('the review log line', () => {
+  const reviewLines = (logs: ReturnType<typeof capturedLogger>) =>
+    logs.lines().filter((line) => line['msg'] === 'review');
+
+  const noOps = [
+    {
+      why: 'a pod that needs nothing',
+      review: podReview({ object: { spec: { containers: [{ name: 'a', image: 'nginx' }] } } }),
+      decision: 'unchanged',
+      operation: 'CREATE',
+    },
+    {
+      why: 'an opted-out pod',
+      review: podReview({
+        object: {
+          metadata: { labels: { 'acr-pull-webhook/inject': 'disabled' } },
+          spec: { containers: [{ image: 'myregistry.azurecr.io/app' }] },
+        },
+      }),
+      decision: 'opted-out',
+      operation: 'CREATE',
+    },
+    { why: 'a pod update', review: podReview({ operation: 'UPDATE' }), decision: 'ignored', operation: 'UPDATE' },
+  ];
+  test.each(noOps)('for $why is at debug, with the operation and dryRun', async ({ review, decision, operation }) => {
+    const { app, logs } = setup();
+    expect((await app.inject({ method: 'POST', url: '/mutate', payload: review })).statusCode).toBe(200);
+    const [line, ...more] = reviewLines(logs);
+    expect(more).toEqual([]);
+    expect(line).toMatchObject({ level: 20, decision, operation, dryRun: false, secretsAdded: [], warnings: 0 });
+    expect(typeof line?.['durationMs']).toBe('number');
+  });
+
+  test('at info, a patched pod is logged and a pod left as it is is not', async () => {
+    const logs = capturedLogger();
+    logs.logger.level = 'info';
+    const app = buildApp({ rules: RULES, logger: logs.logger, metrics: createMetrics({ processMetrics: false }) });
+    close = () => app.close();
+    for (const { review } of noOps) await app.inject({ method: 'POST', url: '/mutate', payload: review });
+    expect(reviewLines(logs)).toEqual([]);
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    expect(reviewLines(logs).map((line) => line['decision'])).toEqual(['patched']);
+  });
+
+  test('a dry run that patches says so', async () => {
+    const { app, logs } = setup();
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview({ dryRun: true }) });
+    expect(reviewLines(logs)).toMatchObject([{ level: 30, decision: 'patched', dryRun: true }]);
+  });
+
+  test('a pod left as it is but warned about is logged at info with the number of warnings', async () => {
+    const { app, logs } = setup();
+    const object = { spec: { containers: [{ name: 'a', image: 'other.azurecr.io/app:1' }] } };
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview({ object }) });
+    expect(reviewLines(logs)).toMatchObject([{ level: 30, decision: 'unchanged', warnings: 1, secretsAdded: [] }]);
+    expect(logs.text()).not.toContain('other.azurecr.io');
+  });
+
+  test('request.log is one logger for every request, no child per request, and Fastify logs through it', async () => {
+    const { app, logs } = setup();
+    const requestLoggers = new Set<unknown>();
+    app.addHook('onRequest', (request, _reply, done) => {
+      requestLoggers.add(request.log);
+      request.log.info('from a hook');
+      done();
+    });
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    expect(requestLoggers.size).toBe(1);
+    expect([...requestLoggers][0]).toBe(app.log);
+    const [line, ...more] = logs.lines().filter((entry) => entry['msg'] === 'from a hook');
+    expect(more).toHaveLength(1);
+    expect(line).not.toHaveProperty('reqId');
+  });
+});
+
 describe('warnings', () => {
   const unmatchedPod = {
     metadata: { name: 'web' },
@@ -353,22 +432,39 @@ describe('warnings', () => {
 });
 
 describe('metrics', () => {
-  test('count reviews by outcome, patched pods, secrets by name, and time every review', async () => {
+  test('count reviews by outcome, patched pods, secrets by name, and time every review, refused ones too', async () => {
     const { app, metrics, logs } = setup();
     await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
     await app.inject({ method: 'POST', url: '/mutate', payload: podReview({ operation: 'UPDATE' }) });
+    await app.inject({ method: 'POST', url: '/mutate', payload: '{', headers: { 'content-type': 'application/json' } });
     const text = await metrics.registry.metrics();
     expect(text).toContain('acr_pull_webhook_admission_reviews_total{outcome="patched"} 1');
     expect(text).toContain('acr_pull_webhook_admission_reviews_total{outcome="ignored"} 1');
-    expect(text).toContain('acr_pull_webhook_admission_reviews_total{outcome="rejected"} 0');
+    expect(text).toContain('acr_pull_webhook_admission_reviews_total{outcome="rejected"} 1');
     expect(text).toContain('acr_pull_webhook_pods_patched_total 1');
     expect(text).toContain('acr_pull_webhook_secrets_added_total{secret="acr-myregistry"} 1');
     expect(text).toContain('acr_pull_webhook_admission_duration_seconds_bucket{le="0.005"}');
     expect(text).toContain('acr_pull_webhook_admission_duration_seconds_bucket{le="0.025"}');
     expect(text).toContain('acr_pull_webhook_admission_duration_seconds_bucket{le="0.1"}');
-    expect(text).toContain('acr_pull_webhook_admission_duration_seconds_count 2');
+    expect(text).toContain('acr_pull_webhook_admission_duration_seconds_count 3');
     expect(text).toContain('# TYPE acr_pull_webhook_serving_certificate_expiry_timestamp_seconds gauge');
     expect(text).not.toContain(SECRET_ENV);
     expect(logs.text()).not.toContain(SECRET_ENV);
+  });
+
+  test('counted between scrapes are each counted once, whether read by a scrape or by get()', async () => {
+    const { app, metrics } = setup();
+    const patched = async (): Promise<number | undefined> =>
+      (await metrics.reviews.get()).values.find((v) => v.labels.outcome === 'patched')?.value;
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    expect(await patched()).toBe(1);
+    expect(await patched()).toBe(1);
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
+    expect(await metrics.registry.metrics()).toContain('acr_pull_webhook_admission_reviews_total{outcome="patched"} 3');
+    expect(await metrics.registry.metrics()).toContain(
+      'acr_pull_webhook_secrets_added_total{secret="acr-myregistry"} 3',
+    );
+    expect(await patched()).toBe(3);
   });
 });
