@@ -50,6 +50,26 @@ describe('the answer to a review', () => {
     });
   });
 
+  test('each pod gets the patch of its own secrets, however many different patches came before', () => {
+    // More distinct patches than are remembered, each asked for twice, in two orders of lists.
+    for (let i = 0; i < 600; i += 1) {
+      const secret = `acr-${i % 300}`;
+      const registry = rules([`r${i % 300}.azurecr.io`, secret]);
+      const pod = {
+        spec: {
+          containers: [{ name: 'a', image: `r${i % 300}.azurecr.io/app` }],
+          ...(i % 2 === 0 ? {} : { imagePullSecrets: [{ name: 'other' }] }),
+        },
+      };
+      const patch = handleReview(review({ object: pod }), registry).review.response.patch ?? '';
+      const expected =
+        i % 2 === 0
+          ? [{ op: 'add', path: '/spec/imagePullSecrets', value: [{ name: secret }] }]
+          : [{ op: 'add', path: '/spec/imagePullSecrets/-', value: { name: secret } }];
+      expect(JSON.parse(Buffer.from(patch, 'base64').toString('utf8'))).toEqual(expected);
+    }
+  });
+
   test('a dry-run CREATE gets the same patch', () => {
     expect(handleReview(review({ dryRun: true }), ACR).review).toEqual(handleReview(review({}), ACR).review);
   });

@@ -133,8 +133,20 @@ function podIdentity(
   return { namespace: request.namespace, podName: name ?? request.name ?? generateName };
 }
 
+/** Base64 of each patch by its JSON: a cluster's pods get the same few patches (their secrets, in order). */
+const encodedPatches = new Map<string, string>();
+/** Bound on remembered patches; the cache starts over when full. */
+const ENCODED_PATCH_LIMIT = 256;
+
 function encodePatch(ops: unknown): string {
-  return Buffer.from(JSON.stringify(ops)).toString('base64');
+  const json = JSON.stringify(ops);
+  let patch = encodedPatches.get(json);
+  if (patch === undefined) {
+    patch = Buffer.from(json).toString('base64');
+    if (encodedPatches.size >= ENCODED_PATCH_LIMIT) encodedPatches.clear();
+    encodedPatches.set(json, patch);
+  }
+  return patch;
 }
 
 /**
