@@ -8,8 +8,10 @@
 //                     [--variant-args="ARGS"]   (after serve's own, e.g. "--log-level warn")
 //                     [--webhook-main PATH] [--skip-load] [--skip-control-plane]
 //                     [--scenarios small,typical,large,storm,rate]   (default: all of them)
-//                     [--cp-rounds N] [--cp-seconds S] [--cp-rate N]
+//                     [--cp-rounds N (default 8)] [--cp-seconds S] [--cp-rate N]
 //                     [--quick] [--out FILE]
+//
+//   node bench/run.ts --skip-load        the control-plane phase alone (and the ready-time starts)
 //
 // Every load run is bounded (duration × rounds) and goes to 127.0.0.1 only. Each scenario starts
 // fresh server processes, warms them up, then runs floor and webhook alternately, in ABBA order
@@ -61,7 +63,7 @@ const { values: flags } = parseArgs({
     'skip-load': { type: 'boolean', default: false },
     scenarios: { type: 'string', default: 'small,typical,large,storm,rate' },
     'skip-control-plane': { type: 'boolean', default: false },
-    'cp-rounds': { type: 'string', default: '4' },
+    'cp-rounds': { type: 'string', default: '8' },
     'cp-seconds': { type: 'string', default: '15' },
     'cp-warmup': { type: 'string', default: '2' },
     'cp-rate': { type: 'string', default: '100' },
@@ -638,68 +640,96 @@ if (controlPlane) {
   );
 }
 
-// The targets of issue #7 as this run measured them. The floor's own figures stand next to each,
-// since on a small shared machine some targets are past what the floor itself reaches.
+// The targets of issue #17 as this run measured them, each with the floor's own figure beside it:
+// the webhook is held to what bare Fastify does on the same machine in the same run.
 interface TargetCheck {
   readonly target: string;
   readonly measured: string;
+  readonly floor: string;
   readonly met: boolean;
 }
 const targets: TargetCheck[] = [];
 const summaryOf = (scenario: string, server: string): ScenarioSummary | undefined =>
   summaries[scenario]?.find((s) => s.server === server);
-const typicalWebhook = summaryOf('typical', 'webhook');
-if (typicalWebhook) {
+const ratio = (v: number): string => v.toFixed(2);
+/** Throughput × floor, paired by round, median over rounds. */
+const THROUGHPUT_TARGETS: readonly { scenario: BodyName; atLeast: number }[] = [
+  { scenario: 'typical', atLeast: 0.9 },
+  { scenario: 'small', atLeast: 0.8 },
+];
+for (const { scenario, atLeast } of THROUGHPUT_TARGETS) {
+  const webhook = summaryOf(scenario, 'webhook');
+  const floor = summaryOf(scenario, 'floor');
+  if (!webhook || !floor) continue;
   targets.push({
-    target: 'typical-pod throughput ≥ 0.85 × floor (keep-alive)',
-    measured: fmtSpread(typicalWebhook.ratioToFloor, (v) => v.toFixed(2)),
-    met: typicalWebhook.ratioToFloor.median >= 0.85,
-  });
-  const mb = (mib: number): string => `${((mib * 2 ** 20) / 1e6).toFixed(0)} MB`;
-  targets.push({
-    target: 'RSS ≤ 100 MB under load (typical pod, keep-alive; peak VmHWM)',
+    target: `${scenario}-pod throughput ≥ ${atLeast} × floor (keep-alive)`,
     measured:
-      `${mb(typicalWebhook.processPeakRssMiB)} ` +
-      `(floor ${mb(summaryOf('typical', 'floor')?.processPeakRssMiB ?? Number.NaN)})`,
-    met: typicalWebhook.processPeakRssMiB * 2 ** 20 <= 100e6,
+      `${fmtSpread(webhook.ratioToFloor, ratio)} × floor, ${webhook.requestsPerSecond.median.toFixed(0)} req/s; ` +
+      `CPU ${webhook.cpuMicrosPerRequest.median.toFixed(0)} µs/req`,
+    floor:
+      `${floor.requestsPerSecond.median.toFixed(0)} req/s; ` +
+      `CPU ${floor.cpuMicrosPerRequest.median.toFixed(0)} µs/req`,
+    met: webhook.ratioToFloor.median >= atLeast,
+  });
+}
+/** Peak RSS: the scenario's VmHWM (every round, warm-up included), webhook over floor. */
+const RSS_RATIO_LIMIT = 1.1;
+for (const scenario of ran) {
+  const webhook = summaryOf(scenario.name, 'webhook');
+  const floor = summaryOf(scenario.name, 'floor');
+  if (!webhook || !floor) continue;
+  const over = webhook.processPeakRssMiB / floor.processPeakRssMiB;
+  targets.push({
+    target: `peak RSS ≤ ${RSS_RATIO_LIMIT} × floor: ${scenario.label}`,
+    measured: `${webhook.processPeakRssMiB.toFixed(0)} MiB, ${ratio(over)} × floor`,
+    floor: `${floor.processPeakRssMiB.toFixed(0)} MiB`,
+    met: over <= RSS_RATIO_LIMIT,
   });
 }
 const rateWebhook = summaryOf(`rate-${RATE}`, 'webhook');
 if (rateWebhook?.serverP99Ms) {
   targets.push({
-    target: `server-side p99 ≤ 5 ms at ${RATE} req/s`,
+    target: `server-side p99 at ${RATE} req/s (reported; #7 asked ≤ 5 ms)`,
     measured: `${fmtSpread(rateWebhook.serverP99Ms, (v) => v.toFixed(3))} ms`,
+    floor: `client-observed p99 ${fmtSpread(summaryOf(`rate-${RATE}`, 'floor')?.p99Ms ?? spread([]), ms)} ms`,
     met: rateWebhook.serverP99Ms.median <= 5,
   });
 }
 const webhookReady = spread(readyMs.get('webhook') ?? []);
 if (webhookReady.values.length > 0) {
   targets.push({
-    target: 'ready ≤ 1 s after start (every start)',
-    measured:
-      `${(webhookReady.median / 1000).toFixed(2)} s, slowest ${(webhookReady.max / 1000).toFixed(2)} s ` +
-      `(floor ${(spread(readyMs.get('floor') ?? []).median / 1000).toFixed(2)} s)`,
+    target: 'ready after start (reported; #7 asked ≤ 1 s at every start)',
+    measured: `${(webhookReady.median / 1000).toFixed(2)} s, slowest ${(webhookReady.max / 1000).toFixed(2)} s`,
+    floor: `${(spread(readyMs.get('floor') ?? []).median / 1000).toFixed(2)} s`,
     met: webhookReady.max <= 1000,
   });
 }
+/** The control-plane target: per round, the webhook's added p99 minus the floor's, median over at least 8 rounds. */
+const CP_OVER_FLOOR_LIMIT_MS = 3;
+const CP_MIN_ROUNDS = 8;
 if (apiserverComparison && controlPlane) {
   const c = apiserverComparison;
-  targets.push({
-    target: `added apiserver-observed create p99 ≤ 10 ms at ${controlPlane.ratePerSecond} creates/s`,
-    measured:
-      `${fmtSpread(c.addedP99Ms, ms)} ms` +
-      (c.hasFloor
-        ? ` (the floor answering with the same patch adds ${fmtSpread(c.floorAddedP99Ms, ms)}; ` +
-          `webhook minus floor ${fmtSpread(c.overFloorP99Ms, ms)})`
-        : ''),
-    met: c.addedP99Ms.median <= 10,
-  });
+  const rounds = c.overFloorP99Ms.values.length;
+  if (c.hasFloor) {
+    const ofMedians = c.addedP99Ms.median - c.floorAddedP99Ms.median;
+    targets.push({
+      target:
+        `added create p99 at ${controlPlane.ratePerSecond}/s ≤ the floor's + ${CP_OVER_FLOOR_LIMIT_MS} ms ` +
+        `(apiserver-observed; median of per-round differences over ≥ ${CP_MIN_ROUNDS} rounds)`,
+      measured:
+        `webhook − floor ${fmtSpread(c.overFloorP99Ms, ms)} ms over ${rounds} rounds ` +
+        `(difference of the medians ${ms(ofMedians)} ms); webhook adds ${fmtSpread(c.addedP99Ms, ms)} ms` +
+        (rounds < CP_MIN_ROUNDS ? `; too few rounds to judge (--cp-rounds ${CP_MIN_ROUNDS})` : ''),
+      floor: `adds ${fmtSpread(c.floorAddedP99Ms, ms)} ms`,
+      met: rounds >= CP_MIN_ROUNDS && c.overFloorP99Ms.median <= CP_OVER_FLOOR_LIMIT_MS,
+    });
+  }
 }
 if (targets.length > 0) {
-  say('\n== Targets of issue #7, medians of this run ==');
-  say('| target | measured | met |');
-  say('|---|---|---|');
-  for (const t of targets) say(`| ${t.target} | ${t.measured} | ${t.met ? 'yes' : 'no'} |`);
+  say('\n== Targets of issue #17, medians of this run ==');
+  say('| target | webhook | floor | met |');
+  say('|---|---|---|---|');
+  for (const t of targets) say(`| ${t.target} | ${t.measured} | ${t.floor} | ${t.met ? 'yes' : 'no'} |`);
 }
 
 const result = {
