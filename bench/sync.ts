@@ -50,6 +50,7 @@ import {
   requestDelta,
   secretWrites,
   targetsTable,
+  throttled,
   throughputKnee,
   totalRequests,
   type RequestCount,
@@ -72,7 +73,7 @@ const { values: flags } = parseArgs({
 const quick = flags.quick;
 const scales = quick ? [300] : flags.scales.split(',').map(Number);
 if (scales.some((scale) => !Number.isInteger(scale) || scale < 1)) throw new Error(`--scales: ${flags.scales}`);
-const resyncSeconds = Number(flags['resync-period'] ?? (quick ? 10 : 30));
+const resyncSeconds = Number(flags['resync-period'] ?? (quick ? 5 : 30));
 const newNamespaceCount = Number(flags['new-namespaces'] ?? (quick ? 10 : 50));
 /** Where the minimal client's concurrency curve is taken: 5,000 as the issue asks, else the largest scale. */
 const curveScale = scales.includes(5000) ? 5000 : Math.max(...scales);
@@ -120,6 +121,8 @@ interface OnceRun {
   readonly requests: Record<string, number>;
   readonly total: number;
   readonly writes: number;
+  /** Answers 429 (API Priority and Fairness rejecting) the run got and retried. */
+  readonly throttled: number;
 }
 
 interface QpsRun extends OnceRun {
@@ -170,6 +173,8 @@ interface ScaleResult {
   idleProbe?: Distribution | undefined;
   watch?: WatchResult;
   before?: BeforeResult;
+  /** Phases that failed, with why: their figures are missing. */
+  readonly errors: string[];
 }
 
 const nodeArgs = imageNodeArgs();
@@ -250,6 +255,7 @@ async function measureScale(scale: number, manifests: readonly SecretManifest[])
         requests: byVerb(delta),
         total: totalRequests(delta),
         writes: secretWrites(delta),
+        throttled: throttled(delta),
       };
     };
     const floor = (concurrency: number, prefix: string): Promise<FloorResult> =>
@@ -293,6 +299,17 @@ async function measureScale(scale: number, manifests: readonly SecretManifest[])
       floor: floorResult,
       cold,
       warm,
+      errors: [],
+    };
+    // A failed phase is reported with what it measured so far, and the next phase still runs.
+    const phase = async (name: string, work: () => Promise<void>): Promise<void> => {
+      try {
+        await work();
+      } catch (error) {
+        const message = `${name}: ${error instanceof Error ? error.message : String(error)}`.slice(0, 2000);
+        log(`scale ${scale}: FAILED ${message}`);
+        result.errors.push(message);
+      }
     };
 
     if (scale === curveScale) {
@@ -306,35 +323,43 @@ async function measureScale(scale: number, manifests: readonly SecretManifest[])
     }
 
     if (sweeping) {
-      result.idleProbe = idleProbe;
-      result.qps = [];
-      for (const qps of qpsValues) {
-        const burst = qps === 0 ? undefined : qps * 2;
-        if (qps === defaultQps && burst === SYNC_DEFAULTS.kubeApiBurst && coldProbe !== undefined) {
-          result.qps.push({ ...cold, qps, burst, probeMs: coldProbe.latencyMs, probeFailed: coldProbe.failed });
-          continue;
+      await phase('--kube-api-qps sweep', async () => {
+        result.idleProbe = idleProbe;
+        result.qps = [];
+        for (const qps of qpsValues) {
+          const burst = qps === 0 ? undefined : qps * 2;
+          if (qps === defaultQps && burst === SYNC_DEFAULTS.kubeApiBurst && coldProbe !== undefined) {
+            result.qps.push({ ...cold, qps, burst, probeMs: coldProbe.latencyMs, probeFailed: coldProbe.failed });
+            continue;
+          }
+          const resetMs = await deleteSecrets(cluster.admin, optedIn, `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`);
+          log(`scale ${scale}: secrets deleted in ${seconds(resetMs)} for --kube-api-qps ${qps}`);
+          const sweepProbe = startProbe(cluster.controlPlane.server, cluster.adminTls, floorNamespaces[0] ?? '');
+          const args = [
+            '--kube-api-qps',
+            String(qps),
+            ...(burst === undefined ? [] : ['--kube-api-burst', String(burst)]),
+          ];
+          const run = await measuredOnce(args, sweepProbe);
+          const probed = await sweepProbe.stop();
+          log(
+            `scale ${scale}: --kube-api-qps ${qps}: ${seconds(run.ms)}, ` +
+              `probe p99 ${probed.latencyMs.p99.toFixed(1)} ms`,
+          );
+          result.qps.push({ ...run, qps, burst, probeMs: probed.latencyMs, probeFailed: probed.failed });
         }
-        const resetMs = await deleteSecrets(cluster.admin, optedIn, `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`);
-        log(`scale ${scale}: secrets deleted in ${seconds(resetMs)} for --kube-api-qps ${qps}`);
-        const sweepProbe = startProbe(cluster.controlPlane.server, cluster.adminTls, floorNamespaces[0] ?? '');
-        const args = [
-          '--kube-api-qps',
-          String(qps),
-          ...(burst === undefined ? [] : ['--kube-api-burst', String(burst)]),
-        ];
-        const run = await measuredOnce(args, sweepProbe);
-        const probed = await sweepProbe.stop();
-        log(
-          `scale ${scale}: --kube-api-qps ${qps}: ${seconds(run.ms)}, probe p99 ${probed.latencyMs.p99.toFixed(1)} ms`,
-        );
-        result.qps.push({ ...run, qps, burst, probeMs: probed.latencyMs, probeFailed: probed.failed });
-      }
+      });
     }
 
     if (!flags['skip-watch']) {
-      result.watch = await measureWatch(cluster, scale, counts);
-      if (!flags['skip-before'] && before !== undefined)
-        result.before = await measureBefore(cluster, scale, counts, before);
+      await phase('--watch', async () => {
+        result.watch = await measureWatch(cluster, scale, counts);
+      });
+      const built = before;
+      if (!flags['skip-before'] && built !== undefined)
+        await phase('before the secret watch', async () => {
+          result.before = await measureBefore(cluster, scale, counts, built);
+        });
     }
     return result;
   } finally {
@@ -521,16 +546,18 @@ function report(): void {
       'ratio',
       'secrets',
       'requests cold',
+      '429s',
       'warm',
     ]).concat(' warm writes | requests warm |'),
   );
-  say('|---|---|---|---|---|---|---|---|---|---|');
+  say('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     const ratio = r.cold.ms / r.floor.ms;
     say(
       `| ${r.scale} | ${seconds(r.setup.namespacesMs)} | ` +
         `${seconds(r.floor.ms)} (${r.floor.created}, ${r.floor.failed} failed) | ` +
         `${seconds(r.cold.ms)} | ${ratio.toFixed(2)}× | ${r.cold.secrets} | ${formatCounts(r.cold.requests)} | ` +
+        `${r.cold.throttled} | ` +
         `${seconds(r.warm.ms)} | ${r.warm.writes} | ${formatCounts(r.warm.requests)} |`,
     );
     targets.push({
@@ -565,16 +592,18 @@ function report(): void {
     say('');
     say(`## --once cold at ${r.scale} namespaces by --kube-api-qps (burst 2×), another client's GET every 50 ms`);
     say('');
-    say('| qps | burst | time | requests | probe p50 | probe p99 | probe max | probe failed |');
-    say('|---|---|---|---|---|---|---|---|');
+    say('| qps | burst | time | requests | 429s | probe p50 | probe p99 | probe max | probe failed |');
+    say('|---|---|---|---|---|---|---|---|---|');
     if (r.idleProbe !== undefined)
       say(
-        `| idle (no sync) | - | 5.0 s | - | ${r.idleProbe.p50.toFixed(1)} ms | ${r.idleProbe.p99.toFixed(1)} ms | ` +
+        `| idle (no sync) | - | 5.0 s | - | - | ` +
+          `${r.idleProbe.p50.toFixed(1)} ms | ${r.idleProbe.p99.toFixed(1)} ms | ` +
           `${r.idleProbe.max.toFixed(1)} ms | 0 |`,
       );
     for (const run of r.qps)
       say(
-        `| ${run.qps === 0 ? '0 (unlimited)' : run.qps} | ${run.burst ?? '-'} | ${seconds(run.ms)} | ${run.total} | ` +
+        `| ${run.qps === 0 ? '0 (unlimited)' : run.qps} | ${run.burst ?? '-'} | ${seconds(run.ms)} | ` +
+          `${run.total} | ${run.throttled} | ` +
           `${run.probeMs.p50.toFixed(1)} ms | ${run.probeMs.p99.toFixed(1)} ms | ${run.probeMs.max.toFixed(1)} ms | ` +
           `${run.probeFailed} |`,
       );
@@ -637,21 +666,26 @@ function report(): void {
     say('');
     say('### Steady state: requests per minute over a window of ≥ 2 resync periods after the initial sync');
     say('');
-    say('| namespaces | build | window | passes | requests/min | by verb and resource (per minute) | secret writes |');
-    say('|---|---|---|---|---|---|---|');
+    say(
+      row(['namespaces', 'build', 'window', 'passes', 'requests/min', 'by verb and resource (per minute)']).concat(
+        ' secret writes | peak MiB |',
+      ),
+    );
+    say('|---|---|---|---|---|---|---|---|');
     for (const r of watched) {
       const w = r.watch as WatchResult;
       say(
         `| ${r.scale} | this tree | ${seconds(w.steady.windowMs)} | ${w.steady.passes} | ` +
           `${w.steady.totalPerMinute.toFixed(0)} | ` +
-          `${formatCounts(w.steady.perMinute, 1, 1)} | ${w.steady.writes} |`,
+          `${formatCounts(w.steady.perMinute, 1, 1)} | ${w.steady.writes} | ${(w.peakBytes / MiB).toFixed(0)} |`,
       );
       if (r.before !== undefined)
         say(
           `| ${r.scale} | before the watch (${r.before.commit.slice(0, 10)}) | ` +
             `${seconds(r.before.steady.windowMs)} | ` +
             `${r.before.steady.passes} | ${r.before.steady.totalPerMinute.toFixed(0)} | ` +
-            `${formatCounts(r.before.steady.perMinute, 1, 1)} | ${r.before.steady.writes} |`,
+            `${formatCounts(r.before.steady.perMinute, 1, 1)} | ${r.before.steady.writes} | ` +
+            `${(r.before.peakBytes / MiB).toFixed(0)} |`,
         );
       // Without a measured "before": a GET per Secret per resync, which is what that design did.
       const estimate = ((r.scale * SECRET_NAMES.length) / resyncSeconds) * 60;
@@ -693,6 +727,7 @@ function report(): void {
       say(`| ${name} | ${cells.join(' | ')} |`);
     }
   }
+  for (const r of results) for (const error of r.errors) say(`\n**${r.scale} namespaces, failed**: ${error}`);
   say('');
   say(`## Targets (issue #17 part 2)${quick ? ' — --quick, a smoke test' : ''}`);
   say('');
@@ -719,5 +754,5 @@ function report(): void {
     )}\n`,
   );
   say(`wrote ${flags.out}`);
-  if (results.some((r) => r.cold.status !== 0)) process.exitCode = 1;
+  if (results.some((r) => r.cold.status !== 0 || r.errors.length > 0)) process.exitCode = 1;
 }

@@ -96,6 +96,13 @@ export function secretWrites(rows: readonly RequestCount[]): number {
     .reduce((sum, row) => sum + row.count, 0);
 }
 
+/** Requests API Priority and Fairness (or anything else) answered 429 Too Many Requests. */
+export function throttled(rows: readonly RequestCount[], resources: readonly string[] = SYNC_RESOURCES): number {
+  return rows
+    .filter((row) => row.code === '429' && resources.includes(row.resource))
+    .reduce((sum, row) => sum + row.count, 0);
+}
+
 /** All requests to the given resources. */
 export function totalRequests(rows: readonly RequestCount[], resources: readonly string[] = SYNC_RESOURCES): number {
   return rows.filter((row) => resources.includes(row.resource)).reduce((sum, row) => sum + row.count, 0);

@@ -9,6 +9,7 @@ import {
   requestDelta,
   secretWrites,
   targetsTable,
+  throttled,
   throughputKnee,
   totalRequests,
   withoutProbe,
@@ -104,6 +105,10 @@ describe('summaries of a phase', () => {
   });
   test('secretWrites counts creates, updates and deletes of Secrets and nothing else', () => {
     expect(secretWrites(rows)).toBe(25);
+  });
+  test('throttled counts the 429 answers only', () => {
+    expect(throttled(rows)).toBe(0);
+    expect(throttled([...rows, { verb: 'POST', resource: 'secrets', code: '429', count: 4 }])).toBe(4);
   });
   test('totalRequests leaves out resources sync-secrets never touches', () => {
     expect(totalRequests(rows)).toBe(39);
