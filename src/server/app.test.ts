@@ -1,4 +1,6 @@
 // The HTTP contract of /mutate, through Fastify's inject (no sockets).
+import { request as httpRequest } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, test } from 'vitest';
 import { capturedLogger } from '../../test/support/logs.ts';
 import { rules } from '../../test/support/rules.ts';
@@ -349,6 +351,57 @@ describe('the review log line', () => {
     const [line, ...more] = logs.lines().filter((entry) => entry['msg'] === 'from a hook');
     expect(more).toHaveLength(1);
     expect(line).not.toHaveProperty('reqId');
+  });
+});
+
+describe('the body as it arrives over a socket', () => {
+  /** POSTs `parts` to a listening app, each written on its own after a pause; resolves with status and body. */
+  async function postInParts(
+    parts: readonly Buffer[],
+    headers: Record<string, string | number>,
+  ): Promise<{ status: number; body: string; logs: ReturnType<typeof capturedLogger> }> {
+    const { app, logs } = setup();
+    const address = await app.listen({ host: '127.0.0.1', port: 0 });
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(`${address}/mutate`, { method: 'POST', headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), logs }),
+        );
+      });
+      req.on('error', reject);
+      void (async () => {
+        for (const part of parts) {
+          if (req.destroyed) return;
+          req.write(part);
+          await sleep(20);
+        }
+        req.end();
+      })();
+    });
+  }
+
+  test('a character split between two chunks is read whole', async () => {
+    const body = Buffer.from(
+      JSON.stringify(podReview({ object: { ...podReview().request.object, metadata: { name: 'wéb-€' } } })),
+    );
+    const cut = body.indexOf(Buffer.from('€')) + 1;
+    const { status, logs } = await postInParts([body.subarray(0, cut), body.subarray(cut)], {
+      'content-type': 'application/json',
+      'content-length': body.length,
+    });
+    expect(status).toBe(200);
+    expect(logs.lines().find((line) => line['msg'] === 'review')?.['pod']).toBe('wéb-€');
+  });
+
+  test('a chunked body without a Content-Length is refused with 413 once it passes the limit', async () => {
+    const mebibyte = Buffer.alloc(1024 * 1024, 'x');
+    const { status, body } = await postInParts([Buffer.from('{"pad":"'), ...Array(5).fill(mebibyte)], {
+      'content-type': 'application/json',
+    });
+    expect(status).toBe(413);
+    expect(JSON.parse(body).message).toBe('body larger than 4194304 bytes');
   });
 });
 
