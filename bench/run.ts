@@ -109,7 +109,9 @@ const variantNodeArgs = flags['variant-node-args'].split(' ').filter((arg) => ar
 const variantArgs = flags['variant-args'].split(' ').filter((arg) => arg !== '');
 if (flags['variant-main'] !== undefined || variantNodeArgs.length > 0 || variantArgs.length > 0) {
   const main = flags['variant-main'] === undefined ? webhookMain : resolve(flags['variant-main']);
-  specs.push({ name: flags['variant-name'], kind: 'webhook', main, nodeArgs: variantNodeArgs, extraArgs: variantArgs });
+  // The image's flags first, so a variant differs only in what it is given (a later node flag wins).
+  const nodeArgs = [...IMAGE_NODE_ARGS, ...variantNodeArgs];
+  specs.push({ name: flags['variant-name'], kind: 'webhook', main, nodeArgs, extraArgs: variantArgs });
 }
 
 // ---------------------------------------------------------------------------------------------
