@@ -321,6 +321,10 @@ async function measureScale(scale: number, manifests: readonly SecretManifest[])
     if (scale === curveScale) {
       result.curve = [];
       for (const concurrency of curveConcurrencies) {
+        // Each point faces the same number of Secrets: without this, later points would face etcd and
+        // the watch cache 2N Secrets larger than the one before them, and the curve would bend with order.
+        const resetMs = await deleteSecrets(cluster.admin, floorNamespaces, `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`);
+        log(`scale ${scale}: the minimal client's Secrets deleted in ${seconds(resetMs)}`);
         const point = await floor(concurrency, `c${concurrency}-`);
         log(`scale ${scale}: minimal client at ${concurrency}: ${point.perSecond.toFixed(0)} creates/s`);
         result.curve.push(point);
