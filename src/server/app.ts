@@ -236,16 +236,21 @@ export function logReview(
 }
 
 /**
- * The logger Fastify gets: a child of the server's whose own child() is itself, so request.log is
- * that one logger. A child per request only adds a reqId, which the review's uid does better, and
- * costs an allocation and a bindings string on every review; a custom childLoggerFactory would do
- * the same but makes Fastify check the logger's methods on every request (about 1.5 µs).
- * Fastify's own lines (mostly about bugs: a reply sent twice, a serializer failing) still go out.
+ * The logger Fastify gets. Fastify makes its own logger from it once, a child with its serializers,
+ * and that child's child() is itself: request.log is that one logger. A child per request only adds
+ * a reqId, which the review's uid does better, and costs an allocation and a bindings string on
+ * every review; a custom childLoggerFactory would do the same but makes Fastify check the logger's
+ * methods on every request (about 1.5 µs). Fastify's own lines (mostly about bugs: a reply sent
+ * twice, a serializer failing) still go out, through its serializers.
  */
 export function childlessLogger(logger: Logger): Logger {
-  const own = logger.child({});
-  own.child = (() => own) as unknown as Logger['child'];
-  return own;
+  const parent = logger.child({});
+  parent.child = ((bindings, options) => {
+    const own = logger.child(bindings, options);
+    own.child = (() => own) as unknown as Logger['child'];
+    return own;
+  }) as Logger['child'];
+  return parent;
 }
 
 export function buildApp(deps: AppDeps) {
