@@ -157,6 +157,8 @@ export class EventRecorder {
   /** Dropped since the last summary line. */
   private readonly dropped: Record<EventType, number> = { Warning: 0, Normal: 0 };
   private sequence = 0;
+  /** A bounded flush gave up on writes still on the wire: their failure (the pool closing) is no news. */
+  private abandoned = false;
 
   constructor(options: EventRecorderOptions) {
     this.options = options;
@@ -233,6 +235,7 @@ export class EventRecorder {
     });
     await Promise.race([drained, late]);
     clearTimeout(timer);
+    if (!this.idle()) this.abandoned = true;
     for (const type of ['Normal', 'Warning'] as const) {
       for (const task of this.queue[type].splice(0)) this.drop(task, type);
     }
@@ -378,7 +381,7 @@ export class EventRecorder {
       error: failure.message,
     };
     const first = `${verb}:${failure.status ?? 'none'}:${failure.reason ?? ''}`;
-    if (this.warned.has(first)) {
+    if (this.warned.has(first) || this.abandoned) {
       this.options.logger.debug(fields, 'event not recorded');
       return;
     }

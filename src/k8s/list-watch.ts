@@ -131,7 +131,7 @@ export class ListWatcher<Raw extends { metadata?: { resourceVersion?: string } }
   }
 
   private async run(): Promise<void> {
-    const { handlers, convert } = this.options;
+    const { handlers } = this.options;
     let resourceVersion: string | undefined;
     const backoff = new BackoffTimer(this.options.backoff);
     const failed = async (message: string): Promise<void> => {
@@ -141,12 +141,8 @@ export class ListWatcher<Raw extends { metadata?: { resourceVersion?: string } }
     while (!this.stopped) {
       if (resourceVersion === undefined) {
         try {
-          const list = await listAll(this.options.what, this.options.list);
-          if (this.stopped) return;
-          resourceVersion = list.resourceVersion;
-          this.listed = true;
-          this.progress();
-          handlers.onList(list.items.map(convert));
+          resourceVersion = await this.relist();
+          if (resourceVersion === undefined) return;
         } catch (error) {
           await failed((error as Error).message);
           continue;
@@ -165,6 +161,20 @@ export class ListWatcher<Raw extends { metadata?: { resourceVersion?: string } }
         await failed(end.message);
       }
     }
+  }
+
+  /**
+   * Lists and hands the converted items over; the list's resourceVersion, or undefined once stopped. A function of its
+   * own so the raw list (every object with its managedFields) is garbage once converted: a suspended async function
+   * keeps its locals, and run() stays suspended in the watch for as long as the process lives.
+   */
+  private async relist(): Promise<string | undefined> {
+    const list = await listAll(this.options.what, this.options.list);
+    if (this.stopped) return undefined;
+    this.listed = true;
+    this.progress();
+    this.options.handlers.onList(list.items.map(this.options.convert));
+    return list.resourceVersion;
   }
 
   /** One watch request from `resourceVersion`; resolves when it ends, saying how. */

@@ -978,8 +978,9 @@ describe('sync-secrets', () => {
       'sync-secrets',
       '--config=/etc/acr-pull-webhook/config.yaml',
       '--once',
-      '--kube-api-qps=200',
-      '--kube-api-burst=400',
+      '--kube-api-qps=2000',
+      '--kube-api-burst=4000',
+      '--concurrency=32',
       '--log-level=info',
     ]);
     const deployment = findObject<V1Deployment>(objects, 'Deployment', component('sync-secrets'));
@@ -989,14 +990,15 @@ describe('sync-secrets', () => {
       '--config=/etc/acr-pull-webhook/config.yaml',
       '--watch',
       '--health-port=8081',
-      '--kube-api-qps=200',
-      '--kube-api-burst=400',
+      '--kube-api-qps=2000',
+      '--kube-api-burst=4000',
+      '--concurrency=32',
       '--log-level=info',
     ]);
-    const limited = renderChart({ values: { syncSecrets: { kubeApi: { qps: 0, burst: 1 } } } });
+    const limited = renderChart({ values: { syncSecrets: { kubeApi: { qps: 0, burst: 1 }, concurrency: 4 } } });
     const limitedArgs = findObject<V1Deployment>(limited, 'Deployment', component('sync-secrets')).spec?.template.spec
       ?.containers[0]?.args;
-    expect(limitedArgs).toEqual(expect.arrayContaining(['--kube-api-qps=0', '--kube-api-burst=1']));
+    expect(limitedArgs).toEqual(expect.arrayContaining(['--kube-api-qps=0', '--kube-api-burst=1', '--concurrency=4']));
     expect(container?.env?.map((variable) => [variable.name, variable.valueFrom?.fieldRef?.fieldPath])).toEqual([
       ['ACR_PULL_WEBHOOK_LEASE_NAMESPACE', 'metadata.namespace'],
       ['ACR_PULL_WEBHOOK_LEASE_IDENTITY', 'metadata.name'],

@@ -101,8 +101,8 @@ describe('sync-secrets flags', () => {
     expect(parseSyncSecretsArgs(['--config', 'f', '--dry-run', '--once'], {}).mode).toBe('dry-run');
   });
 
-  test('take the API rate limit from the defaults (200/s, burst 400), the environment, then the flags', () => {
-    expect(parseSyncSecretsArgs(['--config', 'f', '--once'], {}).kubeApi).toEqual({ qps: 200, burst: 400 });
+  test('take the API rate limit from the defaults (2000/s, burst 4000), the environment, then the flags', () => {
+    expect(parseSyncSecretsArgs(['--config', 'f', '--once'], {}).kubeApi).toEqual({ qps: 2000, burst: 4000 });
     const env = { ACR_PULL_WEBHOOK_KUBE_API_QPS: '50', ACR_PULL_WEBHOOK_KUBE_API_BURST: '60' };
     expect(parseSyncSecretsArgs(['--config', 'f', '--watch'], env).kubeApi).toEqual({ qps: 50, burst: 60 });
     const flags = ['--config', 'f', '--watch', '--kube-api-qps', '0', '--kube-api-burst=1'];
@@ -113,6 +113,27 @@ describe('sync-secrets flags', () => {
     expect(() => parseSyncSecretsArgs(['--config', 'f', '--once', '--kube-api-qps', '-1'], {})).toThrow(
       '--kube-api-qps',
     );
+  });
+
+  test.each([
+    { source: 'the default', argv: [], env: {}, concurrency: 32 },
+    { source: 'the environment', argv: [], env: { ACR_PULL_WEBHOOK_SYNC_CONCURRENCY: '8' }, concurrency: 8 },
+    {
+      source: 'the flag over the environment',
+      argv: ['--concurrency=64'],
+      env: { ACR_PULL_WEBHOOK_SYNC_CONCURRENCY: '8' },
+      concurrency: 64,
+    },
+  ])('take the concurrency from $source', ({ argv, env, concurrency }) => {
+    expect(parseSyncSecretsArgs(['--config', 'f', '--once', ...argv], env).concurrency).toBe(concurrency);
+  });
+
+  test.each([
+    { value: '0', error: '--concurrency: 0 is not between 1 and 1000' },
+    { value: '1001', error: '--concurrency: 1001 is not between 1 and 1000' },
+    { value: 'many', error: '--concurrency: "many" is not a whole number' },
+  ])('refuse a concurrency of $value with one clear line', ({ value, error }) => {
+    expect(() => parseSyncSecretsArgs(['--config', 'f', '--watch', '--concurrency', value], {})).toThrow(error);
   });
 
   test('take the token refresh fraction from the default, the environment, then the flag', () => {

@@ -431,6 +431,9 @@ containers:
       - --kube-api-qps={{ int .qps }}
       - --kube-api-burst={{ int .burst }}
       {{- end }}
+      {{- with $values.concurrency }}
+      - --concurrency={{ int . }}
+      {{- end }}
       - --log-level={{ $values.logLevel }}
     {{- if or (eq .mode "watch") $values.trustedCA.configMap }}
     env:
