@@ -25,10 +25,44 @@ export interface SecretWatchOptions {
 
 const key = (namespace: string, name: string): string => `${namespace}/${name}`;
 
-/** What the plan reads: managedFields (most of a Secret's metadata) are dropped to keep the cache small. */
+/** The most distinct values {@link intern} remembers before it starts afresh (what is held keeps its copy). */
+const INTERNED_LIMIT = 256;
+const interned = new Map<string, string>();
+
+/**
+ * One copy of a value most cached Secrets share (their data, our label, the hash annotation, the type): at 10,000
+ * namespaces × 2 that is 20,000 equal strings of up to a kilobyte each, otherwise each parsed on its own.
+ */
+function intern(value: string): string {
+  const known = interned.get(value);
+  if (known !== undefined) return known;
+  if (interned.size >= INTERNED_LIMIT) interned.clear();
+  interned.set(value, value);
+  return value;
+}
+
+function internValues(values: Record<string, string>): Record<string, string> {
+  const copy: Record<string, string> = {};
+  for (const [key, value] of Object.entries(values)) copy[key] = intern(value);
+  return copy;
+}
+
+/**
+ * What the plan reads and an update writes back: managedFields (most of a Secret's metadata) are dropped and shared
+ * values interned, to keep the cache small.
+ */
 function cached(secret: V1Secret): SecretObject {
-  const { managedFields: _, ...metadata } = secret.metadata ?? {};
-  return { ...(secret as SecretObject), metadata };
+  const { managedFields: _, labels, annotations, ...metadata } = secret.metadata ?? {};
+  return {
+    ...(secret as SecretObject),
+    metadata: {
+      ...metadata,
+      ...(labels === undefined ? {} : { labels: internValues(labels) }),
+      ...(annotations === undefined ? {} : { annotations: internValues(annotations) }),
+    },
+    ...(secret.type === undefined ? {} : { type: intern(secret.type) }),
+    ...(secret.data === undefined ? {} : { data: internValues(secret.data) }),
+  };
 }
 
 /**
