@@ -2,9 +2,9 @@
 // ServiceAccount tokens (TokenRequest API, audience api://AzureADTokenExchange) are the federated credential; a
 // local Entra + ACR token service that checks them against the apiserver's own /openid/v1/jwks; the real
 // `distribution` registry behind it in token mode; crane pulling with the Secret that was written.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,7 @@ import {
   WORKLOAD_IDENTITY_AUDIENCE,
 } from '../support/acr-token-service.ts';
 import { testPki } from '../support/certificates.ts';
+import { startTokenModeRegistry } from '../support/token-mode-registry.ts';
 import { createNamespace } from '../support/control-plane.ts';
 import { kubectlDockerConfigJson } from '../support/kubectl-docker-config.ts';
 import { scrapeMetrics } from '../support/sync-metrics.ts';
@@ -230,44 +231,14 @@ beforeAll(async () => {
     },
   });
   host = service.host;
-  writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
-  writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
-  writeFileSync(join(dir, 'token-signer.crt'), service.signingCertificatePem);
-  writeFileSync(
-    join(dir, 'registry.yaml'),
-    toYaml({
-      version: 0.1,
-      log: { level: 'info' },
-      storage: { filesystem: { rootdirectory: join(dir, 'storage') } },
-      http: {
-        addr: registryAddress,
-        relativeurls: true,
-        secret: randomBytes(16).toString('hex'),
-        tls: { certificate: join(dir, 'tls.crt'), key: join(dir, 'tls.key') },
-      },
-      auth: {
-        token: {
-          realm: service.realm,
-          service: host,
-          issuer: ACR_ISSUER,
-          rootcertbundle: join(dir, 'token-signer.crt'),
-        },
-      },
-    }),
-  );
-  const log = openSync(join(dir, 'registry.log'), 'a');
-  registry = spawn(join(binDir, 'registry'), ['serve', join(dir, 'registry.yaml')], { stdio: ['ignore', log, log] });
-  const ca = pki.ca.certPem;
-  await timeUntil('the registry answers behind the token service', async () => {
-    const status = await new Promise<number>((ok, fail) =>
-      request(`https://${host}/v2/`, { ca, agent: false }, (res) => {
-        res.resume();
-        ok(res.statusCode ?? 0);
-      })
-        .on('error', fail)
-        .end(),
-    );
-    return status === 401;
+  registry = await startTokenModeRegistry({
+    binary: join(binDir, 'registry'),
+    dir,
+    address: registryAddress,
+    service,
+    serving: pki.serving,
+    caPem: pki.ca.certPem,
+    httpSecret: randomBytes(16).toString('hex'),
   });
   pushedDigest = await pushImage();
   federatedTokenFile = await serviceAccountToken(SERVICE_ACCOUNT, WORKLOAD_IDENTITY_AUDIENCE);

@@ -1,26 +1,25 @@
 // The token client over real HTTPS: the local Entra + ACR token service (test/support/acr-token-service.ts) in front
 // of the real `distribution` registry in token mode. Each request runs in a child Node started as the product is,
 // trusting the test CA only through NODE_EXTRA_CA_CERTS, so these tests also show that the global fetch honours it.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { createSign, generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpsServer, request } from 'node:https';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { stringify as toYaml } from 'yaml';
 import type { AcrRefreshToken } from '../../src/azure/acr-token-client.ts';
 import type { AzureCredentials } from '../../src/azure/azure-credentials.ts';
 import {
-  ACR_ISSUER,
   ACR_NULL_USER,
   type AcrTokenService,
   startAcrTokenService,
   WORKLOAD_IDENTITY_AUDIENCE,
 } from '../support/acr-token-service.ts';
 import { testPki } from '../support/certificates.ts';
+import { startTokenModeRegistry } from '../support/token-mode-registry.ts';
 
 const root = resolve(import.meta.dirname, '..', '..');
 const binDir = join(root, '.tools', 'bin');
@@ -49,18 +48,6 @@ function freePort(address = '127.0.0.1'): Promise<number> {
       s.close(() => ok(port));
     });
     s.on('error', fail);
-  });
-}
-
-/** The registry's status for GET /v2/ (401 once it serves), trusting the test CA. */
-function v2Status(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const req = request(`https://${server}/v2/`, { ca: pki.ca.certPem, agent: false }, (res) => {
-      res.resume();
-      ok(res.statusCode ?? 0);
-    });
-    req.on('error', fail);
-    req.end();
   });
 }
 
@@ -181,8 +168,6 @@ let pushed: string;
 
 beforeAll(async () => {
   writeFileSync(caPath, pki.ca.certPem);
-  writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
-  writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
   // As in acr-token-service.test.ts: the token service is the registry's one origin and passes /v2/ through.
   const registryAddress = `127.0.0.1:${await freePort()}`;
   service = await startAcrTokenService({
@@ -199,37 +184,14 @@ beforeAll(async () => {
     },
   });
   server = service.host;
-  writeFileSync(join(dir, 'token-signer.crt'), service.signingCertificatePem);
-  writeFileSync(
-    join(dir, 'registry.yaml'),
-    toYaml({
-      version: 0.1,
-      log: { level: 'info' },
-      storage: { filesystem: { rootdirectory: join(dir, 'storage') } },
-      http: {
-        addr: registryAddress,
-        relativeurls: true,
-        secret: 'not-shared-with-anyone',
-        tls: { certificate: join(dir, 'tls.crt'), key: join(dir, 'tls.key') },
-      },
-      auth: {
-        token: {
-          realm: service.realm,
-          service: server,
-          issuer: ACR_ISSUER,
-          rootcertbundle: join(dir, 'token-signer.crt'),
-        },
-      },
-    }),
-  );
-  const log = openSync(join(dir, 'registry.log'), 'a');
-  registry = spawn(join(binDir, 'registry'), ['serve', join(dir, 'registry.yaml')], { stdio: ['ignore', log, log] });
-  const deadline = Date.now() + 20_000;
-  while ((await v2Status().catch(() => 0)) !== 401) {
-    if (registry.exitCode !== null || Date.now() > deadline)
-      throw new Error(`registry did not start:\n${readFileSync(join(dir, 'registry.log'), 'utf8')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  registry = await startTokenModeRegistry({
+    binary: join(binDir, 'registry'),
+    dir,
+    address: registryAddress,
+    service,
+    serving: pki.serving,
+    caPem: pki.ca.certPem,
+  });
   // An image to pull, pushed with a token from the client itself (ACR's refresh tokens carry push rights too).
   const push = crane((await tokenOf(clientSecret(`${SECRET}\n`))).refreshToken);
   const layer = join(dir, 'layer');

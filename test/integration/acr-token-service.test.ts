@@ -1,18 +1,16 @@
 // The local Entra + ACR token service in front of the real `distribution` registry in token mode: a
 // ServiceAccount-style assertion or a client secret buys an Entra token, the exchange an ACR refresh token,
 // and crane logged in as the null-GUID user pushes and pulls with it. Refusals carry Entra's codes.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { createSign, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { stringify as toYaml } from 'yaml';
 import {
-  ACR_ISSUER,
   ACR_NULL_USER,
   ACR_SCOPE,
   type AcrTokenService,
@@ -21,6 +19,7 @@ import {
   WORKLOAD_IDENTITY_AUDIENCE,
 } from '../support/acr-token-service.ts';
 import { testPki } from '../support/certificates.ts';
+import { startTokenModeRegistry } from '../support/token-mode-registry.ts';
 
 const binDir = resolve(import.meta.dirname, '..', '..', '.tools', 'bin');
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
@@ -142,8 +141,6 @@ function dockerConfigDir(config?: unknown): string {
 
 beforeAll(async () => {
   writeFileSync(caPath, pki.ca.certPem);
-  writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
-  writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
   // The registry listens on a port of its own; the token service is the one origin clients see (as on
   // ACR, where /v2/ and /oauth2/ share the registry's host) and passes /v2/ requests through to it.
   const registryAddress = `127.0.0.1:${await freePort()}`;
@@ -160,42 +157,14 @@ beforeAll(async () => {
     },
   });
   host = service.host;
-  writeFileSync(join(dir, 'token-signer.crt'), service.signingCertificatePem);
-  writeFileSync(
-    join(dir, 'registry.yaml'),
-    toYaml({
-      version: 0.1,
-      log: { level: 'info' },
-      storage: { filesystem: { rootdirectory: join(dir, 'storage') } },
-      http: {
-        addr: registryAddress,
-        // Upload locations relative, so they stay on the origin the client used.
-        relativeurls: true,
-        secret: 'not-shared-with-anyone',
-        tls: { certificate: join(dir, 'tls.crt'), key: join(dir, 'tls.key') },
-      },
-      // distribution's token mode (registry/auth/token/accesscontroller.go): the realm and service its
-      // challenge names, the issuer it requires, and the certificate the token's x5c must chain to.
-      auth: {
-        token: {
-          realm: service.realm,
-          service: host,
-          issuer: ACR_ISSUER,
-          rootcertbundle: join(dir, 'token-signer.crt'),
-        },
-      },
-    }),
-  );
-  const log = openSync(join(dir, 'registry.log'), 'a');
-  registry = spawn(join(binDir, 'registry'), ['serve', join(dir, 'registry.yaml')], { stdio: ['ignore', log, log] });
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const reply = await call(`https://${host}/v2/`, {}).catch(() => undefined);
-    if (reply?.status === 401) break;
-    if (registry.exitCode !== null || Date.now() > deadline)
-      throw new Error(`registry did not start:\n${readFileSync(join(dir, 'registry.log'), 'utf8')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  registry = await startTokenModeRegistry({
+    binary: join(binDir, 'registry'),
+    dir,
+    address: registryAddress,
+    service,
+    serving: pki.serving,
+    caPem: pki.ca.certPem,
+  });
 }, 30_000);
 
 afterAll(async () => {

@@ -13,16 +13,15 @@ import { request } from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { stringify as toYaml } from 'yaml';
 import type { PemPair } from '../../../certs-gen/generate.ts';
 import {
-  ACR_ISSUER,
   ACR_NULL_USER,
   ACR_SCOPE,
   type AcrTokenService,
   type JsonWebKeySet,
   startAcrTokenService,
 } from '../acr-token-service.ts';
+import { tokenModeRegistryConfig } from '../token-mode-registry.ts';
 
 export const TOKEN_REGISTRY_HOST = 'e2etoken.azurecr.io';
 /** Its address inside the cluster's namespace: pods reach it through their default route to the node. */
@@ -120,25 +119,17 @@ export async function startTokenRegistry(
     const configPath = join(dir, 'token-registry.yaml');
     writeFileSync(
       configPath,
-      toYaml({
-        version: 0.1,
-        log: { level: 'info', accesslog: { disabled: false } },
-        storage: { filesystem: { rootdirectory: join(dir, 'token-registry') }, delete: { enabled: true } },
-        http: {
-          addr: LOOPBACK_REGISTRY,
-          // Upload locations relative, so they stay on the origin the client used (the token service's).
-          relativeurls: true,
-          secret: randomBytes(16).toString('hex'),
-          tls: { certificate: join(dir, 'token-registry.crt'), key: join(dir, 'token-registry.key') },
-        },
-        auth: {
-          token: {
-            realm: `https://${TOKEN_REGISTRY_HOST}/oauth2/token`,
-            service: TOKEN_REGISTRY_HOST,
-            issuer: ACR_ISSUER,
-            rootcertbundle: join(dir, 'token-signer.crt'),
-          },
-        },
+      tokenModeRegistryConfig({
+        address: LOOPBACK_REGISTRY,
+        storageDir: join(dir, 'token-registry'),
+        tls: { certificate: join(dir, 'token-registry.crt'), key: join(dir, 'token-registry.key') },
+        // The origin pods and containerd use, not the loopback the service listens on here.
+        realm: `https://${TOKEN_REGISTRY_HOST}/oauth2/token`,
+        service: TOKEN_REGISTRY_HOST,
+        rootCertBundle: join(dir, 'token-signer.crt'),
+        httpSecret: randomBytes(16).toString('hex'),
+        accessLog: true,
+        deleteEnabled: true,
       }),
     );
     const registry = host.launch('token-registry', [join(host.binDir, 'registry'), 'serve', configPath]);
