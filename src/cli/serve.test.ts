@@ -13,7 +13,9 @@ import { testPki, type TestPki } from '../../test/support/certificates.ts';
 import { capturedLogger } from '../../test/support/logs.ts';
 import { SecretVolume } from '../../test/support/secret-volume.ts';
 import { startPermissiveTlsServer } from '../../test/support/permissive-tls-server.ts';
-import { serve, type RunningServer } from './serve.ts';
+import pino from 'pino';
+import { readFileSync } from 'node:fs';
+import { createLogger, serve, type RunningServer } from './serve.ts';
 import { ACR_POD_CREATE_REVIEW } from '../../test/support/reviews.ts';
 
 const REVIEW = ACR_POD_CREATE_REVIEW;
@@ -194,5 +196,19 @@ describe('serve over real sockets', () => {
     expect((await post(port, [pki.ca.certPem])).status).toBe(200);
     await stopped;
     await expect(post(port, [pki.ca.certPem])).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
+
+describe('the log', () => {
+  test('a burst of lines that are not review lines is written at once without piling up drain listeners', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'serve-log-')), 'out.log');
+    const destination = pino.destination({ dest: file, sync: false, minLength: 4096 });
+    const logger = createLogger('info', destination);
+    for (let i = 0; i < 30; i += 1) logger.warn({ i }, 'certificate reload failed');
+    expect(destination.listenerCount('drain')).toBe(0);
+    await new Promise<void>((resolve) => destination.flush(() => resolve()));
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(30);
+    expect(JSON.parse(lines[29] ?? '{}')).toMatchObject({ i: 29, msg: 'certificate reload failed' });
   });
 });

@@ -114,6 +114,10 @@ export function createLogDestination(): pino.DestinationStream & NodeJS.EventEmi
 
 /** Review lines wait for their batch; every other line (start, certificate, shutdown, errors) is written at once. */
 export function createLogger(level: string, destination: pino.DestinationStream = createLogDestination()): Logger {
+  // The destination's own flush, without a callback: pino's logger.flush() always passes one, and sonic-boom then
+  // adds a 'drain' listener (and an fsync of stdout) per call, so a burst of lines during one write trips Node's
+  // MaxListenersExceededWarning.
+  const flushNow = (): void => (destination as { flush?: () => void }).flush?.();
   return pino(
     {
       level,
@@ -122,7 +126,7 @@ export function createLogger(level: string, destination: pino.DestinationStream 
         logMethod(args, method) {
           method.apply(this, args);
           const message = typeof args[0] === 'string' ? args[0] : args[1];
-          if (message !== REVIEW_LOG_MESSAGE) this.flush();
+          if (message !== REVIEW_LOG_MESSAGE) flushNow();
         },
       },
     },
