@@ -267,15 +267,18 @@ describe('sync-secrets --watch with the secret watch', () => {
     expect(await fast.stop()).toBe(0);
   });
 
-  test('--once reads the configured Secrets with one list per name, not a GET each', async () => {
+  test('--once reads with one list per configured name, no GET each, and a warm run writes nothing', async () => {
     const requests = async (verb: string): Promise<number> =>
       sampleSum(await apiserverMetrics(kc), 'apiserver_request_total', { verb, resource: 'secrets' });
-    const [getsBefore, listsBefore] = [await requests('GET'), await requests('LIST')];
+    const writes = async (): Promise<number> =>
+      (await Promise.all(['POST', 'PUT', 'PATCH', 'DELETE'].map(requests))).reduce((a, b) => a + b, 0);
+    const [getsBefore, listsBefore, writesBefore] = [await requests('GET'), await requests('LIST'), await writes()];
     const result = await runSync(['--config', CONFIG, '--once', '--kubeconfig', ADMIN_KUBECONFIG]);
     expect(result.status).toBe(0);
     expect(result.stdout).toBe('namespaces=2 created=0 updated=0 unchanged=2 skipped=0 failed=0\n');
     expect((await requests('GET')) - getsBefore).toBe(0);
     expect((await requests('LIST')) - listsBefore).toBe(1);
+    expect((await writes()) - writesBefore).toBe(0);
   });
 });
 
