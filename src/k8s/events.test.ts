@@ -1,6 +1,6 @@
 import { ApiException, type EventsV1Event } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
-import { type EventInput, EventRecorder, type EventSink, microTime } from './events.ts';
+import { type EventInput, EventRecorder, type EventSink, microTime, SHUTDOWN_NORMAL_GRACE_MS } from './events.ts';
 
 type Write =
   | { readonly verb: 'create'; readonly namespace: string; readonly event: EventsV1Event }
@@ -403,6 +403,31 @@ describe('the queue (client-go broadcaster: 1000 waiting, the rest dropped)', ()
     expect(sent).toEqual(['Normal 0']);
     expect(dropped).toHaveLength(9);
     expect(logger.info).toHaveBeenCalledWith({ dropped: { Normal: 9, Warning: 0 } }, expect.any(String));
+  });
+
+  test('at shutdown Normal events still queued after the grace are dropped; queued Warnings still go out', async () => {
+    const { sink, sent, releaseAll } = heldSink();
+    const dropped: string[] = [];
+    const { recording, logger } = recorder(sink, { inFlight: 1, onDropped: (type) => dropped.push(type) });
+    for (let i = 0; i < 5; i++) recording.record(about(i, 'Normal'));
+    recording.record(about(5, 'Warning'));
+    const done = recording.shutdown(2_000);
+    await vi.advanceTimersByTimeAsync(SHUTDOWN_NORMAL_GRACE_MS);
+    expect(dropped).toEqual(['Normal', 'Normal', 'Normal', 'Normal']);
+    await releaseAll();
+    await expect(done).resolves.toBeUndefined();
+    expect(sent).toEqual(['Normal 0', 'Warning 5']);
+    expect(logger.info).toHaveBeenCalledWith({ dropped: { Normal: 4, Warning: 0 } }, expect.any(String));
+  });
+
+  test('at shutdown the few Normal events of a small run go out within the grace', async () => {
+    const sink = fakeSink();
+    const dropped: string[] = [];
+    const { recording } = recorder(sink, { inFlight: 1, onDropped: (type) => dropped.push(type) });
+    for (let i = 0; i < 5; i++) recording.record(about(i, 'Normal'));
+    await recording.shutdown(2_000);
+    expect(sink.writes).toHaveLength(5);
+    expect(dropped).toEqual([]);
   });
 
   test('a dropped repeat does not stop later repeats from being written', async () => {

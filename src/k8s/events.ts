@@ -72,6 +72,8 @@ export const QUEUE_LIMIT = 1000;
 export const IN_FLIGHT = 4;
 /** The most characters of a note the apiserver accepts (1 kB). */
 export const NOTE_LIMIT = 1024;
+/** How long a shutdown lets queued Normal events go out before it drops them ({@link EventRecorder.shutdown}). */
+export const SHUTDOWN_NORMAL_GRACE_MS = 250;
 /** Where Events about cluster-scoped objects go: the apiserver accepts them only in default or kube-system. */
 export const CLUSTER_SCOPED_EVENT_NAMESPACE = 'default';
 
@@ -227,14 +229,39 @@ export class EventRecorder {
    * queued is dropped, counted and summed up, and writes on the wire are left to their request timeout.
    */
   async flush(withinMs?: number): Promise<void> {
+    if (withinMs === undefined) return this.idleOrAfter(undefined);
+    await this.idleOrAfter(withinMs);
+    this.dropRemaining();
+  }
+
+  /**
+   * The end of a process: everything queued gets `normalGraceMs`, then queued Normal events are dropped (counted),
+   * and Warnings and writes already on the wire get the rest of `withinMs`. A cold --once at 10,000 namespaces ends
+   * with about a thousand SecretCreated events waiting for their budget; sending them would make every such run
+   * seconds slower, for news nobody waits on. A small run's few events go out within the grace.
+   */
+  async shutdown(withinMs: number, normalGraceMs = SHUTDOWN_NORMAL_GRACE_MS): Promise<void> {
+    const grace = Math.min(normalGraceMs, withinMs);
+    await this.idleOrAfter(grace);
+    for (const task of this.queue.Normal.splice(0)) this.drop(task, 'Normal');
+    await this.idleOrAfter(withinMs - grace);
+    this.dropRemaining();
+  }
+
+  /** Resolves once nothing is queued or running, or after `ms` (undefined: no bound). */
+  private async idleOrAfter(ms: number | undefined): Promise<void> {
     const drained = this.idle() ? Promise.resolve() : new Promise<void>((done) => this.drainedWaiters.push(done));
-    if (withinMs === undefined) return drained;
+    if (ms === undefined) return drained;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((done) => {
-      timer = setTimeout(done, withinMs);
+      timer = setTimeout(done, ms);
     });
     await Promise.race([drained, late]);
     clearTimeout(timer);
+  }
+
+  /** After a bounded wait: what is still queued is dropped, counted and summed up; writes on the wire run out. */
+  private dropRemaining(): void {
     if (!this.idle()) this.abandoned = true;
     for (const type of ['Normal', 'Warning'] as const) {
       for (const task of this.queue[type].splice(0)) this.drop(task, type);

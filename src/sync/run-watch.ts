@@ -250,7 +250,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     credentials.stop();
     await Promise.all(refreshers.map((refresher) => refresher.stop()));
     await controller.stop();
-    await recorder.flush(SHUTDOWN_EVENT_FLUSH_MS);
+    await recorder.shutdown(SHUTDOWN_EVENT_FLUSH_MS);
     // Last, so a successor takes over only after this replica has stopped writing.
     await elector.stop();
     await health.close();

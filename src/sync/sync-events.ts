@@ -146,8 +146,9 @@ export class SyncEvents implements SecretEventHook {
 }
 
 /**
- * How long --watch's shutdown and the end of --once wait for queued Event writes; what is left is dropped (a write to
- * an unreachable apiserver, or more than the events' budget sends in that time).
+ * How long --watch's shutdown and the end of --once wait for queued Warning events and writes on the wire; what is
+ * left is dropped (a write to an unreachable apiserver, or more than the events' budget sends in that time). Queued
+ * Normal events are dropped at once (EventRecorder.shutdown).
  */
 export const SHUTDOWN_EVENT_FLUSH_MS = 2_000;
 
@@ -157,7 +158,12 @@ export function syncEventRecorder(
   logger: RecorderLogger,
   instance: string,
   onDropped?: (type: EventType) => void,
-): { readonly events: SyncEvents; readonly flush: (withinMs?: number) => Promise<void> } {
+): {
+  readonly events: SyncEvents;
+  readonly flush: (withinMs?: number) => Promise<void>;
+  /** The end of the process: see EventRecorder.shutdown. */
+  readonly shutdown: (withinMs: number) => Promise<void>;
+} {
   const recorder = new EventRecorder({
     sink: eventSink(api),
     reportingController: SYNC_EVENT_CONTROLLER,
@@ -166,5 +172,9 @@ export function syncEventRecorder(
     logger,
     ...(onDropped === undefined ? {} : { onDropped }),
   });
-  return { events: new SyncEvents(recorder), flush: (withinMs) => recorder.flush(withinMs) };
+  return {
+    events: new SyncEvents(recorder),
+    flush: (withinMs) => recorder.flush(withinMs),
+    shutdown: (withinMs) => recorder.shutdown(withinMs),
+  };
 }
