@@ -23,7 +23,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { LOG_FLUSH_INTERVAL_MS } from '../src/cli/serve.ts';
+import { LOG_FLUSH_INTERVAL_MS } from '../src/process/log-destination.ts';
 import { testPki } from '../test/support/certificates.ts';
 import { toolPath } from '../test/support/control-plane.ts';
 import { BODY_NAMES, loadBodies, type BodyName } from './lib/bodies.ts';

@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AdmissionregistrationV1Api, CoreV1Api, type V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
 import { loadConfig } from '../../src/config/config.ts';
-import { LOG_FLUSH_INTERVAL_MS } from '../../src/cli/serve.ts';
+import { LOG_FLUSH_INTERVAL_MS } from '../../src/process/log-destination.ts';
 import { INJECT_ENABLED, INJECT_LABEL, MUTATE_PATH } from '../../src/constants.ts';
 import { createNamespace, startControlPlane } from '../../test/support/control-plane.ts';
 import { findObject, renderChart } from '../../test/support/helm.ts';

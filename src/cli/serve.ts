@@ -5,6 +5,7 @@ import pino, { type Logger } from 'pino';
 import { loadConfig } from '../config/config.ts';
 import { DEFAULTS, ENV, REVIEW_LOG_MESSAGE } from '../constants.ts';
 import { parseFlags, parseInteger, parseLogLevel, UsageError } from '../process/flags.ts';
+import { createLogDestination } from '../process/log-destination.ts';
 import { listenError, startOrUndo } from '../process/startup.ts';
 import { buildApp, setServingPair } from '../server/app.ts';
 import { startHealthServer } from '../server/health.ts';
@@ -87,29 +88,6 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv):
     drainDelaySeconds: integer('drain-delay', ENV.drainDelay, DEFAULTS.drainDelaySeconds, 0, 300),
     shutdownTimeoutSeconds: integer('shutdown-timeout', ENV.shutdownTimeout, DEFAULTS.shutdownTimeoutSeconds, 1, 600),
   };
-}
-
-/** Log bytes held while stdout is slower than the reviews (about 3,000 review lines). */
-export const LOG_BUFFER_MAX_BYTES = 1024 * 1024;
-/** Review lines are written once this many bytes wait... */
-export const LOG_BATCH_BYTES = 4096;
-/** ...or at the latest this long after they were logged. */
-export const LOG_FLUSH_INTERVAL_MS = 250;
-
-/**
- * Stdout, written off the event loop, in batches, with a bounded buffer: when the log reader stalls
- * (a stuck container runtime), admission neither blocks in write(2) nor grows; lines past
- * LOG_BUFFER_MAX_BYTES are dropped and counted. A write per line costs more CPU than the decision
- * itself. Pino flushes what is queued when the process exits.
- */
-export function createLogDestination(): pino.DestinationStream & NodeJS.EventEmitter {
-  return pino.destination({
-    dest: 1,
-    sync: false,
-    minLength: LOG_BATCH_BYTES,
-    periodicFlush: LOG_FLUSH_INTERVAL_MS,
-    maxLength: LOG_BUFFER_MAX_BYTES,
-  });
 }
 
 /** Review lines wait for their batch; every other line (start, certificate, shutdown, errors) is written at once. */

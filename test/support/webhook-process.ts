@@ -5,7 +5,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LOG_FLUSH_INTERVAL_MS } from '../../src/cli/serve.ts';
+import { LOG_FLUSH_INTERVAL_MS } from '../../src/process/log-destination.ts';
 import type { TestPki } from './certificates.ts';
 import { exitOf, terminate } from './child-process.ts';
 
