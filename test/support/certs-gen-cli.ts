@@ -1,14 +1,13 @@
 // Runs certs-gen the way a Job does: `node certs-gen/cli.ts VERB ...` in its own process, with a
 // kubeconfig and an environment that cannot leak the test runner's cluster settings.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 
 const CLI = resolve(import.meta.dirname, '../../certs-gen/cli.ts');
-// An empty home: no ~/.kube/config to fall back on.
-const HOME = mkdtempSync(join(tmpdir(), 'certs-gen-home-'));
+// A home that does not exist: no ~/.kube/config to fall back on, and no temp dir left behind by every import.
+const HOME = '/nonexistent';
 
 export interface CertsGenRun {
   readonly code: number;
