@@ -7,6 +7,10 @@ import { defineConfig } from 'vitest/config';
 // - integration: real processes (the CLIs, openssl, kubectl, helm from tools/build.sh, npm ci); no control plane.
 // - e2e: one real control plane (etcd + kube-apiserver from tools/), started once by its globalSetup.
 // - node: a one-node cluster (kubelet, containerd, kube-proxy, registries) in namespaces of its own.
+// Every project starts with TMP_GUARD: the run's own TMPDIR, and a red run naming whatever a test left in it.
+// It must stay first in each list: vitest tears global setups down in reverse, so it checks after the others.
+const TMP_GUARD = 'test/support/tmp-guard.ts';
+
 export default defineConfig({
   test: {
     projects: [
@@ -16,6 +20,7 @@ export default defineConfig({
           include: ['src/**/*.test.ts', 'certs-gen/**/*.test.ts', 'test/unit/**/*.test.ts'],
           // In-process tests only: every core (vitest's default leaves one free, which on 2 cores is half).
           maxWorkers: '100%',
+          globalSetup: [TMP_GUARD],
           sequence: { groupOrder: 0 },
         },
       },
@@ -25,6 +30,7 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           // A test here starts programs; on a busy 2-core machine one start alone can take seconds.
           testTimeout: 30_000,
+          globalSetup: [TMP_GUARD],
           sequence: { groupOrder: 1 },
         },
       },
@@ -32,7 +38,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
-          globalSetup: ['test/e2e/global-setup.ts'],
+          globalSetup: [TMP_GUARD, 'test/e2e/global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,
           // One apiserver for all files; files run one after another so timing assertions hold on 2 cores.
@@ -49,6 +55,7 @@ export default defineConfig({
           testTimeout: 180_000,
           hookTimeout: 900_000,
           fileParallelism: false,
+          globalSetup: [TMP_GUARD],
           sequence: { groupOrder: 3 },
         },
       },

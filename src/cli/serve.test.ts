@@ -4,14 +4,14 @@ import { X509Certificate } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
 import { connect } from 'node:tls';
-import { writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, test } from 'vitest';
 import { testPki, type TestPki } from '../../test/support/certificates.ts';
 import { capturedLogger } from '../../test/support/logs.ts';
 import { SecretVolume } from '../../test/support/secret-volume.ts';
+import { tempDir } from '../../test/support/temp-dir.ts';
 import { startPermissiveTlsServer } from '../../test/support/permissive-tls-server.ts';
 import pino from 'pino';
 import { readFileSync } from 'node:fs';
@@ -26,7 +26,7 @@ afterEach(async () => {
 });
 
 async function start(pki: TestPki, extra: { drainDelaySeconds?: number } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'serve-'));
+  const dir = tempDir('serve');
   writeFileSync(join(dir, 'config.yaml'), 'registries: [{server: myregistry.azurecr.io, secretName: acr-myregistry}]');
   const volume = new SecretVolume({ 'tls.crt': pki.serving.certPem, 'tls.key': pki.serving.keyPem });
   cleanups.push(() => volume.remove());
@@ -201,7 +201,7 @@ describe('serve over real sockets', () => {
 
 describe('the log', () => {
   test('a burst of lines that are not review lines is written at once without piling up drain listeners', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'serve-log-')), 'out.log');
+    const file = join(tempDir('serve-log'), 'out.log');
     const destination = pino.destination({ dest: file, sync: false, minLength: 4096 });
     const logger = createLogger('info', destination);
     for (let i = 0; i < 30; i += 1) logger.warn({ i }, 'certificate reload failed');

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { tempDir } from '../../test/support/temp-dir.ts';
 import { ConfigError, loadConfig, parseConfig } from './config.ts';
 
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
@@ -429,7 +429,7 @@ describe('an invalid configuration stops the process with one line naming the fi
   });
 
   test('a missing file is named with the reason', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'config-'));
+    const dir = tempDir('config');
     expect(() => loadConfig(join(dir, 'nope.yaml'))).toThrow(
       `config ${join(dir, 'nope.yaml')}: cannot be read (ENOENT)`,
     );

@@ -1,14 +1,14 @@
 // The reloading-file source behind the serving certificate and the registry credentials: a new value
 // only when bytes changed and the caller's checks pass; refusals keep the value in use.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { tempDir } from '../../test/support/temp-dir.ts';
 import { ReloadingFiles, type ReloadingFilesOptions } from './reloading-files.ts';
 
 /** One file holding a number; anything else cannot be used. */
 function numberFile(rejections: ReloadingFilesOptions<number>['rejections']) {
-  const path = join(mkdtempSync(join(tmpdir(), 'reloading-')), 'value');
+  const path = join(tempDir('reloading'), 'value');
   writeFileSync(path, '1');
   const changes: number[] = [];
   const rejected: string[] = [];

@@ -1,12 +1,12 @@
 // The one kubeconfig precedence (--kubeconfig, $KUBECONFIG merged as kubectl merges it, in-cluster,
 // ~/.kube/config), against files in a temporary directory and an environment passed in.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { tempDir } from '../../test/support/temp-dir.ts';
 import { inClusterNamespace, loadKubeConfig } from './kube-config.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'kube-config-'));
+const dir = tempDir('kube-config');
 const path = (name: string): string => join(dir, name);
 const write = (name: string, lines: string[]): string => {
   writeFileSync(path(name), lines.join('\n'));

@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
+import { tempDir } from '../../test/support/temp-dir.ts';
 import { ConfigError, type RegistryEntry } from '../config/config.ts';
 import {
   CredentialSource,
@@ -12,7 +12,7 @@ import {
   type RegistryCredential,
 } from './credentials.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'credentials-'));
+const dir = tempDir('credentials');
 const file = (name: string, content: string | Buffer): string => {
   writeFileSync(join(dir, name), content);
   return join(dir, name);

@@ -28,7 +28,7 @@ import {
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { createNamespace } from '../support/control-plane.ts';
-import { CHART_DIR, helmAsync, helmOk, valuesFile } from '../support/helm.ts';
+import { CHART_DIR, helmAsync, helmOk } from '../support/helm.ts';
 
 const KUBECONFIG = inject('kubeconfigPath');
 const kc = new KubeConfig();
@@ -114,9 +114,7 @@ beforeAll(async () => {
   await newNamespace(NAMESPACE);
   optedIn = await newNamespace(unique('chart-in'), OPT_IN);
   // No kubelet here: the hook Jobs would never finish, so helm would wait on them forever.
-  await helmOk(helmArgs('install', RELEASE, CHART_DIR, '-f', valuesFile(BASE_VALUES), '--no-hooks'), {
-    kubeconfig: KUBECONFIG,
-  });
+  await helmOk(helmArgs('install', RELEASE, CHART_DIR, '--no-hooks'), { kubeconfig: KUBECONFIG, values: BASE_VALUES });
 });
 
 afterAll(async () => {
@@ -286,8 +284,9 @@ describe('helm upgrade with changed values', () => {
     expect(before).toMatchObject({ caBundle, holder: 'sync-secrets-e2e' });
     expect(await status(objects.read(pdb))).toBe(200);
 
-    await helmOk(helmArgs('upgrade', RELEASE, CHART_DIR, '-f', valuesFile(UPGRADE_VALUES), '--no-hooks'), {
+    await helmOk(helmArgs('upgrade', RELEASE, CHART_DIR, '--no-hooks'), {
       kubeconfig: KUBECONFIG,
+      values: UPGRADE_VALUES,
     });
     const configuration = await admission.readMutatingWebhookConfiguration({ name: FULLNAME });
     expect(configuration.webhooks?.[0]?.failurePolicy).toBe('Fail');

@@ -16,7 +16,6 @@ import {
   type RenderOptions,
   renderChart,
   renderChartError,
-  valuesFile,
 } from '../support/helm.ts';
 
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
@@ -194,16 +193,9 @@ describe('workload identity', () => {
   });
 
   test("the install notes name the federated credential's subject and audience", () => {
-    const result = helm([
-      'install',
-      '--dry-run=client',
-      'acr',
-      CHART_DIR,
-      '--namespace',
-      'acr-system',
-      '-f',
-      valuesFile(WORKLOAD_IDENTITY_VALUES),
-    ]);
+    const result = helm(['install', '--dry-run=client', 'acr', CHART_DIR, '--namespace', 'acr-system'], {
+      values: WORKLOAD_IDENTITY_VALUES,
+    });
     expect(result.status).toBe(0);
     const notes = result.stdout.slice(result.stdout.indexOf('NOTES:'));
     expect(notes).toContain(`the federated credential of client ID ${CLIENT}`);
@@ -371,7 +363,7 @@ describe('mixed with the username/password forms', () => {
   });
 
   test('helm lint --strict passes with every form at once', () => {
-    const file = valuesFile({
+    const values = {
       ...WORKLOAD_IDENTITY_VALUES,
       registries: [
         ...WORKLOAD_IDENTITY_VALUES.registries,
@@ -381,8 +373,8 @@ describe('mixed with the username/password forms', () => {
         })),
       ],
       syncSecrets: { workloadIdentity, tokenRefreshFraction: 0.75, trustedCA: { configMap: 'corp-ca', key: 'ca.crt' } },
-    });
-    const result = helm(['lint', '--strict', CHART_DIR, '--namespace', 'acr-system', '-f', file]);
+    };
+    const result = helm(['lint', '--strict', CHART_DIR, '--namespace', 'acr-system'], { values });
     expect(result.stdout + result.stderr).not.toMatch(/\[(WARNING|ERROR)\]/);
     expect(result.status).toBe(0);
   });
@@ -447,15 +439,9 @@ describe('reaching Entra ID and the registries', () => {
   });
 
   test('a fraction given with --set (a string to helm) is passed on as written', () => {
-    const result = helm([
-      'template',
-      'acr',
-      CHART_DIR,
-      '-f',
-      valuesFile(WORKLOAD_IDENTITY_VALUES),
-      '--set',
-      'syncSecrets.tokenRefreshFraction=0.25',
-    ]);
+    const result = helm(['template', 'acr', CHART_DIR, '--set', 'syncSecrets.tokenRefreshFraction=0.25'], {
+      values: WORKLOAD_IDENTITY_VALUES,
+    });
     expect(result.stderr).toBe('');
     expect(result.stdout).toContain('- --token-refresh-fraction=0.25\n');
   });

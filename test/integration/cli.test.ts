@@ -1,12 +1,12 @@
 // The CLI as a user meets it: exit codes, one-line errors naming the file and field, explain output.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { tempDir } from '../support/temp-dir.ts';
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
-const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+const dir = tempDir('cli');
 const file = (name: string, content: string): string => {
   writeFileSync(join(dir, name), content);
   return join(dir, name);

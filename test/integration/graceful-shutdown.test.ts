@@ -6,6 +6,7 @@ import { Agent, request, type RequestOptions } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { startWebhookProcess, writeServeFiles, type WebhookProcess } from '../support/webhook-process.ts';
 import { ACR_POD_CREATE_REVIEW } from '../support/reviews.ts';
 
@@ -32,7 +33,7 @@ function post(options: RequestOptions): Promise<{ status: number; reused: boolea
 
 test('SIGTERM under load: no request fails, /readyz answers 503 until exit, which comes in bounded time', async () => {
   const pki = testPki();
-  const files = writeServeFiles(pki);
+  const files = writeServeFiles(pki, { dir: tempDir('serve') });
   for (let i = 0; i < 2; i++) replicas.push(await startWebhookProcess({ ...files, drainDelaySeconds: 2 }));
   const [leaving, staying] = replicas as [WebhookProcess, WebhookProcess];
   const agents = new Map(

@@ -2,8 +2,7 @@
 // runs its unit tests (test/monitoring/), and helm renders the PodMonitor, PrometheusRule and dashboard ConfigMap
 // from those same files. test/e2e/prometheus.test.ts runs the dashboard's queries on a real Prometheus.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { parse as parseYaml } from 'yaml';
@@ -20,6 +19,7 @@ import {
 } from '../../src/constants.ts';
 import { toolPath } from '../support/control-plane.ts';
 import { CHART_DIR, findObject, type Manifest, renderChart } from '../support/helm.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const RULES_FILE = join(CHART_DIR, 'files', 'prometheus-rules.yaml');
 const DASHBOARD_FILE = join(CHART_DIR, 'files', 'grafana-dashboard.json');
@@ -136,7 +136,7 @@ describe('the chart', () => {
     // Everything but the two values the chart fills in is the file promtool tested.
     const withoutRunbook = (rule: Rule): Rule => ({ ...rule, annotations: { ...rule.annotations, runbook_url: '' } });
     expect(rules.map(withoutRunbook)).toEqual(FILE_RULES.map(withoutRunbook));
-    const file = join(mkdtempSync(join(tmpdir(), 'rendered-rules-')), 'rules.yaml');
+    const file = join(tempDir('rendered-rules'), 'rules.yaml');
     writeFileSync(file, JSON.stringify({ groups: [{ name: 'acr-pull-webhook', rules }] }));
     const { status, output } = promtool('check', 'rules', file);
     expect(status, output).toBe(0);

@@ -1,16 +1,16 @@
 // `serve` must not load the Kubernetes client: it makes no API calls, and the client takes seconds of
 // start-up and tens of MiB of memory. main.ts loads each verb only when that verb runs.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { MAIN, serveArgv, writeServeFiles } from '../support/webhook-process.ts';
 const RECORDER = resolve(import.meta.dirname, '../support/record-modules.mjs');
 
 test('serve starts, answers and stops without loading @kubernetes/client-node', async () => {
-  const files = writeServeFiles(testPki());
+  const files = writeServeFiles(testPki(), { dir: tempDir('serve') });
   const modulesFile = join(files.dir, 'modules.txt');
   const child = spawn(process.execPath, ['--import', RECORDER, ...serveArgv(files)], {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -38,7 +38,7 @@ test('serve starts, answers and stops without loading @kubernetes/client-node', 
 }, 30_000);
 
 test('each verb is loaded only when it runs: serve --help loads neither sync-secrets nor explain', () => {
-  const modulesFile = join(mkdtempSync(join(tmpdir(), 'modules-')), 'modules.txt');
+  const modulesFile = join(tempDir('modules'), 'modules.txt');
   const result = spawnSync(process.execPath, ['--import', RECORDER, MAIN, 'serve', '--help'], {
     encoding: 'utf8',
     env: { PATH: process.env['PATH'] ?? '', RECORD_MODULES_FILE: modulesFile },

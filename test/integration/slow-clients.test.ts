@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { startWebhookProcess, writeServeFiles, type WebhookProcess } from '../support/webhook-process.ts';
 import { ACR_POD_CREATE_REVIEW } from '../support/reviews.ts';
 
@@ -18,8 +19,10 @@ const RAW_REQUEST =
 let webhook: WebhookProcess;
 const sockets: TLSSocket[] = [];
 
+// Made at collection time: an afterAll registered from inside beforeAll would never run.
+const serveDir = tempDir('serve');
 beforeAll(async () => {
-  webhook = await startWebhookProcess(writeServeFiles(pki));
+  webhook = await startWebhookProcess(writeServeFiles(pki, { dir: serveDir }));
 });
 afterAll(async () => {
   for (const socket of sockets) socket.destroy();

@@ -9,12 +9,13 @@ import { afterAll, expect, test } from 'vitest';
 import { METRIC_LOG_LINES_DROPPED } from '../../src/constants.ts';
 import { testPki } from '../support/certificates.ts';
 import { ACR_POD_CREATE_REVIEW } from '../support/reviews.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { serveArgv, writeServeFiles } from '../support/webhook-process.ts';
 const REVIEWS = 12_000;
 const CONCURRENCY = 16;
 
 const pki = testPki();
-const child = spawn(process.execPath, serveArgv(writeServeFiles(pki)), {
+const child = spawn(process.execPath, serveArgv(writeServeFiles(pki, { dir: tempDir('serve') })), {
   stdio: ['ignore', 'pipe', 'inherit'],
   env: { PATH: process.env['PATH'] ?? '' },
 });

@@ -5,6 +5,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
 import { terminate } from '../support/child-process.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { serveArgv, writeServeFiles } from '../support/webhook-process.ts';
 
 /** Start-up takes about a second; a process still running after this has hung. */
@@ -50,7 +51,7 @@ interface Run {
 }
 
 async function runServe(ports: { port: number; healthPort: number }): Promise<Run> {
-  const argv = serveArgv(writeServeFiles(testPki()));
+  const argv = serveArgv(writeServeFiles(testPki(), { dir: tempDir('serve') }));
   argv[argv.indexOf('--port') + 1] = String(ports.port);
   argv[argv.indexOf('--health-port') + 1] = String(ports.healthPort);
   const child = spawn(process.execPath, argv, {

@@ -1,15 +1,15 @@
 // sync-secrets as a user meets it without a cluster: flags, exit codes, one-line errors naming the
 // entry and file, and --dry-run --namespace printing kubectl's Secret without reading any kubeconfig.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { parseSyncSecretsArgs } from '../../src/cli/sync-secrets.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
-const dir = mkdtempSync(join(tmpdir(), 'sync-cli-'));
+const dir = tempDir('sync-cli');
 const file = (name: string, content: string): string => {
   writeFileSync(join(dir, name), content);
   return join(dir, name);

@@ -1,13 +1,13 @@
 // `sync-secrets --watch` that cannot bind its health port must not half-run: the real CLI exits 1
 // within a bound with one line naming the port, having made no API call (no Lease taken, no watch).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import { terminate } from '../support/child-process.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const MAIN = resolve(import.meta.dirname, '../../src/cli/main.ts');
 /** Start-up takes one or two seconds; a process still running after this has hung. */
@@ -37,7 +37,7 @@ test('--watch with its health port taken exits 1 with one line, and never calls 
   const apiPort = await listening(apiserver);
   cleanups.push(() => apiserver.closeAllConnections());
 
-  const dir = mkdtempSync(join(tmpdir(), 'sync-startup-'));
+  const dir = tempDir('sync-startup');
   writeFileSync(join(dir, 'username'), 'user');
   writeFileSync(join(dir, 'password'), 'password');
   const config = join(dir, 'config.yaml');

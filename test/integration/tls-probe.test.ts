@@ -2,16 +2,16 @@
 // 1.1 refused, only forward-secret AEAD suites on TLS 1.2, TLS 1.3 offered. Every offer is first made
 // to a permissive server, so a refusal from ours cannot be the client declining to offer it.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
 import { type PermissiveTlsServer, startPermissiveTlsServer } from '../support/permissive-tls-server.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { startWebhookProcess, type WebhookProcess, writeServeFiles } from '../support/webhook-process.ts';
 
 const pki = testPki();
-const dir = mkdtempSync(join(tmpdir(), 'tls-probe-'));
+const dir = tempDir('tls-probe');
 let webhook: WebhookProcess;
 let permissive: PermissiveTlsServer;
 

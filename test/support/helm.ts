@@ -1,8 +1,10 @@
 // Runs the helm binary built by tools/build.sh against the chart in charts/acr-pull-webhook, with a
 // throw-away HELM_*_HOME so tests never read or write a developer's helm configuration, and parses
 // what it renders. There is no "skip if helm is missing": toolPath() throws, naming tools/build.sh.
+// Each run gets its own directory (home, values file), removed when helm exits: nothing outlives a call,
+// and this module needs no test hooks (the benchmarks import it too).
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -29,48 +31,63 @@ export interface HelmResult {
   readonly stderr: string;
 }
 
-const helmHome = mkdtempSync(join(tmpdir(), 'helm-home-'));
+export interface HelmOptions {
+  readonly kubeconfig?: string;
+  /** Values as an object, written to a file of the run's own and passed last as `-f` (after `args`). */
+  readonly values?: Record<string, unknown>;
+}
 
-function helmEnv(kubeconfig?: string): NodeJS.ProcessEnv {
-  return {
+/** One helm run's directory, its environment and arguments; remove() deletes the directory. */
+function prepareRun(args: readonly string[], options: HelmOptions) {
+  const dir = mkdtempSync(join(tmpdir(), 'helm-run-'));
+  const home = join(dir, 'home');
+  const env: NodeJS.ProcessEnv = {
     PATH: process.env['PATH'] ?? '',
-    HOME: helmHome,
-    HELM_CACHE_HOME: join(helmHome, 'cache'),
-    HELM_CONFIG_HOME: join(helmHome, 'config'),
-    HELM_DATA_HOME: join(helmHome, 'data'),
-    ...(kubeconfig === undefined ? {} : { KUBECONFIG: kubeconfig }),
+    // helm and the Go runtime write their temporary files here; the run's dir is removed after helm exits.
+    TMPDIR: dir,
+    HOME: home,
+    HELM_CACHE_HOME: join(home, 'cache'),
+    HELM_CONFIG_HOME: join(home, 'config'),
+    HELM_DATA_HOME: join(home, 'data'),
+    ...(options.kubeconfig === undefined ? {} : { KUBECONFIG: options.kubeconfig }),
   };
+  const allArgs = [...args];
+  if (options.values !== undefined) allArgs.push('-f', writeValues(dir, options.values));
+  return { env, args: allArgs, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** Runs helm to completion, synchronously (lint, template: no cluster). */
-export function helm(args: readonly string[], options: { kubeconfig?: string } = {}): HelmResult {
-  const result = spawnSync(toolPath('helm'), args, {
-    encoding: 'utf8',
-    env: helmEnv(options.kubeconfig),
-    timeout: 120_000,
-  });
-  if (result.error) throw result.error;
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+export function helm(args: readonly string[], options: HelmOptions = {}): HelmResult {
+  const run = prepareRun(args, options);
+  try {
+    const result = spawnSync(toolPath('helm'), run.args, { encoding: 'utf8', env: run.env, timeout: 120_000 });
+    if (result.error) throw result.error;
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  } finally {
+    run.remove();
+  }
 }
 
 /** Runs helm without blocking the event loop (install, upgrade, uninstall against a cluster). */
-export function helmAsync(args: readonly string[], options: { kubeconfig?: string } = {}): Promise<HelmResult> {
-  return new Promise((done, fail) => {
-    const child = spawn(toolPath('helm'), args, {
-      env: helmEnv(options.kubeconfig),
-      stdio: ['ignore', 'pipe', 'pipe'],
+export async function helmAsync(args: readonly string[], options: HelmOptions = {}): Promise<HelmResult> {
+  const run = prepareRun(args, options);
+  try {
+    return await new Promise((done, fail) => {
+      const child = spawn(toolPath('helm'), run.args, { env: run.env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      child.once('error', fail);
+      child.once('close', (status) => done({ status, stdout, stderr }));
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.once('error', fail);
-    child.once('close', (status) => done({ status, stdout, stderr }));
-  });
+  } finally {
+    run.remove();
+  }
 }
 
 /** Like helmAsync, but a non-zero exit is an error carrying helm's output. */
-export async function helmOk(args: readonly string[], options: { kubeconfig?: string } = {}): Promise<string> {
+export async function helmOk(args: readonly string[], options: HelmOptions = {}): Promise<string> {
   const result = await helmAsync(args, options);
   if (result.status !== 0)
     throw new Error(`helm ${args.join(' ')} exited ${result.status}:\n${result.stderr}${result.stdout}`);
@@ -88,10 +105,10 @@ export function parseManifests(text: string): Manifest[] {
     .filter((object): object is Manifest => object !== null);
 }
 
-/** Writes values to a temporary file, for `-f`. As JSON (which is YAML): helm reads values as YAML 1.1,
- *  where an unquoted `n` or `on` that YAML 1.2 writers leave bare would turn into a boolean. */
-export function valuesFile(values: Record<string, unknown>): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'chart-values-')), 'values.json');
+/** Writes values into `dir`, for `-f`. As JSON (which is YAML): helm reads values as YAML 1.1, where an
+ *  unquoted `n` or `on` that YAML 1.2 writers leave bare would turn into a boolean. */
+function writeValues(dir: string, values: Record<string, unknown>): string {
+  const file = join(dir, 'values.json');
   writeFileSync(file, JSON.stringify(values, null, 2));
   return file;
 }
@@ -108,20 +125,19 @@ export interface RenderOptions {
 function renderArgs(options: RenderOptions): string[] {
   const args = ['template', options.release ?? 'acr', CHART_DIR, '--namespace', options.namespace ?? 'acr-system'];
   for (const file of options.files ?? []) args.push('-f', file);
-  if (options.values !== undefined) args.push('-f', valuesFile(options.values));
   return args;
 }
 
 /** `helm template` of the chart (hooks included); throws with helm's message if it fails. */
 export function renderChart(options: RenderOptions = {}): Manifest[] {
-  const result = helm(renderArgs(options));
+  const result = helm(renderArgs(options), options.values === undefined ? {} : { values: options.values });
   if (result.status !== 0) throw new Error(`helm template failed: ${result.stderr.trim()}`);
   return parseManifests(result.stdout);
 }
 
 /** `helm template` expected to fail: returns helm's error output. */
 export function renderChartError(options: RenderOptions): string {
-  const result = helm(renderArgs(options));
+  const result = helm(renderArgs(options), options.values === undefined ? {} : { values: options.values });
   if (result.status === 0) throw new Error('helm template succeeded, but was expected to fail');
   return result.stderr;
 }

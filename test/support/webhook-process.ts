@@ -1,8 +1,7 @@
 // Starts the real webhook the way a user does: `node src/cli/main.ts serve ...` in its own
 // process, logs to a file, and waits until /readyz says so. Used by the e2e tests and the demo.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LOG_FLUSH_INTERVAL_MS } from '../../src/process/log-destination.ts';
@@ -22,9 +21,9 @@ export interface ServeFiles {
   readonly keyFile: string;
 }
 
-/** Writes the pki's serving pair and a configuration into `dir` (default: a new temporary directory). */
-export function writeServeFiles(pki: TestPki, options: { config?: string; dir?: string } = {}): ServeFiles {
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'serve-'));
+/** Writes the pki's serving pair and a configuration into `dir`, which the caller owns (and removes: tempDir()). */
+export function writeServeFiles(pki: TestPki, options: { config?: string; dir: string }): ServeFiles {
+  const { dir } = options;
   const files = {
     dir,
     config: join(dir, 'config.yaml'),

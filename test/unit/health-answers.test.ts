@@ -9,13 +9,14 @@ import { healthListener } from '../../src/sync/health.ts';
 import { createSyncMetrics } from '../../src/sync/metrics.ts';
 import { testPki } from '../support/certificates.ts';
 import { capturedLogger } from '../support/logs.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { writeServeFiles } from '../support/webhook-process.ts';
 
 const TEXT = 'text/plain; charset=utf-8';
 const PROMETHEUS = 'text/plain; version=0.0.4; charset=utf-8';
 
-async function startServe(drainDelaySeconds: number): Promise<RunningServer> {
-  const files = writeServeFiles(testPki());
+async function startServe(drainDelaySeconds: number, dir: string): Promise<RunningServer> {
+  const files = writeServeFiles(testPki(), { dir });
   return serve(
     {
       config: files.config,
@@ -65,8 +66,10 @@ async function ask(base: string, method: string, path: string): Promise<Answer> 
 const servers: Record<'serve' | 'sync-secrets', string> = { serve: '', 'sync-secrets': '' };
 let running: RunningServer | undefined;
 let sync: Server | undefined;
+// Made at collection time: an afterAll registered from inside beforeAll would never run.
+const runningDir = tempDir('serve');
 beforeAll(async () => {
-  running = await startServe(0);
+  running = await startServe(0, runningDir);
   servers.serve = running.healthUrl;
   const started = await startSync(() => undefined);
   sync = started.server;
@@ -104,7 +107,7 @@ describe.each(['serve', 'sync-secrets'] as const)('the %s health port', (command
 });
 
 test('while shutting down both answer /readyz 503 "not ready: shutting down", with the same headers', async () => {
-  const draining = await startServe(2);
+  const draining = await startServe(2, tempDir('serve'));
   const stopped = draining.shutdown('SIGTERM');
   const shuttingDown = await startSync(() => 'shutting down');
   try {
