@@ -45,6 +45,8 @@ export interface KubeClients {
   /** Deployments, StatefulSets, DaemonSets, Jobs and CronJobs, for `doctor KIND NAMESPACE/NAME`. */
   readonly apps: AppsV1Api;
   readonly batch: BatchV1Api;
+  /** Our own JSON on the same pool, budget and timeout (Secret reads and writes: secrets.ts). */
+  readonly raw: RawRequest;
   /** The API server URL, for messages. */
   readonly server: string;
   readonly kubeConfig: KubeConfig;
@@ -52,52 +54,84 @@ export interface KubeClients {
   close(): Promise<void>;
 }
 
+/** An answer read whole: client-node reads every body whole anyway, and the stream is then free. */
+export interface RawResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+}
+
 /**
- * client-node's requests, sent with the pool's own request() instead of WHATWG fetch: the same bytes on the wire
- * without fetch's streams, Request and Response objects and chained abort signals, which cost more CPU than the
- * apiserver spends on a Secret create (a cold --once profile: undici's fetch about a third of the client's time).
- * The body is read whole before answering (client-node reads every body whole anyway), which frees the stream.
+ * One request on the pool's own request() instead of WHATWG fetch: the same bytes on the wire without fetch's
+ * streams, Request and Response objects and chained abort signals, which cost more CPU than the apiserver spends
+ * on a Secret create (a cold --once profile: undici's fetch about a third of the client's time).
  */
+async function dispatch(
+  dispatcher: Dispatcher,
+  request: { url: URL; method: string; headers: Record<string, string>; body?: string; signal?: AbortSignal },
+): Promise<RawResponse> {
+  let response: Awaited<ReturnType<typeof dispatcher.request>>;
+  let body: Buffer;
+  try {
+    response = await dispatcher.request({
+      origin: request.url.origin,
+      path: `${request.url.pathname}${request.url.search}`,
+      method: request.method as HttpMethod,
+      headers: request.headers,
+      ...(request.body === undefined ? {} : { body: request.body }),
+      ...(request.signal === undefined ? {} : { signal: request.signal }),
+    });
+    body = Buffer.from(await response.body.arrayBuffer());
+  } catch (error) {
+    // As fetch fails, so errors.ts (and every message built on it) reads both alike: the timeout as is,
+    // a transport failure as "fetch failed" with the reason in `cause`.
+    const name = (error as { name?: string } | null)?.name;
+    if (name === 'TimeoutError' || name === 'AbortError') throw error;
+    throw new TypeError('fetch failed', { cause: error });
+  }
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(response.headers)) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return { status: response.statusCode, headers, body };
+}
+
+/** client-node's requests through dispatch() (or fetch where the kubeconfig gave no pool: plain http). */
 export const dispatcherLibrary: HttpLibrary = (() => {
   const fallback = new IsomorphicFetchHttpLibrary();
   return wrapHttpLibrary({
     async send(context: RequestContext): Promise<ResponseContext> {
       const dispatcher = context.getDispatcher();
       if (dispatcher === undefined) return fallback.send(context).toPromise();
-      const url = new URL(context.getUrl());
       const body = context.getBody();
       const signal = context.getSignal();
-      let response: Awaited<ReturnType<typeof dispatcher.request>>;
-      let bytes: Buffer;
-      try {
-        response = await dispatcher.request({
-          origin: url.origin,
-          path: `${url.pathname}${url.search}`,
-          method: context.getHttpMethod(),
-          headers: context.getHeaders(),
-          ...(body === undefined ? {} : { body: body as string }),
-          ...(signal === undefined ? {} : { signal }),
-        });
-        bytes = Buffer.from(await response.body.arrayBuffer());
-      } catch (error) {
-        // As fetch fails, so errors.ts (and every message built on it) reads both alike: the timeout as is,
-        // a transport failure as "fetch failed" with the reason in `cause`.
-        const name = (error as { name?: string } | null)?.name;
-        if (name === 'TimeoutError' || name === 'AbortError') throw error;
-        throw new TypeError('fetch failed', { cause: error });
-      }
-      const headers: Record<string, string> = {};
-      for (const [name, value] of Object.entries(response.headers)) {
-        if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
-      }
-      return new ResponseContext(response.statusCode, headers, {
-        text: async () => bytes.toString('utf8'),
-        binary: async () => bytes,
+      const response = await dispatch(dispatcher, {
+        url: new URL(context.getUrl()),
+        method: context.getHttpMethod(),
+        headers: context.getHeaders(),
+        ...(body === undefined ? {} : { body: body as string }),
+        ...(signal === undefined ? {} : { signal }),
+      });
+      return new ResponseContext(response.status, response.headers, {
+        text: async () => response.body.toString('utf8'),
+        binary: async () => response.body,
         stream: () => null,
       });
     },
   });
 })();
+
+/**
+ * A request of our own JSON, answered with the status and the bytes, through the same pool, authentication, rate
+ * limit and timeout as the generated clients, without client-node's ObjectSerializer: a Secret create through it
+ * walked the model's attribute map to copy our object, and again to turn the answer (which nobody reads) into
+ * class instances, about a fifth of a cold --once's client CPU. Any status is returned; the caller judges it.
+ */
+export type RawRequest = (
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+  path: string,
+  body?: string,
+) => Promise<RawResponse>;
 
 export function makeClients(
   kubeConfig: KubeConfig,
@@ -153,6 +187,25 @@ export function makeClients(
     });
   const limiter = options.rateLimit === undefined ? undefined : new TokenBucket(options.rateLimit);
   const configuration = configured(limiter);
+  // The server's own path prefix (a proxy's /k8s/clusters/x) is kept, as client-node's ServerConfiguration does.
+  const base = cluster.server.replace(/\/+$/, '');
+  const raw: RawRequest = async (method, path, body) => {
+    await limiter?.wait();
+    const headers: Record<string, string> = { ...(await authHeaders()), 'User-Agent': options.userAgent };
+    headers['Accept'] = 'application/json';
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const url = new URL(`${base}${path}`);
+    const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    if (shared !== undefined)
+      return dispatch(shared, { url, method, headers, signal, ...(body === undefined ? {} : { body }) });
+    // No pool: the kubeconfig names a plain http server (tests); fetch then, as the generated clients do.
+    const response = await fetch(url, { method, headers, signal, ...(body === undefined ? {} : { body }) });
+    return {
+      status: response.status,
+      headers: Object.fromEntries(response.headers),
+      body: Buffer.from(await response.arrayBuffer()),
+    };
+  };
   const eventsConfiguration =
     options.eventsRateLimit === undefined ? configuration : configured(new TokenBucket(options.eventsRateLimit));
   return {
@@ -163,6 +216,7 @@ export function makeClients(
     discovery: new DiscoveryV1Api(configuration),
     apps: new AppsV1Api(configuration),
     batch: new BatchV1Api(configuration),
+    raw,
     server: cluster.server,
     kubeConfig,
     close: async () => {

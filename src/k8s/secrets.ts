@@ -1,7 +1,8 @@
 // Secret reads and writes, one object by name at a time: sync-secrets is allowed to get, update
 // and delete only the configured names (RBAC resourceNames); it lists and watches them by name
 // only (secret-watch.ts), whose cache answers get() in --watch.
-import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import { ApiException, type CoreV1Api, type V1Secret } from '@kubernetes/client-node';
+import type { RawRequest, RawResponse } from './client.ts';
 import type { SecretObject } from './secret-object.ts';
 import { toKubeApiError } from './errors.ts';
 
@@ -15,7 +16,64 @@ export interface SecretStore {
   delete(namespace: string, name: string, preconditions: { uid: string; resourceVersion: string }): Promise<void>;
 }
 
-export function secretStore(core: CoreV1Api): SecretStore {
+/**
+ * The store on `raw` (KubeClients.raw): our JSON out, only the status read back on a write (the Secret the
+ * apiserver returns is not used), a plain object on a read. Given client-node's CoreV1Api instead, the same
+ * through its generated methods (callers not yet moved to `raw`; the behaviour is the same).
+ */
+export function secretStore(api: RawRequest | CoreV1Api): SecretStore {
+  return typeof api === 'function' ? rawSecretStore(api) : generatedSecretStore(api);
+}
+
+const secretPath = (namespace: string, name?: string): string => {
+  const collection = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
+  return name === undefined ? collection : `${collection}/${encodeURIComponent(name)}`;
+};
+
+/** A non-2xx answer as client-node would have thrown it, so toKubeApiError reads both paths alike. */
+function failed(response: RawResponse): ApiException<string> {
+  const body = response.body.toString('utf8');
+  return new ApiException(response.status, `HTTP-Code: ${response.status}`, body, response.headers);
+}
+
+function rawSecretStore(raw: RawRequest): SecretStore {
+  const write = async (
+    what: string,
+    method: 'POST' | 'PUT' | 'DELETE',
+    path: string,
+    body: unknown,
+    tolerate404: boolean,
+  ): Promise<void> => {
+    try {
+      const response = await raw(method, path, JSON.stringify(body));
+      if (response.status >= 200 && response.status < 300) return;
+      if (tolerate404 && response.status === 404) return;
+      throw failed(response);
+    } catch (error) {
+      throw toKubeApiError(error, what);
+    }
+  };
+  return {
+    async get(namespace, name) {
+      try {
+        const response = await raw('GET', secretPath(namespace, name));
+        if (response.status === 404) return undefined;
+        if (response.status !== 200) throw failed(response);
+        return JSON.parse(response.body.toString('utf8')) as SecretObject;
+      } catch (error) {
+        throw toKubeApiError(error, `get secret ${namespace}/${name}`);
+      }
+    },
+    create: (namespace, secret) =>
+      write(`create secret ${namespace}/${secret.metadata?.name ?? ''}`, 'POST', secretPath(namespace), secret, false),
+    replace: (namespace, name, secret) =>
+      write(`update secret ${namespace}/${name}`, 'PUT', secretPath(namespace, name), secret, false),
+    delete: (namespace, name, preconditions) =>
+      write(`delete secret ${namespace}/${name}`, 'DELETE', secretPath(namespace, name), { preconditions }, true),
+  };
+}
+
+function generatedSecretStore(core: CoreV1Api): SecretStore {
   return {
     async get(namespace, name) {
       try {

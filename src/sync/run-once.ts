@@ -72,12 +72,12 @@ export async function once(options: OnceOptions): Promise<number> {
     const namespaces = await listWithRetries(cluster, logger);
     const desired = desiredSecrets(credentials);
     // One list per configured name instead of a GET per Secret: a warm run at 10,000 namespaces is 40 requests.
-    const { core } = cluster.clients;
+    const { core, raw } = cluster.clients;
     const names = desired.map((secret) => secret.name);
     const store = await retry(
       WRITE_BACKOFF,
       () =>
-        listedSecretStore(core, names, secretStore(core), (error) =>
+        listedSecretStore(core, names, secretStore(raw), (error) =>
           logger.warn({ error }, 'cannot list the configured secrets by name; reading each one instead'),
         ),
       { decide: retryDecision },
