@@ -7,11 +7,14 @@
 // newly labelled namespaces, a credential rotation), and the same steady state measured with the
 // build from before the secret watch. Prints tables and the targets, writes bench/results/sync-latest.json.
 //
+// It runs the CLI as the image ships it, the bundle of `npm run bundle` (--main: another build's entry, e.g.
+// dist/src/cli/main.js, the tsc output loading node_modules, for a comparison).
+//
 //   node bench/sync.ts [--scales 1000,5000,10000] [--quick] [--skip-watch] [--skip-qps] [--skip-before]
-//                      [--before-max-scale N] [--resync-period S] [--new-namespaces K] [--out FILE]
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+//                      [--before-max-scale N] [--resync-period S] [--new-namespaces K] [--out FILE] [--main FILE]
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -26,7 +29,7 @@ import {
 } from '../src/constants.ts';
 import { apiserverMetrics } from '../test/support/apiserver-metrics.ts';
 import { createMemoryCgroup } from './lib/memory-cgroup.ts';
-import { imageNodeArgs, ROOT, WEBHOOK_MAIN } from './lib/processes.ts';
+import { BUNDLE_MAIN, imageNodeArgs, ROOT } from './lib/processes.ts';
 import { distribution, type Distribution } from './lib/stats.ts';
 import { buildBefore, type BeforeBuild } from './lib/sync-before.ts';
 import {
@@ -69,6 +72,7 @@ const { values: flags } = parseArgs({
     'resync-period': { type: 'string' },
     'new-namespaces': { type: 'string' },
     out: { type: 'string', default: join(ROOT, 'bench', 'results', 'sync-latest.json') },
+    main: { type: 'string', default: BUNDLE_MAIN },
   },
 });
 const quick = flags.quick;
@@ -184,7 +188,9 @@ interface ScaleResult {
 }
 
 const nodeArgs = imageNodeArgs();
-const build: SyncBuild = { main: WEBHOOK_MAIN, nodeArgs };
+if (!existsSync(flags.main))
+  throw new Error(`${flags.main} does not exist: run \`npm run bundle\` (or npm run bench:sync)`);
+const build: SyncBuild = { main: flags.main, nodeArgs };
 const dir = mkdtempSync(join(tmpdir(), 'acr-pull-webhook-sync-files-'));
 const credentialFiles = SECRET_NAMES.map((name) => ({
   username: join(dir, `${name}-username`),
@@ -209,7 +215,8 @@ writeFileSync(
 
 say(
   `sync-secrets at scale: ${scales.join(', ')} opted-in namespaces × ${SECRET_NAMES.length} registries` +
-    `${quick ? ' (--quick: a smoke test, not a result)' : ''}; node ${nodeArgs.join(' ')}; load ${load()}`,
+    `${quick ? ' (--quick: a smoke test, not a result)' : ''}; ${relative(ROOT, build.main)}, ` +
+    `node ${nodeArgs.join(' ')}; load ${load()}`,
 );
 
 let before: BeforeBuild | undefined;

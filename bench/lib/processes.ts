@@ -12,6 +12,8 @@ import { METRIC_REVIEWS } from '../../src/constants.ts';
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const FLOOR_SCRIPT = join(ROOT, 'bench', 'floor.ts');
 export const WEBHOOK_MAIN = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+/** The same CLI as the image ships it: `npm run bundle` (tools/image/bundle.ts), copied as /app/dist/. */
+export const BUNDLE_MAIN = join(ROOT, 'dist', 'bundle', 'src', 'cli', 'main.js');
 
 export type ServerKind = 'floor' | 'webhook';
 

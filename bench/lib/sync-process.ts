@@ -1,4 +1,4 @@
-// sync-secrets as production runs it: the built CLI (`dist/src/cli/main.js sync-secrets`) with the
+// sync-secrets as production runs it: the CLI as the image ships it (the bundle's `src/cli/main.js`) with the
 // image's NODE_OPTIONS, the ServiceAccount's token kubeconfig and an environment of PATH only;
 // --watch optionally started through a launcher that moves it into a memory cgroup first.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -10,7 +10,7 @@ import { terminate } from '../../test/support/child-process.ts';
 import { scrapeMetrics } from '../../test/support/sync-metrics.ts';
 
 export interface SyncBuild {
-  /** The built CLI entry (dist/src/cli/main.js) of this tree or of the "before" worktree. */
+  /** The CLI's entry: this tree's bundle (dist/bundle/src/cli/main.js) or the "before" worktree's dist/. */
   readonly main: string;
   readonly nodeArgs: readonly string[];
 }

@@ -1,12 +1,12 @@
 // The container image without a Docker engine: this test reads the Dockerfile, assembles exactly what
-// its runtime stage holds (the build stage's dist/, a clean `npm ci --omit=dev` from package-lock.json,
-// package.json), from a build context filtered by .dockerignore, and runs every entry point from that
+// its runtime stage holds (the build stage's bundle, tools/image/bundle.ts, and nothing else: no
+// node_modules), from a build context filtered by .dockerignore, and runs every entry point from that
 // folder on Node 24 the way the image and the chart start them: help, a serve smoke test over HTTPS,
-// certs-gen and sync-secrets without a cluster.
+// certs-gen, sync-secrets without a cluster and the API client against a closed port.
 //
-// One `npm ci --omit=dev` per run (the npm registry must be reachable). The build stage's own
-// `npm ci` (all dependencies) is the one already in this checkout's node_modules, from the same lock
-// file; the build itself (`npm run build`) runs on the filtered context.
+// The build stage's `npm ci` (all dependencies) is the one already in this checkout's node_modules, from
+// the same lock file; the build itself (`npm run build`, `npm run bundle`) runs on the filtered context.
+// Every folder it makes is removed at the end.
 import { spawn, spawnSync } from 'node:child_process';
 import {
   cpSync,
@@ -15,6 +15,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -25,7 +26,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
-import { beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
 import { renderChart } from '../support/helm.ts';
 
@@ -145,7 +146,8 @@ function run(command: string, args: readonly string[], cwd: string): void {
     cwd,
     encoding: 'utf8',
     timeout: 240_000,
-    env: { ...process.env, npm_config_update_notifier: 'false' },
+    // npm turns on Node's compile cache in os.tmpdir(), which would outlive the test.
+    env: { ...process.env, npm_config_update_notifier: 'false', NODE_DISABLE_COMPILE_CACHE: '1' },
   });
   if (result.status !== 0)
     throw new Error(
@@ -199,6 +201,7 @@ beforeAll(() => {
   app = join(root, 'runtime', workdir(runtime).replace(/^\//, ''));
   assemble(runtime, app);
 }, 300_000);
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 // ---------------------------------------------------------------------------------------------
 // Running what the image runs
@@ -230,19 +233,15 @@ const CERTS_GEN = '/app/dist/certs-gen/cli.js';
 
 describe('the Dockerfile', () => {
   test('builds on Node 24 and runs on distroless Node 24 as uid and gid 65532', () => {
-    expect(stages.slice(0, -1).map((stage) => stage.from)).toEqual(['node:24-bookworm-slim', 'node:24-bookworm-slim']);
+    expect(stages.slice(0, -1).map((stage) => stage.from)).toEqual(['node:24-bookworm-slim']);
     expect(runtime.from).toBe('gcr.io/distroless/nodejs24-debian12:nonroot');
     expect(instructions(runtime, 'USER')).toEqual(['65532:65532']);
   });
 
-  test('copies into the runtime only package.json, production node_modules and dist/, all owned by root', () => {
+  test('copies into the runtime only the bundle, as dist/, owned by root', () => {
     expect(
       copies(runtime).map(({ from, sources, destination }) => `${from}:${sources.join(',')} -> ${destination}`),
-    ).toEqual([
-      'prod-deps:/src/package.json -> ./package.json',
-      'prod-deps:/src/node_modules/ -> ./node_modules/',
-      'build:/src/dist/ -> ./dist/',
-    ]);
+    ).toEqual(['build:/src/dist/bundle/ -> ./dist/']);
     expect(instructions(runtime, 'COPY').every((text) => text.includes('--chown=0:0'))).toBe(true);
     expect(instructions(runtime, 'RUN')).toEqual([]);
   });
@@ -266,6 +265,7 @@ describe('the Dockerfile', () => {
       'tsconfig.build.json',
       'src/cli/main.ts',
       'certs-gen/cli.ts',
+      'tools/image/bundle.ts',
     ])
       expect(inContext(path), path).toBe(true);
     for (const path of [
@@ -277,6 +277,7 @@ describe('the Dockerfile', () => {
       'src/cli/serve.test.ts',
       'charts/acr-pull-webhook/values.yaml',
       'README.md',
+      'tools/image/build.sh',
     ]) {
       expect(inContext(path), path).toBe(false);
     }
@@ -284,55 +285,83 @@ describe('the Dockerfile', () => {
 });
 
 describe('the assembled image', () => {
-  test('holds package.json, dist/ and node_modules/ only', () => {
-    expect(readdirSync(app).sort()).toEqual(['dist', 'node_modules', 'package.json']);
-    expect(readdirSync(join(app, 'dist')).sort()).toEqual(['certs-gen', 'src']);
+  const files = (dir: string): string[] =>
+    readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((path) => statSync(join(dir, path)).isFile());
+
+  test('holds dist/ only: the two entry points, their chunks, package.json and the licenses', () => {
+    expect(readdirSync(app).sort()).toEqual(['dist']);
+    expect(readdirSync(join(app, 'dist')).sort()).toEqual([
+      'THIRD_PARTY_LICENSES.txt',
+      'certs-gen',
+      'chunks',
+      'package.json',
+      'src',
+    ]);
+    expect(JSON.parse(readFileSync(join(app, 'dist', 'package.json'), 'utf8'))).toEqual({ type: 'module' });
   });
 
-  test('dist/ holds compiled JavaScript (and source maps) only: no TypeScript, no tests', () => {
-    const files = (dir: string): string[] =>
-      readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((path) => statSync(join(dir, path)).isFile());
+  test('dist/ holds JavaScript only besides those two files: no TypeScript, no tests, no source maps', () => {
     const all = files(join(app, 'dist'));
-    expect(all.filter((path) => !/\.js(\.map)?$/.test(path))).toEqual([]);
+    expect(all.filter((path) => !path.endsWith('.js')).sort()).toEqual(['THIRD_PARTY_LICENSES.txt', 'package.json']);
     expect(all.filter((path) => /\.test\.js/.test(path))).toEqual([]);
     expect(all).toEqual(expect.arrayContaining(['src/cli/main.js', 'certs-gen/cli.js']));
   });
 
-  test('node_modules holds exactly the packages package-lock.json marks as production, none for development', () => {
+  test('every bundled package is a production dependency in package-lock.json, with its license shipped', () => {
     const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')) as {
-      packages: Record<string, { dev?: boolean }>;
+      packages: Record<string, { dev?: boolean; version?: string }>;
     };
-    const entries = Object.entries(lock.packages).filter(([path]) => path.startsWith('node_modules/'));
-    const missing = entries
-      .filter(([path, entry]) => entry.dev !== true && !existsSync(join(app, path, 'package.json')))
-      .map(([path]) => path);
-    const present = entries
-      .filter(([path, entry]) => entry.dev === true && existsSync(join(app, path)))
-      .map(([path]) => path);
-    expect({ missing, present }).toEqual({ missing: [], present: [] });
-    for (const name of ['typescript', 'vitest', 'vite', 'fast-check', 'node'])
-      expect(existsSync(join(app, 'node_modules', name)), name).toBe(false);
+    const meta = JSON.parse(readFileSync(join(stageRoots.get('build') ?? '', 'dist', 'bundle-meta.json'), 'utf8')) as {
+      inputs: Record<string, unknown>;
+    };
+    // Input paths run through the build stage's node_modules link to this checkout's: the lock file's key is
+    // the part from the first node_modules/ on (node_modules/a/node_modules/b for a nested copy).
+    const bundled = new Set<string>();
+    for (const input of Object.keys(meta.inputs)) {
+      const match = /^(?:node_modules\/(?:@[^/]+\/)?[^/]+\/)+/.exec(input.slice(input.indexOf('node_modules/')));
+      if (input.includes('node_modules/') && match !== null) bundled.add(match[0].slice(0, -1));
+    }
+    expect(bundled.size).toBeGreaterThan(10);
+    const development = [...bundled].filter((path) => lock.packages[path]?.dev === true);
+    const unknown = [...bundled].filter((path) => lock.packages[path] === undefined);
+    expect({ development, unknown }).toEqual({ development: [], unknown: [] });
+    // Every dependency the shipped code imports is in (fast-json-patch, imported by tests only, is not).
+    const shipped = ['src', 'certs-gen'].flatMap((dir) =>
+      readdirSync(join(REPO, dir), { recursive: true, encoding: 'utf8' })
+        .filter((path) => path.endsWith('.ts') && !path.endsWith('.test.ts'))
+        .map((path) => readFileSync(join(REPO, dir, path), 'utf8')),
+    );
     for (const name of Object.keys(PACKAGE.dependencies))
-      expect(existsSync(join(app, 'node_modules', name, 'package.json')), name).toBe(true);
+      if (shipped.some((text) => text.includes(`from '${name}'`) || text.includes(`from '${name}/`)))
+        expect(bundled, name).toContain(`node_modules/${name}`);
+    const licenses = readFileSync(join(app, 'dist', 'THIRD_PARTY_LICENSES.txt'), 'utf8');
+    for (const path of bundled) {
+      const name = path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length);
+      expect(licenses, name).toContain(`${name}@${lock.packages[path]?.version ?? ''} (`);
+    }
   });
 
-  test('every package the compiled code imports is a production dependency', () => {
-    const files = readdirSync(join(app, 'dist'), { recursive: true, encoding: 'utf8' }).filter((path) =>
-      path.endsWith('.js'),
-    );
-    const imported = new Set<string>();
-    for (const file of files) {
+  test("the bundle loads only Node's built-ins and the optional packages it tries in try/catch", () => {
+    // ws's native addons, and debug's supports-color (a development-only package here, left out of the bundle).
+    const optional = new Set(['bufferutil', 'utf-8-validate', 'supports-color']);
+    const loaded = new Set<string>();
+    for (const file of files(join(app, 'dist')).filter((path) => path.endsWith('.js'))) {
       const text = readFileSync(join(app, 'dist', file), 'utf8');
-      for (const match of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"]([^'"./][^'"]*)['"]/g)) {
-        const specifier = match[1] ?? '';
-        if (specifier.startsWith('node:') || builtinModules.includes(specifier)) continue;
-        imported.add(
-          specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : (specifier.split('/')[0] ?? ''),
-        );
-      }
+      // esbuild writes an ES import statement per external module at the top, and require() as __require().
+      const imports = text.matchAll(/^import\s[^'"]*?['"]([^'"]+)['"];?$/gm);
+      const requires = text.matchAll(/\b__require\(\s*['"]([^'"]+)['"]\s*\)/g);
+      for (const match of [...imports, ...requires]) loaded.add(match[1] ?? '');
     }
-    expect([...imported].filter((name) => !(name in PACKAGE.dependencies))).toEqual([]);
-    expect(imported.size).toBeGreaterThan(3);
+    const outside = [...loaded].filter(
+      (name) =>
+        !name.startsWith('./') &&
+        !name.startsWith('../') &&
+        !name.startsWith('node:') &&
+        !builtinModules.includes(name) &&
+        !optional.has(name),
+    );
+    expect(outside).toEqual([]);
+    expect(loaded).toContain('node:module');
   });
 
   test('the chart starts programs that exist in the image', () => {
@@ -376,14 +405,40 @@ describe('the entry points, run from the assembled image on Node 24', () => {
   });
 
   test('certs-gen local writes a CA and a serving pair', () => {
-    const out = join(mkdtempSync(join(tmpdir(), 'image-certs-')), 'out');
+    const out = join(mkdtempSync(join(root, 'certs-')), 'out');
     const result = runInImage(CERTS_GEN, ['local', '--out', out, '--dns', 'webhook.example']);
     expect(result.status, result.stderr).toBe(0);
     expect(readdirSync(out).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
   });
 
+  test('the API client loads from the bundle and reports a closed port as such', () => {
+    const dir = mkdtempSync(join(root, 'client-'));
+    writeFileSync(join(dir, 'config.yaml'), 'registries:\n  - server: myregistry.azurecr.io\n    secretName: acr-x\n');
+    writeFileSync(
+      join(dir, 'kubeconfig'),
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters: [{ name: c, cluster: { server: "https://127.0.0.1:9", insecure-skip-tls-verify: true } }]',
+        'users: [{ name: u, user: { token: t } }]',
+        'contexts: [{ name: x, context: { cluster: c, user: u } }]',
+        'current-context: x',
+        '',
+      ].join('\n'),
+    );
+    const result = runInImage(MAIN(), [
+      'check-injection',
+      '--config',
+      join(dir, 'config.yaml'),
+      '--kubeconfig',
+      join(dir, 'kubeconfig'),
+    ]);
+    expect(result.status, result.stderr).toBe(1);
+    expect(result.stderr).toContain('list namespaces: fetch failed (ECONNREFUSED)');
+  });
+
   test('sync-secrets --dry-run --namespace prints the pull secret without a cluster', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'image-sync-'));
+    const dir = mkdtempSync(join(root, 'sync-'));
     writeFileSync(join(dir, 'username'), 'token-name\n');
     writeFileSync(join(dir, 'password'), 'token-password\n');
     writeFileSync(
@@ -422,7 +477,7 @@ describe('the entry points, run from the assembled image on Node 24', () => {
 
   test('serve answers an AdmissionReview over HTTPS with the patch, is ready, and exits 0 on SIGTERM', async () => {
     const pki = testPki();
-    const dir = mkdtempSync(join(tmpdir(), 'image-serve-'));
+    const dir = mkdtempSync(join(root, 'serve-'));
     writeFileSync(join(dir, 'tls.crt'), pki.serving.certPem);
     writeFileSync(join(dir, 'tls.key'), pki.serving.keyPem);
     writeFileSync(

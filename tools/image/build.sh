@@ -191,8 +191,8 @@ image_stamp=$(
   {
     echo "$bases_stamp $version"
     cd "$repo"
-    find Dockerfile .dockerignore package.json package-lock.json tsconfig*.json src certs-gen tools/image/build.sh \
-      -type f -print0 | sort -z | xargs -0 sha256sum
+    find Dockerfile .dockerignore package.json package-lock.json tsconfig*.json src certs-gen \
+      tools/image/build.sh tools/image/bundle.ts -type f -print0 | sort -z | xargs -0 sha256sum
   } | sha
 )
 if [[ ${IMAGE_REBUILD:-} != 1 && -f $ARCHIVE && $(cat "$out/stamps/image" 2>/dev/null) == "$image_stamp" ]] &&
