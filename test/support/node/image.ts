@@ -35,8 +35,14 @@ export async function craneFor(
   mkdirSync(dockerConfig);
   const crane = (...args: string[]): Promise<string> =>
     cluster.runInside([CRANE, ...args], { SSL_CERT_FILE: cluster.caPath, DOCKER_CONFIG: dockerConfig });
-  await crane('auth', 'login', registry.host, '-u', registry.username, '-p', registry.password);
-  return { crane, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  const remove = (): void => rmSync(dir, { recursive: true, force: true });
+  try {
+    await crane('auth', 'login', registry.host, '-u', registry.username, '-p', registry.password);
+  } catch (error) {
+    remove();
+    throw error;
+  }
+  return { crane, remove };
 }
 
 /** Pushes an OCI archive as `<registry>/<repository>` and returns that reference. */
@@ -47,8 +53,8 @@ export async function pushImage(
   archive = IMAGE_ARCHIVE,
 ): Promise<string> {
   const ref = `${registry.host}/${repository}`;
-  const layout = mkdtempSync(join(tmpdir(), 'oci-layout-'));
   const { crane, remove } = await craneFor(cluster, registry);
+  const layout = mkdtempSync(join(tmpdir(), 'oci-layout-'));
   try {
     // crane reads an OCI layout directory, not its tar.
     await run('tar', ['-C', layout, '-xf', archive], 60_000);
