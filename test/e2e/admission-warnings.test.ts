@@ -2,14 +2,12 @@
 // webhook's response.warnings said, as the user sees it.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
 import { createNamespace } from '../support/control-plane.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { registerWebhook } from '../support/webhook-configuration.ts';
 import { startWebhookProcess, writeServeFiles, type WebhookProcess } from '../support/webhook-process.ts';
 
@@ -20,7 +18,7 @@ kc.loadFromFile(kubeconfigPath);
 const core = kc.makeApiClient(CoreV1Api);
 const admission = kc.makeApiClient(AdmissionregistrationV1Api);
 const pki = testPki();
-const dir = mkdtempSync(join(tmpdir(), 'e2e-warnings-'));
+const dir = tempDir('e2e-warnings');
 let webhook: WebhookProcess;
 
 const run = promisify(execFile);

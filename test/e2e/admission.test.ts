@@ -1,8 +1,7 @@
 // The product end to end: the real apiserver calls the real webhook process (started by the CLI),
 // applies its patches and stores the pods.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   AdmissionregistrationV1Api,
@@ -16,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { testPki } from '../support/certificates.ts';
 import { createNamespace } from '../support/control-plane.ts';
 import { SIDECAR_IMAGE, SIDECAR_LABEL, startReviewRecorder, type ReviewRecorder } from '../support/review-recorder.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { registerWebhook, waitUntilLive } from '../support/webhook-configuration.ts';
 import { startWebhookProcess, writeServeFiles, type WebhookProcess } from '../support/webhook-process.ts';
 
@@ -29,7 +29,7 @@ kc.loadFromFile(inject('kubeconfigPath'));
 const core = kc.makeApiClient(CoreV1Api);
 const admission = kc.makeApiClient(AdmissionregistrationV1Api);
 const pki = testPki();
-const dir = mkdtempSync(join(tmpdir(), 'e2e-admission-'));
+const dir = tempDir('e2e-admission');
 let webhook: WebhookProcess;
 let recorder: ReviewRecorder;
 

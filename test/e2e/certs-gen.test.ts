@@ -4,8 +4,7 @@
 // Service pointing at localhost, so the certificate is checked for SVC.NS.svc). Every webhook
 // here has failurePolicy Fail, so a TLS failure is a failed create, never silently ignored.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
@@ -39,6 +38,7 @@ import { certsGen, tokenKubeconfig, type CertsGenRun } from '../support/certs-ge
 import { syncSecretVolume, type SecretVolumeSync } from '../support/certs-gen-kubelet.ts';
 import { startPodLoad } from '../support/certs-gen-load.ts';
 import { createNamespace } from '../support/control-plane.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { webhookConfiguration } from '../support/webhook-configuration.ts';
 import { startWebhookProcess, type WebhookProcess } from '../support/webhook-process.ts';
 
@@ -59,7 +59,7 @@ const kc = new KubeConfig();
 kc.loadFromFile(adminKubeconfig);
 const core = kc.makeApiClient(CoreV1Api);
 const admission = kc.makeApiClient(AdmissionregistrationV1Api);
-const dir = mkdtempSync(join(tmpdir(), 'e2e-certs-gen-'));
+const dir = tempDir('e2e-certs-gen');
 const clusterScoped: { kind: string; name: string }[] = [];
 let webhook: WebhookProcess;
 let kubelet: SecretVolumeSync;

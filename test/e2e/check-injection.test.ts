@@ -5,8 +5,7 @@
 // rendered: enough for the check, and no real pod.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   AdmissionregistrationV1Api,
@@ -24,6 +23,7 @@ import { tokenKubeconfig } from '../support/certs-gen-cli.ts';
 import { createNamespace } from '../support/control-plane.ts';
 import { findObject, renderChart, type Manifest } from '../support/helm.ts';
 import { timeUntil } from '../support/sync-process.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { webhookConfiguration } from '../support/webhook-configuration.ts';
 import { MAIN, startWebhookProcess, writeServeFiles, type WebhookProcess } from '../support/webhook-process.ts';
 
@@ -33,7 +33,7 @@ kc.loadFromFile(ADMIN_KUBECONFIG);
 const core = kc.makeApiClient(CoreV1Api);
 const admission = kc.makeApiClient(AdmissionregistrationV1Api);
 const objects = KubernetesObjectApi.makeApiClient(kc);
-const dir = mkdtempSync(join(tmpdir(), 'e2e-check-injection-'));
+const dir = tempDir('e2e-check-injection');
 const run = randomUUID().slice(0, 8);
 const unique = (prefix: string): string => `${prefix}-${randomUUID().slice(0, 8)}`;
 

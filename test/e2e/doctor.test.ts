@@ -4,9 +4,8 @@
 // and stale secrets, a namespace not opted in, an opted-out pod, an unmatched image, pull failure Events).
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AdmissionregistrationV1Api,
@@ -25,6 +24,7 @@ import { desiredSecrets, secretManifest } from '../../src/sync/desired.ts';
 import { testPki } from '../support/certificates.ts';
 import { createNamespace } from '../support/control-plane.ts';
 import { startSyncWatcher, timeUntil, type SyncWatcher } from '../support/sync-process.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { webhookConfiguration } from '../support/webhook-configuration.ts';
 import { MAIN, startWebhookProcess, writeServeFiles, type WebhookProcess } from '../support/webhook-process.ts';
 
@@ -37,7 +37,7 @@ const discovery = kc.makeApiClient(DiscoveryV1Api);
 const coordination = kc.makeApiClient(CoordinationV1Api);
 const apps = kc.makeApiClient(AppsV1Api);
 const batch = kc.makeApiClient(BatchV1Api);
-const dir = mkdtempSync(join(tmpdir(), 'e2e-doctor-'));
+const dir = tempDir('e2e-doctor');
 const run = randomUUID().slice(0, 8);
 const unique = (prefix: string): string => `${prefix}-${randomUUID().slice(0, 8)}`;
 

@@ -4,8 +4,7 @@
 // of GETting every Secret. The RBAC that allows the watch (list and watch with resourceNames) is
 // checked to allow exactly that and no general read of Secrets.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ApiException,
@@ -24,13 +23,14 @@ import { createNamespace } from '../support/control-plane.ts';
 import { SecretVolume } from '../support/secret-volume.ts';
 import { scrapeMetrics } from '../support/sync-metrics.ts';
 import { runSync, startSyncWatcher, timeUntil, type SyncWatcher } from '../support/sync-process.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const ADMIN_KUBECONFIG = inject('kubeconfigPath');
 const kc = new KubeConfig();
 kc.loadFromFile(ADMIN_KUBECONFIG);
 const core = kc.makeApiClient(CoreV1Api);
 const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
-const dir = mkdtempSync(join(tmpdir(), 'e2e-sync-drift-'));
+const dir = tempDir('e2e-sync-drift');
 const run = randomUUID().slice(0, 8);
 const unique = (prefix: string): string => `${prefix}-${randomUUID().slice(0, 8)}`;
 /** Repaired "within seconds": far below any resync period these tests configure. */

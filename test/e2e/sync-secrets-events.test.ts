@@ -3,8 +3,7 @@
 // are read back with the events.k8s.io API and with the real kubectl.
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   ApiException,
@@ -20,6 +19,7 @@ import { tokenKubeconfig } from '../support/certs-gen-cli.ts';
 import { createNamespace } from '../support/control-plane.ts';
 import { type Manifest, renderChart } from '../support/helm.ts';
 import { everythingPrinted, runSync, startSyncWatcher, type SyncWatcher, timeUntil } from '../support/sync-process.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const ADMIN_KUBECONFIG = inject('kubeconfigPath');
@@ -27,7 +27,7 @@ const kc = new KubeConfig();
 kc.loadFromFile(ADMIN_KUBECONFIG);
 const core = kc.makeApiClient(CoreV1Api);
 const eventsApi = kc.makeApiClient(EventsV1Api);
-const dir = mkdtempSync(join(tmpdir(), 'e2e-sync-events-'));
+const dir = tempDir('e2e-sync-events');
 const unique = (prefix: string): string => `${prefix}-${randomUUID().slice(0, 8)}`;
 
 const RELEASE = unique('events');

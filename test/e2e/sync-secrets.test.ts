@@ -3,9 +3,8 @@
 // restart and network-cut test starts its own so restarting it disturbs no other file.
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -28,6 +27,7 @@ import { SecretVolume } from '../support/secret-volume.ts';
 import { scrapeMetrics, type Scrape } from '../support/sync-metrics.ts';
 import { everythingPrinted, runSync, startSyncWatcher, timeUntil, type SyncWatcher } from '../support/sync-process.ts';
 import { startTcpProxy } from '../support/sync-tcp-proxy.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const ADMIN_KUBECONFIG = inject('kubeconfigPath');
@@ -35,7 +35,7 @@ const kc = new KubeConfig();
 kc.loadFromFile(ADMIN_KUBECONFIG);
 const core = kc.makeApiClient(CoreV1Api);
 const coordination = kc.makeApiClient(CoordinationV1Api);
-const dir = mkdtempSync(join(tmpdir(), 'e2e-sync-secrets-'));
+const dir = tempDir('e2e-sync-secrets');
 const run = randomUUID().slice(0, 8);
 const unique = (prefix: string): string => `${prefix}-${randomUUID().slice(0, 8)}`;
 /** Convergence bound asserted for every --watch scenario (the issue asks for "within seconds"). */

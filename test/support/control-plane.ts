@@ -26,6 +26,7 @@ import { ApiException, CoreV1Api, KubeConfig, type V1Namespace } from '@kubernet
 import forge from 'node-forge';
 import { stringify as toYaml } from 'yaml';
 import { terminate as terminateChild } from './child-process.ts';
+import { deadRunDirs } from './tmp-guard.ts';
 
 export interface ControlPlaneOptions {
   /** Directory to hold everything (created if missing). Default: a fresh temp dir. Removed by stop(). */
@@ -328,17 +329,18 @@ function installExitHandlers(): void {
 }
 
 /** Removes temp dirs of earlier runs whose owner process is gone (it was SIGKILLed, so its exit
- *  handler never ran; the pdeathsig watchdog already killed its etcd and kube-apiserver). */
+ *  handler never ran; the pdeathsig watchdog already killed its etcd and kube-apiserver). Under vitest
+ *  each run has a TMPDIR of its own, so a killed run's dirs are in its TMPDIR, not in this one. */
 function sweepOrphans(log: (line: string) => void): void {
-  const root = tmpdir();
-  let entries: string[];
-  try {
-    entries = readdirSync(root).filter((e) => e.startsWith(tempPrefix));
-  } catch {
-    return;
+  const dirs: string[] = [];
+  for (const root of [tmpdir(), ...deadRunDirs()]) {
+    try {
+      for (const entry of readdirSync(root)) if (entry.startsWith(tempPrefix)) dirs.push(join(root, entry));
+    } catch {
+      // gone meanwhile, or unreadable: nothing of ours to sweep there
+    }
   }
-  for (const entry of entries) {
-    const dir = join(root, entry);
+  for (const dir of dirs) {
     let pid: number;
     try {
       pid = Number.parseInt(readFileSync(join(dir, ownerFile), 'utf8'), 10);

@@ -10,11 +10,13 @@
 //
 // Not covered: a program started with a scrubbed environment (env: { PATH, HOME }) falls back to /tmp; pass
 // TMPDIR through (tmpEnv() below) where such a program may write temporary files.
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 const PREFIX = 'acr-pull-webhook-tests-';
+/** A guarded run's directory; the number is the pid of the vitest process that made it. */
+const RUN_DIR = new RegExp(`^${PREFIX}(\\d+)-`);
 const KEY = Symbol.for('acr-pull-webhook.tmp-guard');
 
 interface Guard {
@@ -135,19 +137,41 @@ function mountsUnder(dir: string): string[] {
     .filter((mount) => mount === dir || mount.startsWith(`${dir}/`));
 }
 
-/** Removes the directories of guarded runs whose process is gone (SIGKILLed before its teardown). */
-function sweepDeadRuns(root: string): void {
+/** The TMPDIRs of guarded runs whose process is gone (SIGKILLed before its teardown), under `root` (default:
+ *  the directory that holds this run's). A harness with an orphan sweep (control-plane.ts, node/cluster.ts)
+ *  looks in these as well as in os.tmpdir(): a killed run left its dirs, and perhaps processes, there. */
+export function deadRunDirs(root: string = guardRoot()): string[] {
   let entries: string[];
   try {
     entries = readdirSync(root);
   } catch {
-    return;
+    return [];
   }
-  for (const entry of entries) {
-    const match = new RegExp(`^${PREFIX}(\\d+)-`).exec(entry);
-    if (match === null || isAlive(Number(match[1]))) continue;
-    const dir = join(root, entry);
+  return entries
+    .filter((entry) => {
+      const match = RUN_DIR.exec(entry);
+      return match !== null && !isAlive(Number(match[1]));
+    })
+    .map((entry) => join(root, entry));
+}
+
+function guardRoot(): string {
+  const current = tmpdir();
+  return RUN_DIR.test(basename(current)) ? dirname(current) : current;
+}
+
+/** Removes dead runs' directories, except those still holding a harness's dir (with its owner.pid): that
+ *  harness's own sweep, which also kills what the dir's processes left running, removes it first. */
+function sweepDeadRuns(root: string): void {
+  for (const dir of deadRunDirs(root)) {
     if (mountsUnder(dir).length > 0) continue;
+    let entries: string[];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    if (entries.some((entry) => existsSync(join(dir, entry, 'owner.pid')))) continue;
     rmSync(dir, { recursive: true, force: true });
   }
 }
