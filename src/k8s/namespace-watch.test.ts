@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterEach, expect, test } from 'vitest';
-import { NamespaceWatcher } from './namespace-watch.ts';
+import { namespaceInfo, NamespaceWatcher } from './namespace-watch.ts';
 
 let server: Server | undefined;
 afterEach(async () => {
@@ -59,3 +59,19 @@ test('stop() ends a watch request still waiting for its response headers', async
   expect(afterMs).toBeGreaterThanOrEqual(0);
   expect(afterMs).toBeLessThan(1_000);
 }, 15_000);
+
+test('a namespace is kept as its name, uid, labels and whether it is being deleted, and nothing else', () => {
+  const labels = { 'kubernetes.io/metadata.name': 'team-a', 'acr-pull-webhook/inject': 'enabled' };
+  const managedFields = [{ manager: 'kubectl', operation: 'Update', fieldsType: 'FieldsV1', fieldsV1: {} }];
+  expect(namespaceInfo({ metadata: { name: 'team-a', uid: 'u-1', labels, managedFields }, status: {} })).toEqual({
+    name: 'team-a',
+    uid: 'u-1',
+    labels,
+    terminating: false,
+  });
+  expect(namespaceInfo({ metadata: { name: 'b' }, status: { phase: 'Terminating' } })).toEqual({
+    name: 'b',
+    labels: {},
+    terminating: true,
+  });
+});

@@ -2,6 +2,7 @@
 // which namespaces are opted in, for sync-secrets, check-injection and doctor.
 import type { CoreV1Api, KubeConfig, V1Namespace } from '@kubernetes/client-node';
 import type { Backoff } from './backoff.ts';
+import { Interner } from './intern.ts';
 import { listAll, ListWatcher } from './list-watch.ts';
 
 export interface NamespaceInfo {
@@ -32,11 +33,21 @@ export interface NamespaceWatcherOptions {
   readonly backoff: Backoff;
 }
 
+const interner = new Interner();
+
+/**
+ * Kept for every namespace in the cluster, so only what is read: a label value equal to the name (the apiserver's
+ * own name label) is the name's string, and values many namespaces share (the opt-in's) are one copy.
+ */
 export function namespaceInfo(namespace: V1Namespace): NamespaceInfo {
+  const name = namespace.metadata?.name ?? '';
+  // A copy of the same shape (a spread), whose values are then swapped in place.
+  const labels: Record<string, string> = { ...namespace.metadata?.labels };
+  for (const [key, value] of Object.entries(labels)) labels[key] = value === name ? name : interner.string(value);
   return {
-    name: namespace.metadata?.name ?? '',
+    name,
     ...(namespace.metadata?.uid === undefined ? {} : { uid: namespace.metadata.uid }),
-    labels: { ...namespace.metadata?.labels },
+    labels,
     terminating: namespace.metadata?.deletionTimestamp !== undefined || namespace.status?.phase === 'Terminating',
   };
 }
@@ -45,8 +56,8 @@ export function namespaceInfo(namespace: V1Namespace): NamespaceInfo {
 export async function listNamespaces(
   core: CoreV1Api,
 ): Promise<{ namespaces: NamespaceInfo[]; resourceVersion: string }> {
-  const { items, resourceVersion } = await listAll('namespaces', (page) => core.listNamespace(page));
-  return { namespaces: items.map(namespaceInfo), resourceVersion };
+  const { items, resourceVersion } = await listAll('namespaces', (page) => core.listNamespace(page), namespaceInfo);
+  return { namespaces: items, resourceVersion };
 }
 
 export class NamespaceWatcher extends ListWatcher<V1Namespace, NamespaceInfo> {

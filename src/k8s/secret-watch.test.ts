@@ -2,18 +2,24 @@
 // name answers every read; a list the RBAC refuses falls back to a GET per Secret.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KubeConfig } from '@kubernetes/client-node';
-import { afterEach, expect, test } from 'vitest';
+import { KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import { afterEach, describe, expect, test } from 'vitest';
 import { makeClients, type KubeClients } from './client.ts';
-import { listedSecretStore } from './secret-watch.ts';
+import { desiredSecrets, secretManifest } from '../sync/desired.ts';
+import { planPrune, planSecret } from '../sync/plan.ts';
+import { cachedSecret, listedSecretStore } from './secret-watch.ts';
+import type { SecretObject } from './secret-object.ts';
 import { secretStore } from './secrets.ts';
 
 let server: Server | undefined;
 let clients: KubeClients | undefined;
 afterEach(async () => {
   await clients?.close();
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
+  clients = undefined;
+  const closing = server;
+  server = undefined;
+  closing?.closeAllConnections();
+  await new Promise((resolve) => (closing === undefined ? resolve(undefined) : closing.close(resolve)));
 });
 
 async function standIn(listStatus: number): Promise<{ requests: string[]; clients: KubeClients }> {
@@ -87,4 +93,71 @@ test('after a write loses a race (409), the next read of that Secret goes to the
     'PUT /api/v1/namespaces/a/secrets/acr-x',
     'GET /api/v1/namespaces/a/secrets/acr-x',
   ]);
+});
+
+describe('the cached form of a watched Secret', () => {
+  const [desired] = desiredSecrets([{ server: 'r.azurecr.io', secretName: 'acr-r', username: 'u', password: 'p' }]);
+  if (desired === undefined) throw new Error('no desired secret');
+  /** Ours as the apiserver returns it, with what others added: a label, an owner, a finalizer. */
+  const returned = (namespace: string, uid: string): V1Secret => {
+    const manifest = secretManifest(desired, namespace);
+    return {
+      ...manifest,
+      metadata: {
+        ...manifest.metadata,
+        uid,
+        resourceVersion: `${uid}-rv`,
+        creationTimestamp: new Date('2026-12-01T00:00:00Z'),
+        selfLink: `/api/v1/namespaces/${namespace}/secrets/acr-r`,
+        labels: { ...manifest.metadata?.labels, team: 'a' },
+        ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: 'o-1' }],
+        finalizers: ['example.com/keep'],
+        managedFields: [{ manager: 'acr-pull-webhook', operation: 'Update', fieldsType: 'FieldsV1', fieldsV1: {} }],
+      },
+    } as V1Secret;
+  };
+
+  test('holds what the plan reads and an update writes back, and nothing the apiserver ignores on a PUT', () => {
+    expect(cachedSecret(returned('team-a', 'uid-1'))).toEqual({
+      metadata: {
+        name: 'acr-r',
+        namespace: 'team-a',
+        uid: 'uid-1',
+        resourceVersion: 'uid-1-rv',
+        labels: { 'app.kubernetes.io/managed-by': 'acr-pull-webhook', team: 'a' },
+        annotations: { 'acr-pull-webhook/content-hash': desired.contentHash },
+        ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: 'o-1' }],
+        finalizers: ['example.com/keep'],
+      },
+      type: 'kubernetes.io/dockerconfigjson',
+      data: secretManifest(desired).data,
+    });
+  });
+
+  test('Secrets with the same labels, annotations and data share one copy of each', () => {
+    const a = cachedSecret(returned('team-a', 'uid-1'));
+    const b = cachedSecret(returned('team-b', 'uid-2'));
+    expect(b.data).toBe(a.data);
+    expect(b.metadata?.labels).toBe(a.metadata?.labels);
+    expect(b.metadata?.annotations).toBe(a.metadata?.annotations);
+    expect(Object.isFrozen(a.data)).toBe(true);
+  });
+
+  test('the plan decides the same from the cached form as from the Secret returned', () => {
+    const rotated = desiredSecrets([{ server: 'r.azurecr.io', secretName: 'acr-r', username: 'u', password: 'q' }])[0];
+    if (rotated === undefined) throw new Error('no desired secret');
+    const secret = returned('team-a', 'uid-1');
+    for (const want of [desired, rotated]) {
+      const fromCache = planSecret('team-a', cachedSecret(secret), want);
+      const fromApi = planSecret('team-a', secret as SecretObject, want);
+      expect(fromCache.action).toBe(fromApi.action);
+      if (fromCache.action === 'update' && fromApi.action === 'update') {
+        // What the PUT sends: the same, less what the apiserver fills in or ignores.
+        const { managedFields: _m, creationTimestamp: _c, selfLink: _s, ...metadata } = fromApi.secret.metadata ?? {};
+        const { apiVersion: _a, kind: _k, ...rest } = fromApi.secret;
+        expect(fromCache.secret).toEqual({ ...rest, metadata });
+      }
+    }
+    expect(planPrune(cachedSecret(secret))).toEqual(planPrune(secret as SecretObject));
+  });
 });

@@ -4,9 +4,10 @@
 // by anyone is reported at once, and reads come from the cache once it is listed, so a periodic
 // resync costs no request at all. A write that loses a race (409) makes the next read of that Secret
 // go to the apiserver, as the cache may not have seen the winning write yet.
-import type { CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
+import type { CoreV1Api, KubeConfig, V1ObjectMeta, V1Secret } from '@kubernetes/client-node';
 import type { Backoff } from './backoff.ts';
 import { KubeApiError } from './errors.ts';
+import { Interner } from './intern.ts';
 import { listAll, ListWatcher } from './list-watch.ts';
 import type { SecretObject } from './secret-object.ts';
 import type { SecretStore } from './secrets.ts';
@@ -25,44 +26,62 @@ export interface SecretWatchOptions {
 
 const key = (namespace: string, name: string): string => `${namespace}/${name}`;
 
-/** The most distinct values {@link intern} remembers before it starts afresh (what is held keeps its copy). */
-const INTERNED_LIMIT = 256;
-const interned = new Map<string, string>();
+const interner = new Interner();
+
+const allDefined = <T extends object>(values: T): values is { [K in keyof T]: NonNullable<T[K]> } =>
+  Object.values(values).every((value) => value !== undefined);
 
 /**
- * One copy of a value most cached Secrets share (their data, our label, the hash annotation, the type): at 10,000
- * namespaces × 2 that is 20,000 equal strings of up to a kilobyte each, otherwise each parsed on its own.
+ * What the plan reads and an update writes back, and nothing the apiserver ignores on a PUT: managedFields (most of a
+ * Secret's metadata), creationTimestamp (a Date each from client-node), selfLink, apiVersion and kind (the path says
+ * them) are dropped; the name, type, and the label, annotation and data maps most Secrets share are one copy each.
+ * Others' labels and annotations, ownerReferences and finalizers stay, so an update keeps them. Exported for its test.
  */
-function intern(value: string): string {
-  const known = interned.get(value);
-  if (known !== undefined) return known;
-  if (interned.size >= INTERNED_LIMIT) interned.clear();
-  interned.set(value, value);
-  return value;
-}
-
-function internValues(values: Record<string, string>): Record<string, string> {
-  const copy: Record<string, string> = {};
-  for (const [key, value] of Object.entries(values)) copy[key] = intern(value);
-  return copy;
-}
-
-/**
- * What the plan reads and an update writes back: managedFields (most of a Secret's metadata) are dropped and shared
- * values interned, to keep the cache small.
- */
-function cached(secret: V1Secret): SecretObject {
-  const { managedFields: _, labels, annotations, ...metadata } = secret.metadata ?? {};
-  return {
-    ...(secret as SecretObject),
-    metadata: {
-      ...metadata,
-      ...(labels === undefined ? {} : { labels: internValues(labels) }),
-      ...(annotations === undefined ? {} : { annotations: internValues(annotations) }),
-    },
-    ...(secret.type === undefined ? {} : { type: intern(secret.type) }),
-    ...(secret.data === undefined ? {} : { data: internValues(secret.data) }),
-  };
+export function cachedSecret(secret: V1Secret | SecretObject): SecretObject {
+  const {
+    managedFields: _managedFields,
+    creationTimestamp: _creationTimestamp,
+    selfLink: _selfLink,
+    name,
+    namespace,
+    uid,
+    resourceVersion,
+    labels,
+    annotations,
+    ...others
+  } = (secret.metadata ?? {}) as V1ObjectMeta;
+  const { apiVersion: _apiVersion, kind: _kind, metadata: _metadata, type, data, ...rest } = secret as SecretObject;
+  const core = { name, namespace, uid, resourceVersion, labels, annotations, type, data };
+  // Ours (every field present) as one object literal, its properties inside the object: added one by one they would
+  // need a property array each. Anything else the Secret carries comes after.
+  const kept: SecretObject = allDefined(core)
+    ? {
+        metadata: {
+          name: interner.string(core.name),
+          namespace: core.namespace,
+          uid: core.uid,
+          resourceVersion: core.resourceVersion,
+          labels: interner.map(core.labels),
+          annotations: interner.map(core.annotations),
+          ...others,
+        },
+        type: interner.string(core.type),
+        data: interner.map(core.data),
+      }
+    : {
+        metadata: {
+          ...(name === undefined ? {} : { name: interner.string(name) }),
+          ...(namespace === undefined ? {} : { namespace }),
+          ...(uid === undefined ? {} : { uid }),
+          ...(resourceVersion === undefined ? {} : { resourceVersion }),
+          ...(labels === undefined ? {} : { labels: interner.map(labels) }),
+          ...(annotations === undefined ? {} : { annotations: interner.map(annotations) }),
+          ...others,
+        },
+        ...(type === undefined ? {} : { type: interner.string(type) }),
+        ...(data === undefined ? {} : { data: interner.map(data) }),
+      };
+  return Object.keys(rest).length === 0 ? kept : { ...kept, ...rest };
 }
 
 /**
@@ -110,10 +129,12 @@ export async function listedSecretStore(
   try {
     for (const name of new Set(names)) {
       const fieldSelector = `metadata.name=${name}`;
-      const { items } = await listAll(`secrets named ${name}`, (page) =>
-        core.listSecretForAllNamespaces({ ...page, fieldSelector }),
+      const { items } = await listAll(
+        `secrets named ${name}`,
+        (page) => core.listSecretForAllNamespaces({ ...page, fieldSelector }),
+        cachedSecret,
       );
-      for (const secret of items) snapshot.set(key(secret.metadata?.namespace ?? '', name), cached(secret));
+      for (const secret of items) snapshot.set(key(secret.metadata?.namespace ?? '', name), secret);
     }
   } catch (error) {
     if (!(error instanceof KubeApiError && error.status === 403)) throw error;
@@ -129,7 +150,7 @@ export async function listedSecretStore(
 export class SecretWatch {
   private readonly options: SecretWatchOptions;
   private readonly watchers = new Map<string, ListWatcher<V1Secret, SecretObject>>();
-  /** Per name: namespace/name → Secret. */
+  /** Per name: namespace → Secret. */
   private readonly cache = new Map<string, Map<string, SecretObject>>();
   /** Secrets whose next read goes to the apiserver (a write of ours lost a race the cache may not show yet). */
   private readonly readLive = new Set<string>();
@@ -146,13 +167,13 @@ export class SecretWatch {
         path: '/api/v1/secrets',
         fieldSelector,
         list: (page) => options.core.listSecretForAllNamespaces({ ...page, fieldSelector }),
-        convert: cached,
+        convert: cachedSecret,
         handlers: {
           onList: (secrets) => this.relisted(name, entries, secrets),
           onUpsert: (secret) => this.upsert(name, entries, secret),
           onDelete: (secret) => {
             const namespace = secret.metadata?.namespace ?? '';
-            entries.delete(key(namespace, name));
+            entries.delete(namespace);
             options.onChange(namespace, name, undefined);
           },
           onError: options.onError,
@@ -195,15 +216,13 @@ export class SecretWatch {
    */
   store(live: SecretStore): SecretStore {
     return cachedStore(live, this.readLive, (namespace, name) =>
-      this.watchers.get(name)?.hasSynced() === true
-        ? { secret: this.cache.get(name)?.get(key(namespace, name)) }
-        : undefined,
+      this.watchers.get(name)?.hasSynced() === true ? { secret: this.cache.get(name)?.get(namespace) } : undefined,
     );
   }
 
   private upsert(name: string, entries: Map<string, SecretObject>, secret: SecretObject): void {
     const namespace = secret.metadata?.namespace ?? '';
-    entries.set(key(namespace, name), secret);
+    entries.set(namespace, secret);
     this.options.onChange(namespace, name, secret);
   }
 
@@ -213,14 +232,12 @@ export class SecretWatch {
     entries.clear();
     for (const secret of secrets) {
       const namespace = secret.metadata?.namespace ?? '';
-      const id = key(namespace, name);
-      entries.set(id, secret);
-      const old = before.get(id);
-      before.delete(id);
+      entries.set(namespace, secret);
+      const old = before.get(namespace);
+      before.delete(namespace);
       if (old?.metadata?.resourceVersion !== secret.metadata?.resourceVersion)
         this.options.onChange(namespace, name, secret);
     }
-    for (const [id, old] of before)
-      this.options.onChange(old.metadata?.namespace ?? id.split('/')[0] ?? '', name, undefined);
+    for (const namespace of before.keys()) this.options.onChange(namespace, name, undefined);
   }
 }
