@@ -26,6 +26,8 @@ function setup(
   } = {},
 ) {
   const calls: string[] = [];
+  /** What each reconcile was given. */
+  const seen: NamespaceInfo[] = [];
   let leader = options.leader ?? true;
   const wants = (n: NamespaceInfo): boolean => !n.terminating && n.labels[LABEL] === 'enabled';
   const reconciler: NamespaceReconciler & { desired: readonly DesiredSecret[] } = {
@@ -39,6 +41,7 @@ function setup(
     },
     async reconcileNamespace(n: NamespaceInfo): Promise<NamespaceResult> {
       calls.push(n.name);
+      seen.push(n);
       await sleep(options.delayMs ?? 5);
       const outcome = options.outcome?.(n.name, calls.filter((c) => c === n.name).length) ?? 'unchanged';
       return { namespace: n.name, optedIn: wants(n), outcomes: [outcome] };
@@ -54,7 +57,7 @@ function setup(
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(options.now ? { now: options.now } : {}),
   });
-  return { controller, calls, reconciler, setLeader: (value: boolean) => (leader = value) };
+  return { controller, calls, seen, reconciler, setLeader: (value: boolean) => (leader = value) };
 }
 
 const settle = () => sleep(60);
@@ -77,6 +80,23 @@ describe('the --watch work queue', () => {
     controller.handlers.onUpsert(ns('c', false)); // created without the label
     await settle();
     expect(calls.sort()).toEqual(['a', 'b']);
+  });
+
+  test('one that stops being opted in (unlabelled, terminating) is reconciled once more, as it is now', async () => {
+    const { controller, seen } = setup();
+    controller.handlers.onList([ns('a'), ns('b'), ns('c', false)]);
+    await settle();
+    controller.handlers.onUpsert(ns('a', false)); // unlabelled
+    controller.handlers.onUpsert(ns('b', true, true)); // being deleted
+    controller.handlers.onUpsert(ns('c', false)); // never opted in: not even held
+    await settle();
+    expect(seen.slice(2).map((n) => `${n.name} opted in: ${n.labels[LABEL] === 'enabled' && !n.terminating}`)).toEqual([
+      'a opted in: false',
+      'b opted in: false',
+    ]);
+    controller.handlers.onUpsert(ns('a', true)); // labelled again
+    await settle();
+    expect(seen.slice(4).map((n) => n.name)).toEqual(['a']);
   });
 
   test('a namespace queued while in flight is reconciled once more afterwards, not twice at once', async () => {

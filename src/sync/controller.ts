@@ -59,6 +59,10 @@ interface Pass {
 
 export class SyncController {
   private readonly options: SyncControllerOptions;
+  /**
+   * The namespaces that need an API call (reconciler.concerns), and those that stopped needing one since the last
+   * list: in a cluster of many namespaces most are never looked at, and need no memory.
+   */
   private readonly namespaces = new Map<string, NamespaceInfo>();
   /** Queued all at once (enqueueAll), in order. */
   private readonly pending = new Set<string>();
@@ -86,23 +90,28 @@ export class SyncController {
       // After a (re)list anything may have been missed: everything is looked at again.
       this.listed = true;
       this.namespaces.clear();
-      for (const namespace of namespaces) this.namespaces.set(namespace.name, namespace);
+      const { reconciler } = this.options;
+      for (const namespace of namespaces)
+        if (reconciler.concerns(namespace)) this.namespaces.set(namespace.name, namespace);
       this.options.logger.info(
-        { namespaces: namespaces.length, optedIn: namespaces.filter((n) => this.options.reconciler.wants(n)).length },
+        { namespaces: namespaces.length, optedIn: namespaces.filter((n) => reconciler.wants(n)).length },
         'namespaces listed',
       );
       this.enqueueAll();
     },
     onUpsert: (namespace) => {
       const before = this.namespaces.get(namespace.name);
-      this.namespaces.set(namespace.name, namespace);
       const { reconciler } = this.options;
-      // New, or its opt-in changed (labelled, unlabelled, started terminating): it needs a look.
-      if (
-        before === undefined ? reconciler.concerns(namespace) : reconciler.wants(before) !== reconciler.wants(namespace)
-      ) {
-        this.enqueue(namespace.name);
-      }
+      // New, or its opt-in changed (labelled, unlabelled, started terminating): it needs a look. One not held was of
+      // no concern: only becoming one is news.
+      const changed =
+        before === undefined
+          ? reconciler.concerns(namespace)
+          : reconciler.wants(before) !== reconciler.wants(namespace);
+      // One held stays held (until the next list), so the reconcile of its change reads it, and tells the Events
+      // whether it is still opted in.
+      if (before !== undefined || reconciler.concerns(namespace)) this.namespaces.set(namespace.name, namespace);
+      if (changed) this.enqueue(namespace.name);
     },
     onDelete: (name) => {
       this.namespaces.delete(name);
