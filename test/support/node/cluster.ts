@@ -29,12 +29,13 @@ import {
 } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import { generateCa, generateServingCertificate, type PemPair } from '../../../certs-gen/generate.ts';
 import { terminate as terminateChild } from '../child-process.ts';
+import { deadRunDirs } from '../tmp-guard.ts';
 import {
   startTokenRegistry,
   TOKEN_REGISTRY_HOST,
@@ -921,9 +922,17 @@ async function killMentioning(text: string): Promise<void> {
 /** Cleans up after runs whose test process died without stop() (SIGKILL, a crash): the pdeathsig
  *  watchdog killed the components it started, but not containerd's shims, the pods, their cgroups. */
 async function sweepOrphans(log: (line: string) => void): Promise<void> {
-  for (const entry of readdirSync(tmpdir())) {
-    if (!entry.startsWith(dirPrefix)) continue;
-    const dir = join(tmpdir(), entry);
+  // Under vitest each run has a TMPDIR of its own (tmp-guard.ts): a killed run's dirs are in its TMPDIR.
+  const dirs: string[] = [];
+  for (const root of [tmpdir(), ...deadRunDirs()]) {
+    try {
+      for (const entry of readdirSync(root)) if (entry.startsWith(dirPrefix)) dirs.push(join(root, entry));
+    } catch {
+      // gone meanwhile, or unreadable: nothing of ours to sweep there
+    }
+  }
+  for (const dir of dirs) {
+    const entry = basename(dir);
     let owner: number;
     try {
       owner = Number.parseInt(readFileSync(join(dir, ownerFile), 'utf8'), 10);
