@@ -61,7 +61,7 @@ async function standIn(listStatus: number): Promise<{ requests: string[]; client
 test('--once lists each configured name cluster-wide once, and reads every Secret from that list', async () => {
   const { requests, clients } = await standIn(200);
   const fallbacks: string[] = [];
-  const store = await listedSecretStore(clients.core, ['acr-x', 'acr-x'], secretStore(clients.core), (m) =>
+  const store = await listedSecretStore(clients.core, ['acr-x', 'acr-x'], secretStore(clients.raw), (m) =>
     fallbacks.push(m),
   );
   expect((await store.get('a', 'acr-x'))?.metadata?.resourceVersion).toBe('5');
@@ -73,7 +73,7 @@ test('--once lists each configured name cluster-wide once, and reads every Secre
 test('a list the RBAC refuses falls back to a GET per Secret, saying why', async () => {
   const { requests, clients } = await standIn(403);
   const fallbacks: string[] = [];
-  const store = await listedSecretStore(clients.core, ['acr-x'], secretStore(clients.core), (m) => fallbacks.push(m));
+  const store = await listedSecretStore(clients.core, ['acr-x'], secretStore(clients.raw), (m) => fallbacks.push(m));
   expect(await store.get('b', 'acr-x')).toBeUndefined();
   expect(requests).toEqual([
     'GET /api/v1/secrets?fieldSelector=metadata.name=acr-x&limit=500',
@@ -84,7 +84,7 @@ test('a list the RBAC refuses falls back to a GET per Secret, saying why', async
 
 test('after a write loses a race (409), the next read of that Secret goes to the apiserver, once', async () => {
   const { requests, clients } = await standIn(200);
-  const store = await listedSecretStore(clients.core, ['acr-x'], secretStore(clients.core), () => {});
+  const store = await listedSecretStore(clients.core, ['acr-x'], secretStore(clients.raw), () => {});
   const read = await store.get('a', 'acr-x');
   await expect(store.replace('a', 'acr-x', { ...read, data: {} })).rejects.toMatchObject({ status: 409 });
   await store.get('a', 'acr-x');

@@ -171,7 +171,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     backoff: WATCH_BACKOFF,
   });
   const reconciler = new Reconciler({
-    store: secretWatch.store(secretStore(clients.core)),
+    store: secretWatch.store(secretStore(clients.raw)),
     desired: desiredSecrets(credentials.current()),
     optIn: config.optIn,
     prune: config.prune,
