@@ -1,4 +1,4 @@
-// `npm run bench`: the webhook's production build side by side with the floor (bench/floor.ts), in
+// `npm run bench`: the webhook as the image runs it (the bundle) side by side with the floor (bench/floor.ts), in
 // one run on one machine, driven by autocannon over loopback, then the added latency of a pod
 // create on a real kube-apiserver. Prints a table and writes bench/results/latest.json.
 //

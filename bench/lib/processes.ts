@@ -1,5 +1,5 @@
-// The servers under test, each its own Node process started the same way: `serve` from the
-// production build, and the floor. Readiness is measured the same way for both: from spawn() to
+// The servers under test, each its own Node process started the same way: `serve` as the image runs
+// it (the bundle of `npm run bundle`), and the floor. Readiness is measured the same way for both: from spawn() to
 // the first 200 from GET /readyz on the plain-HTTP health port, polled every 2 ms.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
@@ -11,9 +11,10 @@ import { METRIC_REVIEWS } from '../../src/constants.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const FLOOR_SCRIPT = join(ROOT, 'bench', 'floor.ts');
-export const WEBHOOK_MAIN = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 /** The same CLI as the image ships it: `npm run bundle` (tools/image/bundle.ts), copied as /app/dist/. */
 export const BUNDLE_MAIN = join(ROOT, 'dist', 'bundle', 'src', 'cli', 'main.js');
+/** What the webhook benchmarks run unless told otherwise (--webhook-main dist/src/cli/main.js: tsc's output). */
+export const WEBHOOK_MAIN = BUNDLE_MAIN;
 
 export type ServerKind = 'floor' | 'webhook';
 
