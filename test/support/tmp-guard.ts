@@ -9,7 +9,7 @@
 // one directory (the environment is per process): the last teardown checks.
 //
 // Not covered: a program started with a scrubbed environment (env: { PATH, HOME }) falls back to /tmp; pass
-// TMPDIR through (tmpEnv() below) where such a program may write temporary files.
+// a TMPDIR where such a program may write temporary files (test/support/helm.ts gives helm its own).
 import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -26,13 +26,6 @@ interface Guard {
 }
 
 type GuardHolder = { [KEY]?: Guard };
-
-/** TMPDIR for a child started with a scrubbed environment, so that its temporary files stay in the guarded
- *  directory too (an empty object outside a guarded run). */
-export function tmpEnv(): { TMPDIR?: string } {
-  const dir = process.env['TMPDIR'];
-  return dir === undefined ? {} : { TMPDIR: dir };
-}
 
 export default function setup(): () => void {
   const holder = globalThis as GuardHolder;
