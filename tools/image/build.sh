@@ -157,7 +157,8 @@ build_bases() {
   ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$rootfs/usr/local/bin/npx"
   if ((${#extra_cas[@]})); then
     cp "${extra_cas[@]}" "$rootfs/usr/local/share/ca-certificates/"
-    chroot "$rootfs" update-ca-certificates >/dev/null
+    # Without the caller's TMPDIR (a test run's own, test/support/tmp-guard.ts), which the chroot does not have.
+    env -u TMPDIR chroot "$rootfs" update-ca-certificates >/dev/null
   fi
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
 
