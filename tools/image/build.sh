@@ -148,7 +148,8 @@ build_bases() {
   log "npm $NPM_VERSION for the build stand-in"
   local tgz=$out/cache/npm-$NPM_VERSION.tgz
   if [[ ! -f $tgz ]]; then
-    (cd "$work" && npm pack --silent "npm@$NPM_VERSION" >/dev/null)
+    # TMPDIR: npm turns on Node's compile cache in the temp dir; in $work it goes with the rest of the build's files.
+    (cd "$work" && TMPDIR=$work npm pack --silent "npm@$NPM_VERSION" >/dev/null)
     mv "$work/npm-$NPM_VERSION.tgz" "$tgz"
   fi
   mkdir -p "$rootfs/usr/local/lib/node_modules/npm"
