@@ -26,7 +26,7 @@ import { ApiException, CoreV1Api, KubeConfig, type V1Namespace } from '@kubernet
 import forge from 'node-forge';
 import { stringify as toYaml } from 'yaml';
 import { terminate as terminateChild } from './child-process.ts';
-import { deadRunDirs } from './tmp-guard.ts';
+import { deadRunDirs, isAlive } from './tmp-guard.ts';
 
 export interface ControlPlaneOptions {
   /** Directory to hold everything (created if missing). Default: a fresh temp dir. Removed by stop(). */
@@ -378,15 +378,6 @@ function prepareGivenDir(dir: string): void {
   }
   if (isAlive(owner)) throw new Error(`control-plane dir ${dir} is in use by process ${owner}`);
   for (const entry of entries) rmSync(join(dir, entry), { recursive: true, force: true });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function waitUntil(proc: Proc, what: string, ready: () => Promise<boolean>): Promise<void> {
