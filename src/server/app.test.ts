@@ -49,7 +49,7 @@ function setup() {
 }
 
 describe('POST /mutate', () => {
-  test('answers a pod CREATE with the patch, as JSON, and logs one line without pod content', async () => {
+  test('answers a pod CREATE with the patch, as JSON, and logs one line (debug) without pod content', async () => {
     const { app, logs } = setup();
     const response = await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
     expect(response.statusCode).toBe(200);
@@ -70,13 +70,16 @@ describe('POST /mutate', () => {
     expect(reviewLines).toHaveLength(1);
     const { time, pid, hostname, durationMs, ...line } = reviewLines[0] ?? {};
     expect(line).toEqual({
-      level: 30,
+      level: 20,
       msg: 'review',
       uid: 'e911857d-c318-11e8-bbad-025000000001',
       namespace: 'team-a',
       pod: 'web',
+      operation: 'CREATE',
+      dryRun: false,
       decision: 'patched',
       secretsAdded: ['acr-myregistry'],
+      warnings: 0,
     });
     expect(typeof durationMs).toBe('number');
     expect(logs.text()).not.toContain(SECRET_ENV);
@@ -311,21 +314,30 @@ describe('the review log line', () => {
     expect(typeof line?.['durationMs']).toBe('number');
   });
 
-  test('at info, a patched pod is logged and a pod left as it is is not', async () => {
+  test('at info, only a warned pod is logged: not a patched one, nor one left as it is', async () => {
     const logs = capturedLogger();
     logs.logger.level = 'info';
     const app = buildApp({ rules: RULES, logger: logs.logger, metrics: createMetrics({ processMetrics: false }) });
     close = () => app.close();
     for (const { review } of noOps) await app.inject({ method: 'POST', url: '/mutate', payload: review });
-    expect(reviewLines(logs)).toEqual([]);
     await app.inject({ method: 'POST', url: '/mutate', payload: podReview() });
-    expect(reviewLines(logs).map((line) => line['decision'])).toEqual(['patched']);
+    expect(reviewLines(logs)).toEqual([]);
+    const warned = { spec: { containers: [{ name: 'a', image: 'other.azurecr.io/app:1' }] } };
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview({ object: warned }) });
+    expect(reviewLines(logs).map((line) => line['decision'])).toEqual(['unchanged']);
   });
 
-  test('a dry run that patches says so', async () => {
+  test('a dry run that patches says so, at debug', async () => {
     const { app, logs } = setup();
     await app.inject({ method: 'POST', url: '/mutate', payload: podReview({ dryRun: true }) });
-    expect(reviewLines(logs)).toMatchObject([{ level: 30, decision: 'patched', dryRun: true }]);
+    expect(reviewLines(logs)).toMatchObject([{ level: 20, decision: 'patched', dryRun: true }]);
+  });
+
+  test('a warned dry run says so at info', async () => {
+    const { app, logs } = setup();
+    const object = { spec: { containers: [{ name: 'a', image: 'other.azurecr.io/app:1' }] } };
+    await app.inject({ method: 'POST', url: '/mutate', payload: podReview({ dryRun: true, object }) });
+    expect(reviewLines(logs)).toMatchObject([{ level: 30, decision: 'unchanged', dryRun: true, warnings: 1 }]);
   });
 
   test('a pod left as it is but warned about is logged at info with the number of warnings', async () => {

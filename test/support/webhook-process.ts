@@ -87,6 +87,11 @@ export interface WebhookProcessOptions {
   readonly port?: number;
   readonly healthPort?: number;
   readonly drainDelaySeconds?: number;
+  /**
+   * --log-level, debug unless given: the tests see which reviews the apiserver sent through their log lines, and at
+   * info only warned reviews have one.
+   */
+  readonly logLevel?: string;
   readonly env?: Record<string, string>;
 }
 
@@ -112,6 +117,8 @@ export async function startWebhookProcess(options: WebhookProcessOptions): Promi
       String(options.healthPort ?? 0),
       '--drain-delay',
       String(options.drainDelaySeconds ?? 0),
+      '--log-level',
+      options.logLevel ?? 'debug',
     ],
     { stdio: ['ignore', out, out], env: { PATH: process.env['PATH'] ?? '', ...options.env } },
   );
