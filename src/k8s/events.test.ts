@@ -52,6 +52,7 @@ function recorder(
     qps?: number;
     queueLimit?: number;
     inFlight?: number;
+    sendsPerSecond?: number;
     onDropped?: (type: string) => void;
   } = {},
 ) {
@@ -424,6 +425,30 @@ describe('the queue (client-go broadcaster: 1000 waiting, the rest dropped)', ()
     const sink = fakeSink();
     const dropped: string[] = [];
     const { recording } = recorder(sink, { inFlight: 1, onDropped: (type) => dropped.push(type) });
+    for (let i = 0; i < 5; i++) recording.record(about(i, 'Normal'));
+    await recording.shutdown(2_000);
+    expect(sink.writes).toHaveLength(5);
+    expect(dropped).toEqual([]);
+  });
+
+  test('at shutdown more Normal events than the budget sends within the grace are dropped at once', async () => {
+    const { sink, sent, releaseAll } = heldSink();
+    const dropped: string[] = [];
+    // 4 a second for 250 ms, plus the one on the wire: 2 could go out; 5 wait.
+    const { recording } = recorder(sink, { inFlight: 1, sendsPerSecond: 4, onDropped: (type) => dropped.push(type) });
+    for (let i = 0; i < 6; i++) recording.record(about(i, 'Normal'));
+    const done = recording.shutdown(2_000);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(dropped).toHaveLength(5);
+    await releaseAll();
+    await expect(done).resolves.toBeUndefined();
+    expect(sent).toEqual(['Normal 0']);
+  });
+
+  test('at shutdown Normal events the budget can send within the grace still get it', async () => {
+    const sink = fakeSink();
+    const dropped: string[] = [];
+    const { recording } = recorder(sink, { inFlight: 1, sendsPerSecond: 50, onDropped: (type) => dropped.push(type) });
     for (let i = 0; i < 5; i++) recording.record(about(i, 'Normal'));
     await recording.shutdown(2_000);
     expect(sink.writes).toHaveLength(5);

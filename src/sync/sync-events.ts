@@ -3,7 +3,7 @@
 // refused. Notes are fixed text and names (never a credential, never an apiserver message); the recorder
 // (src/k8s/events.ts) aggregates repeats into series and rate-limits per namespace.
 import type { EventsV1Api } from '@kubernetes/client-node';
-import { SYNC_EVENT_ACTIONS, SYNC_EVENT_CONTROLLER, SYNC_EVENT_REASONS } from '../constants.ts';
+import { SYNC_DEFAULTS, SYNC_EVENT_ACTIONS, SYNC_EVENT_CONTROLLER, SYNC_EVENT_REASONS } from '../constants.ts';
 import {
   type EventInput,
   EventRecorder,
@@ -170,6 +170,7 @@ export function syncEventRecorder(
     // client-go: the controller name and the host; the API allows 128 characters.
     reportingInstance: `${SYNC_EVENT_CONTROLLER}-${instance}`.slice(0, 128),
     logger,
+    sendsPerSecond: SYNC_DEFAULTS.eventsQps,
     ...(onDropped === undefined ? {} : { onDropped }),
   });
   return {
