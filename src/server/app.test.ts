@@ -410,6 +410,30 @@ describe('the body as it arrives over a socket', () => {
     expect(logs.lines().find((line) => line['msg'] === 'review')?.['pod']).toBe('wéb-€');
   });
 
+  const named = (name: string) =>
+    Buffer.from(JSON.stringify(podReview({ object: { ...podReview().request.object, metadata: { name } } })));
+  const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+  const withInvalidUtf8 = (body: Buffer) => {
+    const at = body.indexOf(Buffer.from('PLACE'));
+    return Buffer.concat([body.subarray(0, at), Buffer.from([0xc3]), body.subarray(at + 5)]);
+  };
+  test.each([
+    { how: 'in one chunk', cut: (body: Buffer) => [body] },
+    { how: 'in three chunks', cut: (body: Buffer) => [body.subarray(0, 2), body.subarray(2, 50), body.subarray(50)] },
+  ])('$how: a leading BOM is dropped and invalid UTF-8 reads as U+FFFD', async ({ cut }) => {
+    for (const [body, pod] of [
+      [Buffer.concat([bom, named('web')]), 'web'],
+      [withInvalidUtf8(named('xPLACEy')), 'x\ufffdy'],
+    ] as const) {
+      const { status, logs } = await postInParts(cut(body), {
+        'content-type': 'application/json',
+        'content-length': body.length,
+      });
+      expect(status).toBe(200);
+      expect(logs.lines().find((line) => line['msg'] === 'review')?.['pod']).toBe(pod);
+    }
+  });
+
   test('a chunked body without a Content-Length is refused with 413 once it passes the limit', async () => {
     const mebibyte = Buffer.alloc(1024 * 1024, 'x');
     const { status, body } = await postInParts([Buffer.from('{"pad":"'), ...Array(5).fill(mebibyte)], {
