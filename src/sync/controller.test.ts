@@ -26,6 +26,8 @@ function setup(
   } = {},
 ) {
   const calls: string[] = [];
+  /** Namespaces the reconciler was told are gone. */
+  const forgotten: string[] = [];
   /** What each reconcile was given. */
   const seen: NamespaceInfo[] = [];
   let leader = options.leader ?? true;
@@ -39,6 +41,7 @@ function setup(
     setDesired(desired) {
       this.desired = desired;
     },
+    forget: (name) => void forgotten.push(name),
     async reconcileNamespace(n: NamespaceInfo): Promise<NamespaceResult> {
       calls.push(n.name);
       seen.push(n);
@@ -57,7 +60,7 @@ function setup(
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(options.now ? { now: options.now } : {}),
   });
-  return { controller, calls, seen, reconciler, setLeader: (value: boolean) => (leader = value) };
+  return { controller, calls, seen, forgotten, reconciler, setLeader: (value: boolean) => (leader = value) };
 }
 
 const settle = () => sleep(60);
@@ -163,9 +166,10 @@ describe('the --watch work queue', () => {
   });
 
   test('a deleted namespace is forgotten, and stop waits for work in flight', async () => {
-    const { controller, calls } = setup({ delayMs: 40 });
+    const { controller, calls, forgotten } = setup({ delayMs: 40 });
     controller.handlers.onList([ns('a'), ns('b'), ns('c')]);
     controller.handlers.onDelete('c');
+    expect(forgotten).toEqual(['c']);
     await sleep(10);
     const stopped = Date.now();
     await controller.stop();

@@ -114,6 +114,7 @@ export class SyncController {
       if (changed) this.enqueue(namespace.name);
     },
     onDelete: (name) => {
+      this.options.reconciler.forget(name);
       this.namespaces.delete(name);
       this.pending.delete(name);
       this.urgent.delete(name);

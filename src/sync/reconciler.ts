@@ -70,6 +70,8 @@ export interface NamespaceReconciler {
   /** Whether a configured Secret, as last seen (undefined: absent), needs its namespace reconciled. */
   drifted(namespace: NamespaceInfo, name: string, secret: SecretObject | undefined): boolean;
   reconcileNamespace(namespace: NamespaceInfo): Promise<NamespaceResult>;
+  /** The namespace is gone: nothing about it is remembered (the Events' list of opted-in namespaces). */
+  forget(name: string): void;
 }
 
 export interface ReconcilerOptions {
@@ -128,6 +130,10 @@ export class Reconciler implements NamespaceReconciler {
       return action === 'create' || action === 'update';
     }
     return this.concerns(namespace) && planPrune(secret).action === 'delete';
+  }
+
+  forget(name: string): void {
+    this.options.events?.forget(name);
   }
 
   async reconcileNamespace(namespace: NamespaceInfo): Promise<NamespaceResult> {

@@ -187,6 +187,16 @@ describe('a token request refused in --watch', () => {
     );
   });
 
+  test('reaches no Namespace deleted since it was reconciled', async () => {
+    const { recorded, reconciler, events } = setup();
+    await reconciler.reconcileNamespace(teamA);
+    await reconciler.reconcileNamespace({ ...teamB, name: 'team-c' });
+    reconciler.forget('team-a');
+    recorded.length = 0;
+    events.tokenRejected('myregistry.azurecr.io', 'acr-myregistry', false);
+    expect(recorded.map((input) => input.regarding.name)).toEqual(['team-c']);
+  });
+
   test('says the current token is kept while it is valid', () => {
     const { recorded, events } = setup();
     events.namespace(teamA, true);

@@ -26,6 +26,8 @@ export type SecretEvent =
 export interface SecretEventHook {
   namespace(namespace: NamespaceInfo, optedIn: boolean): void;
   secret(namespace: string, secret: string, event: SecretEvent): void;
+  /** The namespace was deleted. */
+  forget(namespace: string): void;
 }
 
 function namespaceRef(namespace: NamespaceInfo): ObjectRef {
@@ -107,6 +109,10 @@ export class SyncEvents implements SecretEventHook {
   namespace(namespace: NamespaceInfo, optedIn: boolean): void {
     if (optedIn) this.optedIn.set(namespace.name, namespaceRef(namespace));
     else this.optedIn.delete(namespace.name);
+  }
+
+  forget(namespace: string): void {
+    this.optedIn.delete(namespace);
   }
 
   secret(namespace: string, secret: string, event: SecretEvent): void {
