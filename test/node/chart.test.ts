@@ -192,9 +192,10 @@ beforeAll(async () => {
   record('image and chart published, release namespace prepared', Date.now() - started);
   // Opted in before the install, so the sync-secrets --once hook has a namespace to write into.
   await core.createNamespace({ body: { metadata: { name: preLabelled, labels: { [INJECT_LABEL]: INJECT_ENABLED } } } });
-  // Fail: a webhook call that misses shows as a failed create instead of a pod without its secret.
+  // Fail: a webhook call that misses shows as a failed create instead of a pod without its secret. Debug: a test
+  // reads the review lines to see which pods the apiserver sent (at info only warned reviews have one).
   const installStarted = Date.now();
-  const install = await release.install({ webhook: { failurePolicy: 'Fail' } });
+  const install = await release.install({ webhook: { failurePolicy: 'Fail', logLevel: 'debug' } });
   installMs = install.ms;
   record('helm install --wait (hooks on) to Ready', install.ms);
   for (const line of await installTimeline(installStarted)) log(`  install events: ${line}`);
