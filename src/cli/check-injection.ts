@@ -259,7 +259,7 @@ export async function runCheckInjection(
   const { kubeConfig } = loadKubeConfig({ flag: options.kubeconfig, env });
   const clients = makeClients(kubeConfig, { userAgent: `acr-pull-webhook-check-injection/${process.version}` });
   try {
-    const { namespaces } = await listNamespaces(clients.core);
+    const { namespaces } = await listNamespaces(clients.raw);
     const choice = chooseNamespace(namespaces, config.optIn, options);
     if (!choice.ok) {
       out(`FAIL ${choice.problem}`);

@@ -301,7 +301,7 @@ function currentHashes(config: Config, source: string): Map<string, string> {
 
 async function checkSecrets(clients: KubeClients, config: Config, source: string, now: Date): Promise<Finding[]> {
   const expected = expectedSecrets(config, currentHashes(config, source));
-  const { namespaces } = await listNamespaces(clients.core);
+  const { namespaces } = await listNamespaces(clients.raw);
   const { label, value } = config.optIn;
   const optedIn = namespaces.filter((ns) => ns.labels[label] === value && !ns.terminating).map((ns) => ns.name);
   if (optedIn.length === 0)

@@ -2,6 +2,7 @@
 // to log: the HTTP status, the Status reason and message, or why no answer came. client-node's
 // ApiException message embeds the whole response body and headers; that never reaches a log line.
 import { ApiException } from '@kubernetes/client-node';
+import type { RawResponse } from './client.ts';
 
 export class KubeApiError extends Error {
   override name = 'KubeApiError';
@@ -121,4 +122,10 @@ function transportReason(error: unknown): string {
         : cause.message,
     );
   return oneLine(error instanceof Error ? error.message : String(error));
+}
+
+/** A non-2xx answer on the raw path as client-node would have thrown it, so toKubeApiError reads both paths alike. */
+export function rawFailure(response: RawResponse): ApiException<string> {
+  const body = response.body.toString('utf8');
+  return new ApiException(response.status, `HTTP-Code: ${response.status}`, body, response.headers);
 }

@@ -2,7 +2,8 @@
 // answers the watch: stop() must end that request at once, not when client-node's 30 s timer fires.
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
+import { makeClients } from './client.ts';
 import { afterEach, expect, test } from 'vitest';
 import { namespaceInfo, NamespaceWatcher } from './namespace-watch.ts';
 
@@ -38,7 +39,7 @@ test('stop() ends a watch request still waiting for its response headers', async
   });
   const lists: number[] = [];
   const watcher = new NamespaceWatcher({
-    core: kubeConfig.makeApiClient(CoreV1Api),
+    raw: makeClients(kubeConfig, { userAgent: 'test' }).raw,
     kubeConfig,
     handlers: { onList: (all) => lists.push(all.length), onUpsert: () => {}, onDelete: () => {}, onError: () => {} },
     watchTimeoutSeconds: 60,

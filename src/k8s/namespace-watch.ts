@@ -1,9 +1,25 @@
 // List + watch of Namespaces (list-watch.ts does the listing, watching and recovering): the view of
 // which namespaces are opted in, for sync-secrets, check-injection and doctor.
-import type { CoreV1Api, KubeConfig, V1Namespace } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Backoff } from './backoff.ts';
+import type { RawRequest } from './client.ts';
 import { Interner } from './intern.ts';
-import { listAll, ListWatcher } from './list-watch.ts';
+import { listAll, ListWatcher, rawPager } from './list-watch.ts';
+
+/** What is read of a core/v1 Namespace, as the apiserver's JSON has it (lists and watch events alike). */
+export interface NamespaceObject {
+  readonly metadata?: {
+    readonly name?: string;
+    readonly uid?: string;
+    readonly resourceVersion?: string;
+    readonly labels?: Readonly<Record<string, string>>;
+    readonly deletionTimestamp?: string;
+    readonly [other: string]: unknown;
+  };
+  readonly status?: { readonly phase?: string };
+}
+
+const NAMESPACES_PATH = '/api/v1/namespaces';
 
 export interface NamespaceInfo {
   readonly name: string;
@@ -24,7 +40,8 @@ export interface NamespaceWatchHandlers {
 }
 
 export interface NamespaceWatcherOptions {
-  readonly core: CoreV1Api;
+  /** Lists go through it (KubeClients.raw); the watch through `kubeConfig`. */
+  readonly raw: RawRequest;
   readonly kubeConfig: KubeConfig;
   readonly handlers: NamespaceWatchHandlers;
   /** Server-side timeout of one watch request, jittered up to +20%. */
@@ -39,7 +56,7 @@ const interner = new Interner();
  * Kept for every namespace in the cluster, so only what is read: a label value equal to the name (the apiserver's
  * own name label) is the name's string, and values many namespaces share (the opt-in's) are one copy.
  */
-export function namespaceInfo(namespace: V1Namespace): NamespaceInfo {
+export function namespaceInfo(namespace: NamespaceObject): NamespaceInfo {
   const name = namespace.metadata?.name ?? '';
   // A copy of the same shape (a spread), whose values are then swapped in place.
   const labels: Record<string, string> = { ...namespace.metadata?.labels };
@@ -54,20 +71,24 @@ export function namespaceInfo(namespace: V1Namespace): NamespaceInfo {
 
 /** Every namespace, page by page (a continue token that expires restarts the list). */
 export async function listNamespaces(
-  core: CoreV1Api,
+  raw: RawRequest,
 ): Promise<{ namespaces: NamespaceInfo[]; resourceVersion: string }> {
-  const { items, resourceVersion } = await listAll('namespaces', (page) => core.listNamespace(page), namespaceInfo);
+  const { items, resourceVersion } = await listAll(
+    'namespaces',
+    rawPager<NamespaceObject>(raw, NAMESPACES_PATH),
+    namespaceInfo,
+  );
   return { namespaces: items, resourceVersion };
 }
 
-export class NamespaceWatcher extends ListWatcher<V1Namespace, NamespaceInfo> {
+export class NamespaceWatcher extends ListWatcher<NamespaceObject, NamespaceInfo> {
   constructor(options: NamespaceWatcherOptions) {
     const { handlers } = options;
     super({
       kubeConfig: options.kubeConfig,
       what: 'namespaces',
-      path: '/api/v1/namespaces',
-      list: (page) => options.core.listNamespace(page),
+      path: NAMESPACES_PATH,
+      list: rawPager<NamespaceObject>(options.raw, NAMESPACES_PATH),
       convert: namespaceInfo,
       handlers: { ...handlers, onDelete: (namespace) => handlers.onDelete(namespace.name) },
       watchTimeoutSeconds: options.watchTimeoutSeconds,

@@ -2,7 +2,7 @@
 // name answers every read; a list the RBAC refuses falls back to a GET per Secret.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, describe, expect, test } from 'vitest';
 import { makeClients, type KubeClients } from './client.ts';
 import { desiredSecrets, secretManifest } from '../sync/desired.ts';
@@ -61,7 +61,7 @@ async function standIn(listStatus: number): Promise<{ requests: string[]; client
 test('--once lists each configured name cluster-wide once, and reads every Secret from that list', async () => {
   const { requests, clients } = await standIn(200);
   const fallbacks: string[] = [];
-  const store = await listedSecretStore(clients.core, ['acr-x', 'acr-x'], secretStore(clients.raw), (m) =>
+  const store = await listedSecretStore(clients.raw, ['acr-x', 'acr-x'], secretStore(clients.raw), (m) =>
     fallbacks.push(m),
   );
   expect((await store.get('a', 'acr-x'))?.metadata?.resourceVersion).toBe('5');
@@ -73,7 +73,7 @@ test('--once lists each configured name cluster-wide once, and reads every Secre
 test('a list the RBAC refuses falls back to a GET per Secret, saying why', async () => {
   const { requests, clients } = await standIn(403);
   const fallbacks: string[] = [];
-  const store = await listedSecretStore(clients.core, ['acr-x'], secretStore(clients.raw), (m) => fallbacks.push(m));
+  const store = await listedSecretStore(clients.raw, ['acr-x'], secretStore(clients.raw), (m) => fallbacks.push(m));
   expect(await store.get('b', 'acr-x')).toBeUndefined();
   expect(requests).toEqual([
     'GET /api/v1/secrets?fieldSelector=metadata.name=acr-x&limit=500',
@@ -84,7 +84,7 @@ test('a list the RBAC refuses falls back to a GET per Secret, saying why', async
 
 test('after a write loses a race (409), the next read of that Secret goes to the apiserver, once', async () => {
   const { requests, clients } = await standIn(200);
-  const store = await listedSecretStore(clients.core, ['acr-x'], secretStore(clients.raw), () => {});
+  const store = await listedSecretStore(clients.raw, ['acr-x'], secretStore(clients.raw), () => {});
   const read = await store.get('a', 'acr-x');
   await expect(store.replace('a', 'acr-x', { ...read, data: {} })).rejects.toMatchObject({ status: 409 });
   await store.get('a', 'acr-x');
@@ -99,7 +99,7 @@ describe('the cached form of a watched Secret', () => {
   const [desired] = desiredSecrets([{ server: 'r.azurecr.io', secretName: 'acr-r', username: 'u', password: 'p' }]);
   if (desired === undefined) throw new Error('no desired secret');
   /** Ours as the apiserver returns it, with what others added: a label, an owner, a finalizer. */
-  const returned = (namespace: string, uid: string): V1Secret => {
+  const returned = (namespace: string, uid: string): SecretObject => {
     const manifest = secretManifest(desired, namespace);
     return {
       ...manifest,
@@ -107,14 +107,14 @@ describe('the cached form of a watched Secret', () => {
         ...manifest.metadata,
         uid,
         resourceVersion: `${uid}-rv`,
-        creationTimestamp: new Date('2026-12-01T00:00:00Z'),
+        creationTimestamp: '2026-12-01T00:00:00Z',
         selfLink: `/api/v1/namespaces/${namespace}/secrets/acr-r`,
         labels: { ...manifest.metadata?.labels, team: 'a' },
         ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: 'o-1' }],
         finalizers: ['example.com/keep'],
         managedFields: [{ manager: 'acr-pull-webhook', operation: 'Update', fieldsType: 'FieldsV1', fieldsV1: {} }],
       },
-    } as V1Secret;
+    };
   };
 
   test('holds what the plan reads and an update writes back, and nothing the apiserver ignores on a PUT', () => {
@@ -149,7 +149,7 @@ describe('the cached form of a watched Secret', () => {
     const secret = returned('team-a', 'uid-1');
     for (const want of [desired, rotated]) {
       const fromCache = planSecret('team-a', cachedSecret(secret), want);
-      const fromApi = planSecret('team-a', secret as SecretObject, want);
+      const fromApi = planSecret('team-a', secret, want);
       expect(fromCache.action).toBe(fromApi.action);
       if (fromCache.action === 'update' && fromApi.action === 'update') {
         // What the PUT sends: the same, less what the apiserver fills in or ignores.
@@ -158,6 +158,6 @@ describe('the cached form of a watched Secret', () => {
         expect(fromCache.secret).toEqual({ ...rest, metadata });
       }
     }
-    expect(planPrune(cachedSecret(secret))).toEqual(planPrune(secret as SecretObject));
+    expect(planPrune(cachedSecret(secret))).toEqual(planPrune(secret));
   });
 });

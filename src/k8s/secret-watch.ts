@@ -4,16 +4,18 @@
 // by anyone is reported at once, and reads come from the cache once it is listed, so a periodic
 // resync costs no request at all. A write that loses a race (409) makes the next read of that Secret
 // go to the apiserver, as the cache may not have seen the winning write yet.
-import type { CoreV1Api, KubeConfig, V1ObjectMeta, V1Secret } from '@kubernetes/client-node';
+import type { KubeConfig, V1ObjectMeta } from '@kubernetes/client-node';
 import type { Backoff } from './backoff.ts';
 import { KubeApiError } from './errors.ts';
 import { Interner } from './intern.ts';
-import { listAll, ListWatcher } from './list-watch.ts';
+import type { RawRequest } from './client.ts';
+import { listAll, ListWatcher, rawPager } from './list-watch.ts';
 import type { SecretObject } from './secret-object.ts';
 import type { SecretStore } from './secrets.ts';
 
 export interface SecretWatchOptions {
-  readonly core: CoreV1Api;
+  /** Lists go through it (KubeClients.raw); the watches through `kubeConfig`. */
+  readonly raw: RawRequest;
   readonly kubeConfig: KubeConfig;
   /** The configured secret names: one watch each (a field selector cannot name two). */
   readonly names: readonly string[];
@@ -26,6 +28,11 @@ export interface SecretWatchOptions {
 
 const key = (namespace: string, name: string): string => `${namespace}/${name}`;
 
+/** Every namespace's Secrets, by name: the collection a field selector on the name narrows to one name's. */
+const SECRETS_PATH = '/api/v1/secrets';
+const nameSelector = (name: string): string => `metadata.name=${name}`;
+const byName = (raw: RawRequest, name: string) => rawPager<SecretObject>(raw, SECRETS_PATH, nameSelector(name));
+
 const interner = new Interner();
 
 const allDefined = <T extends object>(values: T): values is { [K in keyof T]: NonNullable<T[K]> } =>
@@ -33,11 +40,11 @@ const allDefined = <T extends object>(values: T): values is { [K in keyof T]: No
 
 /**
  * What the plan reads and an update writes back, and nothing the apiserver ignores on a PUT: managedFields (most of a
- * Secret's metadata), creationTimestamp (a Date each from client-node), selfLink, apiVersion and kind (the path says
+ * Secret's metadata), creationTimestamp, selfLink, apiVersion and kind (the path says
  * them) are dropped; the name, type, and the label, annotation and data maps most Secrets share are one copy each.
  * Others' labels and annotations, ownerReferences and finalizers stay, so an update keeps them. Exported for its test.
  */
-export function cachedSecret(secret: V1Secret | SecretObject): SecretObject {
+export function cachedSecret(secret: SecretObject): SecretObject {
   const {
     managedFields: _managedFields,
     creationTimestamp: _creationTimestamp,
@@ -120,7 +127,7 @@ function cachedStore(
  * Secret, after `onFallback` says why.
  */
 export async function listedSecretStore(
-  core: CoreV1Api,
+  raw: RawRequest,
   names: readonly string[],
   live: SecretStore,
   onFallback: (message: string) => void,
@@ -128,12 +135,7 @@ export async function listedSecretStore(
   const snapshot = new Map<string, SecretObject>();
   try {
     for (const name of new Set(names)) {
-      const fieldSelector = `metadata.name=${name}`;
-      const { items } = await listAll(
-        `secrets named ${name}`,
-        (page) => core.listSecretForAllNamespaces({ ...page, fieldSelector }),
-        cachedSecret,
-      );
+      const { items } = await listAll(`secrets named ${name}`, byName(raw, name), cachedSecret);
       for (const secret of items) snapshot.set(key(secret.metadata?.namespace ?? '', name), secret);
     }
   } catch (error) {
@@ -149,7 +151,7 @@ export async function listedSecretStore(
 
 export class SecretWatch {
   private readonly options: SecretWatchOptions;
-  private readonly watchers = new Map<string, ListWatcher<V1Secret, SecretObject>>();
+  private readonly watchers = new Map<string, ListWatcher<SecretObject, SecretObject>>();
   /** Per name: namespace → Secret. */
   private readonly cache = new Map<string, Map<string, SecretObject>>();
   /** Secrets whose next read goes to the apiserver (a write of ours lost a race the cache may not show yet). */
@@ -160,13 +162,12 @@ export class SecretWatch {
     for (const name of new Set(options.names)) {
       const entries = new Map<string, SecretObject>();
       this.cache.set(name, entries);
-      const fieldSelector = `metadata.name=${name}`;
-      const watcher = new ListWatcher<V1Secret, SecretObject>({
+      const watcher = new ListWatcher<SecretObject, SecretObject>({
         kubeConfig: options.kubeConfig,
         what: `secrets named ${name}`,
-        path: '/api/v1/secrets',
-        fieldSelector,
-        list: (page) => options.core.listSecretForAllNamespaces({ ...page, fieldSelector }),
+        path: SECRETS_PATH,
+        fieldSelector: nameSelector(name),
+        list: byName(options.raw, name),
         convert: cachedSecret,
         handlers: {
           onList: (secrets) => this.relisted(name, entries, secrets),

@@ -1,10 +1,9 @@
 // Secret reads and writes, one object by name at a time: sync-secrets is allowed to get, update
 // and delete only the configured names (RBAC resourceNames); it lists and watches them by name
 // only (secret-watch.ts), whose cache answers get() in --watch.
-import { ApiException } from '@kubernetes/client-node';
-import type { RawRequest, RawResponse } from './client.ts';
+import type { RawRequest } from './client.ts';
 import type { SecretObject } from './secret-object.ts';
-import { toKubeApiError } from './errors.ts';
+import { rawFailure, toKubeApiError } from './errors.ts';
 
 export interface SecretStore {
   /** The Secret, or undefined when it does not exist. */
@@ -30,12 +29,6 @@ const secretPath = (namespace: string, name?: string): string => {
   return name === undefined ? collection : `${collection}/${encodeURIComponent(name)}`;
 };
 
-/** A non-2xx answer as client-node would have thrown it, so toKubeApiError reads both paths alike. */
-function failed(response: RawResponse): ApiException<string> {
-  const body = response.body.toString('utf8');
-  return new ApiException(response.status, `HTTP-Code: ${response.status}`, body, response.headers);
-}
-
 function rawSecretStore(raw: RawRequest): SecretStore {
   const write = async (
     what: string,
@@ -48,7 +41,7 @@ function rawSecretStore(raw: RawRequest): SecretStore {
       const response = await raw(method, path, JSON.stringify(body));
       if (response.status >= 200 && response.status < 300) return;
       if (tolerate404 && response.status === 404) return;
-      throw failed(response);
+      throw rawFailure(response);
     } catch (error) {
       throw toKubeApiError(error, what);
     }
@@ -58,7 +51,7 @@ function rawSecretStore(raw: RawRequest): SecretStore {
       try {
         const response = await raw('GET', secretPath(namespace, name));
         if (response.status === 404) return undefined;
-        if (response.status !== 200) throw failed(response);
+        if (response.status !== 200) throw rawFailure(response);
         return JSON.parse(response.body.toString('utf8')) as SecretObject;
       } catch (error) {
         throw toKubeApiError(error, `get secret ${namespace}/${name}`);

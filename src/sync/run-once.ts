@@ -33,7 +33,7 @@ export interface OnceOptions {
 
 /** Lists namespaces, retrying transient failures with the write backoff. */
 async function listWithRetries(cluster: SyncCluster, logger: Logger): Promise<readonly NamespaceInfo[]> {
-  const list = await retry(WRITE_BACKOFF, () => listNamespaces(cluster.clients.core), {
+  const list = await retry(WRITE_BACKOFF, () => listNamespaces(cluster.clients.raw), {
     decide: retryDecision,
     onRetry: (error, attempt) =>
       logger.warn(
@@ -72,12 +72,12 @@ export async function once(options: OnceOptions): Promise<number> {
     const namespaces = await listWithRetries(cluster, logger);
     const desired = desiredSecrets(credentials);
     // One list per configured name instead of a GET per Secret: a warm run at 10,000 namespaces is 40 requests.
-    const { core, raw } = cluster.clients;
+    const { raw } = cluster.clients;
     const names = desired.map((secret) => secret.name);
     const store = await retry(
       WRITE_BACKOFF,
       () =>
-        listedSecretStore(core, names, secretStore(raw), (error) =>
+        listedSecretStore(raw, names, secretStore(raw), (error) =>
           logger.warn({ error }, 'cannot list the configured secrets by name; reading each one instead'),
         ),
       { decide: retryDecision },

@@ -162,7 +162,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
   );
   // Reconciles read the configured Secrets from this watch's cache; a change by anyone queues its namespace.
   const secretWatch = new SecretWatch({
-    core: clients.core,
+    raw: clients.raw,
     kubeConfig: clients.kubeConfig,
     names: desiredSecrets(credentials.current()).map((secret) => secret.name),
     onChange: (namespace, name, secret) => controller?.secretChanged(namespace, name, secret),
@@ -191,7 +191,7 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
     metrics,
   });
   const watcher = new NamespaceWatcher({
-    core: clients.core,
+    raw: clients.raw,
     kubeConfig: clients.kubeConfig,
     handlers: controller.handlers,
     watchTimeoutSeconds,
