@@ -53,6 +53,8 @@ function recorder(
     queueLimit?: number;
     inFlight?: number;
     sendsPerSecond?: number;
+    sendBurst?: number;
+    holdNormal?: boolean;
     onDropped?: (type: string) => void;
   } = {},
 ) {
@@ -453,6 +455,66 @@ describe('the queue (client-go broadcaster: 1000 waiting, the rest dropped)', ()
     await recording.shutdown(2_000);
     expect(sink.writes).toHaveLength(5);
     expect(dropped).toEqual([]);
+  });
+
+  const notes = (writes: readonly Write[]) => writes.map((write) => (write.verb === 'create' ? write.event.note : ''));
+
+  test('held Normal events wait for the shutdown while Warnings go out at once', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink, { holdNormal: true, sendsPerSecond: 50 });
+    for (let i = 0; i < 3; i++) recording.record(about(i, 'Normal'));
+    recording.record(about(3, 'Warning'));
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(notes(sink.writes)).toEqual(['Warning 3']);
+    await recording.shutdown(2_000);
+    expect(notes(sink.writes)).toEqual(['Warning 3', 'Normal 0', 'Normal 1', 'Normal 2']);
+  });
+
+  test('held Normal events the budget sends at once (its burst) go out at shutdown', async () => {
+    const sink = fakeSink();
+    const dropped: string[] = [];
+    // 1 on the wire + a burst of 8 + 4 a second for 250 ms: 10 fit.
+    const options = { holdNormal: true, inFlight: 1, sendsPerSecond: 4, sendBurst: 8 };
+    const { recording } = recorder(sink, { ...options, onDropped: (type) => dropped.push(type) });
+    for (let i = 0; i < 10; i++) recording.record(about(i, 'Normal'));
+    await recording.shutdown(2_000);
+    expect(sink.writes).toHaveLength(10);
+    expect(dropped).toEqual([]);
+    const over = recorder(fakeSink(), { ...options, onDropped: (type) => dropped.push(type) });
+    for (let i = 0; i < 11; i++) over.recording.record(about(i, 'Normal'));
+    await over.recording.shutdown(2_000);
+    expect(dropped).toHaveLength(11);
+  });
+
+  test('held Normal events beyond what the budget sends within the grace are all dropped, none sent', async () => {
+    const sink = fakeSink();
+    const dropped: string[] = [];
+    const { recording, logger } = recorder(sink, {
+      holdNormal: true,
+      inFlight: 1,
+      sendsPerSecond: 4,
+      onDropped: (type) => dropped.push(type),
+    });
+    for (let i = 0; i < 6; i++) recording.record(about(i, 'Normal'));
+    await recording.shutdown(2_000);
+    expect(sink.writes).toEqual([]);
+    expect(dropped).toHaveLength(6);
+    expect(logger.info).toHaveBeenCalledWith({ dropped: { Normal: 6, Warning: 0 } }, expect.any(String));
+  });
+
+  test('held Normal events go out on releaseNormal() and on a flush', async () => {
+    const sink = fakeSink();
+    const { recording } = recorder(sink, { holdNormal: true });
+    recording.record(about(0, 'Normal'));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(sink.writes).toHaveLength(0);
+    recording.releaseNormal();
+    await recording.flush();
+    expect(notes(sink.writes)).toEqual(['Normal 0']);
+    const flushed = recorder(fakeSink(), { holdNormal: true });
+    flushed.recording.record(about(1, 'Normal'));
+    await flushed.recording.flush();
+    expect(flushed.recording.droppedSinceSummary()).toEqual({ Normal: 0, Warning: 0 });
   });
 
   test('a dropped repeat does not stop later repeats from being written', async () => {

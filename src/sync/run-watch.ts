@@ -150,9 +150,9 @@ async function start(options: WatchOptions, undo: (close: () => unknown) => void
       logger.warn({ identity: elector.identity }, 'no longer leading: this replica stops writing'),
     onError: (message) => logger.warn({ error: message }, 'lease call failed'),
   });
-  const recorder = syncEventRecorder(clients.events, logger, elector.identity, (type) =>
-    metrics.eventsDropped.inc({ type }),
-  );
+  const recorder = syncEventRecorder(clients.events, logger, elector.identity, {
+    onDropped: (type) => metrics.eventsDropped.inc({ type }),
+  });
   syncEvents = recorder.events;
   // Each watch ends (a sign of progress) well within the stall limit even in a quiet cluster, so
   // liveness never fails for want of events: the default 60 s limit gives 20 s watches.

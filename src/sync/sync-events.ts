@@ -158,12 +158,15 @@ export class SyncEvents implements SecretEventHook {
  */
 export const SHUTDOWN_EVENT_FLUSH_MS = 2_000;
 
-/** The recorder for one sync-secrets process (`instance`: this replica) and the events it records. */
+/**
+ * The recorder for one sync-secrets process (`instance`: this replica) and the events it records. `holdNormal`
+ * (--once): Normal events wait until the end, so the run's own writes never share the apiserver with them.
+ */
 export function syncEventRecorder(
   api: EventsV1Api,
   logger: RecorderLogger,
   instance: string,
-  onDropped?: (type: EventType) => void,
+  options: { readonly onDropped?: (type: EventType) => void; readonly holdNormal?: boolean } = {},
 ): {
   readonly events: SyncEvents;
   readonly flush: (withinMs?: number) => Promise<void>;
@@ -177,7 +180,8 @@ export function syncEventRecorder(
     reportingInstance: `${SYNC_EVENT_CONTROLLER}-${instance}`.slice(0, 128),
     logger,
     sendsPerSecond: SYNC_DEFAULTS.eventsQps,
-    ...(onDropped === undefined ? {} : { onDropped }),
+    sendBurst: SYNC_DEFAULTS.eventsBurst,
+    ...options,
   });
   return {
     events: new SyncEvents(recorder),

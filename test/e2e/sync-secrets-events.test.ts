@@ -241,6 +241,65 @@ describe('sync-secrets --once records Events on the Namespace', () => {
   });
 });
 
+describe('sync-secrets --once sends its Normal Events after its Secret writes', () => {
+  interface Audited {
+    readonly user: { readonly username: string };
+    readonly objectRef: { readonly resource: string; readonly namespace?: string; readonly name?: string };
+    readonly responseStatus?: { readonly code: number };
+    readonly requestReceivedTimestamp: string;
+    readonly stageTimestamp: string;
+  }
+
+  /** The account's creates the apiserver answered, from the audit log (see global-setup.ts). */
+  const auditedCreates = (): Audited[] =>
+    readFileSync(inject('auditLogPath'), 'utf8')
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => JSON.parse(line) as Audited)
+      .filter((entry) => entry.user.username === `system:serviceaccount:${RELEASE}:${SYNC_NAME}`);
+
+  test('a cold run, one namespace at a time: each SecretCreated arrives after the last Secret is created', async () => {
+    const fresh: string[] = [];
+    for (let i = 0; i < 4; i++) fresh.push(await newNamespace('events-held', true));
+    // Before any --watch of this file runs (it would create them first). One namespace at a time, an Event sent
+    // as soon as its Secret was created would arrive while the next namespace's Secret is written.
+    const once = await runSync(['--config', CONFIG, '--once', '--concurrency', '1', '--kubeconfig', saKubeconfig]);
+    expect(once.status).toBe(0);
+    expect(once.stdout).toMatch(/created=4 /);
+
+    let secrets: Audited[] = [];
+    let events: Audited[] = [];
+    await timeUntil(
+      'the four Secrets and four Events in the audit log',
+      async () => {
+        const creates = auditedCreates();
+        secrets = creates.filter(
+          (entry) => entry.objectRef.resource === 'secrets' && fresh.includes(entry.objectRef.namespace ?? ''),
+        );
+        // Events about a Namespace are named `<namespace>.<time in hex>`, in default.
+        events = creates.filter(
+          (entry) =>
+            entry.objectRef.resource === 'events' &&
+            fresh.some((namespace) => entry.objectRef.name?.startsWith(`${namespace}.`)),
+        );
+        return secrets.length === 4 && events.length === 4;
+      },
+      5_000,
+    );
+    expect(secrets.map((entry) => entry.responseStatus?.code)).toEqual([201, 201, 201, 201]);
+    expect(events.map((entry) => entry.responseStatus?.code)).toEqual([201, 201, 201, 201]);
+    // MicroTime: RFC 3339 in UTC with six fractional digits always, so the text sorts as the time does.
+    const lastSecretAnswered =
+      secrets
+        .map((entry) => entry.stageTimestamp)
+        .sort()
+        .at(-1) ?? '';
+    const firstEventArrived = events.map((entry) => entry.requestReceivedTimestamp).sort()[0] ?? '';
+    expect(firstEventArrived >= lastSecretAnswered, `${firstEventArrived} >= ${lastSecretAnswered}`).toBe(true);
+    for (const namespace of fresh) expect(reasons(await eventsAbout(namespace))).toEqual(['SecretCreated']);
+  });
+});
+
 describe('sync-secrets --watch records Events, and a resync repeats none', () => {
   let watched = '';
   let taken = '';
