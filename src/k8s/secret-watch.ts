@@ -134,10 +134,11 @@ export async function listedSecretStore(
 ): Promise<SecretStore> {
   const snapshot = new Map<string, SecretObject>();
   try {
-    for (const name of new Set(names)) {
+    const lists = [...new Set(names)].map(async (name) => {
       const { items } = await listAll(`secrets named ${name}`, byName(raw, name), cachedSecret);
       for (const secret of items) snapshot.set(key(secret.metadata?.namespace ?? '', name), secret);
-    }
+    });
+    await Promise.all(lists);
   } catch (error) {
     if (!(error instanceof KubeApiError && error.status === 403)) throw error;
     onFallback(error.message);
