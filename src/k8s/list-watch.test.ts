@@ -3,7 +3,7 @@
 import { ApiException } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import type { RawRequest } from './client.ts';
-import { listAll, rawPager, type ListPage } from './list-watch.ts';
+import { listAll, listEach, rawPager, type ListPage } from './list-watch.ts';
 
 interface Raw {
   readonly metadata: { readonly name: string; readonly managedFields: readonly unknown[] };
@@ -93,4 +93,31 @@ describe('rawPager: one page of a collection on the raw path', () => {
       message: 'list secrets named acr-x: HTTP 403 Forbidden',
     });
   });
+});
+
+test('listEach hands over each item as its page arrives, and after an expired continue token lists again', async () => {
+  const steps: string[] = [];
+  let requests = 0;
+  const list = async (page: { continue?: string }): Promise<ListPage<Raw>> => {
+    requests += 1;
+    steps.push(`request ${page.continue ?? 'first'}`);
+    if (requests === 3) throw new ApiException(410, 'Gone', '{"code":410,"reason":"Expired"}', {});
+    return page.continue === undefined
+      ? { items: [raw('a'), raw('b')], resourceVersion: '1', next: 'p2' }
+      : { items: [raw('c')], resourceVersion: '2', next: requests === 2 ? 'p3' : undefined };
+  };
+  for await (const name of listEach('things', list, (item) => item.metadata.name)) steps.push(`got ${name}`);
+  expect(steps).toEqual([
+    'request first',
+    'got a',
+    'got b',
+    'request p2',
+    'got c',
+    'request p3',
+    'request first',
+    'got a',
+    'got b',
+    'request p2',
+    'got c',
+  ]);
 });

@@ -75,34 +75,69 @@ export function rawPager<Raw>(raw: RawRequest, path: string, fieldSelector?: str
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 
+/** One converted page; `restarted`: a continue token expired and the list began again with this page. */
+interface ConvertedPage<T> {
+  readonly items: T[];
+  readonly resourceVersion: string;
+  readonly restarted: boolean;
+}
+
 /**
- * Every item, page by page (a continue token that expires restarts the list), each converted as its page arrives:
- * only one page of raw objects (with their managedFields) is alive at a time. Held
- * whole until the end, 20,000 raw Secrets and Namespaces were the peak that sized the heap for good.
+ * The list page by page, each converted as it arrives: only one page of raw objects (with their managedFields) is
+ * alive at a time. Held whole until the end, 20,000 raw Secrets and Namespaces were the peak that sized the heap for
+ * good. A continue token that expires (410) restarts the list.
  */
+async function* convertedPages<Raw, T>(
+  what: string,
+  list: ListPager<Raw>,
+  convert: (raw: Raw) => T,
+): AsyncGenerator<ConvertedPage<T>> {
+  let token: string | undefined;
+  let restarted = false;
+  for (;;) {
+    let page: ListPage<Raw>;
+    try {
+      page = await list({ limit: LIST_PAGE_SIZE, ...(token === undefined ? {} : { continue: token }) });
+    } catch (error) {
+      const failure = toKubeApiError(error, `list ${what}`);
+      if (failure.status !== 410 || token === undefined) throw failure;
+      token = undefined;
+      restarted = true;
+      continue;
+    }
+    yield { items: page.items.map(convert), resourceVersion: page.resourceVersion, restarted };
+    restarted = false;
+    token = page.next;
+    if (token === undefined) return;
+  }
+}
+
+/** Every item, page by page (see convertedPages); a restarted list returns only what the restart listed. */
 export async function listAll<Raw, T>(
   what: string,
   list: ListPager<Raw>,
   convert: (raw: Raw) => T,
 ): Promise<{ items: T[]; resourceVersion: string }> {
-  for (;;) {
-    const items: T[] = [];
-    let token: string | undefined;
-    let resourceVersion = '';
-    try {
-      do {
-        const page = await list({ limit: LIST_PAGE_SIZE, ...(token === undefined ? {} : { continue: token }) });
-        for (const raw of page.items) items.push(convert(raw));
-        resourceVersion = page.resourceVersion;
-        token = page.next;
-      } while (token !== undefined);
-      return { items, resourceVersion };
-    } catch (error) {
-      const failure = toKubeApiError(error, `list ${what}`);
-      if (failure.status === 410 && token !== undefined) continue;
-      throw failure;
-    }
+  let items: T[] = [];
+  let resourceVersion = '';
+  for await (const page of convertedPages(what, list, convert)) {
+    if (page.restarted) items = [];
+    items.push(...page.items);
+    resourceVersion = page.resourceVersion;
   }
+  return { items, resourceVersion };
+}
+
+/**
+ * Every item as its page arrives, for a caller that acts on each before the list ends (--once writes while the
+ * namespaces are still being listed). After a restart (an expired continue token) items come again: drop repeats.
+ */
+export async function* listEach<Raw, T>(
+  what: string,
+  list: ListPager<Raw>,
+  convert: (raw: Raw) => T,
+): AsyncGenerator<T> {
+  for await (const page of convertedPages(what, list, convert)) yield* page.items;
 }
 
 type WatchEnd = { kind: 'closed' } | { kind: 'expired' } | { kind: 'failed'; message: string };

@@ -4,7 +4,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Backoff } from './backoff.ts';
 import type { RawRequest } from './client.ts';
 import { Interner } from './intern.ts';
-import { listAll, ListWatcher, rawPager } from './list-watch.ts';
+import { listAll, listEach, type ListPager, ListWatcher, rawPager } from './list-watch.ts';
 
 /** What is read of a core/v1 Namespace, as the apiserver's JSON has it (lists and watch events alike). */
 export interface NamespaceObject {
@@ -69,16 +69,29 @@ export function namespaceInfo(namespace: NamespaceObject): NamespaceInfo {
   };
 }
 
-/** Every namespace, page by page (a continue token that expires restarts the list). */
+/** Runs one request: as is, or with retries around it (--once: the write backoff). */
+export type Attempt = <T>(request: () => Promise<T>) => Promise<T>;
+
+const namespacePager = (raw: RawRequest, attempt: Attempt): ListPager<NamespaceObject> => {
+  const pager = rawPager<NamespaceObject>(raw, NAMESPACES_PATH);
+  return (page) => attempt(() => pager(page));
+};
+
+/** Every namespace, page by page (a continue token that expires restarts the list), each page by `attempt`. */
 export async function listNamespaces(
   raw: RawRequest,
+  attempt: Attempt = (request) => request(),
 ): Promise<{ namespaces: NamespaceInfo[]; resourceVersion: string }> {
-  const { items, resourceVersion } = await listAll(
-    'namespaces',
-    rawPager<NamespaceObject>(raw, NAMESPACES_PATH),
-    namespaceInfo,
-  );
+  const { items, resourceVersion } = await listAll('namespaces', namespacePager(raw, attempt), namespaceInfo);
   return { namespaces: items, resourceVersion };
+}
+
+/** Every namespace as its page arrives (listEach: after an expired continue token some come again). */
+export function eachNamespace(
+  raw: RawRequest,
+  attempt: Attempt = (request) => request(),
+): AsyncGenerator<NamespaceInfo> {
+  return listEach('namespaces', namespacePager(raw, attempt), namespaceInfo);
 }
 
 export class NamespaceWatcher extends ListWatcher<NamespaceObject, NamespaceInfo> {

@@ -317,4 +317,33 @@ describe('reconcileAll (--once)', () => {
     expect(summary).toMatchObject({ namespaces: 20, created: 20, failed: 0 });
     expect(most).toBe(n);
   });
+
+  test('namespaces arriving page by page are written as they arrive, not after the last page', async () => {
+    const { store, reconciler } = setup();
+    let releaseSecondPage: () => void = () => {};
+    const secondPage = new Promise<void>((resolve) => (releaseSecondPage = resolve));
+    async function* pages() {
+      yield { ...teamA, name: 'team-1' };
+      yield { ...teamA, name: 'team-2' };
+      await secondPage;
+      yield { ...teamA, name: 'team-3' };
+    }
+    const done = reconciler.reconcileAll(pages(), 4);
+    const written = (name: string) => store.read(name, 'acr-myregistry') !== undefined;
+    for (let tries = 0; tries < 100 && !(written('team-1') && written('team-2')); tries++)
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    expect(['team-1', 'team-2', 'team-3'].filter(written)).toEqual(['team-1', 'team-2']);
+    releaseSecondPage();
+    expect(await done).toMatchObject({ namespaces: 3, created: 3, failed: 0 });
+  });
+
+  test('when the list of namespaces fails, what is in flight finishes, then the failure is thrown', async () => {
+    const { store, reconciler } = setup();
+    async function* failing() {
+      yield { ...teamA, name: 'team-1' };
+      throw new KubeApiError(500, 'InternalError', 'list namespaces: HTTP 500 InternalError');
+    }
+    await expect(reconciler.reconcileAll(failing(), 4)).rejects.toThrow('list namespaces: HTTP 500 InternalError');
+    expect(store.read('team-1', 'acr-myregistry')).toBeDefined();
+  });
 });

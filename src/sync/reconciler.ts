@@ -152,16 +152,34 @@ export class Reconciler implements NamespaceReconciler {
     return { namespace: namespace.name, optedIn, outcomes };
   }
 
-  /** Reconciles namespaces `concurrency` at a time and adds up the outcomes. */
-  async reconcileAll(namespaces: readonly NamespaceInfo[], concurrency: number): Promise<Summary> {
+  /**
+   * Reconciles namespaces `concurrency` at a time, as they come (--once starts on the first page of the list), and
+   * adds up the outcomes. When the namespaces fail to arrive (the list failed), what is in flight finishes first.
+   */
+  async reconcileAll(
+    namespaces: Iterable<NamespaceInfo> | AsyncIterable<NamespaceInfo>,
+    concurrency: number,
+  ): Promise<Summary> {
     const summary = emptySummary();
-    const queue = namespaces.filter((namespace) => this.concerns(namespace));
+    const source =
+      Symbol.asyncIterator in namespaces ? namespaces[Symbol.asyncIterator]() : namespaces[Symbol.iterator]();
+    let failure: { error: unknown } | undefined;
     const worker = async (): Promise<void> => {
-      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
-        addResult(summary, await this.reconcileNamespace(next));
+      while (failure === undefined) {
+        let next: IteratorResult<NamespaceInfo>;
+        try {
+          // An async generator answers concurrent next() calls one after another, each with the next namespace.
+          next = await source.next();
+        } catch (error) {
+          failure ??= { error };
+          return;
+        }
+        if (next.done) return;
+        if (this.concerns(next.value)) addResult(summary, await this.reconcileNamespace(next.value));
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+    if (failure !== undefined) throw failure.error;
     return summary;
   }
 

@@ -6,7 +6,7 @@ import type { Config } from '../config/config.ts';
 import { SYNC_DEFAULTS } from '../constants.ts';
 import { retry } from '../k8s/backoff.ts';
 import { toKubeApiError } from '../k8s/errors.ts';
-import { listNamespaces, type NamespaceInfo } from '../k8s/namespace-watch.ts';
+import { type Attempt, eachNamespace, listNamespaces, type NamespaceInfo } from '../k8s/namespace-watch.ts';
 import type { RateLimit } from '../k8s/rate-limit.ts';
 import { listedSecretStore } from '../k8s/secret-watch.ts';
 import { secretStore } from '../k8s/secrets.ts';
@@ -31,17 +31,39 @@ export interface OnceOptions {
   readonly write: (text: string) => void;
 }
 
-/** Lists namespaces, retrying transient failures with the write backoff. */
-async function listWithRetries(cluster: SyncCluster, logger: Logger): Promise<readonly NamespaceInfo[]> {
-  const list = await retry(WRITE_BACKOFF, () => listNamespaces(cluster.clients.raw), {
-    decide: retryDecision,
-    onRetry: (error, attempt) =>
-      logger.warn(
-        { attempt, error: toKubeApiError(error, 'list namespaces').message },
-        'listing namespaces failed; retrying',
-      ),
-  });
-  return list.namespaces;
+/** Runs a list request, retrying transient failures with the write backoff. */
+function listRetries(logger: Logger): Attempt {
+  return (request) =>
+    retry(WRITE_BACKOFF, request, {
+      decide: retryDecision,
+      onRetry: (error, attempt) =>
+        logger.warn(
+          { attempt, error: toKubeApiError(error, 'list namespaces').message },
+          'listing namespaces failed; retrying',
+        ),
+    });
+}
+
+/** Every namespace once, as its page arrives: a restarted list (an expired continue token) repeats none. */
+async function* eachNamespaceOnce(cluster: SyncCluster, logger: Logger): AsyncGenerator<NamespaceInfo> {
+  const seen = new Set<string>();
+  for await (const namespace of eachNamespace(cluster.clients.raw, listRetries(logger))) {
+    if (seen.has(namespace.name)) continue;
+    seen.add(namespace.name);
+    yield namespace;
+  }
+}
+
+/** `source` with its first item asked for now (its first request goes out), for iterating later. */
+function startedNow<T>(source: AsyncIterator<T>): AsyncIterable<T> {
+  const first = source.next();
+  // Read when iterated; never iterated (a list of the Secrets failed first), its failure is nobody's news.
+  first.catch(() => undefined);
+  return {
+    async *[Symbol.asyncIterator]() {
+      for (let next = await first; next.done !== true; next = await source.next()) yield next.value;
+    },
+  };
 }
 
 /** Prints the manifests for every opted-in namespace of the cluster; exit code 0. */
@@ -50,7 +72,7 @@ export async function dryRun(options: OnceOptions & { output: OutputFormat }): P
   const cluster = connect(options.kubeconfig, options.env, options.kubeApi);
   let namespaces: string[];
   try {
-    const all = await listWithRetries(cluster, logger);
+    const { namespaces: all } = await listNamespaces(cluster.clients.raw, listRetries(logger));
     namespaces = all.filter((n) => !n.terminating && isOptedIn(n, config.optIn)).map((n) => n.name);
   } finally {
     await cluster.clients.close();
@@ -75,18 +97,24 @@ export async function once(options: OnceOptions): Promise<number> {
     // One list per configured name instead of a GET per Secret: a warm run at 10,000 namespaces is 40 requests.
     const { raw } = cluster.clients;
     const names = desired.map((secret) => secret.name);
-    // Neither list needs the other: listed side by side, the first write waits only for the longer one.
-    const [namespaces, store] = await Promise.all([
-      listWithRetries(cluster, logger),
-      retry(
-        WRITE_BACKOFF,
-        () =>
-          listedSecretStore(raw, names, secretStore(raw), (error) =>
-            logger.warn({ error }, 'cannot list the configured secrets by name; reading each one instead'),
+    // The namespaces are listed while the Secrets are (neither needs the other), and reconciled as their pages
+    // arrive: the first write waits for the Secrets' lists and one page of namespaces, not for every page.
+    const namespaces = startedNow(eachNamespaceOnce(cluster, logger));
+    const store = await retry(
+      WRITE_BACKOFF,
+      () =>
+        listedSecretStore(raw, names, secretStore(raw), (error) =>
+          logger.warn({ error }, 'cannot list the configured secrets by name; reading each one instead'),
+        ),
+      {
+        decide: retryDecision,
+        onRetry: (error, attempt) =>
+          logger.warn(
+            { attempt, error: toKubeApiError(error, 'list secrets').message },
+            'listing the configured secrets failed; retrying',
           ),
-        { decide: retryDecision },
-      ),
-    ]);
+      },
+    );
     const reconciler = new Reconciler({
       store,
       desired,
