@@ -16,7 +16,7 @@ const CONCURRENCY = 16;
 
 const pki = testPki();
 // At debug every review has a line (at info only warned ones do): the lines that fill the pipe and the buffer.
-const argv = [...serveArgv(writeServeFiles(pki, { dir: tempDir('serve') })), '--log-level', 'debug'];
+const argv = serveArgv(writeServeFiles(pki, { dir: tempDir('serve') }), { logLevel: 'debug' });
 const child = spawn(process.execPath, argv, {
   stdio: ['ignore', 'pipe', 'inherit'],
   env: { PATH: process.env['PATH'] ?? '' },

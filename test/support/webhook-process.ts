@@ -36,10 +36,16 @@ export function writeServeFiles(pki: TestPki, options: { config?: string; dir: s
   return files;
 }
 
-/** Arguments after `node` that run `serve` on free loopback ports with no drain delay. */
-export function serveArgv(files: ServeFiles, main: string = MAIN): string[] {
+/**
+ * Arguments after `node` that run `serve` on loopback: free ports and no drain delay unless given, and serve's own
+ * log level unless given.
+ */
+export function serveArgv(
+  files: Pick<ServeFiles, 'config' | 'certFile' | 'keyFile'>,
+  options: { port?: number; healthPort?: number; drainDelaySeconds?: number; logLevel?: string } = {},
+): string[] {
   return [
-    main,
+    MAIN,
     'serve',
     '--config',
     files.config,
@@ -50,11 +56,12 @@ export function serveArgv(files: ServeFiles, main: string = MAIN): string[] {
     '--host',
     '127.0.0.1',
     '--port',
-    '0',
+    String(options.port ?? 0),
     '--health-port',
-    '0',
+    String(options.healthPort ?? 0),
     '--drain-delay',
-    '0',
+    String(options.drainDelaySeconds ?? 0),
+    ...(options.logLevel === undefined ? [] : ['--log-level', options.logLevel]),
   ];
 }
 
@@ -100,26 +107,10 @@ export async function startWebhookProcess(options: WebhookProcessOptions): Promi
   const out = openSync(logFile, 'a');
   const child = spawn(
     process.execPath,
-    [
-      MAIN,
-      'serve',
-      '--config',
-      options.config,
-      '--tls-cert',
-      options.certFile,
-      '--tls-key',
-      options.keyFile,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(options.port ?? 0),
-      '--health-port',
-      String(options.healthPort ?? 0),
-      '--drain-delay',
-      String(options.drainDelaySeconds ?? 0),
-      '--log-level',
-      options.logLevel ?? 'debug',
-    ],
+    serveArgv(options, {
+      ...options,
+      logLevel: options.logLevel ?? 'debug',
+    }),
     { stdio: ['ignore', out, out], env: { PATH: process.env['PATH'] ?? '', ...options.env } },
   );
   closeSync(out);
