@@ -132,7 +132,8 @@ export async function once(options: OnceOptions): Promise<number> {
     options.write(`${formatSummary(summary, config.prune)}\n`);
     return summary.failed > 0 ? 1 : 0;
   } finally {
-    // Events never hold up the result: queued Normal ones are dropped, Warnings get a bounded wait (counted in a line).
+    // Events never hold up the result: held Normal ones go out only when the budget sends them all within a short
+    // grace, else are dropped; Warnings get a bounded wait (drops counted in a line).
     await recorder.shutdown(SHUTDOWN_EVENT_FLUSH_MS);
     await cluster.clients.close();
   }
