@@ -5,7 +5,7 @@
 //
 // It starts etcd + kube-apiserver on loopback, registers a recording webhook (the e2e tests'
 // review recorder) with the same rules and selectors as the real webhook, creates the pod of
-// bench/lib/typical-pod.ts as the ReplicaSet controller would (field manager
+// bench/lib/pods.ts as the ReplicaSet controller would (field manager
 // kube-controller-manager) in an opted-in namespace, and stops everything again.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { testPki } from '../test/support/certificates.ts';
 import { createNamespace, startControlPlane } from '../test/support/control-plane.ts';
 import { startReviewRecorder } from '../test/support/review-recorder.ts';
 import { webhookConfiguration } from '../test/support/webhook-configuration.ts';
-import { typicalPod } from './lib/typical-pod.ts';
+import { typicalPod } from './lib/pods.ts';
 
 export const TYPICAL_FIXTURE = join(import.meta.dirname, 'fixtures', 'typical-pod-create-review.json');
 const NAMESPACE = 'shop';

@@ -4,7 +4,8 @@
 // is written on exit) and prints self time by category and the hottest functions.
 //
 //   node bench/profile.ts [--duration S] [--connections N] [--webhook-main PATH] [--top N] [--floor]
-//                         [--body small|typical|large]
+//                         [--body small|typical|large] [--rate N]   (requests a second over all
+//                                                                 connections; unlimited without it)
 //   node bench/profile.ts --analyze FILE.cpuprofile      (only print the summary of a profile; the
 //                                                        load window is read from FILE.window.json)
 //
@@ -29,6 +30,7 @@ const { values: flags } = parseArgs({
     floor: { type: 'boolean', default: false },
     body: { type: 'string', default: 'typical' },
     analyze: { type: 'string' },
+    rate: { type: 'string' },
   },
 });
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
@@ -149,6 +151,7 @@ try {
       body,
       connections: Number(flags.connections),
       durationSeconds: Number(flags.duration),
+      ...(flags.rate === undefined ? {} : { overallRate: Number(flags.rate) }),
     });
     const to = monotonicMicros();
     await server.stop();

@@ -8,7 +8,7 @@
 //                     [--variant-args="ARGS"]   (after serve's own, e.g. "--log-level warn")
 //                     [--webhook-main PATH] [--skip-load] [--skip-control-plane]
 //                     [--scenarios small,typical,large,storm,rate]   (default: all of them)
-//                     [--cp-rounds N (default 8)] [--cp-seconds S] [--cp-rate N]
+//                     [--cp-rounds N (default 8)] [--cp-seconds S] [--cp-rate N] [--cp-pod small|typical]
 //                     [--quick] [--out FILE]
 //
 //   node bench/run.ts --skip-load        the control-plane phase alone (and the ready-time starts)
@@ -27,7 +27,13 @@ import { LOG_FLUSH_INTERVAL_MS } from '../src/process/log-destination.ts';
 import { testPki } from '../test/support/certificates.ts';
 import { toolPath } from '../test/support/control-plane.ts';
 import { BODY_NAMES, loadBodies, type BodyName } from './lib/bodies.ts';
-import { runControlPlanePhases, type ControlPlaneResult, type PhaseResult } from './lib/control-plane-phase.ts';
+import {
+  PHASE_PODS,
+  runControlPlanePhases,
+  type ControlPlaneResult,
+  type PhasePod,
+  type PhaseResult,
+} from './lib/control-plane-phase.ts';
 import { drive, type LoadResult } from './lib/load.ts';
 import {
   imageNodeArgs,
@@ -42,7 +48,6 @@ import {
   type ServerSpec,
 } from './lib/processes.ts';
 import { bucketQuantileBound, distribution, spread, type Distribution, type Spread } from './lib/stats.ts';
-import { typicalPod } from './lib/typical-pod.ts';
 import { loadConfig } from '../src/config/config.ts';
 import { decide } from '../src/mutation/decide.ts';
 
@@ -67,6 +72,8 @@ const { values: flags } = parseArgs({
     'cp-seconds': { type: 'string', default: '15' },
     'cp-warmup': { type: 'string', default: '2' },
     'cp-rate': { type: 'string', default: '100' },
+    // The small pod by default: see PhasePod.
+    'cp-pod': { type: 'string', default: 'small' },
     quick: { type: 'boolean', default: false },
     out: { type: 'string', default: join(ROOT, 'bench', 'results', 'latest.json') },
   },
@@ -88,6 +95,10 @@ if (!existsSync(webhookMain)) {
   process.exit(1);
 }
 if (!flags['skip-control-plane']) {
+  if (!Object.hasOwn(PHASE_PODS, flags['cp-pod'])) {
+    process.stderr.write(`--cp-pod ${flags['cp-pod']}: choose from ${Object.keys(PHASE_PODS).join(', ')}\n`);
+    process.exit(2);
+  }
   // Fail now rather than after the load scenarios: the last phase needs the control-plane binaries.
   try {
     toolPath('etcd');
@@ -396,11 +407,13 @@ let controlPlane: ControlPlaneResult | undefined;
 if (!flags['skip-control-plane']) {
   const cpSeconds = quick ? 3 : Number(flags['cp-seconds']);
   const cpRounds = quick ? 1 : Number(flags['cp-rounds']);
-  say(`\ncontrol plane: pod creates at ${flags['cp-rate']}/s, ${cpSeconds} s per phase × ${cpRounds} rounds`);
-  const decision = decide(typicalPod(), loadConfig(files.configFile).rules);
+  const pod = flags['cp-pod'] as PhasePod;
+  say(`\ncontrol plane: ${pod} pod creates at ${flags['cp-rate']}/s, ${cpSeconds} s per phase × ${cpRounds} rounds`);
+  const decision = decide(PHASE_PODS[pod](), loadConfig(files.configFile).rules);
   if (decision.kind !== 'patched')
     throw new Error(`the webhook would not patch the control-plane phase's pod (${decision.kind})`);
   controlPlane = await runControlPlanePhases({
+    pod,
     ratePerSecond: Number(flags['cp-rate']),
     phaseSeconds: cpSeconds,
     warmupSeconds: quick ? 1 : Number(flags['cp-warmup']),
@@ -605,7 +618,7 @@ if (controlPlane) {
   apiserverComparison = { ...apiserverObserved, hasFloor: floorP.length > 0 };
   const table = (observer: string, c: typeof clientObserved): void => {
     say(
-      `\ncontrol plane: ${controlPlane?.ratePerSecond} pod creates/s (typical pod), ` +
+      `\ncontrol plane: ${controlPlane?.ratePerSecond} pod creates/s (${controlPlane?.pod} pod), ` +
         `${controlPlane?.phaseSeconds} s per phase, ${observer}; median over rounds (range):`,
     );
     say('| | p50 ms | p99 ms |');
@@ -648,6 +661,16 @@ if (controlPlane) {
       `${fmtSpread(summary.machineBusyWithout, pct)} without, ` +
       `${fmtSpread(summary.machineBusyWith, pct)} with the webhook; ` +
       `the webhook used ${fmtSpread(summary.webhookCpuMicrosPerReview, (v) => v.toFixed(0))} µs of CPU per review`,
+  );
+  const cores = (list: readonly PhaseResult[], who: keyof PhaseResult['cores']): string =>
+    fmtSpread(spread(list.map((p) => p.cores[who] ?? Number.NaN)), (v) => v.toFixed(2));
+  const coresOf = (list: readonly PhaseResult[], server?: string): string =>
+    `apiserver ${cores(list, 'apiserver')}, etcd ${cores(list, 'etcd')}, driver ${cores(list, 'driver')}` +
+    (server ? `, ${server} ${cores(list, 'server')}` : '');
+  say(
+    `cores busy (of ${cpus().length}; medians): without ${coresOf(withoutP)}; ` +
+      `with the webhook ${coresOf(withP, 'webhook')}` +
+      (floorP.length > 0 ? `; with the floor ${coresOf(floorP, 'floor')}` : ''),
   );
 }
 
@@ -763,7 +786,9 @@ const result = {
     quick,
     servers: specs,
   },
-  webhookLog: 'pino JSON at level info, one line per review, stdout redirected to a file',
+  webhookLog:
+    'pino JSON to a file: at info (no line for a patched pod) in the keep-alive scenarios, ' +
+    'at debug (a line per review) in the fixed-rate scenario and the control-plane phase',
   bodies: Object.fromEntries(BODY_NAMES.map((name) => [name, bodies[name].length])),
   answers,
   readyMs: Object.fromEntries(specs.map((spec) => [spec.name, spread(readyMs.get(spec.name) ?? [])])),

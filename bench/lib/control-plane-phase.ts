@@ -15,22 +15,43 @@ import { join } from 'node:path';
 import { Agent, request } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AdmissionregistrationV1Api, CoreV1Api, type V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  type V1MutatingWebhookConfiguration,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import { loadConfig } from '../../src/config/config.ts';
 import { LOG_FLUSH_INTERVAL_MS } from '../../src/process/log-destination.ts';
 import { INJECT_ENABLED, INJECT_LABEL, MUTATE_PATH } from '../../src/constants.ts';
 import { createNamespace, startControlPlane } from '../../test/support/control-plane.ts';
 import { findObject, renderChart } from '../../test/support/helm.ts';
-import { readFrom, startServer, type ServerFiles, type ServerProcess, type ServerSpec } from './processes.ts';
+import {
+  processCpuSeconds,
+  readFrom,
+  startServer,
+  type ServerFiles,
+  type ServerProcess,
+  type ServerSpec,
+} from './processes.ts';
 import { distribution, type Distribution } from './stats.ts';
-import { typicalPod } from './typical-pod.ts';
+import { smallPod, typicalPod } from './pods.ts';
 
 const NAMESPACE = 'bench';
 const CONFIGURATION = 'acr-pull-webhook-bench';
 const WEBHOOK_NAME = 'pods.acr-pull-webhook.io';
 const WEBHOOK_METRIC = 'apiserver_admission_webhook_admission_duration_seconds';
 
+/**
+ * Which pod the phase creates. At 100/s the typical pod (20 KB) alone keeps the apiserver at a whole core
+ * of this 2-core machine (its managed fields, JSON and GC: about 10 ms of CPU a create) and the machine
+ * at 100 % with any server registered, where latency is queueing; the small pod leaves it half idle.
+ */
+export type PhasePod = 'small' | 'typical';
+export const PHASE_PODS: Record<PhasePod, () => V1Pod> = { small: smallPod, typical: typicalPod };
+
 export interface ControlPlaneOptions {
+  readonly pod: PhasePod;
   readonly ratePerSecond: number;
   readonly phaseSeconds: number;
   readonly warmupSeconds: number;
@@ -54,6 +75,8 @@ export interface PhaseResult {
   readonly maxStartLagMs: number;
   /** Share of the machine's CPU time (all cores) that was busy during the phase, from /proc/stat. */
   readonly machineBusy: number;
+  /** Cores each process kept busy during the phase, on average: where the machine's CPU went. */
+  readonly cores: ProcessCores;
   readonly latencyMs: Distribution;
   /** The apiserver's own latency for the same creates, from its audit log. */
   readonly apiserverLatencyMs: Distribution;
@@ -75,6 +98,15 @@ function cpuJiffies(): { busy: number; total: number } {
   return { busy: total - idle, total };
 }
 
+export interface ProcessCores {
+  readonly apiserver: number;
+  readonly etcd: number;
+  /** This process: the pod creates, their TLS and the parsing of their answers. */
+  readonly driver: number;
+  /** "with" and "floor": the registered server. */
+  readonly server?: number;
+}
+
 export interface WebhookHistogram {
   readonly count: number;
   readonly meanMs: number;
@@ -85,6 +117,7 @@ export interface WebhookHistogram {
 export type Phase = 'without' | 'floor' | 'with';
 
 export interface ControlPlaneResult {
+  readonly pod: PhasePod;
   readonly ratePerSecond: number;
   readonly phaseSeconds: number;
   readonly phases: readonly PhaseResult[];
@@ -270,7 +303,7 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
         req.end(body);
       });
 
-    const podBody = JSON.stringify(typicalPod());
+    const podBody = JSON.stringify(PHASE_PODS[options.pod]());
     const createPath = `/api/v1/namespaces/${NAMESPACE}/pods?fieldManager=kube-controller-manager`;
 
     /** Creates pods at the rate for `seconds`; returns per-create latencies and outcomes. */
@@ -377,12 +410,30 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
         const target = targets[phase];
         await target?.eventLoop(); // resets its event-loop monitor
         const targetCpuBefore = target?.cpuSeconds() ?? 0;
+        const pids = controlPlane.pids();
+        const processCpu = (): { apiserver: number; etcd: number; driver: number } => {
+          const own = process.cpuUsage();
+          return {
+            apiserver: processCpuSeconds(pids.apiserver),
+            etcd: processCpuSeconds(pids.etcd),
+            driver: (own.user + own.system) / 1e6,
+          };
+        };
+        const processCpuBefore = processCpu();
         // Events of this window are written after this point; earlier ones are skipped by time.
         const auditOffset = existsSync(auditLog) ? statSync(auditLog).size : 0;
         const windowStart = Date.now();
         const run = await drive(options.phaseSeconds);
         const windowEnd = Date.now();
         const targetCpu = (target?.cpuSeconds() ?? 0) - targetCpuBefore;
+        const processCpuAfter = processCpu();
+        const windowSeconds = (windowEnd - windowStart) / 1000;
+        const cores: ProcessCores = {
+          apiserver: (processCpuAfter.apiserver - processCpuBefore.apiserver) / windowSeconds,
+          etcd: (processCpuAfter.etcd - processCpuBefore.etcd) / windowSeconds,
+          driver: (processCpuAfter.driver - processCpuBefore.driver) / windowSeconds,
+          ...(target ? { server: targetCpu / windowSeconds } : {}),
+        };
         const targetEventLoop = await target?.eventLoop();
         const cpuAfter = cpuJiffies();
         const after = parseWebhookHistogram((await call('GET', '/metrics')).text);
@@ -420,6 +471,7 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
           unpatched: run.unpatched,
           maxStartLagMs: run.maxStartLagMs,
           machineBusy: (cpuAfter.busy - cpuBefore.busy) / (cpuAfter.total - cpuBefore.total),
+          cores,
           latencyMs: distribution(run.latencies),
           apiserverLatencyMs: distribution(apiserverLatencies),
           ...extra,
@@ -427,7 +479,7 @@ export async function runControlPlanePhases(options: ControlPlaneOptions): Promi
       }
     }
     agent.destroy();
-    return { ratePerSecond: options.ratePerSecond, phaseSeconds: options.phaseSeconds, phases };
+    return { pod: options.pod, ratePerSecond: options.ratePerSecond, phaseSeconds: options.phaseSeconds, phases };
   } finally {
     await floor?.stop();
     await webhook.stop();

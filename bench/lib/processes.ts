@@ -143,6 +143,16 @@ export function prometheusValue(text: string, name: string): number {
 }
 
 const CLOCK_TICKS = 100;
+
+/** CPU time used so far by all of a process's threads (user + system), seconds. */
+export function processCpuSeconds(pid: number): number {
+  // Fields 14 and 15 of /proc/<pid>/stat, in clock ticks (USER_HZ, 100 on Linux); the command
+  // name (field 2) is parenthesised and may hold spaces, so count from its closing parenthesis.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
 let sequence = 0;
 
 export async function startServer(spec: ServerSpec, files: ServerFiles): Promise<ServerProcess> {
@@ -240,13 +250,7 @@ export async function startServer(spec: ServerSpec, files: ServerFiles): Promise
         file: procStatusBytes(status, 'RssFile'),
       };
     },
-    cpuSeconds() {
-      // Fields 14 and 15 of /proc/<pid>/stat, in clock ticks (USER_HZ, 100 on Linux); the command
-      // name (field 2) is parenthesised and may hold spaces, so count from its closing parenthesis.
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    },
+    cpuSeconds: () => processCpuSeconds(pid),
     async eventLoop() {
       if (spec.kind === 'floor') return JSON.parse(await get('/eventloop')) as EventLoopDelay;
       const text = await get('/metrics');

@@ -56,6 +56,8 @@ export interface ControlPlane {
   kubeConfig: KubeConfig;
   /** http://127.0.0.1:PORT */
   etcdUrl: string;
+  /** Process ids of etcd and the kube-apiserver running now (a restart changes the latter). */
+  pids(): { etcd: number; apiserver: number };
   /** Stops kube-apiserver and starts it again on the same port and etcd; resolves once ready. */
   restartApiserver(): Promise<void>;
   /** Stops both processes and removes dir. Idempotent. */
@@ -198,6 +200,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       caPem: pki.caPem,
       kubeConfig,
       etcdUrl,
+      pids: () => ({ etcd: etcd.child.pid ?? 0, apiserver: state.apiserver?.child.pid ?? 0 }),
       restartApiserver: async () => {
         if (stopping !== undefined) throw new Error('restartApiserver() after stop()');
         // Concurrent callers share one restart rather than racing for the port.

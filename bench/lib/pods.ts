@@ -1,8 +1,9 @@
-// The "typical pod" of the benchmark: what a ReplicaSet creates for a web service with a service
-// mesh and a log shipper: two init containers, the app and two sidecars, probes, resources, env,
-// mounts, affinity, tolerations and spread constraints. capture-fixtures.ts creates it on a real
-// apiserver to capture the AdmissionReview the webhook receives; the control-plane phase of
-// run.ts creates it at a steady rate.
+// The benchmark's pods. The "typical pod": what a ReplicaSet creates for a web service with a
+// service mesh and a log shipper: two init containers, the app and two sidecars, probes, resources,
+// env, mounts, affinity, tolerations and spread constraints. capture-fixtures.ts creates it on a real
+// apiserver to capture the AdmissionReview the webhook receives. The "small pod": the containers of
+// the small review (test/fixtures/apiserver-pod-create-review.json), one init container and one app.
+// The control-plane phase of run.ts creates either at a steady rate.
 import type { V1Pod } from '@kubernetes/client-node';
 
 const appLabels = { app: 'checkout', 'app.kubernetes.io/name': 'checkout', 'app.kubernetes.io/part-of': 'shop' };
@@ -267,6 +268,18 @@ export function typicalPod(): V1Pod {
           labelSelector: { matchLabels: { app: 'checkout' } },
         },
       ],
+    },
+  };
+}
+
+export function smallPod(): V1Pod {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { generateName: 'small-' },
+    spec: {
+      initContainers: [{ name: 'i0', image: 'contoso.azurecr.cn/init:1' }],
+      containers: [{ name: 'c0', image: 'myregistry.azurecr.io/team/app:v1' }],
     },
   };
 }
